@@ -1,0 +1,126 @@
+"""Find and load a BERT-family checkpoint: a local folder, or a hub id when the network allows it."""
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mbert_edge.errors import ExportError
+
+from .tasks import ARCHITECTURE_TASKS, POOLING_MODES, SUPPORTED_MODEL_TYPES, TASKS, TaskSpec
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint folder with its parsed config and the task chosen for export."""
+
+    path: Path
+    config: Any  # transformers.PretrainedConfig
+    task: TaskSpec
+    pooling: str | None
+
+    @property
+    def architecture(self) -> str:
+        return (getattr(self.config, "architectures", None) or ["?"])[0]
+
+
+def resolve_path(model: str) -> Path:
+    """A local folder as is; a hub id through the local cache or the network, else one clear error."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise ExportError(f"{model} is a file; pass the checkpoint folder that holds config.json")
+    if not HUB_ID.match(model) or model.startswith("."):
+        raise ExportError(f"checkpoint folder {model} does not exist; pass a folder with config.json and weights")
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(model, allow_patterns=["*.json", "*.txt", "*.safetensors", "*.bin"]))
+    except Exception as exc:  # offline, unknown id, gated: all end the same way for the user
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ExportError(
+            f"'{model}' is not a local folder and could not be fetched from the Hugging Face hub ({reason[:120]}); "
+            "download the checkpoint elsewhere and pass its local folder"
+        ) from exc
+
+
+def _pooling_mode(path: Path) -> str:
+    """Pooling of a sentence-transformers folder (its Pooling module's config), mean by default."""
+    pooling_dir = "1_Pooling"
+    modules = path / "modules.json"
+    if modules.is_file():
+        for module in json.loads(modules.read_text(encoding="utf-8")):
+            if module.get("type", "").endswith("Pooling"):
+                pooling_dir = module.get("path", pooling_dir)
+    config_file = path / pooling_dir / "config.json"
+    if not config_file.is_file():
+        return "mean"
+    config = json.loads(config_file.read_text(encoding="utf-8"))
+    for mode in POOLING_MODES:
+        key = "pooling_mode_cls_token" if mode == "cls" else f"pooling_mode_{mode}_tokens"
+        if config.get(key):
+            return mode
+    raise ExportError(f"{config_file}: only {', '.join(POOLING_MODES)} pooling is supported")
+
+
+def inspect(model: str, task: str = "auto") -> Checkpoint:
+    """Read the checkpoint's config, check it is a BERT-family encoder and settle the task."""
+    from transformers import AutoConfig
+
+    path = resolve_path(model)
+    if not (path / "config.json").is_file():
+        raise ExportError(f"{path} has no config.json; pass a Hugging Face checkpoint folder")
+    try:
+        config = AutoConfig.from_pretrained(path)
+    except Exception as exc:
+        raise ExportError(f"{path / 'config.json'} could not be read ({exc})") from exc
+    architectures = getattr(config, "architectures", None) or []
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        found = architectures[0] if architectures else config.model_type
+        raise ExportError(
+            f"{path} is a {found} (model_type '{config.model_type}'); mbert-edge exports BERT-family encoders "
+            f"(model_type 'bert': {', '.join(ARCHITECTURE_TASKS)})"
+        )
+    if task == "auto":
+        known = [ARCHITECTURE_TASKS[a] for a in architectures if a in ARCHITECTURE_TASKS]
+        if not known:
+            raise ExportError(
+                f"cannot pick a task for architecture {architectures or 'unknown'}; pass --task "
+                f"({', '.join(TASKS)})"
+            )
+        task = known[0]
+    if task not in TASKS:
+        raise ExportError(f"unknown task '{task}'; choose one of auto, {', '.join(TASKS)}")
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise ExportError(f"{path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); pass a complete checkpoint folder")
+    pooling = _pooling_mode(path) if task == "feature-extraction" else None
+    return Checkpoint(path, config, TASKS[task], pooling)
+
+
+def load_model(checkpoint: Checkpoint, labels: list[str] | None = None) -> Any:
+    """The PyTorch model with its task head, in eval mode, with eager attention (fusable by ONNX Runtime)."""
+    import transformers
+
+    if not any((checkpoint.path / n).is_file() for n in WEIGHT_FILES[:2]):
+        warnings.warn(
+            f"{checkpoint.path} has only pickle weights (pytorch_model.bin): load only checkpoints you trust, "
+            "and prefer safetensors",
+            stacklevel=2,
+        )
+    extra: dict[str, Any] = {}
+    if labels:
+        extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
+                 "label2id": {label: i for i, label in enumerate(labels)}}
+    head_class = getattr(transformers, checkpoint.task.head_class)
+    try:
+        model = head_class.from_pretrained(checkpoint.path, attn_implementation="eager", **extra)
+    except Exception as exc:
+        raise ExportError(f"could not load {checkpoint.path} as {checkpoint.task.head_class}: {exc}") from exc
+    return model.eval()

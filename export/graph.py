@@ -1,0 +1,63 @@
+"""Trace a BERT model with its task head (and, for embeddings, pooling + L2 norm) to ONNX."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import Checkpoint
+from .tasks import INPUT_AXES
+
+
+def graph_inputs(config: Any) -> list[str]:
+    """`token_type_ids` only for models with more than one segment type."""
+    names = ["input_ids", "attention_mask"]
+    return names + ["token_type_ids"] if getattr(config, "type_vocab_size", 0) > 1 else names
+
+
+class ExportWrapper(torch.nn.Module):
+    """The exported function: positional inputs in `graph_inputs` order, one output tensor."""
+
+    def __init__(self, model: torch.nn.Module, checkpoint: Checkpoint, input_names: list[str]) -> None:
+        super().__init__()
+        self.model = model
+        self.pooling = checkpoint.pooling
+        self.input_names = input_names
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        kwargs = dict(zip(self.input_names, inputs))
+        output = self.model(**kwargs)
+        if self.pooling is None:
+            return output.logits
+        hidden = output.last_hidden_state
+        mask = kwargs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        elif self.pooling == "max":
+            pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
+        else:
+            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+        return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+
+def export_onnx(wrapper: ExportWrapper, checkpoint: Checkpoint, path: Path, opset: int) -> None:
+    """TorchScript export (dynamo=False): the graph ONNX Runtime's BERT optimizer fuses fully."""
+    spec = checkpoint.task
+    sample = tuple(torch.ones((2, 8), dtype=torch.long) for _ in wrapper.input_names)
+    axes = {name: INPUT_AXES for name in wrapper.input_names}
+    axes[spec.output_name] = spec.output_axes
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about python control flow in transformers
+        torch.onnx.export(
+            wrapper,
+            sample,
+            str(path),
+            input_names=wrapper.input_names,
+            output_names=[spec.output_name],
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )

@@ -1,0 +1,138 @@
+"""`mbert-edge export`: checkpoint -> ONNX + tokenizer -> parity proof -> bundle, written atomically."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from mbert_edge.bundle import FORMAT_VERSION, MANIFEST_NAME, TOKENIZER_NAME, Bundle, file_record, sha256_file, write_json_atomic
+from mbert_edge.errors import ExportError
+from mbert_edge.progress import Progress
+from mbert_edge.textdata import TextSet, builtin_sample, load_textset
+
+from .checkpoint import inspect, load_model
+from .graph import ExportWrapper, export_onnx, graph_inputs
+from .parity import parity_report
+from .tokenizer import build_tokenizer
+
+MODEL_FILE = "model.onnx"
+VERSIONED = ("mbert-edge", "torch", "transformers", "onnx", "onnxruntime", "tokenizers", "numpy")
+
+
+def library_versions() -> dict[str, str]:
+    return {name: version(name) for name in VERSIONED}
+
+
+def parity_texts(data: str | Path | None) -> TextSet:
+    """The built-in multilingual sample, plus the user's `--data` when given."""
+    sample = builtin_sample()
+    if data is None:
+        return sample
+    extra = load_textset(data)
+    return TextSet({**sample.texts, **{f"data:{k}": v for k, v in extra.texts.items()}})
+
+
+def _max_length(requested: int | None, config: Any, tokenizer_max: int | None) -> int:
+    limit = config.max_position_embeddings
+    if requested is not None:
+        if not 2 <= requested <= limit:
+            raise ExportError(f"--max-length {requested} is outside 2..{limit} (the model's position embeddings)")
+        return requested
+    return min(limit, tokenizer_max or limit)
+
+
+def _replace_dir(staging: Path, output: Path, force: bool) -> None:
+    """Move the finished bundle into place; an existing non-empty folder is replaced only with force."""
+    if output.exists() and any(output.iterdir()):
+        if not force:
+            raise ExportError(f"{output} exists and is not empty; choose another folder or pass --force")
+        trash = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old-"))
+        output.rename(trash / output.name)
+        staging.rename(output)
+        shutil.rmtree(trash)
+    else:
+        if output.exists():
+            output.rmdir()
+        staging.rename(output)
+
+
+def export_bundle(
+    model: str,
+    output_dir: str | Path,
+    task: str = "auto",
+    max_length: int | None = None,
+    opset: int = 17,
+    atol: float = 1e-4,
+    data: str | Path | None = None,
+    labels: list[str] | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> Bundle:
+    """Export `model` (local checkpoint folder or hub id) with its task head into a bundle at `output_dir`.
+
+    Fails with ExportError, leaving nothing at `output_dir`, when the ONNX outputs differ from PyTorch's
+    by more than `atol` on any language of the parity text.
+    """
+    progress = progress or Progress(enabled=False)
+    output = Path(output_dir).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.exists() and any(output.iterdir()) and not force:
+        raise ExportError(f"{output} exists and is not empty; choose another folder or pass --force")
+    texts = parity_texts(data)
+    checkpoint = inspect(model, task)
+    tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path)
+    length = _max_length(max_length, checkpoint.config, tokenizer_max)
+    with progress.step(f"loading {checkpoint.path.name} as {checkpoint.task.head_class}"):
+        torch_model = load_model(checkpoint, labels)
+    input_names = graph_inputs(torch_model.config)
+    wrapper = ExportWrapper(torch_model, checkpoint, input_names).eval()
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
+    try:
+        tokenizer.save(str(staging / TOKENIZER_NAME))
+        with progress.step(f"tracing to ONNX (opset {opset})"):
+            export_onnx(wrapper, checkpoint, staging / MODEL_FILE, opset)
+        with progress.bar("validating against PyTorch", len(texts)) as advance:
+            parity = parity_report(wrapper, staging / MODEL_FILE, tokenizer, special["pad"], length, texts,
+                                   advance=advance)
+        if not parity["max_abs_diff"] <= atol:
+            worst = max(parity["languages"].items(), key=lambda kv: kv[1]["max_abs_diff"])
+            raise ExportError(
+                f"ONNX output differs from PyTorch by {parity['max_abs_diff']:.3g} (> --atol {atol:g}; worst "
+                f"language {worst[0]}); nothing was written. Check the checkpoint, or raise --atol if this is expected"
+            )
+        config = torch_model.config
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "task": checkpoint.task.name,
+            "labels": {str(i): config.id2label[i] for i in range(config.num_labels)}
+            if checkpoint.task.name != "feature-extraction" else None,
+            "problem_type": getattr(config, "problem_type", None),
+            "max_length": length,
+            "inputs": input_names,
+            "outputs": [checkpoint.task.output_name],
+            "pooling": {"mode": checkpoint.pooling, "normalize": True} if checkpoint.pooling else None,
+            "special_tokens": special,
+            "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
+            "embedding_rows": config.vocab_size,
+            "hidden_size": config.hidden_size,
+            "num_attention_heads": config.num_attention_heads,
+            "num_hidden_layers": config.num_hidden_layers,
+            "models": {"fp32": MODEL_FILE},
+            "source": {
+                "model": model,
+                "path": str(checkpoint.path),
+                "architecture": checkpoint.architecture,
+                "config_sha256": sha256_file(checkpoint.path / "config.json"),
+            },
+            "versions": library_versions(),
+            "export": {"opset": opset, "atol": atol, "parity": parity},
+            "files": {name: file_record(staging / name) for name in (MODEL_FILE, TOKENIZER_NAME)},
+        }
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
+        _replace_dir(staging, output, force)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Bundle.open(output)

@@ -1,0 +1,64 @@
+"""The bundle's `tokenizer.json`: the checkpoint's fast tokenizer with its own padding and truncation
+cleared (the runtime sets both), or one built from `vocab.txt` with the checkpoint's normalisation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tokenizers import Tokenizer
+from tokenizers.implementations import BertWordPieceTokenizer
+
+from mbert_edge.errors import ExportError
+
+SPECIAL_DEFAULTS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]"}
+
+
+def _tokenizer_config(path: Path) -> dict[str, Any]:
+    file = path / "tokenizer_config.json"
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+
+
+def _from_vocab(vocab: Path, config: dict[str, Any]) -> Tokenizer:
+    """WordPiece from vocab.txt with BertTokenizer's rules and defaults: lower-casing (default on),
+    accent stripping (default: follow lower-casing), Chinese character splitting (default on)."""
+    lowercase = config.get("do_lower_case", True)
+    built = BertWordPieceTokenizer(
+        str(vocab),
+        clean_text=True,
+        handle_chinese_chars=config.get("tokenize_chinese_chars", True),
+        strip_accents=config.get("strip_accents"),
+        lowercase=lowercase,
+        unk_token=_token(config, "unk"),
+        sep_token=_token(config, "sep"),
+        cls_token=_token(config, "cls"),
+        pad_token=_token(config, "pad"),
+    )
+    return Tokenizer.from_str(built.to_str())
+
+
+def _token(config: dict[str, Any], role: str) -> str:
+    value = config.get(f"{role}_token", SPECIAL_DEFAULTS[role])
+    return value["content"] if isinstance(value, dict) else value
+
+
+def build_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, dict[str, Any]], int | None]:
+    """(tokenizer without padding/truncation, special tokens with ids, the checkpoint's model_max_length)."""
+    config = _tokenizer_config(path)
+    if (path / "tokenizer.json").is_file():
+        tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    elif (path / "vocab.txt").is_file():
+        tokenizer = _from_vocab(path / "vocab.txt", config)
+    else:
+        raise ExportError(f"{path} has neither tokenizer.json nor vocab.txt; add the checkpoint's tokenizer files")
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    special = {}
+    for role in SPECIAL_DEFAULTS:
+        token = _token(config, role)
+        token_id = tokenizer.token_to_id(token)
+        if token_id is None:
+            raise ExportError(f"the tokenizer in {path} has no {role} token {token!r}; fix tokenizer_config.json")
+        special[role] = {"token": token, "id": token_id}
+    max_length = config.get("model_max_length")
+    return tokenizer, special, int(max_length) if isinstance(max_length, (int, float)) and max_length < 1e6 else None

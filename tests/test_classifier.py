@@ -1,0 +1,87 @@
+"""The runtime Classifier against PyTorch, its API conventions, and its torch-free import."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mbert_edge import BundleError, Classifier
+from mbert_edge.textdata import builtin_sample
+
+SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
+
+
+def torch_probabilities(checkpoint, texts):
+    import torch
+    from transformers import BertForSequenceClassification, BertTokenizer
+
+    tokenizer = BertTokenizer(str(checkpoint / "vocab.txt"), do_lower_case=False)
+    model = BertForSequenceClassification.from_pretrained(checkpoint, attn_implementation="eager").eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.inference_mode():
+        return torch.softmax(model(**batch).logits, dim=-1).numpy()
+
+
+def test_agrees_with_pytorch(seqcls_bundle, seqcls_checkpoint):
+    expected = torch_probabilities(seqcls_checkpoint, SENTENCES)
+    clf = Classifier(seqcls_bundle)
+    probabilities = clf.predict_proba(SENTENCES, batch_size=7)
+    assert np.abs(probabilities - expected).max() <= 1e-4
+    labels = [p["label"] for p in clf.predict(SENTENCES)]
+    assert labels == [clf.labels[i] for i in expected.argmax(axis=1)]
+
+
+def test_pipeline_conventions(seqcls_bundle):
+    clf = Classifier.from_bundle(seqcls_bundle)
+    single = clf.predict("Hallo Welt")
+    assert set(single) == {"label", "score"} and single["label"] in clf.labels
+    ranked = clf.predict(["Hallo Welt", "Привет"], top_k=2)
+    assert [len(r) for r in ranked] == [2, 2]
+    assert ranked[0][0]["score"] >= ranked[0][1]["score"]
+    every = clf.predict("Hallo", top_k=None)
+    assert sorted(r["label"] for r in every) == sorted(clf.labels)
+    assert abs(sum(r["score"] for r in every) - 1) < 1e-5
+    assert clf.predict([]) == []
+    assert clf.predict_proba("Hallo").shape == (3,)
+
+
+@pytest.mark.parametrize("bad, where", [(None, "NoneType"), ([b"bytes"], "texts[0]"), (["ok", 3], "texts[1]"),
+                                         ([["nested"]], "texts[0]")])
+def test_bad_input_types(seqcls_bundle, bad, where):
+    with pytest.raises(TypeError, match=where.replace("[", r"\[").replace("]", r"\]")):
+        Classifier(seqcls_bundle).predict(bad)
+
+
+def test_wrong_task_is_refused(encoder_bundle):
+    with pytest.raises(BundleError, match="feature-extraction bundle"):
+        Classifier(encoder_bundle)
+
+
+def test_missing_int8_is_explained(seqcls_bundle):
+    with pytest.raises(BundleError, match="no int8 model"):
+        Classifier(seqcls_bundle, precision="int8")
+
+
+def test_corrupt_model_is_detected(tmp_path, seqcls_bundle):
+    copy = shutil.copytree(seqcls_bundle, tmp_path / "b")
+    with open(copy / "model.onnx", "r+b") as fh:
+        fh.seek(100)
+        fh.write(b"\x00\x01\x02")
+    with pytest.raises(BundleError, match="sha256"):
+        Classifier(copy)
+
+
+def test_runtime_does_not_import_torch(seqcls_bundle):
+    code = (
+        "import sys, mbert_edge\n"
+        f"c = mbert_edge.Classifier({str(seqcls_bundle)!r})\n"
+        "print(c.predict('Bonjour'))\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'onnx') if m in sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "label" in result.stdout

@@ -1,0 +1,85 @@
+"""The command line as a user meets it: real processes, exit codes, one-line errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_export_missing_folder(tmp_path):
+    result = run_cli("export", str(tmp_path / "nope"), str(tmp_path / "out"))
+    assert_one_line_error(result, "does not exist")
+
+
+def test_export_non_bert(tmp_path):
+    folder = tmp_path / "roberta"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "roberta", "architectures": ["RobertaModel"]}))
+    result = run_cli("export", str(folder), str(tmp_path / "out"))
+    assert_one_line_error(result, "RobertaModel", "model_type 'roberta'", "BERT-family")
+
+
+def test_export_hub_id_offline(tmp_path):
+    result = run_cli("export", "bert-base-multilingual-cased", str(tmp_path / "out"), env={"HF_HUB_OFFLINE": "1"})
+    assert_one_line_error(result, "bert-base-multilingual-cased", "local folder")
+
+
+def test_export_task_without_head_mapping(tmp_path, encoder_checkpoint):
+    config = json.loads((encoder_checkpoint / "config.json").read_text())
+    folder = tmp_path / "mlm"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    result = run_cli("export", str(folder), str(tmp_path / "out"))
+    assert_one_line_error(result, "BertForMaskedLM", "--task")
+
+
+def test_export_cli_end_to_end(tmp_path, seqcls_checkpoint):
+    result = run_cli("export", str(seqcls_checkpoint), str(tmp_path / "b"))
+    assert result.returncode == 0, result.stderr
+    assert "exported sequence-classification bundle" in result.stdout
+    assert "validating against PyTorch" in result.stderr
+
+
+def test_predict_arguments_file_and_stdin(tmp_path, seqcls_bundle):
+    by_args = run_cli("predict", str(seqcls_bundle), "Guten Morgen", "صباح الخير")
+    assert by_args.returncode == 0, by_args.stderr
+    rows = [json.loads(line) for line in by_args.stdout.splitlines()]
+    assert len(rows) == 2 and all(set(r) == {"label", "score"} for r in rows)
+    texts = tmp_path / "in.txt"
+    texts.write_text("Guten Morgen\nصباح الخير\n", encoding="utf-8")
+    by_file = run_cli("predict", str(seqcls_bundle), "--input", str(texts))
+    by_stdin = run_cli("predict", str(seqcls_bundle), "--input", "-", "--top-k", "2", stdin="Guten Morgen\n")
+    assert by_file.stdout == by_args.stdout
+    assert len(json.loads(by_stdin.stdout)) == 2
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("predict", "{missing}", "hi"), "does not exist"),
+    (("predict", "{bundle}", "--input", "{missing}"), "cannot read --input"),
+    (("predict", "{encoder}", "hi"), "feature-extraction bundle"),
+    (("info", "{missing}"), "does not exist"),
+    (("quantize", "{bundle}"), "not implemented"),
+])
+def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, fragment):
+    values = {"missing": str(tmp_path / "missing"), "bundle": str(seqcls_bundle), "encoder": str(encoder_bundle)}
+    assert_one_line_error(run_cli(*(a.format(**values) for a in args)), fragment)
+
+
+def test_info(seqcls_bundle):
+    result = run_cli("info", str(seqcls_bundle))
+    assert result.returncode == 0, result.stderr
+    assert "sequence-classification" in result.stdout and "0=negative" in result.stdout
+    assert "parity" in result.stdout and "tha" in result.stdout
+    raw = run_cli("info", str(seqcls_bundle), "--json")
+    assert json.loads(raw.stdout)["task"] == "sequence-classification"

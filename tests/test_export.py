@@ -1,0 +1,95 @@
+"""Export: ONNX graph + tokenizer + manifest, parity with PyTorch, atomic writes."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from mbert_edge.bundle import MANIFEST_NAME, sha256_file
+from mbert_edge.errors import ExportError
+from mbert_edge.export import export_bundle
+from mbert_edge.textdata import builtin_sample
+
+
+def test_builtin_sample_is_multilingual():
+    sample = builtin_sample()
+    assert len(sample) >= 40 and len(sample.texts) >= 10
+    assert {"rus", "ell", "ara", "heb", "hin", "cmn", "kor", "tha"} <= set(sample.texts)
+
+
+def test_sequence_classification_bundle(seqcls_bundle):
+    manifest = json.loads((seqcls_bundle / MANIFEST_NAME).read_text())
+    assert manifest["task"] == "sequence-classification"
+    assert manifest["labels"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    assert manifest["inputs"] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert manifest["max_length"] == 128
+    parity = manifest["export"]["parity"]
+    assert 0 <= parity["max_abs_diff"] <= 1e-4
+    assert set(parity["languages"]) == set(builtin_sample().texts)
+    for name, record in manifest["files"].items():
+        assert sha256_file(seqcls_bundle / name) == record["sha256"]
+    assert {"torch", "transformers", "onnxruntime", "tokenizers"} <= set(manifest["versions"])
+    tokenizer = json.loads((seqcls_bundle / "tokenizer.json").read_text())
+    assert tokenizer["padding"] is None and tokenizer["truncation"] is None
+
+
+def test_graph_has_dynamic_batch_and_sequence(seqcls_bundle):
+    graph = onnx.load(str(seqcls_bundle / "model.onnx"), load_external_data=False).graph
+    for value in graph.input:
+        dims = value.type.tensor_type.shape.dim
+        assert [d.dim_param for d in dims] == ["batch", "sequence"]
+    assert [d.dim_param for d in graph.output[0].type.tensor_type.shape.dim][0] == "batch"
+
+
+def test_feature_extraction_is_pooled_and_normalised(encoder_bundle):
+    import onnxruntime as ort
+
+    manifest = json.loads((encoder_bundle / MANIFEST_NAME).read_text())
+    assert manifest["task"] == "feature-extraction"
+    assert manifest["pooling"] == {"mode": "mean", "normalize": True}
+    assert manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
+    session = ort.InferenceSession(str(encoder_bundle / "model.onnx"))
+    feed = {i.name: np.ones((3, 7), dtype=np.int64) for i in session.get_inputs()}
+    (embeddings,) = session.run(None, feed)
+    assert embeddings.shape == (3, 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+
+
+def test_extra_data_joins_the_parity_report(tmp_path, seqcls_checkpoint):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "xx.txt").write_text("eins zwei drei\nquatre cinq\n", encoding="utf-8")
+    bundle = export_bundle(str(seqcls_checkpoint), tmp_path / "out", data=data)
+    assert bundle.manifest["export"]["parity"]["languages"]["data:xx"]["sentences"] == 2
+
+
+def test_failed_parity_leaves_nothing(tmp_path, seqcls_checkpoint):
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        export_bundle(str(seqcls_checkpoint), out, atol=-1.0)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_needs_force(tmp_path, seqcls_checkpoint, seqcls_bundle):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("user file")
+    with pytest.raises(ExportError, match="--force"):
+        export_bundle(str(seqcls_checkpoint), out)
+    assert (out / "keep.txt").exists()
+    bundle = export_bundle(str(seqcls_checkpoint), out, force=True)
+    assert not (out / "keep.txt").exists() and (bundle.path / MANIFEST_NAME).exists()
+
+
+def test_new_head_with_labels(tmp_path, encoder_checkpoint):
+    bundle = export_bundle(str(encoder_checkpoint), tmp_path / "b", task="sequence-classification",
+                           labels=["no", "yes"])
+    assert bundle.manifest["labels"] == {"0": "no", "1": "yes"}
+
+
+def test_max_length_is_checked(tmp_path, seqcls_checkpoint):
+    with pytest.raises(ExportError, match="outside 2..128"):
+        export_bundle(str(seqcls_checkpoint), tmp_path / "b", max_length=4096)
