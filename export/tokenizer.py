@@ -43,7 +43,7 @@ def _token(config: dict[str, Any], role: str) -> str:
 
 
 def build_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, dict[str, Any]], int | None]:
-    """(tokenizer without padding/truncation, special tokens with ids, the checkpoint's model_max_length)."""
+    """(tokenizer without padding/truncation, special tokens with ids, the checkpoint's trained length)."""
     config = _tokenizer_config(path)
     if (path / "tokenizer.json").is_file():
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
@@ -60,5 +60,14 @@ def build_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, dict[str, Any]], i
         if token_id is None:
             raise ExportError(f"the tokenizer in {path} has no {role} token {token!r}; fix tokenizer_config.json")
         special[role] = {"token": token, "id": token_id}
-    max_length = config.get("model_max_length")
-    return tokenizer, special, int(max_length) if isinstance(max_length, (int, float)) and max_length < 1e6 else None
+    return tokenizer, special, _trained_length(path, config)
+
+
+def _trained_length(path: Path, config: dict[str, Any]) -> int | None:
+    """The shortest of the tokenizer's `model_max_length` and sentence-transformers' `max_seq_length`."""
+    limits = [config.get("model_max_length")]
+    st_config = path / "sentence_bert_config.json"
+    if st_config.is_file():
+        limits.append(json.loads(st_config.read_text(encoding="utf-8")).get("max_seq_length"))
+    real = [int(x) for x in limits if isinstance(x, (int, float)) and 0 < x < 1e6]
+    return min(real) if real else None

@@ -23,7 +23,7 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, BrokenPipeError):
             raise
         except MbertEdgeError as exc:
             raise click.ClickException(str(exc)) from exc
@@ -196,4 +196,8 @@ def demo(output_dir: Path) -> None:
 
 
 def main() -> None:
-    cli(prog_name="mbert-edge")
+    try:
+        cli(prog_name="mbert-edge")
+    except BrokenPipeError:  # output piped into `head` and the like: not an error worth a traceback
+        sys.stderr.close()
+        sys.exit(1)

@@ -10,7 +10,12 @@ from pathlib import Path
 
 import pytest
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Test the installed distribution (where export/ and quantize/ live under mbert_edge), also when run
+# as `python -m pytest`, which would otherwise put the repo root and its bare mbert_edge/ first.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT]
+
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 LABELS = ["negative", "neutral", "positive"]
 
