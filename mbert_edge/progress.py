@@ -18,15 +18,12 @@ class Progress:
 
     @contextmanager
     def step(self, label: str) -> Iterator[None]:
-        """`label ... done (1.2 s)` around a step with no natural unit of progress."""
+        """`label ...` then `label: done in 1.2 s` around a step with no natural unit of progress (on two
+        lines, as the libraries called inside may print their own progress)."""
         start = time.perf_counter()
-        if self.enabled:
-            click.echo(f"{label} ...", err=True, nl=False)
-        try:
-            yield
-        finally:
-            if self.enabled:
-                click.echo(f" {time.perf_counter() - start:.1f} s", err=True)
+        self.note(f"{label} ...")
+        yield
+        self.note(f"{label}: done in {time.perf_counter() - start:.1f} s")
 
     @contextmanager
     def bar(self, label: str, total: int) -> Iterator[Callable[[int], None]]:

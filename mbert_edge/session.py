@@ -4,6 +4,8 @@ Kept deliberately small (after fastembed's runtime): task classes add only their
 """
 from __future__ import annotations
 
+import functools
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -13,7 +15,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from .bundle import TOKENIZER_NAME, Bundle
-from .cpus import available_cpus
+from .cpus import available_cpus, cpu_flags, int8_is_fast
 from .errors import BundleError
 
 
@@ -56,10 +58,22 @@ def session_options(intra_op_threads: int | None = None, inter_op_threads: int =
     return options
 
 
+@functools.cache
+def _warn_if_int8_is_slow() -> None:
+    """Once per process: INT8 on a CPU without fast integer dot products is slower than FP32."""
+    if not int8_is_fast(cpu_flags()):
+        warnings.warn(
+            "this CPU has no VNNI, AVX2 or ARM dot-product instructions: the INT8 model will likely run "
+            "slower than FP32 here; load with precision='fp32'",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+
+
 class BundleModel:
     """Loads a bundle of one task and runs batches of text through it."""
 
-    task: ClassVar[str]
+    task: ClassVar[str | None] = None  # None: any task (raw outputs only, as accuracy reports need)
 
     def __init__(
         self,
@@ -70,12 +84,15 @@ class BundleModel:
         inter_op_threads: int = 1,
         options: ort.SessionOptions | None = None,
         verify_hashes: bool = True,
+        model_path: str | Path | None = None,
     ) -> None:
+        """`model_path` runs another ONNX file with this bundle's tokenizer and manifest: how a candidate
+        model is evaluated before it joins the bundle."""
         self.bundle = Bundle.open(path)
-        if self.bundle.task != self.task:
+        if self.task is not None and self.bundle.task != self.task:
             raise BundleError(
                 f"bundle {self.bundle.path} is a {self.bundle.task} bundle, not {self.task}; "
-                f"load it with mbert_edge.load() or the class for its task"
+                "load it with the class for its task"
             )
         self.precision = self.bundle.resolve_precision(precision)
         locate = self.bundle.verify_file if verify_hashes else self.bundle.file
@@ -84,12 +101,15 @@ class BundleModel:
         self.tokenizer = configure_tokenizer(
             Tokenizer.from_file(str(locate(TOKENIZER_NAME))), self.max_length, manifest["special_tokens"]["pad"]
         )
+        self.model_path = Path(model_path) if model_path else locate(self.bundle.models[self.precision])
         self.session = ort.InferenceSession(
-            str(locate(self.bundle.models[self.precision])),
+            str(self.model_path),
             options or session_options(intra_op_threads, inter_op_threads),
             providers=["CPUExecutionProvider"],
         )
         self.input_names = [i.name for i in self.session.get_inputs()]
+        if self.precision == "int8":
+            _warn_if_int8_is_slow()
 
     @classmethod
     def from_bundle(cls, path: str | Path, **kwargs: Any) -> "BundleModel":

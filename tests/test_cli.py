@@ -48,7 +48,8 @@ def test_export_cli_end_to_end(tmp_path, seqcls_checkpoint):
     result = run_cli("export", str(seqcls_checkpoint), str(tmp_path / "b"))
     assert result.returncode == 0, result.stderr
     assert "exported sequence-classification bundle" in result.stdout
-    assert "validating against PyTorch" in result.stderr
+    assert "validating exported graph against PyTorch" in result.stderr
+    assert "validating fused graph against PyTorch" in result.stderr
 
 
 def test_predict_arguments_file_and_stdin(tmp_path, seqcls_bundle):
@@ -69,7 +70,10 @@ def test_predict_arguments_file_and_stdin(tmp_path, seqcls_bundle):
     (("predict", "{bundle}", "--input", "{missing}"), "cannot read --input"),
     (("predict", "{encoder}", "hi"), "feature-extraction bundle"),
     (("info", "{missing}"), "does not exist"),
-    (("quantize", "{bundle}"), "not implemented"),
+    (("quantize", "{missing}"), "does not exist"),
+    (("verify", "{missing}"), "does not exist"),
+    (("verify", "{bundle}"), "no int8 model"),
+    (("bench", "{bundle}"), "not implemented"),
 ])
 def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, fragment):
     values = {"missing": str(tmp_path / "missing"), "bundle": str(seqcls_bundle), "encoder": str(encoder_bundle)}

@@ -1,0 +1,142 @@
+"""Fusion contract, INT8 quantization, the accuracy gate and `verify`."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import run_cli
+from mbert_edge import Classifier
+from mbert_edge.bundle import MANIFEST_NAME, sha256_file
+from mbert_edge.cpus import cpu_flags, int8_preset
+from mbert_edge.quantize import pipeline
+from mbert_edge.quantize.fusion import FusionError, fuse
+from mbert_edge.quantize.pipeline import GateError, quantize_bundle
+
+
+def test_tiny_bert_fuses_fully(seqcls_bundle):
+    optimization = json.loads((seqcls_bundle / MANIFEST_NAME).read_text())["optimization"]
+    counts = optimization["fused_operators"]
+    assert (counts["Attention"], counts["SkipLayerNormalization"], counts["EmbedLayerNormalization"],
+            counts["Gelu"]) == (2, 4, 1, 2)
+    assert optimization["contract_holds"]
+    assert optimization["parity"]["max_abs_diff"] <= 1e-4
+    ops = {n.op_type for n in onnx.load(str(seqcls_bundle / "model.onnx")).graph.node}
+    assert {"Attention", "EmbedLayerNormalization", "SkipLayerNormalization"} <= ops
+
+
+def test_sdpa_graph_fails_the_contract(tmp_path, seqcls_checkpoint):
+    """SDPA attention (transformers' default) exports a graph the optimizer cannot fuse: say so clearly."""
+    import torch
+    from transformers import BertForSequenceClassification
+
+    model = BertForSequenceClassification.from_pretrained(seqcls_checkpoint, attn_implementation="sdpa").eval()
+    ids = torch.ones((1, 8), dtype=torch.long)
+    raw = tmp_path / "sdpa.onnx"
+    torch.onnx.export(model, (ids, ids), str(raw), input_names=["input_ids", "attention_mask"],
+                      output_names=["logits"], dynamic_axes={"input_ids": {0: "b", 1: "s"},
+                      "attention_mask": {0: "b", 1: "s"}}, opset_version=17, dynamo=False)
+    with pytest.raises(FusionError, match=r"Attention 0/2"):
+        fuse(raw, tmp_path / "fused.onnx", 2, 32, 2)
+    assert not (tmp_path / "fused.onnx").exists()
+    counts = fuse(raw, tmp_path / "fused.onnx", 2, 32, 2, allow_partial=True)
+    assert counts["Attention"] == 0 and (tmp_path / "fused.onnx").exists()
+
+
+def test_no_optimize_keeps_the_exported_graph(tmp_path, seqcls_checkpoint):
+    from mbert_edge.export import export_bundle
+
+    bundle = export_bundle(str(seqcls_checkpoint), tmp_path / "b", optimize=False)
+    assert bundle.manifest["optimization"] is None
+    ops = {n.op_type for n in onnx.load(str(bundle.path / "model.onnx")).graph.node}
+    assert "Attention" not in ops
+
+
+@pytest.fixture
+def bundle_copy(tmp_path, seqcls_bundle) -> Path:
+    return Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
+
+
+def test_quantize_adds_a_gated_int8_model(bundle_copy):
+    report = quantize_bundle(bundle_copy, min_agreement=0.0)
+    manifest = json.loads((bundle_copy / MANIFEST_NAME).read_text())
+    assert manifest["models"]["int8"] == "model.int8.onnx"
+    for name in ("model.int8.onnx", "accuracy.int8.json", "accuracy.int8.md"):
+        assert manifest["files"][name]["sha256"] == sha256_file(bundle_copy / name)
+    q = manifest["quantization"]
+    assert q["passed"] and q["method"] == "dynamic" and q["per_channel"]
+    assert q["preset"] == int8_preset(set(q["cpu_flags"]))
+    assert set(report["groups"]) == set(json.loads((bundle_copy / "accuracy.int8.json").read_text())["groups"])
+    ops = {n.op_type for n in onnx.load(str(bundle_copy / "model.int8.onnx")).graph.node}
+    assert {"DynamicQuantizeMatMul", "QAttention", "QEmbedLayerNormalization"} & ops
+    assert (bundle_copy / "model.int8.onnx").stat().st_size < (bundle_copy / "model.onnx").stat().st_size
+    clf = Classifier(bundle_copy)
+    assert clf.precision == "int8"
+    assert np.isfinite(clf.predict_proba(["Hallo Welt", "你好"])).all()
+    assert Classifier(bundle_copy, precision="fp32").precision == "fp32"
+
+
+def _negating_quantizer(real):
+    """A deliberately broken quantizer: the real INT8 model with its logits negated (argmax becomes argmin)."""
+    def broken(source, target, preset, per_channel):
+        settings = real(source, target, preset, per_channel)
+        model = onnx.load(str(target))
+        output = model.graph.output[0].name
+        for node in model.graph.node:
+            node.output[:] = [f"{o}_raw" if o == output else o for o in node.output]
+        model.graph.node.append(onnx.helper.make_node("Neg", [f"{output}_raw"], [output]))
+        onnx.save(model, str(target))
+        return settings
+    return broken
+
+
+def test_gate_rejects_a_broken_int8_model(bundle_copy, monkeypatch):
+    quantize_bundle(bundle_copy, min_agreement=0.0)  # a previous, good INT8 model must go too
+    monkeypatch.setattr(pipeline, "quantize_dynamic_int8", _negating_quantizer(pipeline.quantize_dynamic_int8))
+    with pytest.raises(GateError, match="agreement 0.0000 < 0.9"):
+        quantize_bundle(bundle_copy)
+    manifest = json.loads((bundle_copy / MANIFEST_NAME).read_text())
+    assert "int8" not in manifest["models"] and "model.int8.onnx" not in manifest["files"]
+    assert not (bundle_copy / "model.int8.onnx").exists()
+    assert manifest["quantization"]["passed"] is False
+    assert [p.name for p in bundle_copy.glob(".*")] == []
+    assert Classifier(bundle_copy).precision == "fp32"
+
+
+def test_embedding_bundle_gate_uses_cosine(tmp_path, encoder_bundle):
+    bundle = Path(shutil.copytree(encoder_bundle, tmp_path / "enc"))
+    report = quantize_bundle(bundle, min_cosine=-1.0)
+    assert {"mean_cosine", "min_cosine"} <= set(report["overall"])
+    assert -1.0 <= report["overall"]["min_cosine"] <= report["overall"]["mean_cosine"] <= 1.0 + 1e-6
+
+
+def test_quantize_and_verify_cli(bundle_copy, tmp_path):
+    data = tmp_path / "data" / "tweets"
+    data.mkdir(parents=True)
+    (data / "val_text.txt").write_text("gut\nschlecht\nokay\nsuper\n", encoding="utf-8")
+    (data / "val_labels.txt").write_text("2\n0\n1\n2\n", encoding="utf-8")
+    quantized = run_cli("quantize", str(bundle_copy), "--min-agreement", "0", "--data", str(data.parent))
+    assert quantized.returncode == 0, quantized.stderr
+    assert "tweets/val" in quantized.stdout and "INT8 model added" in quantized.stdout
+    out = tmp_path / "report.json"
+    verified = run_cli("verify", str(bundle_copy), "--data", str(data.parent), "--out", str(out))
+    assert verified.returncode == 0, verified.stderr
+    row = json.loads(out.read_text())["groups"]["tweets/val"]
+    assert row["texts"] == 4 and 0 <= row["accuracy_candidate"] <= 1 and 0 <= row["agreement"] <= 1
+    failing = run_cli("verify", str(bundle_copy), "--min-agreement", "1.01")
+    assert failing.returncode == 1 and failing.stderr.strip().splitlines()[-1].startswith("Error: below the threshold")
+    fp32 = run_cli("verify", str(bundle_copy), "--precision", "fp32", "--data", str(data.parent), "--out", str(out))
+    assert fp32.returncode == 0 and json.loads(out.read_text())["overall"]["agreement"] == 1.0
+
+
+def test_cpu_flags_and_presets(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor : 0\nflags : fpu sse avx2 avx512f avx512_vnni\n")
+    assert {"avx2", "avx512_vnni"} <= cpu_flags(info)
+    assert int8_preset({"avx2", "avx512_vnni"}) == "avx512-vnni"
+    assert int8_preset({"avx2"}) == "avx2"
+    assert int8_preset({"avx_vnni", "avx2"}) == "avx-vnni"
