@@ -155,6 +155,7 @@ def export_bundle(
             "files": {name: file_record(staging / name) for name in (MODEL_FILE, TOKENIZER_NAME)},
         }
         write_json_atomic(staging / MANIFEST_NAME, manifest)
+        staging.chmod(0o755)  # mkdtemp makes it owner-only
         _replace_dir(staging, output, force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -183,12 +183,24 @@ DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.tx
               help="Least top-1 agreement with FP32 in every language (label tasks).")
 @click.option("--min-cosine", type=float, default=0.98, show_default=True,
               help="Least cosine to the FP32 embedding for any text (embedding bundles).")
+@click.option("--method", type=click.Choice(["dynamic", "faithful"]), default="dynamic", show_default=True,
+              help="dynamic: ONNX Runtime's, one activation scale per batch; faithful: one per token, "
+                   "batch-invariant.")
+@click.option("--calibration", type=click.Path(exists=True, path_type=Path), default=None,
+              help="faithful: text for smoothing and fallback (default: the built-in sample).")
+@click.option("--smoothing", type=float, default=0.5, show_default=True,
+              help="faithful: SmoothQuant migration strength, 0 for none.")
+@click.option("--fallback-target", type=float, default=None,
+              help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text.")
 def quantize(bundle: Path, per_channel: bool, preset: str, data: Path | None, min_agreement: float,
-             min_cosine: float) -> None:
+             min_cosine: float, method: str, calibration: Path | None, smoothing: float,
+             fallback_target: float | None) -> None:
     """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
     _, quantize_bundle = _export_tools()
     report = quantize_bundle(bundle, per_channel=per_channel, preset=preset, data=data,
-                             min_agreement=min_agreement, min_cosine=min_cosine, progress=Progress())
+                             min_agreement=min_agreement, min_cosine=min_cosine, method=method,
+                             calibration=calibration, smoothing=smoothing or None,
+                             fallback_target=fallback_target, progress=Progress())
     from mbert_edge.quantize.report import markdown
 
     click.echo(markdown(report))

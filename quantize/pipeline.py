@@ -11,7 +11,7 @@ from mbert_edge.progress import Progress
 from mbert_edge.session import BundleModel
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
-from .int8 import quantize_dynamic_int8, resolve_preset
+from .int8 import PRESETS, quantize_dynamic_int8, resolve_preset
 from .report import DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_COSINE, compare, gate_failure, write_report
 
 INT8_FILE = "model.int8.onnx"
@@ -27,6 +27,40 @@ def evaluation_texts(data: str | Path | None) -> TextSet:
     return load_textset(data) if data is not None else builtin_sample()
 
 
+METHODS = ("dynamic", "faithful")
+
+
+def quantize_faithful_int8(fp32: Path, target: Path, preset: str, reference: BundleModel, calibration: TextSet,
+                           smoothing: float | None, fallback_target: float | None,
+                           progress: Progress) -> dict[str, Any]:
+    """Per-token INT8 (see faithful.py), smoothed with strength `smoothing` and with the fewest FP32
+    fallbacks that reach `fallback_target` agreement on the calibration text."""
+    import onnx
+
+    from .faithful import activation_ranges, embedding_layers, linear_layers, rewrite, smoothing_factors
+    from .fallback import choose_fallback
+
+    model = onnx.load(str(fp32))
+    weight_max = 63 if PRESETS[preset]["reduce_range"] else 127
+    texts = [t for group in calibration.texts.values() for t in group]
+    factors = None
+    if smoothing:
+        with progress.step(f"calibrating smoothing (strength {smoothing}) on {len(texts)} texts"):
+            factors = smoothing_factors(model, activation_ranges(model, reference, texts), smoothing)
+    fp32_layers: list[str] = []
+    sensitivity: dict[str, float] = {}
+    if fallback_target is not None:
+        count = len(linear_layers(model)) + len(embedding_layers(model))
+        with progress.bar("ranking layer sensitivity", count) as advance:
+            fp32_layers, sensitivity = choose_fallback(model, weight_max, factors, reference,
+                                                       TextSet({"calibration": texts}), fallback_target, advance)
+    onnx.save(rewrite(model, weight_max, set(fp32_layers), factors), str(target))
+    return {"method": "faithful", "preset": preset, "per_channel": True, "reduce_range": weight_max == 63,
+            "weight_type": "int8", "activation_type": "uint8, one scale per token",
+            "smoothing": smoothing, "calibration_texts": len(texts), "fallback_target": fallback_target,
+            "fp32_layers": fp32_layers, "sensitivity": sensitivity}
+
+
 def _drop_int8(bundle: Bundle) -> None:
     bundle.models.pop("int8", None)
     bundle.manifest["files"].pop(INT8_FILE, None)
@@ -40,6 +74,10 @@ def quantize_bundle(
     data: str | Path | None = None,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     min_cosine: float = DEFAULT_MIN_COSINE,
+    method: str = "dynamic",
+    calibration: str | Path | None = None,
+    smoothing: float | None = 0.5,
+    fallback_target: float | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Add `model.int8.onnx` to the bundle if it passes the accuracy gate; returns the report.
@@ -51,12 +89,18 @@ def quantize_bundle(
     bundle = Bundle.open(path)
     fp32 = bundle.verify_file(bundle.models["fp32"])
     chosen, flags = resolve_preset(preset)
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     texts = evaluation_texts(data)
     staging = bundle.path / f".{INT8_FILE}.partial"
+    reference = BundleModel(bundle.path, "fp32")
     try:
-        with progress.step(f"quantizing to INT8 (preset {chosen}, per-channel {per_channel})"):
-            settings = quantize_dynamic_int8(fp32, staging, chosen, per_channel)
-        reference = BundleModel(bundle.path, "fp32")
+        if method == "dynamic":
+            with progress.step(f"quantizing to INT8 (preset {chosen}, per-channel {per_channel})"):
+                settings = quantize_dynamic_int8(fp32, staging, chosen, per_channel)
+        else:
+            settings = quantize_faithful_int8(fp32, staging, chosen, reference, evaluation_texts(calibration),
+                                              smoothing, fallback_target, progress)
         candidate = BundleModel(bundle.path, "fp32", model_path=staging)
         with progress.bar("comparing INT8 with FP32", len(texts)) as advance:
             report = compare(reference, candidate, texts, advance=advance)
