@@ -192,15 +192,18 @@ DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.tx
               help="faithful: SmoothQuant migration strength, 0 for none.")
 @click.option("--fallback-target", type=float, default=None,
               help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text.")
+@click.option("--weight-format", type=click.Choice(["auto", "s8", "s7", "u8"]), default="auto", show_default=True,
+              help="faithful: int8 weights (s8), 7-bit (s7, AVX2's fast path), or 8-bit as uint8 (u8, exact on AVX2).")
 def quantize(bundle: Path, per_channel: bool, preset: str, data: Path | None, min_agreement: float,
              min_cosine: float, method: str, calibration: Path | None, smoothing: float,
-             fallback_target: float | None) -> None:
+             fallback_target: float | None, weight_format: str) -> None:
     """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
     _, quantize_bundle = _export_tools()
     report = quantize_bundle(bundle, per_channel=per_channel, preset=preset, data=data,
                              min_agreement=min_agreement, min_cosine=min_cosine, method=method,
                              calibration=calibration, smoothing=smoothing or None,
-                             fallback_target=fallback_target, progress=Progress())
+                             fallback_target=fallback_target,
+                             weight_format=None if weight_format == "auto" else weight_format, progress=Progress())
     from mbert_edge.quantize.report import markdown
 
     click.echo(markdown(report))

@@ -23,11 +23,17 @@ from onnx import TensorProto, helper, numpy_helper
 MS_DOMAIN = "com.microsoft"
 
 
+# How weights are stored for MatMulInteger: "s8" int8 in [-127, 127] (VNNI, ARM dot product);
+# "s7" int8 in [-63, 63] (AVX2: its u8*s8 multiply-add saturates with 8-bit weights; fastest there);
+# "u8" the 8-bit values shifted to uint8 with zero point 128 (AVX2's u8*u8 path is exact, ~30% slower).
+WEIGHT_FORMATS = {"s8": 127, "s7": 63, "u8": 127}
+
+
 @dataclass
 class Rewriter:
     """Collects the nodes and initializers of the rewritten graph."""
 
-    weight_max: int  # 127, or 63 where AVX2's u8*s8 sequence would saturate with 8-bit weights
+    weight_format: str
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     shared: dict[str, str] = field(default_factory=dict)
@@ -48,8 +54,13 @@ class Rewriter:
         if smooth is not None:  # x / s, with s folded into the weight rows
             x = self.node("Mul", [x, self.constant(f"{p}.inv_smooth", (1.0 / smooth).astype(np.float32))], f"{p}.xs")
             weight = weight * smooth[:, None]
-        w_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / self.weight_max
-        w_int8 = np.clip(np.round(weight / w_scale), -self.weight_max, self.weight_max).astype(np.int8)
+        limit = WEIGHT_FORMATS[self.weight_format]
+        w_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / limit
+        w_int = np.clip(np.round(weight / w_scale), -limit, limit)
+        if self.weight_format == "u8":
+            w_stored, w_zero = (w_int + 128).astype(np.uint8), np.array(128, np.uint8)
+        else:
+            w_stored, w_zero = w_int.astype(np.int8), np.array(0, np.int8)
         amax = self.node("ReduceMax", [self.node("Abs", [x], f"{p}.abs")], f"{p}.amax", axes=[-1], keepdims=1)
         floor = self.constant("faithful.eps", np.array(1e-10, np.float32))
         scale = self.node("Mul", [self.node("Max", [amax, floor], f"{p}.amax_eps"),
@@ -57,8 +68,9 @@ class Rewriter:
         rounded = self.node("Round", [self.node("Div", [x, scale], f"{p}.div")], f"{p}.round")
         shifted = self.node("Add", [rounded, self.constant("faithful.f128", np.array(128, np.float32))], f"{p}.shift")
         q = self.node("Cast", [shifted], f"{p}.q", to=TensorProto.UINT8)
-        acc = self.node("MatMulInteger", [q, self.constant(f"{p}.w_int8", w_int8),
-                                          self.constant("faithful.zp128", np.array(128, np.uint8))], f"{p}.acc")
+        acc = self.node("MatMulInteger", [q, self.constant(f"{p}.w_int", w_stored),
+                                          self.constant("faithful.zp128", np.array(128, np.uint8)),
+                                          self.constant(f"faithful.w_zero_{self.weight_format}", w_zero)], f"{p}.acc")
         acc_f = self.node("Cast", [acc], f"{p}.acc_f", to=TensorProto.FLOAT)
         rows = self.node("Mul", [acc_f, scale], f"{p}.rows")
         return self.node("Mul", [rows, self.constant(f"{p}.w_scale", w_scale.astype(np.float32))], output)
@@ -95,14 +107,14 @@ def linear_inputs(model: onnx.ModelProto) -> dict[str, str]:
     return {n.name: n.input[0] for n in model.graph.node if n.name in names}
 
 
-def rewrite(model: onnx.ModelProto, weight_max: int, fp32_layers: set[str] = frozenset(),
+def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = frozenset(),
             smoothing: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
     """The faithful INT8 graph of a fused FP32 BERT graph."""
     smoothing = smoothing or {}
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     quantized = set(linear_layers(model))
     mask_input = next(i.name for i in model.graph.input if i.name == "attention_mask")
-    r = Rewriter(weight_max)
+    r = Rewriter(weight_format)
     padding_mask = None
     for node in model.graph.node:
         if node.name in quantized and node.op_type == "MatMul":

@@ -27,7 +27,7 @@ def _meets(overall: dict[str, Any], target: float) -> bool:
     return overall["agreement"] >= target if "agreement" in overall else overall["min_cosine"] >= target
 
 
-def choose_fallback(model: onnx.ModelProto, weight_max: int, smoothing: dict[str, np.ndarray] | None,
+def choose_fallback(model: onnx.ModelProto, weight_format: str, smoothing: dict[str, np.ndarray] | None,
                     reference: BundleModel, calibration: TextSet, target: float,
                     advance: Callable[[int], None] = lambda n: None) -> tuple[list[str], dict[str, float]]:
     """(layers to keep in FP32, each layer's sensitivity). Sensitivity is the mean |output change| when
@@ -38,14 +38,14 @@ def choose_fallback(model: onnx.ModelProto, weight_max: int, smoothing: dict[str
         folder = Path(tmp)
         sensitivity = {}
         for layer in layers:
-            alone = rewrite(model, weight_max, set(layers) - {layer}, smoothing)
+            alone = rewrite(model, weight_format, set(layers) - {layer}, smoothing)
             sensitivity[layer] = _score(alone, reference, calibration, folder)["mean_abs_diff"]
             advance(1)
         ranked = sorted(layers, key=sensitivity.get, reverse=True)
         low, high = 0, len(layers)  # invariant: keeping ranked[:high] in FP32 meets the target
         while low < high:
             middle = (low + high) // 2
-            if _meets(_score(rewrite(model, weight_max, set(ranked[:middle]), smoothing), reference, calibration,
+            if _meets(_score(rewrite(model, weight_format, set(ranked[:middle]), smoothing), reference, calibration,
                              folder), target):
                 high = middle
             else:

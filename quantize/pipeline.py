@@ -32,7 +32,7 @@ METHODS = ("dynamic", "faithful")
 
 def quantize_faithful_int8(fp32: Path, target: Path, preset: str, reference: BundleModel, calibration: TextSet,
                            smoothing: float | None, fallback_target: float | None,
-                           progress: Progress) -> dict[str, Any]:
+                           progress: Progress, weight_format: str | None = None) -> dict[str, Any]:
     """Per-token INT8 (see faithful.py), smoothed with strength `smoothing` and with the fewest FP32
     fallbacks that reach `fallback_target` agreement on the calibration text."""
     import onnx
@@ -41,7 +41,7 @@ def quantize_faithful_int8(fp32: Path, target: Path, preset: str, reference: Bun
     from .fallback import choose_fallback
 
     model = onnx.load(str(fp32))
-    weight_max = 63 if PRESETS[preset]["reduce_range"] else 127
+    weight_format = weight_format or ("s7" if PRESETS[preset]["reduce_range"] else "s8")
     texts = [t for group in calibration.texts.values() for t in group]
     factors = None
     if smoothing:
@@ -52,10 +52,11 @@ def quantize_faithful_int8(fp32: Path, target: Path, preset: str, reference: Bun
     if fallback_target is not None:
         count = len(linear_layers(model)) + len(embedding_layers(model))
         with progress.bar("ranking layer sensitivity", count) as advance:
-            fp32_layers, sensitivity = choose_fallback(model, weight_max, factors, reference,
+            fp32_layers, sensitivity = choose_fallback(model, weight_format, factors, reference,
                                                        TextSet({"calibration": texts}), fallback_target, advance)
-    onnx.save(rewrite(model, weight_max, set(fp32_layers), factors), str(target))
-    return {"method": "faithful", "preset": preset, "per_channel": True, "reduce_range": weight_max == 63,
+    onnx.save(rewrite(model, weight_format, set(fp32_layers), factors), str(target))
+    return {"method": "faithful", "preset": preset, "per_channel": True, "reduce_range": weight_format == "s7",
+            "weight_format": weight_format,
             "weight_type": "int8", "activation_type": "uint8, one scale per token",
             "smoothing": smoothing, "calibration_texts": len(texts), "fallback_target": fallback_target,
             "fp32_layers": fp32_layers, "sensitivity": sensitivity}
@@ -78,6 +79,7 @@ def quantize_bundle(
     calibration: str | Path | None = None,
     smoothing: float | None = 0.5,
     fallback_target: float | None = None,
+    weight_format: str | None = None,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Add `model.int8.onnx` to the bundle if it passes the accuracy gate; returns the report.
@@ -100,7 +102,7 @@ def quantize_bundle(
                 settings = quantize_dynamic_int8(fp32, staging, chosen, per_channel)
         else:
             settings = quantize_faithful_int8(fp32, staging, chosen, reference, evaluation_texts(calibration),
-                                              smoothing, fallback_target, progress)
+                                              smoothing, fallback_target, progress, weight_format)
         candidate = BundleModel(bundle.path, "fp32", model_path=staging)
         with progress.bar("comparing INT8 with FP32", len(texts)) as advance:
             report = compare(reference, candidate, texts, advance=advance)

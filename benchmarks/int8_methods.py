@@ -1,0 +1,63 @@
+"""Compare the INT8 methods on one bundle: agreement with FP32 (overall and worst group), task accuracy,
+batch-1 latency at 32 and 128 tokens, and file size.
+
+    python benchmarks/int8_methods.py BUNDLE WORKDIR [--data VAL] [--calibration TEXT] [--methods ...]
+
+Each method quantizes a copy of BUNDLE in WORKDIR with `quantize_bundle` (the code behind
+`mbert-edge quantize`), so every row can be reproduced with `mbert-edge quantize --method ...`.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import click
+import numpy as np
+
+from latency import time_model
+from mbert_edge.quantize.pipeline import quantize_bundle
+from mbert_edge.session import BundleModel
+
+METHODS = {
+    "plain per-tensor": dict(method="dynamic", per_channel=False),
+    "per-channel": dict(method="dynamic", per_channel=True),
+    "per-token": dict(method="faithful", smoothing=None),
+    "+ smoothing": dict(method="faithful", smoothing=0.5),
+    "+ fallback": dict(method="faithful", smoothing=0.5, fallback_target=0.995),
+}
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.argument("workdir", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--calibration", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--methods", default=",".join(METHODS), show_default=True)
+@click.option("--runs", default=30, show_default=True, help="Latency repetitions per length.")
+def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | None, methods: str, runs: int) -> None:
+    rows = []
+    fp32 = BundleModel(bundle, "fp32")
+    base = [np.median(time_model(fp32, n, runs)) * 1e3 for n in (32, 128)]
+    rows.append(("fp32 (fused)", "", "", "", f"{base[0]:.1f}", f"{base[1]:.1f}", fp32.model_path.stat().st_size / 1e6))
+    for name in methods.split(","):
+        target = workdir / name.replace(" ", "_").replace("+", "plus")
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(bundle, target)
+        options = {k: v for k, v in METHODS[name].items() if k != "smoothing"}
+        report = quantize_bundle(target, data=data, calibration=calibration, min_agreement=0.0, min_cosine=-1.0,
+                                 smoothing=METHODS[name].get("smoothing"), **options)
+        overall = report["overall"]
+        model = BundleModel(target, "int8")
+        latency = [np.median(time_model(model, n, runs)) * 1e3 for n in (32, 128)]
+        accuracy = (f"{overall['accuracy_reference']:.4f} → {overall['accuracy_candidate']:.4f}"
+                    if "accuracy_candidate" in overall else "")
+        rows.append((name, f"{overall['agreement']:.4f}", f"{overall['worst_group']} {overall['worst_agreement']:.4f}",
+                     accuracy, f"{latency[0]:.1f}", f"{latency[1]:.1f}", model.model_path.stat().st_size / 1e6))
+    click.echo("| method | agreement | worst group | accuracy fp32 → int8 | s32 ms | s128 ms | size MB |")
+    click.echo("|---|---|---|---|---|---|---|")
+    for row in rows:
+        click.echo("| " + " | ".join(str(c) for c in row[:-1]) + f" | {row[-1]:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
