@@ -93,3 +93,19 @@ def test_new_head_with_labels(tmp_path, encoder_checkpoint):
 def test_max_length_is_checked(tmp_path, seqcls_checkpoint):
     with pytest.raises(ExportError, match="outside 2..128"):
         export_bundle(str(seqcls_checkpoint), tmp_path / "b", max_length=4096)
+
+
+def test_pickle_weights_warn(tmp_path, seqcls_checkpoint):
+    import torch
+    import transformers
+
+    folder = tmp_path / "pickle"
+    model = transformers.BertForSequenceClassification.from_pretrained(seqcls_checkpoint)
+    model.config.save_pretrained(folder)
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")  # the legacy pickle format
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        (folder / name).write_bytes((seqcls_checkpoint / name).read_bytes())
+    assert (folder / "pytorch_model.bin").exists() and not (folder / "model.safetensors").exists()
+    with pytest.warns(UserWarning, match="pickle weights"):
+        bundle = export_bundle(str(folder), tmp_path / "b", optimize=False)
+    assert bundle.manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
