@@ -3,11 +3,14 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .bundle import Bundle
 from .classifier import Classifier
+from .embedder import Embedder
 from .errors import BundleError, DataError, ExportError, MbertEdgeError
+from .loading import load
 
 try:
     __version__ = version("mbert-edge")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+source"
 
-__all__ = ["Bundle", "BundleError", "Classifier", "DataError", "ExportError", "MbertEdgeError", "__version__"]
+__all__ = ["Bundle", "BundleError", "Classifier", "DataError", "Embedder", "ExportError", "MbertEdgeError",
+           "__version__", "load"]

@@ -41,11 +41,7 @@ class Classifier(BundleModel):
 
     def logits(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Raw logits, shape (n, labels); a single row for a single string."""
-        items, single = as_text_list(texts)
-        if not items:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        rows = np.concatenate([out for _, out in self._batches(items, batch_size)])
-        return rows[0] if single else rows
+        return self._stacked(texts, batch_size, len(self.labels))
 
     def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Label probabilities, shape (n, labels) (softmax, or sigmoid for multi-label heads)."""

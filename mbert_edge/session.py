@@ -125,6 +125,14 @@ class BundleModel:
             (output,) = self.session.run(None, model_inputs(encodings, self.input_names))[:1]
             yield encodings, output
 
+    def _stacked(self, texts: str | Sequence[str], batch_size: int, width: int) -> np.ndarray:
+        """Sequence-level outputs stacked to (n, width); one row for a single string, (0, width) for []."""
+        items, single = as_text_list(texts)
+        if not items:
+            return np.zeros((0, width), dtype=np.float32)
+        rows = np.concatenate([out for _, out in self._batches(items, batch_size)])
+        return rows[0] if single else rows
+
     def raw_outputs(self, texts: str | Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
         """The graph's output for each text, without padding: a vector per text for sequence-level tasks,
         a (tokens, labels) matrix for token-level ones. Used by accuracy reports."""
