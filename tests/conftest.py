@@ -45,6 +45,19 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
     )
 
 
+def torch_forward(checkpoint: Path, head: str, texts: list[str]):
+    """(PyTorch output, tokenized batch) of `head` loaded from `checkpoint`, with transformers' own
+    BertTokenizer: the reference the runtime must agree with."""
+    import torch
+    import transformers
+
+    tokenizer = transformers.BertTokenizer(str(checkpoint / "vocab.txt"), do_lower_case=False)
+    model = getattr(transformers, head).from_pretrained(checkpoint, attn_implementation="eager").eval()
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+    with torch.inference_mode():
+        return model(**batch), batch
+
+
 def tiny_vocab() -> list[str]:
     """Specials, every character of the built-in sample (alone and as a ## continuation), some whole words."""
     from mbert_edge.textdata import builtin_sample

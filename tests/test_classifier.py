@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import torch_forward
 from mbert_edge import BundleError, Classifier
 from mbert_edge.textdata import builtin_sample
 
@@ -16,13 +17,9 @@ SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
 
 def torch_probabilities(checkpoint, texts):
     import torch
-    from transformers import BertForSequenceClassification, BertTokenizer
 
-    tokenizer = BertTokenizer(str(checkpoint / "vocab.txt"), do_lower_case=False)
-    model = BertForSequenceClassification.from_pretrained(checkpoint, attn_implementation="eager").eval()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-    with torch.inference_mode():
-        return torch.softmax(model(**batch).logits, dim=-1).numpy()
+    output, _ = torch_forward(checkpoint, "BertForSequenceClassification", texts)
+    return torch.softmax(output.logits, dim=-1).numpy()
 
 
 def test_agrees_with_pytorch(seqcls_bundle, seqcls_checkpoint):

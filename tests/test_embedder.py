@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 import mbert_edge
+from conftest import torch_forward
 from mbert_edge import Classifier, Embedder
 from mbert_edge.textdata import builtin_sample
 
@@ -13,13 +14,9 @@ SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
 def torch_embeddings(checkpoint, texts):
     """Masked mean pooling + L2 norm over BertModel's last hidden state (sentence-transformers' recipe)."""
     import torch
-    from transformers import BertModel, BertTokenizer
 
-    tokenizer = BertTokenizer(str(checkpoint / "vocab.txt"), do_lower_case=False)
-    model = BertModel.from_pretrained(checkpoint, attn_implementation="eager").eval()
-    batch = tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
-    with torch.inference_mode():
-        hidden = model(**batch).last_hidden_state
+    output, batch = torch_forward(checkpoint, "BertModel", texts)
+    hidden = output.last_hidden_state
     mask = batch["attention_mask"].unsqueeze(-1).float()
     pooled = (hidden * mask).sum(1) / mask.sum(1)
     return torch.nn.functional.normalize(pooled, dim=1).numpy()
