@@ -127,5 +127,5 @@ def quantize_bundle(
     bundle.save_manifest()
     if failure is not None:
         raise GateError(f"INT8 model rejected, the bundle keeps FP32 only: {failure} (report: "
-                        f"{bundle.path / reports[1]}); try --per-channel, or lower --min-agreement knowingly")
+                        f"{bundle.path / reports[1]}); try --method faithful or --per-channel, or lower --min-agreement knowingly")
     return report
