@@ -61,9 +61,16 @@ class Rewriter:
             w_stored, w_zero = (w_int + 128).astype(np.uint8), np.array(128, np.uint8)
         else:
             w_stored, w_zero = w_int.astype(np.int8), np.array(0, np.int8)
-        amax = self.node("ReduceMax", [self.node("Abs", [x], f"{p}.abs")], f"{p}.amax", axes=[-1], keepdims=1)
+        # Centre each row on its mid-range first: GELU outputs span [-0.17, +large], and a symmetric scale
+        # would waste half the codes on them; the centre is added back exactly as centre * column sums.
+        top = self.node("ReduceMax", [x], f"{p}.max", axes=[-1], keepdims=1)
+        bottom = self.node("ReduceMin", [x], f"{p}.min", axes=[-1], keepdims=1)
+        half = self.constant("faithful.half", np.array(0.5, np.float32))
+        centre = self.node("Mul", [self.node("Add", [top, bottom], f"{p}.sum"), half], f"{p}.centre")
+        spread = self.node("Mul", [self.node("Sub", [top, bottom], f"{p}.range"), half], f"{p}.spread")
+        x = self.node("Sub", [x, centre], f"{p}.centred")
         floor = self.constant("faithful.eps", np.array(1e-10, np.float32))
-        scale = self.node("Mul", [self.node("Max", [amax, floor], f"{p}.amax_eps"),
+        scale = self.node("Mul", [self.node("Max", [spread, floor], f"{p}.spread_eps"),
                                   self.constant("faithful.inv127", np.array(1 / 127, np.float32))], f"{p}.scale")
         rounded = self.node("Round", [self.node("Div", [x, scale], f"{p}.div")], f"{p}.round")
         shifted = self.node("Add", [rounded, self.constant("faithful.f128", np.array(128, np.float32))], f"{p}.shift")
@@ -73,7 +80,10 @@ class Rewriter:
                                           self.constant(f"faithful.w_zero_{self.weight_format}", w_zero)], f"{p}.acc")
         acc_f = self.node("Cast", [acc], f"{p}.acc_f", to=TensorProto.FLOAT)
         rows = self.node("Mul", [acc_f, scale], f"{p}.rows")
-        return self.node("Mul", [rows, self.constant(f"{p}.w_scale", w_scale.astype(np.float32))], output)
+        product = self.node("Mul", [rows, self.constant(f"{p}.w_scale", w_scale.astype(np.float32))], f"{p}.product")
+        column_sums = (w_int * w_scale).sum(axis=0).astype(np.float32)  # the dequantized weight's, for exactness
+        shift = self.node("Mul", [centre, self.constant(f"{p}.colsum", column_sums)], f"{p}.shift_back")
+        return self.node("Add", [product, shift], output)
 
     def matmul(self, x: str, weight: np.ndarray, output: str, fp32: bool, smooth: np.ndarray | None) -> str:
         if fp32:
