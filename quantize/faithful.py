@@ -5,7 +5,8 @@ ONNX Runtime's dynamic quantization takes one activation scale per tensor (the w
 stock operator or quantizer option gives per-row scales, so the graph is rewritten here with standard
 operators: each weight MatMul becomes
 
-    s = max|x_row| / 127;  q = uint8(round(x / s) + 128);  y = MatMulInteger(q, W_int8, 128) * s * w_scale
+    c = (max + min) / 2 per row;  s = (max - min) / 2 / 127;  q = uint8(round((x - c) / s) + 128)
+    y = MatMulInteger(q, W_int, 128) * s * w_scale + c * column_sums(W)
 
 The fused Attention's QKV projection gets the same treatment (the attention core then runs in FP32 in
 MultiHeadAttention), and the embedding table is stored int8 with one scale per row.
