@@ -43,9 +43,8 @@ def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | Non
         target = workdir / name.replace(" ", "_").replace("+", "plus")
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(bundle, target)
-        options = {k: v for k, v in METHODS[name].items() if k != "smoothing"}
         report = quantize_bundle(target, data=data, calibration=calibration, min_agreement=0.0, min_cosine=-1.0,
-                                 smoothing=METHODS[name].get("smoothing"), **options)
+                                 **METHODS[name])
         overall = report["overall"]
         model = BundleModel(target, "int8")
         latency = [np.median(time_model(model, n, runs)) * 1e3 for n in (32, 128)]
