@@ -1,4 +1,4 @@
-"""Trace a BERT model with its task head (and, for embeddings, pooling + L2 norm) to ONNX."""
+"""Trace a BERT model with its task head (and, for embeddings, pooling) to ONNX."""
 from __future__ import annotations
 
 import warnings
@@ -34,12 +34,11 @@ class ExportWrapper(torch.nn.Module):
         hidden = output.last_hidden_state
         mask = kwargs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        elif self.pooling == "max":
-            pooled = hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
-        else:
-            pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+            return hidden[:, 0]
+        if self.pooling == "max":
+            return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(dim=1)
+        # Unnormalised: the runtime merges a long text's windows first, then normalises.
+        return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
 def export_onnx(wrapper: ExportWrapper, checkpoint: Checkpoint, path: Path, opset: int) -> None:

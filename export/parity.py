@@ -10,7 +10,8 @@ import onnxruntime as ort
 import torch
 from tokenizers import Tokenizer
 
-from mbert_edge.session import configure_tokenizer, model_inputs, session_options
+from mbert_edge.batching import padded_inputs
+from mbert_edge.session import configure_tokenizer, session_options
 from mbert_edge.textdata import TextSet
 
 
@@ -26,7 +27,7 @@ def parity_report(
 ) -> dict[str, Any]:
     """Max and mean absolute difference of the outputs, per language and overall (real tokens only for
     token-level outputs, so padding positions do not count)."""
-    tokenizer = configure_tokenizer(Tokenizer.from_str(tokenizer.to_str()), max_length, pad)
+    tokenizer = configure_tokenizer(Tokenizer.from_str(tokenizer.to_str()), max_length)
     session = ort.InferenceSession(str(onnx_path), session_options(), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     languages: dict[str, dict[str, float]] = {}
@@ -35,7 +36,7 @@ def parity_report(
         diffs = []
         for start in range(0, len(sentences), batch_size):
             encodings = tokenizer.encode_batch(sentences[start : start + batch_size])
-            feed = model_inputs(encodings, names)
+            feed = padded_inputs(encodings, max(map(len, encodings)), names, pad["id"])
             with torch.inference_mode():
                 expected = wrapper(*(torch.from_numpy(feed[n]) for n in names)).numpy()
             actual = session.run(None, feed)[0]

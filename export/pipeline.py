@@ -135,7 +135,7 @@ def export_bundle(
             "max_length": length,
             "inputs": input_names,
             "outputs": [checkpoint.task.output_name],
-            "pooling": {"mode": checkpoint.pooling, "normalize": True} if checkpoint.pooling else None,
+            "pooling": {"mode": checkpoint.pooling} if checkpoint.pooling else None,
             "special_tokens": special,
             "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
             "embedding_rows": config.vocab_size,

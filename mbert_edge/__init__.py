@@ -6,6 +6,7 @@ from .classifier import Classifier
 from .embedder import Embedder
 from .errors import BundleError, DataError, ExportError, MbertEdgeError
 from .loading import load
+from .token_classifier import TokenClassifier
 
 try:
     __version__ = version("mbert-edge")
@@ -13,4 +14,4 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0.0.0+source"
 
 __all__ = ["Bundle", "BundleError", "Classifier", "DataError", "Embedder", "ExportError", "MbertEdgeError",
-           "__version__", "load"]
+           "TokenClassifier", "__version__", "load"]

@@ -96,6 +96,12 @@ class Bundle:
             raise BundleError(f"{path} is missing from the bundle; re-run `mbert-edge export` (or `quantize` for INT8 files)")
         return path
 
+    def check_files_present(self) -> None:
+        """Every file the manifest lists exists (hashes are checked only for the files a model loads:
+        hashing a model it does not use would cost seconds for nothing)."""
+        for name in self.manifest.get("files", {}):
+            self.file(name)
+
     def verify_file(self, name: str) -> Path:
         """Path of a bundle file whose sha256 matches the manifest."""
         path = self.file(name)

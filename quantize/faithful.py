@@ -187,7 +187,8 @@ def activation_ranges(model: onnx.ModelProto, runner: "BundleModel", texts: list
     from the FP32 graph (what smoothing balances against the weights)."""
     import onnxruntime as ort
 
-    from mbert_edge.session import model_inputs, session_options
+    from mbert_edge.batching import padded_inputs
+    from mbert_edge.session import session_options
 
     inputs = linear_inputs(model)
     probe = onnx.ModelProto()
@@ -199,7 +200,7 @@ def activation_ranges(model: onnx.ModelProto, runner: "BundleModel", texts: list
     ranges: dict[str, np.ndarray] = {}
     for start in range(0, len(texts), batch_size):
         encodings = runner.tokenizer.encode_batch(texts[start:start + batch_size])
-        feed = model_inputs(encodings, runner.input_names)
+        feed = padded_inputs(encodings, max(map(len, encodings)), runner.input_names, runner.pad_id)
         outputs = session.run(tensors, feed)
         real = feed["attention_mask"].astype(bool)
         for name, value in zip(tensors, outputs):

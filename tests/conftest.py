@@ -18,6 +18,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 LABELS = ["negative", "neutral", "positive"]
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "MISC"]  # MISC: a label without a B-/I- prefix
 
 
 def needs_shared(*parts: str) -> Path:
@@ -100,6 +101,14 @@ def seqcls_checkpoint(tmp_path_factory, vocab) -> Path:
 
 
 @pytest.fixture(scope="session")
+def token_checkpoint(tmp_path_factory, vocab) -> Path:
+    return write_checkpoint(
+        tmp_path_factory.mktemp("token"), "BertForTokenClassification", vocab, num_labels=len(NER_LABELS),
+        id2label=dict(enumerate(NER_LABELS)), label2id={l: i for i, l in enumerate(NER_LABELS)},
+    )
+
+
+@pytest.fixture(scope="session")
 def encoder_checkpoint(tmp_path_factory, vocab) -> Path:
     return write_checkpoint(tmp_path_factory.mktemp("encoder"), "BertModel", vocab)
 
@@ -116,3 +125,10 @@ def encoder_bundle(tmp_path_factory, encoder_checkpoint) -> Path:
     from mbert_edge.export import export_bundle
 
     return export_bundle(str(encoder_checkpoint), tmp_path_factory.mktemp("bundles") / "encoder").path
+
+
+@pytest.fixture(scope="session")
+def token_bundle(tmp_path_factory, token_checkpoint) -> Path:
+    from mbert_edge.export import export_bundle
+
+    return export_bundle(str(token_checkpoint), tmp_path_factory.mktemp("bundles") / "token").path

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
 from conftest import run_cli
+from mbert_edge.bundle import sha256_file
 
 
 def assert_one_line_error(result, *fragments):
@@ -68,7 +70,10 @@ def test_predict_arguments_file_and_stdin(tmp_path, seqcls_bundle):
 @pytest.mark.parametrize("args, fragment", [
     (("predict", "{missing}", "hi"), "does not exist"),
     (("predict", "{bundle}", "--input", "{missing}"), "cannot read --input"),
-    (("predict", "{encoder}", "hi"), "feature-extraction bundle"),
+    (("predict", "{encoder}", "hi", "--top-k", "2"), "feature-extraction bundle; --top-k applies"),
+    (("predict", "{bundle}", "hi", "--aggregation", "first"), "--aggregation applies to token-classification"),
+    (("predict", "{bundle}", "--input", "{binary}"), "is not UTF-8"),
+    (("predict", "{bundle}", "--input", "{folder}"), "cannot read --input"),
     (("info", "{missing}"), "does not exist"),
     (("quantize", "{missing}"), "does not exist"),
     (("verify", "{missing}"), "does not exist"),
@@ -76,8 +81,33 @@ def test_predict_arguments_file_and_stdin(tmp_path, seqcls_bundle):
     (("bench", "{bundle}"), "not implemented"),
 ])
 def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, fragment):
-    values = {"missing": str(tmp_path / "missing"), "bundle": str(seqcls_bundle), "encoder": str(encoder_bundle)}
+    (tmp_path / "binary.txt").write_bytes(b"ok\n\xff\xfe\x00 not text\n")
+    values = {"missing": str(tmp_path / "missing"), "bundle": str(seqcls_bundle), "encoder": str(encoder_bundle),
+              "binary": str(tmp_path / "binary.txt"), "folder": str(tmp_path)}
     assert_one_line_error(run_cli(*(a.format(**values) for a in args)), fragment)
+
+
+def test_corrupt_model_is_one_line(tmp_path, seqcls_bundle):
+    broken = tmp_path / "broken"
+    shutil.copytree(seqcls_bundle, broken)
+    model = broken / "model.onnx"
+    model.write_bytes(model.read_bytes()[:1000])
+    assert_one_line_error(run_cli("predict", str(broken), "hi"), "does not match the sha256")
+    manifest = json.loads((broken / "mbert_edge.json").read_text())
+    manifest["files"]["model.onnx"]["sha256"] = sha256_file(model)  # a corrupt file that the manifest vouches for
+    (broken / "mbert_edge.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run_cli("predict", str(broken), "hi"), "could not be loaded by ONNX Runtime")
+
+
+def test_predict_serves_every_task(encoder_bundle, token_bundle):
+    vectors = run_cli("predict", str(encoder_bundle), "Guten Morgen", "Bonjour")
+    assert vectors.returncode == 0, vectors.stderr
+    rows = [json.loads(line) for line in vectors.stdout.splitlines()]
+    assert [len(r) for r in rows] == [32, 32] and abs(sum(x * x for x in rows[0]) - 1) < 1e-5
+    entities = run_cli("predict", str(token_bundle), "Angela Merkel besuchte Paris.", "--aggregation", "none")
+    assert entities.returncode == 0, entities.stderr
+    tokens = json.loads(entities.stdout)
+    assert isinstance(tokens, list) and all({"entity", "score", "start", "end", "word"} <= set(t) for t in tokens)
 
 
 def test_info(seqcls_bundle):

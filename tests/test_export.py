@@ -43,18 +43,19 @@ def test_graph_has_dynamic_batch_and_sequence(seqcls_bundle):
     assert [d.dim_param for d in graph.output[0].type.tensor_type.shape.dim][0] == "batch"
 
 
-def test_feature_extraction_is_pooled_and_normalised(encoder_bundle):
+def test_feature_extraction_is_pooled_in_the_graph(encoder_bundle):
+    """Pooling is in the graph; normalisation is not (the runtime merges long texts' windows first)."""
     import onnxruntime as ort
 
     manifest = json.loads((encoder_bundle / MANIFEST_NAME).read_text())
     assert manifest["task"] == "feature-extraction"
-    assert manifest["pooling"] == {"mode": "mean", "normalize": True}
+    assert manifest["pooling"] == {"mode": "mean"}
     assert manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
     session = ort.InferenceSession(str(encoder_bundle / "model.onnx"))
     feed = {i.name: np.ones((3, 7), dtype=np.int64) for i in session.get_inputs()}
     (embeddings,) = session.run(None, feed)
     assert embeddings.shape == (3, 32)
-    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, rtol=1e-5)
+    assert np.abs(np.linalg.norm(embeddings, axis=1) - 1).min() > 1e-3
 
 
 def test_extra_data_joins_the_parity_report(tmp_path, seqcls_checkpoint):

@@ -1,0 +1,59 @@
+"""Length-bucketed batching: sort windows by token count, pad each batch to one of a few bucket
+lengths, cap the tokens per batch. Sorting keeps padding small; buckets keep the set of tensor shapes
+small, which keeps ONNX Runtime's memory arena from growing with every new length."""
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+
+import numpy as np
+from tokenizers import Encoding
+
+BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def bucket_length(length: int, max_length: int) -> int:
+    """The smallest bucket that holds `length` tokens, never more than `max_length`."""
+    index = bisect_left(BUCKETS, length)
+    return min(BUCKETS[index], max_length) if index < len(BUCKETS) else max_length
+
+
+def plan_batches(
+    lengths: Sequence[int], max_length: int, batch_size: int, max_batch_tokens: int
+) -> list[tuple[list[int], int]]:
+    """Group item indices into batches of similar length: (indices, padded length) in ascending length.
+    A batch holds at most `batch_size` items and `max_batch_tokens` padded tokens (always at least one item)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    batches: list[tuple[list[int], int]] = []
+    current: list[int] = []
+    for index in order:
+        width = bucket_length(lengths[index], max_length)
+        if current and (len(current) == batch_size or width * (len(current) + 1) > max_batch_tokens):
+            batches.append((current, bucket_length(lengths[current[-1]], max_length)))
+            current = []
+        current.append(index)
+    if current:
+        batches.append((current, bucket_length(lengths[current[-1]], max_length)))
+    return batches
+
+
+def padded_inputs(
+    encodings: Sequence[Encoding], width: int, input_names: Sequence[str], pad_id: int
+) -> dict[str, np.ndarray]:
+    """The ONNX feed for one batch padded to `width`: only the inputs the graph declares, as int64."""
+    columns = {
+        "input_ids": (lambda e: e.ids, pad_id),
+        "attention_mask": (lambda e: e.attention_mask, 0),
+        "token_type_ids": (lambda e: e.type_ids, 0),
+    }
+    feed = {}
+    for name in input_names:
+        column, fill = columns[name]
+        array = np.full((len(encodings), width), fill, dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            values = column(encoding)
+            array[row, : len(values)] = values
+        feed[name] = array
+    return feed
