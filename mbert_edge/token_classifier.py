@@ -24,8 +24,9 @@ def merge_windows(windows: list[Encoding], outputs: list[np.ndarray]) -> list[To
     nothing is duplicated at a seam. Tokens are matched across windows by their character offsets."""
     best: dict[tuple[int, int, int], tuple[int, Token]] = {}
     for encoding, logits in zip(windows, outputs):
+        probabilities = _softmax(logits)
+        pieces, ids, last = encoding.tokens, encoding.ids, len(encoding) - 1  # each access copies from Rust
         seen: dict[tuple[int, int], int] = {}
-        last = len(encoding) - 1
         for position, (special, (start, end)) in enumerate(zip(encoding.special_tokens_mask, encoding.offsets)):
             if special:
                 continue
@@ -33,9 +34,7 @@ def merge_windows(windows: list[Encoding], outputs: list[np.ndarray]) -> list[To
             key = (start, end, repeat)
             margin = min(position, last - position)
             if key not in best or margin > best[key][0]:
-                token = Token(encoding.tokens[position], encoding.ids[position], start, end,
-                              _softmax(logits[position]), 0)
-                best[key] = (margin, token)
+                best[key] = (margin, Token(pieces[position], ids[position], start, end, probabilities[position], 0))
     tokens = [best[key][1] for key in sorted(best)]
     for index, token in enumerate(tokens, start=1):  # 1-based like the pipeline's, where [CLS] is 0
         token.index = index
