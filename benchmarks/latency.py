@@ -2,33 +2,24 @@
 
     python benchmarks/latency.py BUNDLE [BUNDLE ...] [--lengths 32,128] [--runs 50]
 
-Prints one row per (bundle, precision): median and p90 in ms. A quick yardstick until `mbert-edge bench`
-exists; it uses the runtime's own session settings.
+Prints one row per (bundle, precision): median and p90 in ms, with the runtime's own session settings
+(the same timing as `mbert-edge bench`, for several bundles in one table).
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 import numpy as np
 
+from mbert_edge.benchmark import exact_length_feed, time_calls
 from mbert_edge.session import BundleModel
 
 
 def time_model(model: BundleModel, length: int, runs: int, warmup: int = 5) -> list[float]:
-    """Seconds per run for one input of exactly `length` tokens."""
-    ids = np.full((1, length), 1000 % model.bundle.manifest["vocab_size"], dtype=np.int64)
-    feed = {name: (ids if name == "input_ids" else np.ones_like(ids) if name == "attention_mask"
-                   else np.zeros_like(ids)) for name in model.input_names}
-    for _ in range(warmup):
-        model.session.run(None, feed)
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        model.session.run(None, feed)
-        times.append(time.perf_counter() - start)
-    return times
+    """Seconds per run for one input of exactly `length` tokens (the graph alone)."""
+    feed = exact_length_feed(model, length)
+    return time_calls(lambda: model.session.run(None, feed), runs, 0.0, warmup).tolist()
 
 
 @click.command()

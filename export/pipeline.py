@@ -1,8 +1,6 @@
 """`mbert-edge export`: checkpoint -> ONNX + tokenizer -> parity proof -> bundle, written atomically."""
 from __future__ import annotations
 
-import shutil
-import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -10,6 +8,7 @@ from typing import Any
 from mbert_edge.bundle import FORMAT_VERSION, MANIFEST_NAME, TOKENIZER_NAME, Bundle, file_record, sha256_file, write_json_atomic
 from mbert_edge.errors import ExportError
 from mbert_edge.progress import Progress
+from mbert_edge.staging import check_output, staged_folder
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
 from mbert_edge.quantize.fusion import contract_gaps, fuse
@@ -45,21 +44,6 @@ def _max_length(requested: int | None, config: Any, tokenizer_max: int | None) -
     return min(limit, tokenizer_max or limit)
 
 
-def _replace_dir(staging: Path, output: Path, force: bool) -> None:
-    """Move the finished bundle into place; an existing non-empty folder is replaced only with force."""
-    if output.exists() and any(output.iterdir()):
-        if not force:
-            raise ExportError(f"{output} exists and is not empty; choose another folder or pass --force")
-        trash = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old-"))
-        output.rename(trash / output.name)
-        staging.rename(output)
-        shutil.rmtree(trash)
-    else:
-        if output.exists():
-            output.rmdir()
-        staging.rename(output)
-
-
 def export_bundle(
     model: str,
     output_dir: str | Path,
@@ -84,9 +68,7 @@ def export_bundle(
     """
     progress = progress or Progress(enabled=False)
     output = Path(output_dir).resolve()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.exists() and any(output.iterdir()) and not force:
-        raise ExportError(f"{output} exists and is not empty; choose another folder or pass --force")
+    check_output(output, force)
     texts = parity_texts(data)
     checkpoint = inspect(model, task)
     tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path)
@@ -96,7 +78,6 @@ def export_bundle(
     input_names = graph_inputs(torch_model.config)
     wrapper = ExportWrapper(torch_model, checkpoint, input_names).eval()
     config = torch_model.config
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
 
     def checked_parity(graph: Path, label: str) -> dict[str, Any]:
         with progress.bar(f"validating {label} graph against PyTorch", len(texts)) as advance:
@@ -109,7 +90,7 @@ def export_bundle(
             )
         return parity
 
-    try:
+    with staged_folder(output, force) as staging:
         tokenizer.save(str(staging / TOKENIZER_NAME))
         with progress.step(f"tracing to ONNX (opset {opset})"):
             export_onnx(wrapper, checkpoint, staging / MODEL_FILE, opset)
@@ -155,9 +136,4 @@ def export_bundle(
             "files": {name: file_record(staging / name) for name in (MODEL_FILE, TOKENIZER_NAME)},
         }
         write_json_atomic(staging / MANIFEST_NAME, manifest)
-        staging.chmod(0o755)  # mkdtemp makes it owner-only
-        _replace_dir(staging, output, force)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return Bundle.open(output)

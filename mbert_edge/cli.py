@@ -187,10 +187,6 @@ def info(bundle: Path, as_json: bool) -> None:
     click.echo("versions     " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
 
 
-def _not_yet(name: str) -> None:
-    raise click.ClickException(f"`mbert-edge {name}` is not implemented in this version yet")
-
-
 DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
              "(also one folder level down); default: the built-in multilingual sample.")
 
@@ -261,10 +257,91 @@ def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float
         raise click.ClickException(f"below the threshold: {failure}")
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def bench() -> None:
-    """(not yet) Latency, throughput, cold start and memory of a bundle."""
-    _not_yet("bench")
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scripts", default=None,
+              help="Comma-separated Unicode scripts to keep (latin,cyrillic,...): text in them gives identical outputs.")
+@click.option("--corpus", "corpora", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Keep the pieces this text uses (a file or a folder of <lang>.txt; repeatable).")
+@click.option("--min-count", type=int, default=1, show_default=True, help="--corpus: keep pieces seen this often.")
+@click.option("--holdout", type=float, default=0.1, show_default=True,
+              help="--corpus: share of each file held out to measure coverage.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
+def trim(bundle: Path, output_dir: Path, scripts: str | None, corpora: tuple[Path, ...], min_count: int,
+         holdout: float, force: bool) -> None:
+    """Copy BUNDLE to OUTPUT_DIR with a vocabulary trimmed to some scripts or to a corpus."""
+    _export_tools()  # trimming rewrites ONNX files: it needs the [export] extra
+    from .quantize.trim import script_pattern
+    from .quantize.trim import trim as trim_bundle
+    from .textdata import TextSet, load_textset
+
+    if scripts:
+        script_pattern(scripts.split(","))  # an unknown name fails here, before any work
+    corpus = None
+    if corpora:
+        groups = [load_textset(path).texts for path in corpora]
+        corpus = TextSet({name: texts for group in groups for name, texts in group.items()})
+    with Progress().step("trimming the vocabulary and the embedding tables"):
+        result = trim_bundle(bundle, output_dir, scripts.split(",") if scripts else None, corpus, min_count,
+                             holdout, force)
+    record = result.manifest["trim"]
+    sizes = ", ".join(f"{name} {_size(result.path / name)}" for name in result.models.values())
+    click.echo(f"kept {record['kept']:,} of {record['original_vocab_size']:,} tokens "
+               f"(scripts: {', '.join(record['scripts'])}); {sizes}")
+    for group, cover in record.get("coverage", {}).items():
+        click.echo(f"  {group}: {cover['unchanged']:.1%} of {cover['sentences']} held-out sentences tokenize unchanged")
+
+
+def _numbers(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected positive integers, got {text!r}")
+    return values
+
+
+@cli.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Real sentences for end-to-end and throughput figures (default: the built-in sample).")
+@click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
+@click.option("--lengths", default="16,32,64,128,256,512", show_default=True, help="Exact sequence lengths.")
+@click.option("--batch-sizes", default="8,32,64", show_default=True, help="Throughput batch sizes.")
+@click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Minimum timed runs per figure.")
+@click.option("--max-seconds", type=float, default=3.0, show_default=True,
+              help="Keep sampling fast figures up to this long (up to 10x --runs).")
+@click.option("--cold-start/--no-cold-start", default=True, show_default=True)
+@click.option("--threads/--no-threads", "sweep", default=True, show_default=True, help="Sweep intra-op threads.")
+@click.option("--save", is_flag=True, help="Store the recommended thread count in the bundle's manifest.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write bench.json, bench.md, latency.png and throughput.png here.")
+def bench(bundle: Path, data: Path | None, precision: str, lengths: str, batch_sizes: str, runs: int,
+          max_seconds: float, cold_start: bool, sweep: bool, save: bool, out: Path | None) -> None:
+    """Latency, throughput, cold start, memory and threads of BUNDLE on this machine."""
+    from . import benchmark, benchreport
+    from .textdata import builtin_sample, load_textset
+
+    opened = Bundle.open(bundle)
+    if save and not sweep:
+        raise click.UsageError("--save stores the thread sweep's recommendation: drop --no-threads")
+    precisions = [p for p in ("fp32", "int8") if p in opened.models and precision in ("all", p)]
+    if not precisions:
+        opened.resolve_precision(precision)  # raises the usual "no int8 model; run quantize" error
+    sentences = (load_textset(data) if data else builtin_sample()).texts
+    results = benchmark.run(bundle, sentences, precisions, _numbers(lengths), _numbers(batch_sizes), runs,
+                            max_seconds, cold_start, sweep, Progress())
+    if save:
+        threads = results["thread_sweep"]["recommended_intra_op_threads"]
+        opened.manifest["runtime"] = {"intra_op_threads": threads, "measured_on": results["machine"]["cpu"]}
+        opened.save_manifest()
+        results["saved"] = True
+    click.echo(benchreport.markdown(results))
+    if out is not None:
+        for path in benchreport.write(results, out):
+            click.echo(f"wrote {path}")
 
 
 @cli.command()

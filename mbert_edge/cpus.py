@@ -65,3 +65,16 @@ def int8_is_fast(flags: set[str]) -> bool:
     """INT8 beats FP32 with VNNI, AVX2's u8*s8 multiply-add, or ARM dot-product instructions; without
     them (SSE-only x86, older ARM) ONNX Runtime's INT8 kernels are slower than FP32."""
     return bool(flags & {"avx512_vnni", "avx_vnni", "avx2", "asimddp"})
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's marketing name (for benchmark reports), or the platform's processor string."""
+    import platform
+
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -106,7 +106,12 @@ class BundleModel:
                              f"got {self.stride}")
         self.tokenizer = configure_tokenizer(tokenizer, self.max_length, self.stride)
         self.pad_id: int = manifest["special_tokens"]["pad"]["id"]
+        self._trimmed_unk_id: int | None = manifest["special_tokens"]["unk"]["id"] if manifest.get("trim") else None
+        self._warned_unknown = False
         self.model_path = Path(model_path) if model_path else locate(self.bundle.models[self.precision])
+        saved = manifest.get("runtime", {}).get("intra_op_threads")  # from `mbert-edge bench --save`
+        if intra_op_threads is None and saved:
+            intra_op_threads = min(saved, available_cpus())
         self.session = open_session(
             self.model_path, options or session_options(intra_op_threads, inter_op_threads)
         )
@@ -127,6 +132,8 @@ class BundleModel:
         if truncation not in (None, *TRUNCATIONS):
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
         encodings = self.tokenizer.encode_batch([encodable(t) for t in texts])
+        if self._trimmed_unk_id is not None:
+            self._check_unknown_rate(encodings)
         if (truncation or self.default_truncation) == "head":
             if truncation is None and any(e.overflowing for e in encodings):
                 warnings.warn(
@@ -137,6 +144,21 @@ class BundleModel:
                 )
             return [[e] for e in encodings]
         return [[e, *e.overflowing] for e in encodings]
+
+    def _check_unknown_rate(self, encodings: list[Encoding]) -> None:
+        """Count [UNK] in this call's tokens; warn once per model when more than 5% are unknown, the sign of
+        text outside the languages a trimmed vocabulary kept."""
+        ids = [i for e in encodings for i in e.ids]
+        unknown = ids.count(self._trimmed_unk_id)
+        if not self._warned_unknown and unknown > 0.05 * len(ids):
+            self._warned_unknown = True
+            warnings.warn(
+                f"{unknown} of {len(ids)} tokens in this call are unknown to the trimmed vocabulary of "
+                f"{self.bundle.path} (kept: {self.bundle.manifest['trim'].get('scripts')}): the text is likely in "
+                "a language it dropped; use the untrimmed bundle for it",
+                UserWarning,
+                stacklevel=5,
+            )
 
     def _run(self, windows: list[Encoding], batch_size: int) -> list[np.ndarray]:
         """The graph's first output for each window, in input order: a vector for sequence-level tasks,

@@ -114,6 +114,13 @@ def encoder_checkpoint(tmp_path_factory, vocab) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mbert_vocab_checkpoint(tmp_path_factory) -> Path:
+    vocab = needs_shared("mbert_vocab", "vocab.txt").read_text(encoding="utf-8").splitlines()
+    folder = tmp_path_factory.mktemp("mbert-vocab")
+    return write_checkpoint(folder, "BertForSequenceClassification", vocab, layers=1, num_labels=2)
+
+
+@pytest.fixture(scope="session")
 def seqcls_bundle(tmp_path_factory, seqcls_checkpoint) -> Path:
     from mbert_edge.export import export_bundle
 

@@ -78,7 +78,6 @@ def test_predict_arguments_file_and_stdin(tmp_path, seqcls_bundle):
     (("quantize", "{missing}"), "does not exist"),
     (("verify", "{missing}"), "does not exist"),
     (("verify", "{bundle}"), "no int8 model"),
-    (("bench", "{bundle}"), "not implemented"),
 ])
 def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, fragment):
     (tmp_path / "binary.txt").write_bytes(b"ok\n\xff\xfe\x00 not text\n")

@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from mbert_edge.bundle import MANIFEST_NAME, sha256_file
-from mbert_edge.errors import ExportError
+from mbert_edge.errors import BundleError, ExportError
 from mbert_edge.export import export_bundle
 from mbert_edge.textdata import builtin_sample
 
@@ -78,7 +78,7 @@ def test_existing_output_needs_force(tmp_path, seqcls_checkpoint, seqcls_bundle)
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("user file")
-    with pytest.raises(ExportError, match="--force"):
+    with pytest.raises(BundleError, match="--force"):
         export_bundle(str(seqcls_checkpoint), out)
     assert (out / "keep.txt").exists()
     bundle = export_bundle(str(seqcls_checkpoint), out, force=True)

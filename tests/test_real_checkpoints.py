@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import minilm_path, needs_shared, write_checkpoint
+from conftest import minilm_path, needs_shared
 from mbert_edge import Classifier
 from mbert_edge.export import export_bundle
 from mbert_edge.export.tokenizer import build_tokenizer
@@ -41,13 +41,6 @@ def test_minilm_export_parity(tmp_path, task):
     assert tokenizer["padding"] is None and tokenizer["truncation"] is None  # MiniLM ships fixed 128 padding
     if task == "feature-extraction":
         assert bundle.manifest["pooling"]["mode"] == "mean"
-
-
-@pytest.fixture(scope="module")
-def mbert_vocab_checkpoint(tmp_path_factory) -> Path:
-    vocab = needs_shared("mbert_vocab", "vocab.txt").read_text(encoding="utf-8").splitlines()
-    folder = tmp_path_factory.mktemp("mbert-vocab")
-    return write_checkpoint(folder, "BertForSequenceClassification", vocab, layers=1, num_labels=2)
 
 
 @pytest.mark.parametrize("lang", NON_LATIN)

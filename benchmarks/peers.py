@@ -1,0 +1,202 @@
+"""mbert-edge side by side with what users would pick instead, in one run on one machine.
+
+    python benchmarks/peers.py CHECKPOINT BUNDLE [--faithful BUNDLE] --data ../shared/data/tatoeba --out benchmarks/results/NAME
+
+CHECKPOINT is the transformers folder the bundles were exported from (BertForSequenceClassification).
+BUNDLE has FP32 and plain INT8 (`mbert-edge quantize`); `--faithful` a bundle quantized with
+`--method faithful`. Measured, each with the same threads:
+1. transformers `pipeline("text-classification")` on PyTorch FP32;
+2. the same with PyTorch dynamic INT8 (`torch.ao.quantization.quantize_dynamic`, Linear layers, qint8);
+3. our bundles through `mbert_edge.Classifier`: FP32, plain INT8, faithful INT8; and, as the baseline a
+   straightforward runtime would be, the INT8 session fed batches padded to their longest member in input
+   order ("plain padding");
+4. the machine's limit: a 4096x4096x4096 MatMul in ONNX Runtime, FP32 and INT8 (MatMulInteger, u8 x s8),
+   in GOP/s, and each variant's share of that roofline at batch 1 / 128 tokens.
+Optimum (`optimum-onnx`) is not measured by this script yet.
+Figures: end-to-end single-sentence latency on real sentences, throughput at batch 32 on all of them,
+cold start (fresh process: import + load + first prediction) and its peak RSS.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper
+
+from mbert_edge import Classifier
+from mbert_edge.batching import padded_inputs
+from mbert_edge.benchmark import cold_start, summary, time_calls
+from mbert_edge.cpus import available_cpus, cpu_flags, cpu_model
+from mbert_edge.session import session_options
+from mbert_edge.textdata import load_textset
+
+TORCH_COLD_START = """
+import json, sys, time
+start = time.perf_counter()
+import torch, transformers
+torch.set_num_threads(int(sys.argv[3]))
+model = transformers.AutoModelForSequenceClassification.from_pretrained(sys.argv[1])
+if sys.argv[2] == "int8":
+    model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+pipe = transformers.pipeline("text-classification", model=model, tokenizer=transformers.AutoTokenizer.from_pretrained(sys.argv[1]))
+pipe("Das Essen war großartig")
+seconds = time.perf_counter() - start
+peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
+"""
+
+
+def gemm_roofline(threads: int, size: int = 4096) -> dict[str, float]:
+    """GOP/s (2 ops per multiply-add) of one large MatMul in ONNX Runtime, FP32 and INT8 (u8 x s8)."""
+    results = {}
+    for name, op, a_type, b_type in (("fp32", "MatMul", TensorProto.FLOAT, TensorProto.FLOAT),
+                                     ("int8", "MatMulInteger", TensorProto.UINT8, TensorProto.INT8)):
+        out_type = TensorProto.FLOAT if name == "fp32" else TensorProto.INT32
+        graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], "gemm",
+                                  [helper.make_tensor_value_info("a", a_type, [size, size]),
+                                   helper.make_tensor_value_info("b", b_type, [size, size])],
+                                  [helper.make_tensor_value_info("c", out_type, [size, size])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        session = ort.InferenceSession(model.SerializeToString(), session_options(threads))
+        rng = np.random.default_rng(0)
+        feed = {"a": rng.integers(0, 100, (size, size)).astype(np.float32 if name == "fp32" else np.uint8),
+                "b": rng.integers(-60, 60, (size, size)).astype(np.float32 if name == "fp32" else np.int8)}
+        seconds = float(np.median(time_calls(lambda: session.run(None, feed), 5, 0.0, warmup=2)))
+        results[name] = 2 * size**3 / seconds / 1e9
+    return results
+
+
+def model_gop(config: dict[str, Any], tokens: int) -> float:
+    """GOP of one encoder pass over `tokens` tokens: the weight GEMMs plus the attention products."""
+    hidden, layers, inner = config["hidden_size"], config["num_hidden_layers"], config["intermediate_size"]
+    per_token = layers * (4 * hidden * hidden + 2 * hidden * inner)
+    attention = layers * 2 * tokens * tokens * hidden
+    return 2 * (per_token * tokens + attention) / 1e9
+
+
+def torch_variant(checkpoint: Path, precision: str, threads: int, sentences: list[str], single: list[str],
+                  runs: int) -> dict[str, Any]:
+    import torch
+    import transformers
+
+    torch.set_num_threads(threads)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    if precision == "int8":
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    pipe = transformers.pipeline("text-classification", model=model,
+                                 tokenizer=transformers.AutoTokenizer.from_pretrained(checkpoint))
+    cycle = iter(range(10**9))
+    latency = summary(time_calls(lambda: pipe(single[next(cycle) % len(single)]), runs, 0.0))
+    ids = np.zeros((1, 128), dtype=np.int64) + 1000
+    with torch.inference_mode():
+        fixed = summary(time_calls(lambda: model(input_ids=torch.from_numpy(ids)), max(5, runs // 4), 0.0))
+    seconds = float(time_calls(lambda: pipe(sentences, batch_size=32), 1, 0.0, warmup=0).min())
+    started = subprocess.run([sys.executable, "-c", TORCH_COLD_START, str(checkpoint), precision, str(threads)],
+                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return {"end_to_end": latency, "s128": fixed, "sentences_per_s": len(sentences) / seconds,
+            "cold_start": json.loads(started)}
+
+
+def plain_padding_rate(model: Classifier, sentences: list[str]) -> float:
+    """Sentences/s of the INT8 session fed batches of 32 in input order, padded to their longest member."""
+    def run() -> None:
+        for start in range(0, len(sentences), 32):
+            encodings = model.tokenizer.encode_batch(sentences[start:start + 32])
+            model.session.run(None, padded_inputs(encodings, max(map(len, encodings)), model.input_names, model.pad_id))
+    return len(sentences) / float(time_calls(run, 3, 0.0, warmup=1).min())
+
+
+def ours(bundle: Path, precision: str, sentences: list[str], single: list[str], runs: int) -> dict[str, Any]:
+    from mbert_edge.benchmark import exact_length_feed
+
+    model = Classifier(bundle, precision)
+    cycle = iter(range(10**9))
+    feed = exact_length_feed(model, 128)
+    return {
+        "end_to_end": summary(time_calls(lambda: model.predict(single[next(cycle) % len(single)]), runs, 0.0)),
+        "s128": summary(time_calls(lambda: model.session.run(None, feed), max(5, runs // 4), 0.0)),
+        "sentences_per_s": len(sentences) / float(time_calls(lambda: model.predict(sentences, batch_size=32), 3, 0.0,
+                                                             warmup=1).min()),
+        "cold_start": cold_start(bundle, precision),
+        "model": model,
+    }
+
+
+@click.command()
+@click.argument("checkpoint", type=click.Path(exists=True, path_type=Path))
+@click.argument("bundle", type=click.Path(exists=True, path_type=Path))
+@click.option("--faithful", type=click.Path(exists=True, path_type=Path), default=None)
+@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True)
+@click.option("--per-group", default=80, show_default=True, help="Sentences per language for throughput.")
+@click.option("--runs", default=100, show_default=True, help="Single-sentence calls timed per variant.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_group: int, runs: int, out: Path) -> None:
+    threads = available_cpus()
+    texts = load_textset(data).limited(per_group).texts
+    sentences = [s for group in texts.values() for s in group]
+    single = [group[i] for i in range(3) for group in texts.values() if len(group) > i]
+    config = json.loads((checkpoint / "config.json").read_text())
+    gop = model_gop(config, 128)
+    roofline = gemm_roofline(threads)
+    rows: dict[str, dict[str, Any]] = {}
+    for precision in ("fp32", "int8"):
+        click.echo(f"PyTorch {precision} ...", err=True)
+        rows[f"transformers pipeline, PyTorch {precision.upper()}"] = torch_variant(
+            checkpoint, precision, threads, sentences, single, runs)
+    variants = [("fp32", bundle, "mbert-edge FP32"), ("int8", bundle, "mbert-edge INT8 plain")]
+    if faithful:
+        variants.append(("int8", faithful, "mbert-edge INT8 faithful"))
+    for precision, path, name in variants:
+        click.echo(f"{name} ...", err=True)
+        rows[name] = ours(path, precision, sentences, single, runs)
+        if name == "mbert-edge INT8 plain":
+            rows[name]["plain_padding_sentences_per_s"] = plain_padding_rate(rows[name]["model"], sentences)
+    for name, row in rows.items():
+        row.pop("model", None)
+        limit = roofline["fp32" if "FP32" in name else "int8"]
+        row["roofline_share_s128"] = gop / (row["s128"]["p50_ms"] / 1e3) / limit
+    tokens = sum(len(e.ids) for e in Classifier(bundle, "fp32").tokenizer.encode_batch(sentences))
+    results = {
+        "machine": {"cpu": cpu_model(), "cores": threads, "flags": sorted(cpu_flags()), "python": platform.python_version(),
+                    "versions": {p: version(p) for p in ("torch", "transformers", "onnxruntime", "tokenizers", "mbert-edge")}},
+        "model": {"checkpoint": str(checkpoint), "layers": config["num_hidden_layers"], "hidden": config["hidden_size"],
+                  "vocab": config["vocab_size"], "gop_at_128_tokens": gop},
+        "data": {"sentences": len(sentences), "tokens": tokens, "languages": len(texts)},
+        "roofline_gops": roofline,
+        "variants": rows,
+        "optimum": "not measured by this version of the script",
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "peers.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    lines = [f"Machine: {results['machine']['cpu']}, {threads} cores, flags {', '.join(results['machine']['flags'])}; "
+             f"GEMM roofline FP32 {roofline['fp32']:.0f} GOP/s, INT8 {roofline['int8']:.0f} GOP/s; model "
+             f"{config['num_hidden_layers']} layers x {config['hidden_size']}, {gop:.1f} GOP at 128 tokens; "
+             f"{len(sentences)} sentences ({tokens} tokens) in {len(texts)} languages.", "",
+             "| variant | single sentence p50 ms | p90 ms | batch-1 128 tokens p50 ms | roofline share | "
+             "batch 32 sentences/s | tokens/s | cold start s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        rate = row["sentences_per_s"]
+        lines.append(f"| {name} | {row['end_to_end']['p50_ms']:.1f} | {row['end_to_end']['p90_ms']:.1f} | "
+                     f"{row['s128']['p50_ms']:.1f} | {row['roofline_share_s128']:.0%} | {rate:.0f} | "
+                     f"{rate * tokens / len(sentences):.0f} | {row['cold_start']['seconds']:.2f} | "
+                     f"{row['cold_start']['peak_rss_mb']:.0f} |")
+    plain = rows["mbert-edge INT8 plain"]
+    lines += ["", f"Bucketed batching vs plain padding (INT8, batch 32): {plain['sentences_per_s']:.0f} vs "
+                  f"{plain['plain_padding_sentences_per_s']:.0f} sentences/s "
+                  f"({plain['sentences_per_s'] / plain['plain_padding_sentences_per_s']:.2f}x)."]
+    (out / "peers.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    click.echo("\n".join(lines))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main()

@@ -1,0 +1,166 @@
+"""What `mbert-edge bench` measures: latency by length, end-to-end latency on real sentences, throughput by
+batch size, cold start and peak RSS, and a thread sweep. Plain timing loops over the runtime's own
+classes: no library measures an ONNX bundle end to end with its tokenizer, so this is written here."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cpus import available_cpus, cpu_flags, cpu_model
+from .embedder import Embedder
+from .loading import load
+from .progress import Progress
+from .session import BundleModel, session_options
+
+LENGTHS = (16, 32, 64, 128, 256, 512)
+BATCH_SIZES = (8, 32, 64)
+WIDE_SPREAD = 1.5  # p90 / p50 above this: the machine was busy or throttling; the figures are unsteady
+
+# Peak RSS is read from VmHWM: ru_maxrss of a child started by a large parent reports the parent's peak.
+COLD_START = """
+import json, resource, sys, time
+start = time.perf_counter()
+import mbert_edge
+model = mbert_edge.load(sys.argv[1], precision=sys.argv[2])
+run = model.encode if isinstance(model, mbert_edge.Embedder) else model.predict
+run("Das Essen war großartig")
+seconds = time.perf_counter() - start
+try:
+    peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+except OSError:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
+"""
+
+
+def time_calls(call: Callable[[], Any], min_runs: int, max_seconds: float, warmup: int = 3) -> np.ndarray:
+    """Seconds per call: `warmup` untimed calls, then at least `min_runs` timed ones, continuing while
+    under `max_seconds` up to 10x `min_runs` (more samples, steadier medians, for fast calls)."""
+    for _ in range(warmup):
+        call()
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < min_runs or (time.perf_counter() - began < max_seconds and len(times) < 10 * min_runs):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return np.asarray(times)
+
+
+def summary(seconds: np.ndarray) -> dict[str, Any]:
+    """p50/p90/p99 in ms, the number of runs, and whether the spread is wide."""
+    p50, p90, p99 = (float(np.percentile(seconds, q) * 1e3) for q in (50, 90, 99))
+    return {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "runs": int(seconds.size),
+            "wide_spread": p90 > WIDE_SPREAD * p50}
+
+
+def exact_length_feed(model: BundleModel, length: int) -> dict[str, np.ndarray]:
+    """One input of exactly `length` tokens ([CLS], ordinary ids, [SEP]) for the graph alone."""
+    special = model.bundle.manifest["special_tokens"]
+    ids = np.full((1, length), min(1000, model.bundle.manifest["vocab_size"] - 1), dtype=np.int64)
+    ids[0, 0], ids[0, -1] = special["cls"]["id"], special["sep"]["id"]
+    columns = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    return {name: columns[name] for name in model.input_names}
+
+
+def infer(model: BundleModel) -> Callable[..., Any]:
+    """The task's main call: `encode` for embeddings, `predict` otherwise."""
+    return model.encode if isinstance(model, Embedder) else model.predict  # type: ignore[attr-defined]
+
+
+def latency_by_length(model: BundleModel, lengths: tuple[int, ...], min_runs: int, max_seconds: float,
+                      advance: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+    """Batch-1 latency of the graph at exact sequence lengths (no tokenisation)."""
+    results = {}
+    for length in lengths:
+        feed = exact_length_feed(model, length)
+        results[str(length)] = summary(time_calls(lambda: model.session.run(None, feed), min_runs, max_seconds))
+        advance(1)
+    return results
+
+
+def end_to_end(model: BundleModel, sentences: list[str], min_runs: int, max_seconds: float) -> dict[str, Any]:
+    """Batch-1 latency of one real sentence at a time, tokenisation and post-processing included."""
+    run = infer(model)
+    cycle = iter(range(10**9))
+    return summary(time_calls(lambda: run(sentences[next(cycle) % len(sentences)]), min_runs, max_seconds))
+
+
+def throughput(model: BundleModel, sentences: list[str], batch_size: int, repeats: int = 3) -> dict[str, Any]:
+    """Sentences and real tokens per second over all `sentences` at `batch_size` (best of `repeats`)."""
+    run = infer(model)
+    tokens = sum(len(e.ids) for e in model.tokenizer.encode_batch(sentences))
+    best = float(time_calls(lambda: run(sentences, batch_size=batch_size), repeats, 0.0, warmup=1).min())
+    return {"sentences_per_s": len(sentences) / best, "tokens_per_s": tokens / best, "sentences": len(sentences),
+            "tokens": tokens}
+
+
+def cold_start(bundle: str | Path, precision: str, runs: int = 3) -> dict[str, Any]:
+    """Fresh processes (import + load + first prediction): median seconds and peak RSS."""
+    samples = []
+    for _ in range(runs):
+        done = subprocess.run([sys.executable, "-c", COLD_START, str(bundle), precision],
+                              capture_output=True, text=True, check=True)
+        samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return {"seconds": float(np.median([s["seconds"] for s in samples])),
+            "peak_rss_mb": float(np.median([s["peak_rss_mb"] for s in samples])), "runs": runs}
+
+
+def thread_sweep(bundle: str | Path, precision: str, sentences: list[str], length: int, min_runs: int,
+                 max_seconds: float) -> dict[str, Any]:
+    """For 1..usable cores intra-op threads: batch-1 latency at `length` tokens and throughput at batch 32.
+    Recommends the count with the best throughput, unless fewer threads come within 5% (they leave cores
+    free for the rest of the app)."""
+    rows = {}
+    for threads in range(1, available_cpus() + 1):
+        model = load(bundle, precision=precision, options=session_options(threads), verify_hashes=False)
+        feed = exact_length_feed(model, min(length, model.max_length))
+        rows[str(threads)] = {
+            "latency": summary(time_calls(lambda: model.session.run(None, feed), min_runs, max_seconds)),
+            "throughput": throughput(model, sentences, 32),
+        }
+    fastest = max(r["throughput"]["sentences_per_s"] for r in rows.values())
+    best = min(int(t) for t, r in rows.items() if r["throughput"]["sentences_per_s"] >= 0.95 * fastest)
+    return {"length": length, "threads": rows, "recommended_intra_op_threads": best}
+
+
+def run(bundle: str | Path, sentences: dict[str, list[str]], precisions: list[str], lengths: tuple[int, ...],
+        batch_sizes: tuple[int, ...], min_runs: int, max_seconds: float, cold: bool, sweep: bool,
+        progress: Progress) -> dict[str, Any]:
+    """Every figure of `mbert-edge bench` for the given precisions of one bundle."""
+    import onnxruntime
+
+    texts = [t for group in sentences.values() for t in group]
+    results: dict[str, Any] = {
+        "bundle": str(bundle),
+        "machine": {"cpu": cpu_model(), "usable_cores": available_cpus(), "flags": sorted(cpu_flags()),
+                    "onnxruntime": onnxruntime.__version__},
+        "data": {"sentences": len(texts), "groups": len(sentences)},
+        "settings": {"min_runs": min_runs, "max_seconds": max_seconds},
+        "variants": {},
+    }
+    for precision in precisions:
+        model = load(bundle, precision=precision)
+        usable = tuple(n for n in lengths if n <= model.max_length)
+        with progress.bar(f"{precision}: latency by length", len(usable)) as advance:
+            by_length = latency_by_length(model, usable, min_runs, max_seconds, advance)
+        with progress.step(f"{precision}: end to end and throughput on {len(texts)} sentences"):
+            variant = {"latency_by_length": by_length, "end_to_end": end_to_end(model, texts, min_runs, max_seconds),
+                       "throughput": {str(b): throughput(model, texts, b) for b in batch_sizes}}
+        if cold:
+            with progress.step(f"{precision}: cold start in fresh processes"):
+                variant["cold_start"] = cold_start(bundle, precision)
+        results["variants"][precision] = variant
+    if sweep:
+        precision = precisions[-1]
+        with progress.step(f"{precision}: thread sweep"):
+            results["thread_sweep"] = {"precision": precision,
+                                       **thread_sweep(bundle, precision, texts, 128, min_runs, max_seconds)}
+    return results

@@ -1,0 +1,41 @@
+"""Atomic bundle writing, shared by `export` and `trim`: assemble in a hidden sibling folder, rename into
+place only when complete, so a failed or interrupted run leaves nothing half-written."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import BundleError
+
+
+def check_output(output: Path, force: bool) -> None:
+    """Refuse a non-empty `output` unless `force` (checked before any long work starts)."""
+    if output.exists() and any(output.iterdir()) and not force:
+        raise BundleError(f"{output} exists and is not empty; choose another folder or pass --force")
+
+
+@contextmanager
+def staged_folder(output: str | Path, force: bool) -> Iterator[Path]:
+    """Yield an empty folder beside `output`; when the block succeeds it replaces `output`."""
+    output = Path(output).resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    check_output(output, force)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
+    try:
+        yield staging
+        staging.chmod(0o755)  # mkdtemp makes it owner-only; a bundle is meant to be shared
+        if output.exists() and any(output.iterdir()):
+            trash = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.old-"))
+            output.rename(trash / output.name)
+            staging.rename(output)
+            shutil.rmtree(trash)
+        else:
+            if output.exists():
+                output.rmdir()
+            staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

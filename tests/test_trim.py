@@ -1,0 +1,136 @@
+"""Vocabulary trimming: text in the kept scripts tokenizes and scores exactly as before."""
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import regex
+from tokenizers import Tokenizer
+
+from conftest import needs_shared, run_cli
+from mbert_edge import Classifier
+from mbert_edge.session import BundleModel
+from mbert_edge.quantize.pipeline import quantize_bundle
+from mbert_edge.quantize.trim import TrimError, script_pattern, trim
+from mbert_edge.textdata import TextSet, builtin_sample
+
+LATIN = script_pattern(["latin"])
+SAMPLE = [s for group in builtin_sample().texts.values() for s in group]
+
+
+def random_latin_texts(vocab_chars: list[str], real: list[str], count: int, seed: int = 0) -> list[str]:
+    """Random strings of Latin, Common and Inherited characters (letters, accents, digits, punctuation,
+    symbols, combining marks), some spliced into real sentences: the inputs the proof is about."""
+    rng = random.Random(seed)
+    extra = list("0123456789 .,;:!?'\"()-–—/&%€$@#*+=[]{}…«»¿¡") + ["\u0301", "\u0308", "🙂", "ß", "Œ", "ǅ"]
+    alphabet = vocab_chars + extra
+    texts = []
+    for _ in range(count):
+        noise = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        base = rng.choice(real) if rng.random() < 0.5 else ""
+        cut = rng.randint(0, len(base))
+        texts.append(base[:cut] + noise + base[cut:])
+    return [t for t in texts if LATIN.fullmatch(t) or not t]
+
+
+def tokens_back(source: Path, trimmed_bundle: Path, texts: list[str]) -> list[list[int]]:
+    """Trimmed token ids mapped back, through their token strings, to the original vocabulary's ids."""
+    trimmed = Tokenizer.from_file(str(trimmed_bundle / "tokenizer.json"))
+    original = Tokenizer.from_file(str(source / "tokenizer.json")).get_vocab()
+    return [[original[t] for t in e.tokens] for e in trimmed.encode_batch(texts)]
+
+
+@pytest.fixture(scope="module")
+def quantized_bundles(tmp_path_factory, seqcls_bundle):
+    """The tiny classifier with plain and faithful INT8, each trimmed to Latin."""
+    out = {}
+    for method in ("dynamic", "faithful"):
+        source = Path(shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp(method) / "b"))
+        quantize_bundle(source, method=method, min_agreement=0.0)
+        out[method] = (source, trim(source, source.parent / "latin", scripts=["latin"]).path)
+    return out
+
+
+def test_scripts_trim_keeps_outputs_identical(quantized_bundles):
+    source, trimmed = quantized_bundles["dynamic"]
+    manifest = json.loads((trimmed / "mbert_edge.json").read_text())
+    original = json.loads((source / "mbert_edge.json").read_text())
+    assert manifest["vocab_size"] < original["vocab_size"] == manifest["trim"]["original_vocab_size"]
+    assert manifest["trim"]["mode"] == "scripts" and manifest["labels"] == original["labels"]
+    vocab_chars = [t for t in Tokenizer.from_file(str(source / "tokenizer.json")).get_vocab() if len(t) == 1]
+    latin_sample = [s for s in SAMPLE if LATIN.fullmatch(s)]
+    texts = latin_sample + random_latin_texts([c for c in vocab_chars if LATIN.fullmatch(c)], latin_sample, 400)
+    assert len(texts) > 300
+    before = Tokenizer.from_file(str(source / "tokenizer.json")).encode_batch(texts)
+    assert tokens_back(source, trimmed, texts) == [e.ids for e in before]
+    for precision, tolerance in (("fp32", 0.0), ("int8", 1e-6)):
+        a = Classifier(source, precision).logits(texts, batch_size=16)
+        b = Classifier(trimmed, precision).logits(texts, batch_size=16)
+        assert np.abs(a - b).max() <= tolerance and (a.argmax(1) == b.argmax(1)).all()
+
+
+def test_faithful_int8_trims_exactly(quantized_bundles):
+    source, trimmed = quantized_bundles["faithful"]
+    latin = [s for s in SAMPLE if LATIN.fullmatch(s)]
+    a, b = Classifier(source).logits(latin), Classifier(trimmed).logits(latin)
+    assert np.abs(a - b).max() <= 1e-6
+
+
+def test_trimmed_runtime_warns_on_unknown_text(quantized_bundles):
+    _, trimmed = quantized_bundles["dynamic"]
+    clf = Classifier(trimmed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict("Guten Morgen, wie geht es dir?")
+    with pytest.warns(UserWarning, match="unknown to the trimmed vocabulary"):
+        clf.predict(["Доброе утро", "Καλημέρα", "Guten Morgen"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per model
+        clf.predict("Доброе утро")
+
+
+def test_corpus_trim_reports_coverage(tmp_path, seqcls_bundle):
+    corpus = TextSet({lang: builtin_sample().texts[lang] * 3 for lang in ("deu", "fra")})
+    bundle = trim(seqcls_bundle, tmp_path / "corpus", corpus=corpus, holdout=0.25)
+    record = bundle.manifest["trim"]
+    assert record["mode"] == "corpus" and record["scripts"] == ["Latin"]
+    assert set(record["coverage"]) == {"deu", "fra"} and record["coverage"]["deu"]["unchanged"] == 1.0
+    assert BundleModel(bundle.path).raw_outputs(["Bonjour"])[0].shape == (3,)
+
+
+def test_bad_requests(tmp_path, seqcls_bundle, quantized_bundles):
+    with pytest.raises(TrimError, match="unknown Unicode script 'klingon'"):
+        trim(seqcls_bundle, tmp_path / "x", scripts=["klingon"])
+    with pytest.raises(TrimError, match="either --scripts or --corpus"):
+        trim(seqcls_bundle, tmp_path / "x")
+    with pytest.raises(TrimError, match="already trimmed"):
+        trim(quantized_bundles["dynamic"][1], tmp_path / "x", scripts=["latin"])
+    result = run_cli("trim", str(seqcls_bundle), str(tmp_path / "y"), "--scripts", "latin,klingon")
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and "klingon" in result.stderr
+
+
+def test_mbert_vocab_latin_trim_on_tatoeba(tmp_path, mbert_vocab_checkpoint):
+    """The real mBERT vocabulary: about 69.5k of 119,547 rows kept; every Latin-script Tatoeba sentence
+    tokenizes identically, and the model's outputs on them are identical."""
+    from mbert_edge.export import export_bundle
+
+    tatoeba = needs_shared("tatoeba")
+    source = export_bundle(str(mbert_vocab_checkpoint), tmp_path / "mbert").path
+    trimmed = trim(source, tmp_path / "latin", scripts=["latin"]).path
+    assert 69_000 < json.loads((trimmed / "mbert_edge.json").read_text())["vocab_size"] < 70_000
+    original = Tokenizer.from_file(str(source / "tokenizer.json"))
+    checked = 0
+    for file in sorted(tatoeba.glob("*.txt")):
+        latin = [s for s in file.read_text(encoding="utf-8").splitlines() if LATIN.fullmatch(s)]
+        assert tokens_back(source, trimmed, latin) == [e.ids for e in original.encode_batch(latin)], file.name
+        checked += len(latin)
+        if len(latin) > 500:
+            a = Classifier(source).logits(latin[:100])
+            b = Classifier(trimmed).logits(latin[:100])
+            assert np.array_equal(a, b), file.name
+    assert checked > 10_000
