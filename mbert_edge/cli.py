@@ -184,6 +184,13 @@ def info(bundle: Path, as_json: bool) -> None:
                   if "agreement" in overall else f"cosine mean {overall['mean_cosine']:.4f} min {overall['min_cosine']:.4f}")
         click.echo(f"int8         {'kept' if q['passed'] else 'REJECTED'}: {q['method']}, preset {q['preset']}, "
                    f"per-channel {q['per_channel']}; {figure} on {q['data']}")
+    if m.get("trim"):
+        t = m["trim"]
+        click.echo(f"trim         {t['mode']} ({', '.join(t['scripts'])}): kept {t['kept']:,} of "
+                   f"{t['original_vocab_size']:,} tokens")
+    if m.get("runtime"):
+        click.echo(f"runtime      intra_op_threads {m['runtime']['intra_op_threads']} "
+                   f"(from `bench --save` on {m['runtime']['measured_on']})")
     click.echo("versions     " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()))
 
 
@@ -213,16 +220,19 @@ DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.tx
               help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text.")
 @click.option("--weight-format", type=click.Choice(["auto", "s8", "s7", "u8"]), default="auto", show_default=True,
               help="faithful: int8 weights (s8), 7-bit (s7, AVX2's fast path), or 8-bit as uint8 (u8, exact on AVX2).")
+@click.option("--embedding-table", type=click.Choice(["per-row", "per-tensor"]), default="per-row", show_default=True,
+              help="dynamic: int8 word table with one scale per row, or ONNX Runtime's one scale for the table.")
 def quantize(bundle: Path, per_channel: bool, preset: str, data: Path | None, min_agreement: float,
              min_cosine: float, method: str, calibration: Path | None, smoothing: float,
-             fallback_target: float | None, weight_format: str) -> None:
+             fallback_target: float | None, weight_format: str, embedding_table: str) -> None:
     """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
     _, quantize_bundle = _export_tools()
     report = quantize_bundle(bundle, per_channel=per_channel, preset=preset, data=data,
                              min_agreement=min_agreement, min_cosine=min_cosine, method=method,
                              calibration=calibration, smoothing=smoothing or None,
                              fallback_target=fallback_target,
-                             weight_format=None if weight_format == "auto" else weight_format, progress=Progress())
+                             weight_format=None if weight_format == "auto" else weight_format,
+                             embedding_table=embedding_table, progress=Progress())
     from mbert_edge.quantize.report import markdown
 
     click.echo(markdown(report))

@@ -119,8 +119,9 @@ def linear_inputs(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = frozenset(),
-            smoothing: dict[str, np.ndarray] | None = None) -> onnx.ModelProto:
-    """The faithful INT8 graph of a fused FP32 BERT graph."""
+            smoothing: dict[str, np.ndarray] | None = None, only_embeddings: bool = False) -> onnx.ModelProto:
+    """The faithful INT8 graph of a fused FP32 BERT graph; `only_embeddings` rewrites just the word table
+    (int8, one scale per row) and leaves every other node as it is, for plain dynamic quantization."""
     smoothing = smoothing or {}
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     quantized = set(linear_layers(model))
@@ -128,7 +129,9 @@ def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = 
     r = Rewriter(weight_format)
     padding_mask = None
     for node in model.graph.node:
-        if node.name in quantized and node.op_type == "MatMul":
+        if only_embeddings and node.op_type != "EmbedLayerNormalization":
+            r.nodes.append(node)
+        elif node.name in quantized and node.op_type == "MatMul":
             r.matmul(node.input[0], inits[node.input[1]], node.output[0], node.name in fp32_layers,
                      smoothing.get(node.name))
         elif node.op_type == "Attention":
@@ -144,7 +147,7 @@ def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = 
             r.node("MultiHeadAttention", [q, k, v, node.input[2], padding_mask], node.output[0],
                    domain=MS_DOMAIN, num_heads=heads)
         elif node.op_type == "EmbedLayerNormalization":
-            _embedding(r, node, inits, node.name in fp32_layers)
+            _embedding(r, node, inits, node.name in fp32_layers, mask_index=only_embeddings)
         else:
             r.nodes.append(node)
     used = {i for n in r.nodes for i in n.input}
@@ -156,8 +159,10 @@ def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = 
     return out
 
 
-def _embedding(r: Rewriter, node: onnx.NodeProto, inits: dict[str, np.ndarray], fp32: bool) -> None:
-    """EmbedLayerNormalization from standard operators, with an int8 word table (one scale per row)."""
+def _embedding(r: Rewriter, node: onnx.NodeProto, inits: dict[str, np.ndarray], fp32: bool,
+               mask_index: bool = False) -> None:
+    """EmbedLayerNormalization from standard operators, with an int8 word table (one scale per row);
+    `mask_index` also rebuilds its second output (sequence lengths) for fused Attention nodes that stay."""
     ids, segments, words, positions, segment_table, gamma, beta = (list(node.input) + [""] * 7)[:7]
     p = node.name or "embeddings"
     if fp32:
@@ -179,6 +184,10 @@ def _embedding(r: Rewriter, node: onnx.NodeProto, inits: dict[str, np.ndarray], 
         total = r.node("Add", [total, r.node("Gather", [segment_table, segments], f"{p}.seg")], f"{p}.sum")
     epsilon = _attribute(node, "epsilon", 1e-12)
     r.node("LayerNormalization", [total, gamma, beta], node.output[0], axis=-1, epsilon=epsilon)
+    if mask_index and len(node.output) > 1 and len(node.input) > 7 and node.input[7]:
+        # The fused Attention nodes read each sequence's length from the op's second output.
+        r.node("ReduceSum", [node.input[7], r.constant("faithful.axis1", np.array([1], np.int64))],
+               node.output[1], keepdims=0)
 
 
 def activation_ranges(model: onnx.ModelProto, runner: "BundleModel", texts: list[str],

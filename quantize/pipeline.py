@@ -80,6 +80,7 @@ def quantize_bundle(
     smoothing: float | None = 0.5,
     fallback_target: float | None = None,
     weight_format: str | None = None,
+    embedding_table: str = "per-row",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Add `model.int8.onnx` to the bundle if it passes the accuracy gate; returns the report.
@@ -99,7 +100,7 @@ def quantize_bundle(
     try:
         if method == "dynamic":
             with progress.step(f"quantizing to INT8 (preset {chosen}, per-channel {per_channel})"):
-                settings = quantize_dynamic_int8(fp32, staging, chosen, per_channel)
+                settings = quantize_dynamic_int8(fp32, staging, chosen, per_channel, embedding_table=embedding_table)
         else:
             settings = quantize_faithful_int8(fp32, staging, chosen, reference, evaluation_texts(calibration),
                                               smoothing, fallback_target, progress, weight_format)

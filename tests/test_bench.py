@@ -32,6 +32,7 @@ def test_bench_writes_every_output(tmp_path, seqcls_bundle):
     assert sweep["precision"] == "int8" and str(sweep["recommended_intra_op_threads"]) in sweep["threads"]
     manifest = json.loads((bundle / "mbert_edge.json").read_text())
     assert manifest["runtime"]["intra_op_threads"] == sweep["recommended_intra_op_threads"]
+    assert "intra_op_threads" in run_cli("info", str(bundle)).stdout
     assert "| int8 |" in (tmp_path / "out" / "bench.md").read_text()
     for name in ("latency.png", "throughput.png"):
         assert (tmp_path / "out" / name).read_bytes().startswith(PNG_MAGIC)

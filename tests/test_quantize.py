@@ -80,10 +80,29 @@ def test_quantize_adds_a_gated_int8_model(bundle_copy):
     assert Classifier(bundle_copy, precision="fp32").precision == "fp32"
 
 
+@pytest.mark.parametrize("table", ["per-row", "per-tensor"])
+def test_embedding_table_scales(bundle_copy, table):
+    """Per-row (default): an int8 table with one scale per row, the fused Attention kept; per-tensor: ONNX
+    Runtime's QEmbedLayerNormalization. Both agree with FP32 and keep every row."""
+    quantize_bundle(bundle_copy, min_agreement=0.0, embedding_table=table)
+    assert json.loads((bundle_copy / MANIFEST_NAME).read_text())["quantization"]["embedding_table"] == table
+    model = onnx.load(str(bundle_copy / "model.int8.onnx"))
+    ops = {n.op_type for n in model.graph.node}
+    rows = json.loads((bundle_copy / MANIFEST_NAME).read_text())["embedding_rows"]
+    int8_tables = [i for i in model.graph.initializer if i.dims[:1] == [rows] and i.data_type == onnx.TensorProto.INT8]
+    if table == "per-row":
+        assert "QEmbedLayerNormalization" not in ops and "QAttention" in ops and len(int8_tables) == 1
+    else:
+        assert "QEmbedLayerNormalization" in ops and not int8_tables
+    fp32, int8 = Classifier(bundle_copy, "fp32"), Classifier(bundle_copy, "int8")
+    texts = ["Hallo Welt", "你好", "Das ist ein langer Satz über nichts.", "مرحبا"]
+    assert np.abs(fp32.logits(texts) - int8.logits(texts)).max() < 0.5
+
+
 def _negating_quantizer(real):
     """A deliberately broken quantizer: the real INT8 model with its logits negated (argmax becomes argmin)."""
-    def broken(source, target, preset, per_channel):
-        settings = real(source, target, preset, per_channel)
+    def broken(source, target, preset, per_channel, **options):
+        settings = real(source, target, preset, per_channel, **options)
         model = onnx.load(str(target))
         output = model.graph.output[0].name
         for node in model.graph.node:

@@ -62,6 +62,7 @@ def test_scripts_trim_keeps_outputs_identical(quantized_bundles):
     original = json.loads((source / "mbert_edge.json").read_text())
     assert manifest["vocab_size"] < original["vocab_size"] == manifest["trim"]["original_vocab_size"]
     assert manifest["trim"]["mode"] == "scripts" and manifest["labels"] == original["labels"]
+    assert f"kept {manifest['vocab_size']:,} of {original['vocab_size']:,} tokens" in run_cli("info", str(trimmed)).stdout
     vocab_chars = [t for t in Tokenizer.from_file(str(source / "tokenizer.json")).get_vocab() if len(t) == 1]
     latin_sample = [s for s in SAMPLE if LATIN.fullmatch(s)]
     texts = latin_sample + random_latin_texts([c for c in vocab_chars if LATIN.fullmatch(c)], latin_sample, 400)
