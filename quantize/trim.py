@@ -10,6 +10,7 @@ stay identical too (re-quantizing would change the per-tensor scale).
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -118,18 +119,15 @@ def trimmed_tokenizer_json(tokenizer_json: dict[str, Any], kept: list[int]) -> d
     for key in ("cls", "sep"):  # BertProcessing: ["[CLS]", 101]
         if key in processor:
             processor[key][1] = new_id[processor[key][1]]
-    for special in processor.get("special_tokens", {}).values():  # TemplateProcessing
-        special["ids"] = [new_id[i] for i in special["ids"]]
-    for step in processor.get("processors", []):  # Sequence of processors
+    for step in [processor, *processor.get("processors", [])]:  # TemplateProcessing, alone or in a Sequence
         for special in step.get("special_tokens", {}).values():
             special["ids"] = [new_id[i] for i in special["ids"]]
     return data
 
 
-def trim_model(path: Path, target: Path, kept: list[int], rows: int) -> int:
+def trim_model(path: Path, target: Path, kept: list[int], rows: int) -> None:
     """Write the ONNX model at `path` with only the `kept` rows of every embedding-table initializer (the
-    tensors whose first axis has `rows` entries: the FP32 table, or an INT8 table and its row scales).
-    Returns how many tensors were trimmed."""
+    tensors whose first axis has `rows` entries: the FP32 table, or an INT8 table and its row scales)."""
     model = onnx.load(str(path))
     index = np.asarray(kept)
     trimmed = 0
@@ -141,7 +139,6 @@ def trim_model(path: Path, target: Path, kept: list[int], rows: int) -> int:
     if not trimmed:
         raise TrimError(f"{path} has no embedding table with {rows} rows; the manifest and model disagree")
     onnx.save(model, str(target))
-    return trimmed
 
 
 def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record: dict[str, Any],
@@ -162,7 +159,7 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
             trim_model(bundle.file(name), staging / name, kept, rows)
         for name in manifest["files"]:
             if not (staging / name).exists():  # reports and other files carry over as they are
-                (staging / name).write_bytes(bundle.file(name).read_bytes())
+                shutil.copyfile(bundle.file(name), staging / name)
         for special in manifest["special_tokens"].values():
             special["id"] = new_id[special["id"]]
         manifest.update(vocab_size=len(kept), embedding_rows=len(kept))

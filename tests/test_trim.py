@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import regex
 from tokenizers import Tokenizer
 
 from conftest import needs_shared, run_cli
