@@ -18,12 +18,15 @@ from latency import time_model
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.session import BundleModel
 
+PER_TOKEN = dict(method="faithful", smoothing=None, weight_rounding="nearest", outlier_channels=0)
 METHODS = {
     "plain per-tensor": dict(method="dynamic", per_channel=False),
     "per-channel": dict(method="dynamic", per_channel=True),
-    "per-token": dict(method="faithful", smoothing=None),
-    "+ smoothing": dict(method="faithful", smoothing=0.5),
-    "+ fallback": dict(method="faithful", smoothing=0.5, fallback_target=0.995),
+    "per-token": PER_TOKEN,
+    "+ GPTQ": {**PER_TOKEN, "weight_rounding": "gptq"},
+    "+ outlier channels": {**PER_TOKEN, "weight_rounding": "gptq", "outlier_channels": 4},
+    "+ smoothing": {**PER_TOKEN, "weight_rounding": "gptq", "outlier_channels": 4, "smoothing": 0.5},
+    "+ fallback": {**PER_TOKEN, "weight_rounding": "gptq", "outlier_channels": 4, "fallback_target": 0.998},
 }
 
 
@@ -34,7 +37,10 @@ METHODS = {
 @click.option("--calibration", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--methods", default=",".join(METHODS), show_default=True)
 @click.option("--runs", default=30, show_default=True, help="Latency repetitions per length.")
-def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | None, methods: str, runs: int) -> None:
+@click.option("--weight-format", type=click.Choice(["s8", "s7", "u8"]), default=None,
+              help="Faithful rows' weight format (default: the preset's).")
+def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | None, methods: str, runs: int,
+         weight_format: str | None) -> None:
     rows = []
     fp32 = BundleModel(bundle, "fp32")
     base = [np.median(time_model(fp32, n, runs)) * 1e3 for n in (32, 128)]
@@ -43,8 +49,9 @@ def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | Non
         target = workdir / name.replace(" ", "_").replace("+", "plus")
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(bundle, target)
+        faithful = {"weight_format": weight_format} if METHODS[name]["method"] == "faithful" else {}
         report = quantize_bundle(target, data=data, calibration=calibration, min_agreement=0.0, min_cosine=-1.0,
-                                 **METHODS[name])
+                                 **METHODS[name], **faithful)
         overall = report["overall"]
         model = BundleModel(target, "int8")
         latency = [np.median(time_model(model, n, runs)) * 1e3 for n in (32, 128)]

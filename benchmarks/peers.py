@@ -12,7 +12,9 @@ BUNDLE has FP32 and plain INT8 (`mbert-edge quantize`); `--faithful` a bundle qu
    order ("plain padding");
 4. the machine's limit: the best of a few large MatMuls in ONNX Runtime, FP32 and INT8 (MatMulInteger,
    u8 x s8), in GOP/s, and each variant's share of that roofline at batch 1 / 128 tokens.
-Optimum (`optimum-onnx`) is not measured by this script yet.
+5. Hugging Face Optimum (`optimum-onnx`), FP32 with O2 and INT8 with its avx512_vnni dynamic config, in a
+   transformers pipeline: optimum_peer.py, run in a venv of its own (Optimum pins an older transformers)
+   that this script creates on first use (`--optimum-venv`; `--skip-optimum` leaves it out).
 Figures: end-to-end single-sentence latency on real sentences, throughput at batch 32 on all of them,
 cold start (fresh process: import + load + first prediction) and its peak RSS.
 """
@@ -35,13 +37,17 @@ from onnx import TensorProto, helper
 
 from mbert_edge import Classifier
 from mbert_edge.batching import padded_inputs
-from mbert_edge.benchmark import cold_start, exact_length_feed, summary, time_calls
+from mbert_edge.benchmark import cold_start as bundle_cold_start
+from mbert_edge.benchmark import exact_length_feed, summary, time_calls
 from mbert_edge.cpus import available_cpus, cpu_flags, cpu_model
 from mbert_edge.session import session_options
 from mbert_edge.textdata import load_textset
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hf_pipeline import cold_start, timings  # noqa: E402 - a sibling script, not a package
+
 TORCH_COLD_START = """
-import json, sys, time
+import sys, time, json
 start = time.perf_counter()
 import torch, transformers
 torch.set_num_threads(int(sys.argv[3]))
@@ -50,10 +56,10 @@ if sys.argv[2] == "int8":
     model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 pipe = transformers.pipeline("text-classification", model=model, tokenizer=transformers.AutoTokenizer.from_pretrained(sys.argv[1]))
 pipe("Das Essen war großartig")
-seconds = time.perf_counter() - start
-peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
 """
+HERE = Path(__file__).resolve().parent
+# Optimum's venv: the torch build this project uses (CPU), and the one optimum-onnx release there is.
+OPTIMUM_REQUIREMENTS = (["torch==2.13.0"], ["optimum-onnx[onnxruntime]==0.1.0", "click"])
 
 
 def gemm_roofline(threads: int, shapes: tuple[tuple[int, int, int], ...] = (
@@ -98,16 +104,40 @@ def torch_variant(checkpoint: Path, precision: str, threads: int, sentences: lis
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     pipe = transformers.pipeline("text-classification", model=model,
                                  tokenizer=transformers.AutoTokenizer.from_pretrained(checkpoint))
-    one_by_one = itertools.cycle(single)
-    latency = summary(time_calls(lambda: pipe(next(one_by_one)), runs, 0.0))
-    ids = np.zeros((1, 128), dtype=np.int64) + 1000
-    with torch.inference_mode():
-        fixed = summary(time_calls(lambda: model(input_ids=torch.from_numpy(ids)), max(5, runs // 4), 0.0))
-    seconds = float(time_calls(lambda: pipe(sentences, batch_size=32), 1, 0.0, warmup=0).min())
-    started = subprocess.run([sys.executable, "-c", TORCH_COLD_START, str(checkpoint), precision, str(threads)],
-                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-    return {"end_to_end": latency, "s128": fixed, "sentences_per_s": len(sentences) / seconds,
-            "cold_start": json.loads(started)}
+    ids = torch.full((1, 128), 1000, dtype=torch.int64)
+
+    def forward_128() -> None:
+        with torch.inference_mode():
+            model(input_ids=ids)
+    row = timings(pipe, forward_128, sentences, single, runs)
+    row["cold_start"] = cold_start(TORCH_COLD_START, str(checkpoint), precision, str(threads))
+    return row
+
+
+def optimum_python(venv: Path) -> Path:
+    """Python of Optimum's venv, created on first use and brought to the pinned requirements (a no-op when
+    they are met); this checkout of mbert-edge goes in without dependencies, for the shared timing code."""
+    python = venv / "bin" / "python"
+    if not python.exists():
+        click.echo(f"creating Optimum's venv in {venv} (once; a few minutes) ...", err=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    for requirements in OPTIMUM_REQUIREMENTS:
+        subprocess.run([str(python), "-m", "pip", "install", "-q", *requirements], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(HERE.parent)], check=True)
+    return python
+
+
+def optimum_variants(venv: Path, checkpoint: Path, sentences: list[str], single: list[str], runs: int,
+                     threads: int, work: Path) -> dict[str, Any]:
+    """optimum_peer.py's rows, steps (errors of the documented path included) and versions."""
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "sentences.json"
+    data.write_text(json.dumps({"sentences": sentences, "single": single}), encoding="utf-8")
+    done = subprocess.run([str(optimum_python(venv)), str(HERE / "optimum_peer.py"), str(checkpoint), str(work),
+                           str(data), str(runs), str(threads)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise click.ClickException(f"Optimum's measurement failed: {done.stderr.strip().splitlines()[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def plain_padding_rate(model: Classifier, sentences: list[str]) -> float:
@@ -124,7 +154,7 @@ def ours(bundle: Path, precision: str, sentences: list[str], single: list[str], 
     """Our bundle through `Classifier`, then its cold start. The session is gone before the cold start
     runs: one session alive at a time, so idle sessions' threads do not compete with the measured one."""
     row = _timings(Classifier(bundle, precision), sentences, single, runs, baseline)
-    row["cold_start"] = cold_start(bundle, precision)
+    row["cold_start"] = bundle_cold_start(bundle, precision)
     return row
 
 
@@ -141,6 +171,17 @@ def _timings(model: Classifier, sentences: list[str], single: list[str], runs: i
     if baseline:
         row["plain_padding_sentences_per_s"] = plain_padding_rate(model, sentences)
     return row
+
+
+def speedups(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Our INT8 single-sentence p50 against each peer's, as the issue's targets state them."""
+    lines = []
+    for ours_name in (n for n in rows if n.startswith("mbert-edge INT8")):
+        mine = rows[ours_name]["end_to_end"]["p50_ms"]
+        versus = [f"{peer} {rows[peer]['end_to_end']['p50_ms'] / mine:.2f}x" for peer in rows
+                  if not peer.startswith("mbert-edge")]
+        lines.append(f"{ours_name}, single sentence p50 speed-up over: {', '.join(versus)}.")
+    return lines
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -173,7 +214,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
 @click.option("--per-group", default=80, show_default=True, help="Sentences per language for throughput.")
 @click.option("--runs", default=100, show_default=True, help="Single-sentence calls timed per variant.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_group: int, runs: int, out: Path) -> None:
+@click.option("--optimum-venv", type=click.Path(file_okay=False, path_type=Path),
+              default=Path.home() / ".cache" / "mbert-edge" / "optimum-venv", show_default=True,
+              help="Optimum's venv (created when missing).")
+@click.option("--skip-optimum", is_flag=True, help="Leave Optimum out (no venv needed).")
+def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_group: int, runs: int, out: Path,
+         optimum_venv: Path, skip_optimum: bool) -> None:
     threads = available_cpus()
     texts = load_textset(data).limited(per_group).texts
     sentences = [s for group in texts.values() for s in group]
@@ -189,6 +235,12 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
     for precision, path, name in variants:
         click.echo(f"{name} ...", err=True)
         rows[name] = ours(path, precision, sentences, single, runs, baseline=name == "mbert-edge INT8 plain")
+    optimum: dict[str, Any] = {"skipped": True}
+    if not skip_optimum:
+        click.echo("Optimum ...", err=True)
+        optimum = optimum_variants(optimum_venv, checkpoint.resolve(), sentences, single, runs, threads,
+                                   out.resolve() / "optimum-work")
+        rows.update(optimum.pop("variants"))
     for precision in ("fp32", "int8"):
         click.echo(f"PyTorch {precision} ...", err=True)
         rows[f"transformers pipeline, PyTorch {precision.upper()}"] = torch_variant(
@@ -205,7 +257,7 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
         "data": {"sentences": len(sentences), "tokens": tokens, "languages": len(texts)},
         "roofline_gops": roofline,
         "variants": rows,
-        "optimum": "not measured by this version of the script",
+        "optimum": optimum,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -222,6 +274,13 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
                      f"{rate * tokens / len(sentences):.0f} | {row['cold_start']['seconds']:.2f} | "
                      f"{row['cold_start']['peak_rss_mb']:.0f} |")
     plain = rows["mbert-edge INT8 plain"]
+    lines += [""] + speedups(rows)
+    if not skip_optimum:
+        steps = optimum["steps"]
+        lines += ["", f"Optimum {optimum['versions']['optimum-onnx']} (transformers {optimum['versions']['transformers']}): "
+                      f"O2 graph {steps['o2_operators']}; INT8 path: {steps['int8_path']}"
+                      + (f" (documented path failed: {steps['int8_documented_error']})" if "int8_documented_error" in steps else "")
+                      + f"; INT8 graph {steps['int8_operators']}."]
     lines += ["", f"Bucketed batching vs plain padding (INT8, batch 32): {plain['sentences_per_s']:.0f} vs "
                   f"{plain['plain_padding_sentences_per_s']:.0f} sentences/s "
                   f"({plain['sentences_per_s'] / plain['plain_padding_sentences_per_s']:.2f}x)."]

@@ -1,12 +1,15 @@
 """Faithful INT8: per-token (per-row) activation scales, so each text's result is independent of its
-batch-mates and padding, with optional SmoothQuant-style smoothing and FP32 fallback of chosen MatMuls.
+batch-mates and padding; calibrated on real text: GPTQ weight rounding (gptq.py), a few outlier input
+channels per layer kept FP32, optional SmoothQuant-style smoothing, and FP32 fallback of chosen MatMuls.
 
 ONNX Runtime's dynamic quantization takes one activation scale per tensor (the whole padded batch); no
 stock operator or quantizer option gives per-row scales, so the graph is rewritten here with standard
 operators: each weight MatMul becomes
 
     c = (max + min) / 2 per row;  s = (max - min) / 2 / 127;  q = uint8(round((x - c) / s) + 128)
-    y = MatMulInteger(q, W_int, 128) * s * w_scale + c * column_sums(W)
+    y = MatMulInteger(q, W_int, 128) * s * w_scale + [c, x_outliers] @ [column_sums(W); W_outliers]
+
+where the outlier channels are zeroed in x before the row statistics and their weight rows are FP32.
 
 The fused Attention's QKV projection gets the same treatment (the attention core then runs in FP32 in
 MultiHeadAttention), and the embedding table is stored int8 with one scale per row.
@@ -19,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from .gptq import round_gptq, round_nearest
 
 if TYPE_CHECKING:
     from mbert_edge.session import BundleModel
@@ -33,10 +38,23 @@ WEIGHT_FORMATS = {"s8": 127, "s7": 63, "u8": 127}
 
 
 @dataclass
+class LayerStats:
+    """What calibration text shows at one linear layer's input, over real (non-padding) tokens."""
+
+    peak: np.ndarray  # per input channel, max |x|: smoothing and outlier channels
+    hessian: np.ndarray  # sum of x^T x ([K, K], float64): GPTQ rounding
+    rounded: dict[bytes, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # GPTQ results, reused
+
+
+@dataclass
 class Rewriter:
     """Collects the nodes and initializers of the rewritten graph."""
 
     weight_format: str
+    smoothing: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: dict[str, LayerStats] = field(default_factory=dict)
+    outlier_channels: int = 0
+    gptq: bool = True
     nodes: list[onnx.NodeProto] = field(default_factory=list)
     initializers: list[onnx.TensorProto] = field(default_factory=list)
     shared: dict[str, str] = field(default_factory=dict)
@@ -51,31 +69,58 @@ class Rewriter:
         self.nodes.append(helper.make_node(op, inputs, [output], name=output, domain=domain, **attrs))
         return output
 
-    def per_token_matmul(self, x: str, weight: np.ndarray, output: str, smooth: np.ndarray | None) -> str:
-        """x[..., K] @ weight[K, N] with a per-row activation scale and per-column int8 weights."""
-        p = output
-        if smooth is not None:  # x / s, with s folded into the weight rows
-            x = self.node("Mul", [x, self.constant(f"{p}.inv_smooth", (1.0 / smooth).astype(np.float32))], f"{p}.xs")
-            weight = weight * smooth[:, None]
+    def _integer_weights(self, weight: np.ndarray, stats: LayerStats | None,
+                         smooth: np.ndarray | None, outliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(integer levels, column scales) of the rows the int8 path multiplies: GPTQ when calibration
+        statistics exist (cached: the fallback search rewrites the graph many times), else nearest
+        rounding; outlier rows are zero (they go through FP32)."""
+        weight = weight.copy()
+        weight[outliers] = 0.0
         limit = WEIGHT_FORMATS[self.weight_format]
-        w_scale = np.maximum(np.abs(weight).max(axis=0), 1e-12) / limit
-        w_int = np.clip(np.round(weight / w_scale), -limit, limit)
+        if stats is None or not self.gptq:
+            return round_nearest(weight, limit)
+        key = b"".join([self.weight_format.encode(), outliers.tobytes(), b"" if smooth is None else smooth.tobytes()])
+        if key not in stats.rounded:
+            hessian = stats.hessian if smooth is None else stats.hessian / np.outer(smooth, smooth)
+            hessian = hessian.copy()
+            hessian[outliers, :] = 0.0
+            hessian[:, outliers] = 0.0
+            stats.rounded[key] = round_gptq(weight, hessian, limit)
+        return stats.rounded[key]
+
+    def per_token_matmul(self, x: str, weight: np.ndarray, output: str, layer: str) -> str:
+        """x[..., K] @ weight[K, N] with a per-row activation scale and per-column int8 weights; the
+        `outlier_channels` input channels with the largest calibration peaks stay FP32."""
+        p = output
+        smooth, stats = self.smoothing.get(layer), self.stats.get(layer)
+        original, quantized_x = weight, x
+        outliers = np.zeros(0, np.int64)
+        if stats is not None and self.outlier_channels:
+            peak = stats.peak if smooth is None else stats.peak / smooth
+            outliers = np.sort(np.argsort(peak)[::-1][:self.outlier_channels]).astype(np.int64)
+        if smooth is not None or outliers.size:  # x / s (s folded into the weight rows), outliers zeroed
+            factor = np.ones(weight.shape[0], np.float32) if smooth is None else (1.0 / smooth).astype(np.float32)
+            factor[outliers] = 0.0
+            quantized_x = self.node("Mul", [x, self.constant(f"{p}.in_factor", factor)], f"{p}.xs")
+            if smooth is not None:
+                weight = weight * smooth[:, None]
+        w_int, w_scale = self._integer_weights(weight, stats, smooth, outliers)
         if self.weight_format == "u8":
             w_stored, w_zero = (w_int + 128).astype(np.uint8), np.array(128, np.uint8)
         else:
             w_stored, w_zero = w_int.astype(np.int8), np.array(0, np.int8)
         # Centre each row on its mid-range first: GELU outputs span [-0.17, +large], and a symmetric scale
         # would waste half the codes on them; the centre is added back exactly as centre * column sums.
-        top = self.node("ReduceMax", [x], f"{p}.max", axes=[-1], keepdims=1)
-        bottom = self.node("ReduceMin", [x], f"{p}.min", axes=[-1], keepdims=1)
+        top = self.node("ReduceMax", [quantized_x], f"{p}.max", axes=[-1], keepdims=1)
+        bottom = self.node("ReduceMin", [quantized_x], f"{p}.min", axes=[-1], keepdims=1)
         half = self.constant("faithful.half", np.array(0.5, np.float32))
         centre = self.node("Mul", [self.node("Add", [top, bottom], f"{p}.sum"), half], f"{p}.centre")
         spread = self.node("Mul", [self.node("Sub", [top, bottom], f"{p}.range"), half], f"{p}.spread")
-        x = self.node("Sub", [x, centre], f"{p}.centred")
+        centred = self.node("Sub", [quantized_x, centre], f"{p}.centred")
         floor = self.constant("faithful.eps", np.array(1e-10, np.float32))
         scale = self.node("Mul", [self.node("Max", [spread, floor], f"{p}.spread_eps"),
                                   self.constant("faithful.inv127", np.array(1 / 127, np.float32))], f"{p}.scale")
-        rounded = self.node("Round", [self.node("Div", [x, scale], f"{p}.div")], f"{p}.round")
+        rounded = self.node("Round", [self.node("Div", [centred, scale], f"{p}.div")], f"{p}.round")
         shifted = self.node("Add", [rounded, self.constant("faithful.f128", np.array(128, np.float32))], f"{p}.shift")
         q = self.node("Cast", [shifted], f"{p}.q", to=TensorProto.UINT8)
         acc = self.node("MatMulInteger", [q, self.constant(f"{p}.w_int", w_stored),
@@ -85,13 +130,19 @@ class Rewriter:
         rows = self.node("Mul", [acc_f, scale], f"{p}.rows")
         product = self.node("Mul", [rows, self.constant(f"{p}.w_scale", w_scale.astype(np.float32))], f"{p}.product")
         column_sums = (w_int * w_scale).sum(axis=0).astype(np.float32)  # the dequantized weight's, for exactness
-        shift = self.node("Mul", [centre, self.constant(f"{p}.colsum", column_sums)], f"{p}.shift_back")
+        if not outliers.size:
+            shift = self.node("Mul", [centre, self.constant(f"{p}.colsum", column_sums)], f"{p}.shift_back")
+        else:  # [centre, x_outliers] @ [column sums; FP32 outlier rows]: one small MatMul adds both back
+            exact = self.node("Gather", [x, self.constant(f"{p}.outliers", outliers)], f"{p}.x_outliers", axis=-1)
+            joined = self.node("Concat", [centre, exact], f"{p}.joined", axis=-1)
+            rows_back = np.vstack([column_sums[None, :], original[outliers].astype(np.float32)])
+            shift = self.node("MatMul", [joined, self.constant(f"{p}.back", rows_back)], f"{p}.shift_back")
         return self.node("Add", [product, shift], output)
 
-    def matmul(self, x: str, weight: np.ndarray, output: str, fp32: bool, smooth: np.ndarray | None) -> str:
+    def matmul(self, x: str, weight: np.ndarray, output: str, layer: str, fp32: bool) -> str:
         if fp32:
             return self.node("MatMul", [x, self.constant(f"{output}.w_fp32", weight.astype(np.float32))], output)
-        return self.per_token_matmul(x, weight, output, smooth)
+        return self.per_token_matmul(x, weight, output, layer)
 
 
 def _attribute(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
@@ -121,27 +172,29 @@ def linear_inputs(model: onnx.ModelProto) -> dict[str, str]:
 
 
 def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = frozenset(),
-            smoothing: dict[str, np.ndarray] | None = None, only_embeddings: bool = False) -> onnx.ModelProto:
+            smoothing: dict[str, np.ndarray] | None = None, only_embeddings: bool = False,
+            stats: dict[str, LayerStats] | None = None, outlier_channels: int = 0,
+            weight_rounding: str = "gptq") -> onnx.ModelProto:
     """The faithful INT8 graph of a fused FP32 BERT graph; `only_embeddings` rewrites just the word table
-    (int8, one scale per row) and leaves every other node as it is, for plain dynamic quantization."""
-    smoothing = smoothing or {}
+    (int8, one scale per row) and leaves every other node as it is, for plain dynamic quantization.
+    With calibration `stats`, weights are rounded by GPTQ (`weight_rounding="gptq"`, else to nearest)
+    and each layer's `outlier_channels` input channels with the largest peaks stay FP32."""
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     quantized = set(linear_layers(model))
     mask_input = next(i.name for i in model.graph.input if i.name == "attention_mask")
-    r = Rewriter(weight_format)
+    r = Rewriter(weight_format, smoothing or {}, stats or {}, outlier_channels, weight_rounding == "gptq")
     padding_mask = None
     for node in model.graph.node:
         if only_embeddings and node.op_type != "EmbedLayerNormalization":
             r.nodes.append(node)
         elif node.name in quantized and node.op_type == "MatMul":
-            r.matmul(node.input[0], inits[node.input[1]], node.output[0], node.name in fp32_layers,
-                     smoothing.get(node.name))
+            r.matmul(node.input[0], inits[node.input[1]], node.output[0], node.name, node.name in fp32_layers)
         elif node.op_type == "Attention":
             if padding_mask is None:
                 padding_mask = r.node("Cast", [mask_input], "faithful.key_padding_mask", to=TensorProto.INT32)
             heads = _attribute(node, "num_heads")
-            qkv = r.matmul(node.input[0], inits[node.input[1]], f"{node.name}.qkv", node.name in fp32_layers,
-                           smoothing.get(node.name))
+            qkv = r.matmul(node.input[0], inits[node.input[1]], f"{node.name}.qkv", node.name,
+                           node.name in fp32_layers)
             hidden = inits[node.input[1]].shape[1] // 3
             split = r.constant(f"faithful.split{hidden}", np.array([hidden] * 3, np.int64))
             q, k, v = (f"{node.name}.{x}" for x in "qkv")
@@ -192,10 +245,9 @@ def _embedding(r: Rewriter, node: onnx.NodeProto, inits: dict[str, np.ndarray], 
                node.output[1], keepdims=0)
 
 
-def activation_ranges(model: onnx.ModelProto, runner: "BundleModel", texts: list[str],
-                      batch_size: int = 32) -> dict[str, np.ndarray]:
-    """Per-channel max |activation| at each linear layer's input over the real tokens of `texts`,
-    from the FP32 graph (what smoothing balances against the weights)."""
+def layer_statistics(model: onnx.ModelProto, runner: "BundleModel", texts: list[str],
+                     batch_size: int = 32) -> dict[str, LayerStats]:
+    """Each linear layer's input statistics over the real tokens of `texts`, from the FP32 graph."""
     import onnxruntime as ort
 
     from mbert_edge.batching import padded_inputs
@@ -208,26 +260,31 @@ def activation_ranges(model: onnx.ModelProto, runner: "BundleModel", texts: list
     for name in tensors:
         probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
     session = ort.InferenceSession(probe.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
-    ranges: dict[str, np.ndarray] = {}
+    stats: dict[str, LayerStats] = {}
     for start in range(0, len(texts), batch_size):
         encodings = runner.tokenizer.encode_batch(texts[start:start + batch_size])
         feed = padded_inputs(encodings, max(map(len, encodings)), runner.input_names, runner.pad_id)
         outputs = session.run(tensors, feed)
         real = feed["attention_mask"].astype(bool)
         for name, value in zip(tensors, outputs):
-            peak = np.abs(value[real]).max(axis=0)
-            ranges[name] = peak if name not in ranges else np.maximum(ranges[name], peak)
-    return {layer: ranges[tensor] for layer, tensor in inputs.items()}
+            x = value[real]
+            peak, moment = np.abs(x).max(axis=0), (x.T @ x).astype(np.float64)
+            if name in stats:
+                stats[name].peak = np.maximum(stats[name].peak, peak)
+                stats[name].hessian += moment
+            else:
+                stats[name] = LayerStats(peak, moment)
+    return {layer: stats[tensor] for layer, tensor in inputs.items()}
 
 
-def smoothing_factors(model: onnx.ModelProto, ranges: dict[str, np.ndarray], alpha: float) -> dict[str, np.ndarray]:
+def smoothing_factors(model: onnx.ModelProto, stats: dict[str, LayerStats], alpha: float) -> dict[str, np.ndarray]:
     """SmoothQuant's per-input-channel factors s = max|x|^alpha / max|w|^(1 - alpha): dividing the
     activation by s and multiplying the weight rows by s moves outlier channels into the weights."""
     inits = {i.name: i for i in model.graph.initializer}
     factors = {}
     for node in model.graph.node:
-        if node.name in ranges:
+        if node.name in stats:
             weight_peak = np.abs(numpy_helper.to_array(inits[node.input[1]])).max(axis=1)
-            s = np.power(np.maximum(ranges[node.name], 1e-5), alpha) / np.power(np.maximum(weight_peak, 1e-5), 1 - alpha)
+            s = np.power(np.maximum(stats[node.name].peak, 1e-5), alpha) / np.power(np.maximum(weight_peak, 1e-5), 1 - alpha)
             factors[node.name] = np.clip(s, 1e-2, 1e2).astype(np.float32)
     return factors

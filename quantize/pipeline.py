@@ -32,34 +32,38 @@ METHODS = ("dynamic", "faithful")
 
 def quantize_faithful_int8(fp32: Path, target: Path, preset: str, reference: BundleModel, calibration: TextSet,
                            smoothing: float | None, fallback_target: float | None,
-                           progress: Progress, weight_format: str | None = None) -> dict[str, Any]:
-    """Per-token INT8 (see faithful.py), smoothed with strength `smoothing` and with the fewest FP32
-    fallbacks that reach `fallback_target` agreement on the calibration text."""
+                           progress: Progress, weight_format: str | None = None, outlier_channels: int = 4,
+                           weight_rounding: str = "gptq") -> dict[str, Any]:
+    """Per-token INT8 (see faithful.py) calibrated on `calibration`: GPTQ weight rounding, FP32 outlier
+    channels, smoothing with strength `smoothing`, and the fewest FP32 fallbacks that reach
+    `fallback_target` agreement on the calibration text."""
     import onnx
 
-    from .faithful import activation_ranges, embedding_layers, linear_layers, rewrite, smoothing_factors
+    from .faithful import embedding_layers, layer_statistics, linear_layers, rewrite, smoothing_factors
     from .fallback import choose_fallback
 
     model = onnx.load(str(fp32))
     weight_format = weight_format or ("s7" if PRESETS[preset]["reduce_range"] else "s8")
     texts = [t for group in calibration.texts.values() for t in group]
-    factors = None
-    if smoothing:
-        with progress.step(f"calibrating smoothing (strength {smoothing}) on {len(texts)} texts"):
-            factors = smoothing_factors(model, activation_ranges(model, reference, texts), smoothing)
+    with progress.step(f"calibrating on {len(texts)} texts"):
+        stats = layer_statistics(model, reference, texts)
+    options: dict[str, Any] = {"weight_format": weight_format, "stats": stats, "outlier_channels": outlier_channels,
+                               "weight_rounding": weight_rounding,
+                               "smoothing": smoothing_factors(model, stats, smoothing) if smoothing else None}
     fp32_layers: list[str] = []
     sensitivity: dict[str, float] = {}
     if fallback_target is not None:
         count = len(linear_layers(model)) + len(embedding_layers(model))
         with progress.bar("ranking layer sensitivity", count) as advance:
-            fp32_layers, sensitivity = choose_fallback(model, weight_format, factors, reference,
-                                                       TextSet({"calibration": texts}), fallback_target, advance)
-    onnx.save(rewrite(model, weight_format, set(fp32_layers), factors), str(target))
+            fp32_layers, sensitivity = choose_fallback(model, options, reference, TextSet({"calibration": texts}),
+                                                       fallback_target, advance)
+    with progress.step(f"rewriting ({weight_rounding} weight rounding)"):
+        onnx.save(rewrite(model, fp32_layers=set(fp32_layers), **options), str(target))
     return {"method": "faithful", "preset": preset, "per_channel": True, "reduce_range": weight_format == "s7",
-            "weight_format": weight_format,
+            "weight_format": weight_format, "weight_rounding": weight_rounding,
             "weight_type": "int8", "activation_type": "uint8, one scale per token",
-            "smoothing": smoothing, "calibration_texts": len(texts), "fallback_target": fallback_target,
-            "fp32_layers": fp32_layers, "sensitivity": sensitivity}
+            "outlier_channels": outlier_channels, "smoothing": smoothing, "calibration_texts": len(texts),
+            "fallback_target": fallback_target, "fp32_layers": fp32_layers, "sensitivity": sensitivity}
 
 
 def _drop_int8(bundle: Bundle) -> None:
@@ -81,6 +85,8 @@ def quantize_bundle(
     fallback_target: float | None = None,
     weight_format: str | None = None,
     embedding_table: str = "per-row",
+    outlier_channels: int = 4,
+    weight_rounding: str = "gptq",
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Add `model.int8.onnx` to the bundle if it passes the accuracy gate; returns the report.
@@ -103,7 +109,8 @@ def quantize_bundle(
                 settings = quantize_dynamic_int8(fp32, staging, chosen, per_channel, embedding_table=embedding_table)
         else:
             settings = quantize_faithful_int8(fp32, staging, chosen, reference, evaluation_texts(calibration),
-                                              smoothing, fallback_target, progress, weight_format)
+                                              smoothing, fallback_target, progress, weight_format,
+                                              outlier_channels, weight_rounding)
         candidate = BundleModel(bundle.path, "fp32", model_path=staging)
         with progress.bar("comparing INT8 with FP32", len(texts)) as advance:
             report = compare(reference, candidate, texts, advance=advance)

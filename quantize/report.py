@@ -38,12 +38,13 @@ def _group_metrics(reference: list[np.ndarray], candidate: list[np.ndarray], emb
 
 
 def compare(reference: BundleModel, candidate: BundleModel, textset: TextSet, batch_size: int = 32,
-            advance=lambda n: None) -> dict[str, Any]:
-    """Per-group and overall figures of `candidate` against `reference` on the same texts."""
+            advance=lambda n: None, reference_outputs: dict[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
+    """Per-group and overall figures of `candidate` against `reference` on the same texts
+    (`reference_outputs`, per group, spares recomputing them when one reference meets many candidates)."""
     embeddings = reference.bundle.task == "feature-extraction"
     groups: dict[str, dict[str, Any]] = {}
     for name, texts in textset.texts.items():
-        ref = reference.raw_outputs(texts, batch_size)
+        ref = reference_outputs[name] if reference_outputs else reference.raw_outputs(texts, batch_size)
         cand = candidate.raw_outputs(texts, batch_size)
         groups[name] = _group_metrics(ref, cand, embeddings, textset.labels.get(name))
         advance(len(texts))

@@ -3,18 +3,26 @@ well-formed JSON, Markdown and PNG (its timings are read by people, never assert
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from mbert_edge.quantize.pipeline import quantize_bundle
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def test_peers_script(tmp_path, seqcls_checkpoint, seqcls_bundle):
-    bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
+PEERS = {"mbert-edge FP32", "mbert-edge INT8 plain", "transformers pipeline, PyTorch FP32",
+         "transformers pipeline, PyTorch INT8"}
+OPTIMUM = {"Optimum ORT FP32", "Optimum ORT INT8"}
+
+
+def _run_peers(tmp_path: Path, checkpoint: Path, bundle: Path, *options: str) -> tuple[dict, Path]:
+    bundle = Path(shutil.copytree(bundle, tmp_path / "bundle"))
     quantize_bundle(bundle, min_agreement=0.0)
     data = tmp_path / "data"
     data.mkdir()
@@ -22,16 +30,35 @@ def test_peers_script(tmp_path, seqcls_checkpoint, seqcls_bundle):
     (data / "fra.txt").write_text("Bonjour.\nÇa va ?\n", encoding="utf-8")
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "peers.py", str(seqcls_checkpoint), str(bundle), "--data", str(data), "--runs", "2",
-         "--per-group", "2", "--out", str(out)],
-        cwd=BENCHMARKS, capture_output=True, text=True, timeout=600,
+        [sys.executable, "peers.py", str(checkpoint), str(bundle), "--data", str(data), "--runs", "2",
+         "--per-group", "2", "--out", str(out), *options],
+        cwd=BENCHMARKS, capture_output=True, text=True, timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    report = json.loads((out / "peers.json").read_text())
-    assert set(report["variants"]) == {"mbert-edge FP32", "mbert-edge INT8 plain",
-                                       "transformers pipeline, PyTorch FP32", "transformers pipeline, PyTorch INT8"}
+    return json.loads((out / "peers.json").read_text()), out
+
+
+def test_peers_script(tmp_path, seqcls_checkpoint, seqcls_bundle):
+    report, out = _run_peers(tmp_path, seqcls_checkpoint, seqcls_bundle, "--skip-optimum")
+    assert set(report["variants"]) == PEERS and report["optimum"] == {"skipped": True}
     assert report["data"]["sentences"] == 4 and report["roofline_gops"]["int8"] > 0
     for row in report["variants"].values():
         assert row["end_to_end"]["p50_ms"] > 0 and row["sentences_per_s"] > 0 and row["cold_start"]["seconds"] > 0
     assert "| mbert-edge INT8 plain |" in (out / "peers.md").read_text()
     assert (out / "peers.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+@pytest.mark.skipif(not os.environ.get("MBERT_EDGE_OPTIMUM_VENV"),
+                    reason="set MBERT_EDGE_OPTIMUM_VENV to a folder for Optimum's own venv (.ci/run does); "
+                           "peers.py creates it there")
+def test_peers_script_with_optimum(tmp_path, seqcls_checkpoint, seqcls_bundle):
+    """Optimum's documented path in its own venv: export, O2, INT8 (or the nearest working path, recorded)."""
+    report, out = _run_peers(tmp_path, seqcls_checkpoint, seqcls_bundle,
+                             "--optimum-venv", os.environ["MBERT_EDGE_OPTIMUM_VENV"])
+    assert set(report["variants"]) == PEERS | OPTIMUM
+    steps = report["optimum"]["steps"]
+    assert steps["int8_operators"].get("MatMulInteger", 0) + steps["int8_operators"].get("DynamicQuantizeMatMul", 0) > 0
+    assert "int8_path" in steps and report["optimum"]["versions"]["optimum-onnx"]
+    for name in OPTIMUM:
+        assert report["variants"][name]["end_to_end"]["p50_ms"] > 0
+    assert "Optimum" in (out / "peers.md").read_text()
