@@ -6,8 +6,9 @@ ONNX Runtime's dynamic quantization takes one activation scale per tensor (the w
 stock operator or quantizer option gives per-row scales, so the graph is rewritten here with standard
 operators: each weight MatMul becomes
 
-    c = (max + min) / 2 per row;  s = (max - min) / 2 / 127;  q = uint8(round((x - c) / s) + 128)
-    y = MatMulInteger(q, W_int, 128) * s * w_scale + [c, x_outliers] @ [column_sums(W); W_outliers]
+    c = (max + min) / 2 per row;  s = max((max - min) / 2, |c|) / 126.5;  k = round(c / s)
+    q = QuantizeLinear(x, s, 128 - k) per row;  y = MatMulIntegerToFloat(q, W_int, 1, w_scale, 128) * s
+    y += [k * s, x_outliers] @ [column_sums(W); W_outliers]
 
 where the outlier channels are zeroed in x before the row statistics and their weight rows are FP32.
 
@@ -109,35 +110,45 @@ class Rewriter:
             w_stored, w_zero = (w_int + 128).astype(np.uint8), np.array(128, np.uint8)
         else:
             w_stored, w_zero = w_int.astype(np.int8), np.array(0, np.int8)
-        # Centre each row on its mid-range first: GELU outputs span [-0.17, +large], and a symmetric scale
-        # would waste half the codes on them; the centre is added back exactly as centre * column sums.
+        # Each row is quantized around its mid-range c (GELU outputs span [-0.17, +large]; a symmetric
+        # scale would waste half the codes on them): QuantizeLinear with a per-row zero point 128 - round(c/s)
+        # (the scale covers |c| too, so it stays in uint8), then MatMulIntegerToFloat with the fixed zero point
+        # 128 gives (q - 128) @ W, and round(c/s) * s times the column sums of W is added back.
+        columns = weight.shape[0]
         top = self.node("ReduceMax", [quantized_x], f"{p}.max", axes=[-1], keepdims=1)
         bottom = self.node("ReduceMin", [quantized_x], f"{p}.min", axes=[-1], keepdims=1)
         half = self.constant("faithful.half", np.array(0.5, np.float32))
         centre = self.node("Mul", [self.node("Add", [top, bottom], f"{p}.sum"), half], f"{p}.centre")
         spread = self.node("Mul", [self.node("Sub", [top, bottom], f"{p}.range"), half], f"{p}.spread")
-        centred = self.node("Sub", [quantized_x, centre], f"{p}.centred")
-        floor = self.constant("faithful.eps", np.array(1e-10, np.float32))
-        scale = self.node("Mul", [self.node("Max", [spread, floor], f"{p}.spread_eps"),
-                                  self.constant("faithful.inv127", np.array(1 / 127, np.float32))], f"{p}.scale")
-        rounded = self.node("Round", [self.node("Div", [centred, scale], f"{p}.div")], f"{p}.round")
-        shifted = self.node("Add", [rounded, self.constant("faithful.f128", np.array(128, np.float32))], f"{p}.shift")
-        q = self.node("Cast", [shifted], f"{p}.q", to=TensorProto.UINT8)
-        acc = self.node("MatMulInteger", [q, self.constant(f"{p}.w_int", w_stored),
-                                          self.constant("faithful.zp128", np.array(128, np.uint8)),
-                                          self.constant(f"faithful.w_zero_{self.weight_format}", w_zero)], f"{p}.acc")
-        acc_f = self.node("Cast", [acc], f"{p}.acc_f", to=TensorProto.FLOAT)
-        rows = self.node("Mul", [acc_f, scale], f"{p}.rows")
-        product = self.node("Mul", [rows, self.constant(f"{p}.w_scale", w_scale.astype(np.float32))], f"{p}.product")
+        widest = self.node("Max", [spread, self.node("Abs", [centre], f"{p}.abs_centre"),
+                                   self.constant("faithful.eps", np.array(1e-10, np.float32))], f"{p}.widest")
+        # 126.5, not 127: with the centre rounded to a level, every code stays within [1, 255].
+        scale = self.node("Mul", [widest, self.constant("faithful.inv126_5", np.array(1 / 126.5, np.float32))],
+                          f"{p}.scale")
+        level = self.node("Round", [self.node("Div", [centre, scale], f"{p}.centre_scaled")], f"{p}.centre_level")
+        zero = self.node("Cast", [self.node("Sub", [self.constant("faithful.f128", np.array(128, np.float32)), level],
+                                            f"{p}.zero_f")], f"{p}.zero", to=TensorProto.UINT8)
+        flat = self.constant("faithful.flat", np.array([-1], np.int64))
+        matrix = self.node("Reshape", [quantized_x, self.constant(f"faithful.rows{columns}", np.array([-1, columns], np.int64))],
+                           f"{p}.x2d")
+        codes = self.node("QuantizeLinear", [matrix, self.node("Reshape", [scale, flat], f"{p}.scale1d"),
+                                             self.node("Reshape", [zero, flat], f"{p}.zero1d")], f"{p}.q2d", axis=0)
+        q = self.node("Reshape", [codes, self.node("Shape", [quantized_x], f"{p}.shape")], f"{p}.q")
+        product = self.node("MatMulIntegerToFloat", [
+            q, self.constant(f"{p}.w_int", w_stored), self.constant("faithful.one", np.array(1.0, np.float32)),
+            self.constant(f"{p}.w_scale", w_scale.astype(np.float32)), self.constant("faithful.zp128", np.array(128, np.uint8)),
+            self.constant(f"faithful.w_zero_{self.weight_format}", w_zero)], f"{p}.product", domain=MS_DOMAIN)
+        rows = self.node("Mul", [product, scale], f"{p}.rows")
+        used_centre = self.node("Mul", [level, scale], f"{p}.used_centre")
         column_sums = (w_int * w_scale).sum(axis=0).astype(np.float32)  # the dequantized weight's, for exactness
         if not outliers.size:
-            shift = self.node("Mul", [centre, self.constant(f"{p}.colsum", column_sums)], f"{p}.shift_back")
+            shift = self.node("Mul", [used_centre, self.constant(f"{p}.colsum", column_sums)], f"{p}.shift_back")
         else:  # [centre, x_outliers] @ [column sums; FP32 outlier rows]: one small MatMul adds both back
             exact = self.node("Gather", [x, self.constant(f"{p}.outliers", outliers)], f"{p}.x_outliers", axis=-1)
-            joined = self.node("Concat", [centre, exact], f"{p}.joined", axis=-1)
+            joined = self.node("Concat", [used_centre, exact], f"{p}.joined", axis=-1)
             rows_back = np.vstack([column_sums[None, :], original[outliers].astype(np.float32)])
             shift = self.node("MatMul", [joined, self.constant(f"{p}.back", rows_back)], f"{p}.shift_back")
-        return self.node("Add", [product, shift], output)
+        return self.node("Add", [rows, shift], output)
 
     def matmul(self, x: str, weight: np.ndarray, output: str, layer: str, fp32: bool) -> str:
         if fp32:

@@ -47,7 +47,7 @@ def test_faithful_bundle_records_its_method(faithful_bundle):
     assert q["fallback_target"] == 0.99 and isinstance(q["fp32_layers"], list)
     assert len(q["sensitivity"]) == 2 * 4 + 1  # 2 layers x (QKV, out, FFN in, FFN out) + embeddings
     ops = {n.op_type for n in onnx.load(str(faithful_bundle / "model.int8.onnx")).graph.node}
-    assert {"MatMulInteger", "MultiHeadAttention"} <= ops and "DynamicQuantizeLinear" not in ops
+    assert {"MatMulIntegerToFloat", "QuantizeLinear", "MultiHeadAttention"} <= ops and "DynamicQuantizeLinear" not in ops
 
 
 def test_batch_invariance(faithful_bundle):
