@@ -217,8 +217,8 @@ DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.tx
 @click.option("--calibration", type=click.Path(exists=True, path_type=Path), default=None,
               help="faithful: text for calibration: GPTQ, outlier channels, smoothing, fallback "
                    "(default: the built-in sample; a few hundred sentences of your domain do better).")
-@click.option("--smoothing", type=float, default=0.5, show_default=True,
-              help="faithful: SmoothQuant migration strength, 0 for none.")
+@click.option("--smoothing", type=float, default=0.0, show_default=True,
+              help="faithful: SmoothQuant migration strength; 0 (off) measured best once outlier channels are FP32.")
 @click.option("--fallback-target", type=float, default=None,
               help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text.")
 @click.option("--weight-format", type=click.Choice(["auto", "s8", "s7", "u8"]), default="auto", show_default=True,

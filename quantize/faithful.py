@@ -7,7 +7,7 @@ stock operator or quantizer option gives per-row scales, so the graph is rewritt
 operators: each weight MatMul becomes
 
     c = (max + min) / 2 per row;  s = max((max - min) / 2, |c|) / 126.5;  k = round(c / s)
-    q = QuantizeLinear(x, s, 128 - k) per row;  y = MatMulIntegerToFloat(q, W_int, 1, w_scale, 128) * s
+    q = QuantizeLinear(x, s, 128 - k) per row;  y = MatMulIntegerToFloat(q, W_int, s, w_scale, 128)
     y += [k * s, x_outliers] @ [column_sums(W); W_outliers]
 
 where the outlier channels are zeroed in x before the row statistics and their weight rows are FP32.
@@ -113,7 +113,7 @@ class Rewriter:
         # Each row is quantized around its mid-range c (GELU outputs span [-0.17, +large]; a symmetric
         # scale would waste half the codes on them): QuantizeLinear with a per-row zero point 128 - round(c/s)
         # (the scale covers |c| too, so it stays in uint8), then MatMulIntegerToFloat with the fixed zero point
-        # 128 gives (q - 128) @ W, and round(c/s) * s times the column sums of W is added back.
+        # 128 gives s (q - 128) @ W w_scale, and round(c/s) * s times the column sums of W is added back.
         columns = weight.shape[0]
         top = self.node("ReduceMax", [quantized_x], f"{p}.max", axes=[-1], keepdims=1)
         bottom = self.node("ReduceMin", [quantized_x], f"{p}.min", axes=[-1], keepdims=1)
@@ -134,11 +134,11 @@ class Rewriter:
         codes = self.node("QuantizeLinear", [matrix, self.node("Reshape", [scale, flat], f"{p}.scale1d"),
                                              self.node("Reshape", [zero, flat], f"{p}.zero1d")], f"{p}.q2d", axis=0)
         q = self.node("Reshape", [codes, self.node("Shape", [quantized_x], f"{p}.shape")], f"{p}.q")
-        product = self.node("MatMulIntegerToFloat", [
-            q, self.constant(f"{p}.w_int", w_stored), self.constant("faithful.one", np.array(1.0, np.float32)),
-            self.constant(f"{p}.w_scale", w_scale.astype(np.float32)), self.constant("faithful.zp128", np.array(128, np.uint8)),
-            self.constant(f"faithful.w_zero_{self.weight_format}", w_zero)], f"{p}.product", domain=MS_DOMAIN)
-        rows = self.node("Mul", [product, scale], f"{p}.rows")
+        # ONNX Runtime broadcasts a_scale x b_scale, so the [..., 1] row scales go straight in.
+        rows = self.node("MatMulIntegerToFloat", [
+            q, self.constant(f"{p}.w_int", w_stored), scale, self.constant(f"{p}.w_scale", w_scale.astype(np.float32)),
+            self.constant("faithful.zp128", np.array(128, np.uint8)),
+            self.constant(f"faithful.w_zero_{self.weight_format}", w_zero)], f"{p}.rows", domain=MS_DOMAIN)
         used_centre = self.node("Mul", [level, scale], f"{p}.used_centre")
         column_sums = (w_int * w_scale).sum(axis=0).astype(np.float32)  # the dequantized weight's, for exactness
         if not outliers.size:

@@ -81,7 +81,7 @@ def quantize_bundle(
     min_cosine: float = DEFAULT_MIN_COSINE,
     method: str = "dynamic",
     calibration: str | Path | None = None,
-    smoothing: float | None = 0.5,
+    smoothing: float | None = None,
     fallback_target: float | None = None,
     weight_format: str | None = None,
     embedding_table: str = "per-row",

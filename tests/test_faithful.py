@@ -42,7 +42,7 @@ def test_all_fp32_rewrite_is_exact(tmp_path, seqcls_bundle):
 
 def test_faithful_bundle_records_its_method(faithful_bundle):
     q = json.loads((faithful_bundle / MANIFEST_NAME).read_text())["quantization"]
-    assert q["method"] == "faithful" and q["passed"] and q["smoothing"] == 0.5
+    assert q["method"] == "faithful" and q["passed"] and q["smoothing"] is None
     assert q["weight_rounding"] == "gptq" and q["outlier_channels"] == 4
     assert q["fallback_target"] == 0.99 and isinstance(q["fp32_layers"], list)
     assert len(q["sensitivity"]) == 2 * 4 + 1  # 2 layers x (QKV, out, FFN in, FFN out) + embeddings
