@@ -25,8 +25,14 @@ def test_plans_cover_every_item_within_caps(batch_size, max_tokens):
     assert sorted(i for indices, _ in plan for i in indices) == list(range(500))
     for indices, width in plan:
         assert len(indices) <= batch_size and (len(indices) == 1 or width * len(indices) <= max_tokens)
-        assert max(lengths[i] for i in indices) <= width and (width in BUCKETS or width == 512)
+        longest = max(lengths[i] for i in indices)
+        assert longest <= width and (width in BUCKETS or width == 512 or (len(indices) == 1 and width == longest))
     assert [w for _, w in plan] == sorted(w for _, w in plan)
+
+
+def test_a_lone_text_is_not_padded():
+    assert plan_batches([13], 512, 32, 8192) == [([0], 13)]
+    assert plan_batches([13, 14], 512, 32, 8192) == [([0, 1], 16)]
 
 
 def test_bucket_length():
