@@ -26,6 +26,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -238,8 +239,8 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
     optimum: dict[str, Any] = {"skipped": True}
     if not skip_optimum:
         click.echo("Optimum ...", err=True)
-        optimum = optimum_variants(optimum_venv, checkpoint.resolve(), sentences, single, runs, threads,
-                                   out.resolve() / "optimum-work")
+        with tempfile.TemporaryDirectory(prefix="optimum-") as work:  # its exported models: GBs for mBERT
+            optimum = optimum_variants(optimum_venv, checkpoint.resolve(), sentences, single, runs, threads, Path(work))
         rows.update(optimum.pop("variants"))
     for precision in ("fp32", "int8"):
         click.echo(f"PyTorch {precision} ...", err=True)
