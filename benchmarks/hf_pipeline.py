@@ -8,15 +8,7 @@ import subprocess
 import sys
 from typing import Any, Callable
 
-from mbert_edge.benchmark import summary, time_calls
-
-# Appended to each cold-start script: prints seconds since `start` and the process's peak RSS.
-REPORT = """
-seconds = time.perf_counter() - start
-peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
-print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
-"""
-
+from mbert_edge.benchmark import COLD_START_REPORT, summary, time_calls
 
 def timings(pipe: Callable, forward_128: Callable[[], Any], sentences: list[str], single: list[str],
             runs: int) -> dict[str, Any]:
@@ -30,5 +22,5 @@ def timings(pipe: Callable, forward_128: Callable[[], Any], sentences: list[str]
 
 def cold_start(script: str, *args: str) -> dict[str, Any]:
     """Run `script` (which sets `start`, loads and predicts once) in a fresh process of this Python."""
-    done = subprocess.run([sys.executable, "-c", script + REPORT, *args], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script + COLD_START_REPORT, *args], capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

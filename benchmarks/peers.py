@@ -44,7 +44,8 @@ from mbert_edge.cpus import available_cpus, cpu_flags, cpu_model
 from mbert_edge.session import session_options
 from mbert_edge.textdata import load_textset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 from hf_pipeline import cold_start, timings  # noqa: E402 - a sibling script, not a package
 
 TORCH_COLD_START = """
@@ -58,7 +59,6 @@ if sys.argv[2] == "int8":
 pipe = transformers.pipeline("text-classification", model=model, tokenizer=transformers.AutoTokenizer.from_pretrained(sys.argv[1]))
 pipe("Das Essen war großartig")
 """
-HERE = Path(__file__).resolve().parent
 # Optimum's venv: the torch build this project uses (CPU), and the one optimum-onnx release there is.
 OPTIMUM_REQUIREMENTS = (["torch==2.13.0"], ["optimum-onnx[onnxruntime]==0.1.0", "click"])
 

@@ -24,14 +24,10 @@ LENGTHS = (16, 32, 64, 128, 256, 512)
 BATCH_SIZES = (8, 32, 64)
 WIDE_SPREAD = 1.5  # p90 / p50 above this: the machine was busy or throttling; the figures are unsteady
 
-# Peak RSS is read from VmHWM: ru_maxrss of a child started by a large parent reports the parent's peak.
-COLD_START = """
-import json, resource, sys, time
-start = time.perf_counter()
-import mbert_edge
-model = mbert_edge.load(sys.argv[1], precision=sys.argv[2])
-run = model.encode if isinstance(model, mbert_edge.Embedder) else model.predict
-run("Das Essen war großartig")
+# Ends every cold-start script (ours and the peers' in benchmarks/): seconds since its `start`, and peak RSS
+# from VmHWM (ru_maxrss of a child started by a large parent reports the parent's peak).
+COLD_START_REPORT = """
+import json, resource, time
 seconds = time.perf_counter() - start
 try:
     peak = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
@@ -39,6 +35,14 @@ except OSError:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": seconds, "peak_rss_mb": peak}))
 """
+COLD_START = """
+import sys, time
+start = time.perf_counter()
+import mbert_edge
+model = mbert_edge.load(sys.argv[1], precision=sys.argv[2])
+run = model.encode if isinstance(model, mbert_edge.Embedder) else model.predict
+run("Das Essen war großartig")
+""" + COLD_START_REPORT
 
 
 def time_calls(call: Callable[[], Any], min_runs: int, max_seconds: float, warmup: int = 3) -> np.ndarray:
