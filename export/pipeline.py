@@ -12,6 +12,7 @@ from mbert_edge.staging import check_output, staged_folder
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
 from mbert_edge.quantize.fusion import contract_gaps, fuse
+from mbert_edge.quantize.storage import store_model
 
 from .checkpoint import inspect, load_model
 from .graph import ExportWrapper, export_onnx, graph_inputs
@@ -107,6 +108,8 @@ def export_bundle(
             optimization = {"fused_operators": counts, "contract_holds": not gaps,
                             "parity": checked_parity(fused, "fused")}
             fused.replace(staging / MODEL_FILE)
+        with progress.step("storing the model"):
+            model_files = store_model(staging / MODEL_FILE, staging / MODEL_FILE)
         manifest = {
             "format_version": FORMAT_VERSION,
             "task": checkpoint.task.name,
@@ -133,7 +136,7 @@ def export_bundle(
             "versions": library_versions(),
             "export": {"opset": opset, "atol": atol, "parity": parity},
             "optimization": optimization,
-            "files": {name: file_record(staging / name) for name in (MODEL_FILE, TOKENIZER_NAME)},
+            "files": {name: file_record(staging / name) for name in (*model_files, TOKENIZER_NAME)},
         }
         write_json_atomic(staging / MANIFEST_NAME, manifest)
     return Bundle.open(output)

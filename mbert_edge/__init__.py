@@ -1,5 +1,5 @@
 """mbert-edge: multilingual BERT on ordinary CPUs. The runtime needs only onnxruntime, tokenizers and numpy."""
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from .bundle import Bundle
 from .classifier import Classifier
@@ -8,10 +8,18 @@ from .errors import BundleError, DataError, ExportError, MbertEdgeError
 from .loading import load
 from .token_classifier import TokenClassifier
 
-try:
-    __version__ = version("mbert-edge")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+source"
+
+def __getattr__(name: str) -> Any:
+    """`__version__` on first use: importlib.metadata costs 30 ms of a cold start that needs no version."""
+    if name != "__version__":
+        raise AttributeError(f"module 'mbert_edge' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mbert-edge")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0.0.0+source"
+
 
 __all__ = ["Bundle", "BundleError", "Classifier", "DataError", "Embedder", "ExportError", "MbertEdgeError",
            "TokenClassifier", "__version__", "load"]

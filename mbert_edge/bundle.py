@@ -30,6 +30,11 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def weights_file(model: str) -> str:
+    """The file holding a model's weights, beside its graph (see quantize/storage.py)."""
+    return model + ".data"
+
+
 def file_record(path: str | Path) -> dict[str, Any]:
     """The manifest's entry for one bundle file: its hash and size."""
     return {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}
@@ -114,6 +119,10 @@ class Bundle:
                 "re-export the bundle, or load with verify_hashes=False if you changed it on purpose"
             )
         return path
+
+    def model_files(self, name: str) -> list[str]:
+        """A model's files: its graph and, when the manifest lists one, the weights file beside it."""
+        return [name] + [w for w in (weights_file(name),) if w in self.manifest.get("files", {})]
 
     def resolve_precision(self, precision: str) -> str:
         """Pick "int8" or "fp32": "auto" prefers INT8 when the bundle has it."""

@@ -1,11 +1,10 @@
 """`mbert-edge quantize`: INT8 from the bundle's fused FP32 graph, then the accuracy gate, always."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from mbert_edge.bundle import Bundle, file_record
+from mbert_edge.bundle import Bundle, file_record, weights_file
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.progress import Progress
 from mbert_edge.session import BundleModel
@@ -13,6 +12,7 @@ from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
 from .int8 import PRESETS, quantize_dynamic_int8, resolve_preset
 from .report import DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_COSINE, compare, gate_failure, write_report
+from .storage import store_model
 
 INT8_FILE = "model.int8.onnx"
 REPORT_STEM = "accuracy.int8"
@@ -68,8 +68,9 @@ def quantize_faithful_int8(fp32: Path, target: Path, preset: str, reference: Bun
 
 def _drop_int8(bundle: Bundle) -> None:
     bundle.models.pop("int8", None)
-    bundle.manifest["files"].pop(INT8_FILE, None)
-    (bundle.path / INT8_FILE).unlink(missing_ok=True)
+    for name in (INT8_FILE, weights_file(INT8_FILE)):
+        bundle.manifest["files"].pop(name, None)
+        (bundle.path / name).unlink(missing_ok=True)
 
 
 def quantize_bundle(
@@ -116,15 +117,17 @@ def quantize_bundle(
             report = compare(reference, candidate, texts, advance=advance)
         report["candidate"] = INT8_FILE
         failure = gate_failure(report, min_agreement, min_cosine)
+        stored: list[str] = []
         if failure is None:
-            os.replace(staging, bundle.path / INT8_FILE)
+            with progress.step("storing the INT8 model"):
+                stored = store_model(staging, bundle.path / INT8_FILE)
             bundle.models["int8"] = INT8_FILE
         else:
             _drop_int8(bundle)
     finally:
         staging.unlink(missing_ok=True)
     reports = write_report(report, bundle.path, REPORT_STEM)
-    for name in ([INT8_FILE] if failure is None else []) + reports:
+    for name in stored + reports:
         bundle.manifest["files"][name] = file_record(bundle.path / name)
     bundle.manifest["quantization"] = {
         **settings, "cpu_flags": flags, "passed": failure is None,

@@ -27,6 +27,8 @@ from mbert_edge.errors import MbertEdgeError
 from mbert_edge.staging import staged_folder
 from mbert_edge.textdata import TextSet
 
+from .storage import save_model
+
 ALWAYS = ("Common", "Inherited")  # digits, punctuation, symbols, combining marks: shared by every script
 
 # Scripts the corpus mode looks for (those mBERT's vocabulary covers); Common/Inherited are always kept.
@@ -125,8 +127,8 @@ def trimmed_tokenizer_json(tokenizer_json: dict[str, Any], kept: list[int]) -> d
     return data
 
 
-def trim_model(path: Path, target: Path, kept: list[int], rows: int) -> None:
-    """Write the ONNX model at `path` with only the `kept` rows of every embedding-table initializer (the
+def trim_model(path: Path, target: Path, kept: list[int], rows: int) -> list[str]:
+    """Write the ONNX model at `path` (returning the file names written) with only the `kept` rows of every embedding-table initializer (the
     tensors whose first axis has `rows` entries: the FP32 table, or an INT8 table and its row scales)."""
     model = onnx.load(str(path))
     index = np.asarray(kept)
@@ -138,7 +140,7 @@ def trim_model(path: Path, target: Path, kept: list[int], rows: int) -> None:
             trimmed += 1
     if not trimmed:
         raise TrimError(f"{path} has no embedding table with {rows} rows; the manifest and model disagree")
-    onnx.save(model, str(target))
+    return save_model(model, target)
 
 
 def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record: dict[str, Any],
@@ -155,8 +157,7 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
     with staged_folder(output, force) as staging:
         data = trimmed_tokenizer_json(tokenizer_json, kept)
         (staging / TOKENIZER_NAME).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        for name in bundle.models.values():
-            trim_model(bundle.file(name), staging / name, kept, rows)
+        written = [f for name in bundle.models.values() for f in trim_model(bundle.file(name), staging / name, kept, rows)]
         for name in manifest["files"]:
             if not (staging / name).exists():  # reports and other files carry over as they are
                 shutil.copyfile(bundle.file(name), staging / name)
@@ -165,7 +166,7 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
         manifest.update(vocab_size=len(kept), embedding_rows=len(kept))
         manifest["trim"] = {**record, "original_vocab_size": bundle.manifest["vocab_size"],
                             "original_embedding_rows": rows, "kept": len(kept)}
-        manifest["files"] = {name: file_record(staging / name) for name in manifest["files"]}
+        manifest["files"] = {name: file_record(staging / name) for name in {**manifest["files"], **dict.fromkeys(written)}}
         write_json_atomic(staging / MANIFEST_NAME, manifest)
     return Bundle.open(output)
 

@@ -38,6 +38,21 @@ def test_hash_mismatch_and_opt_out(bundle):
     assert Classifier(bundle, verify_hashes=False).predict("Hallo")["label"]
 
 
+def test_weights_beside_the_graph_are_verified(bundle):
+    """The bundle stores the graph's weights in model.onnx.data; a changed byte there is caught like one in
+    the graph, and a missing weights file is named."""
+    weights = bundle / "model.onnx.data"
+    assert weights.stat().st_size > 10 * (bundle / "model.onnx").stat().st_size
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"model.onnx.data does not match the sha256"):
+        Classifier(bundle)
+    weights.unlink()
+    with pytest.raises(BundleError, match=r"model.onnx.data is missing from the bundle"):
+        Classifier(bundle)
+
+
 def test_tokenizer_of_another_model(bundle):
     from conftest import minilm_path
 

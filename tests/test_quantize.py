@@ -65,15 +65,16 @@ def test_quantize_adds_a_gated_int8_model(bundle_copy):
     report = quantize_bundle(bundle_copy, min_agreement=0.0)
     manifest = json.loads((bundle_copy / MANIFEST_NAME).read_text())
     assert manifest["models"]["int8"] == "model.int8.onnx"
-    for name in ("model.int8.onnx", "accuracy.int8.json", "accuracy.int8.md"):
+    for name in ("model.int8.onnx", "model.int8.onnx.data", "accuracy.int8.json", "accuracy.int8.md"):
         assert manifest["files"][name]["sha256"] == sha256_file(bundle_copy / name)
+    assert not list(bundle_copy.glob(".*partial*"))
     q = manifest["quantization"]
     assert q["passed"] and q["method"] == "dynamic" and q["per_channel"]
     assert q["preset"] == int8_preset(set(q["cpu_flags"]))
     assert set(report["groups"]) == set(json.loads((bundle_copy / "accuracy.int8.json").read_text())["groups"])
     ops = {n.op_type for n in onnx.load(str(bundle_copy / "model.int8.onnx")).graph.node}
     assert {"DynamicQuantizeMatMul", "QAttention", "QEmbedLayerNormalization"} & ops
-    assert (bundle_copy / "model.int8.onnx").stat().st_size < (bundle_copy / "model.onnx").stat().st_size
+    assert (bundle_copy / "model.int8.onnx.data").stat().st_size < (bundle_copy / "model.onnx.data").stat().st_size
     clf = Classifier(bundle_copy)
     assert clf.precision == "int8"
     assert np.isfinite(clf.predict_proba(["Hallo Welt", "你好"])).all()
