@@ -15,6 +15,8 @@ BUNDLE has FP32 and plain INT8 (`mbert-edge quantize`); `--faithful` a bundle qu
 5. Hugging Face Optimum (`optimum-onnx`), FP32 with O2 and INT8 with its avx512_vnni dynamic config, in a
    transformers pipeline: optimum_peer.py, run in a venv of its own (Optimum pins an older transformers)
    that this script creates on first use (`--optimum-venv`; `--skip-optimum` leaves it out).
+6. the INT8 graphs alone (ours and Optimum's), batch 1 at the corpus's mean length and at 128 tokens, in
+   one process and in alternating rounds, since this machine drifts more between runs than they differ.
 Figures: end-to-end single-sentence latency on real sentences, throughput at batch 32 on all of them,
 cold start (fresh process: import + load + first prediction) and its peak RSS.
 """
@@ -174,6 +176,25 @@ def _timings(model: Classifier, sentences: list[str], single: list[str], runs: i
     return row
 
 
+def interleaved(graphs: dict[str, Path], feeds: dict[int, dict[str, np.ndarray]], threads: int, rounds: int = 5,
+                calls: int = 15) -> dict[str, dict[str, float]]:
+    """Batch-1 p50 ms of each ONNX graph alone, per length, all sessions in this process, timed in alternating
+    rounds (median of the round medians): this machine drifts 10-30% between runs minutes apart, more than
+    the gaps between these graphs, so only side-by-side figures can rank them."""
+    sessions = {name: ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+                for name, path in graphs.items()}
+    results: dict[str, dict[str, float]] = {}
+    for length, feed in feeds.items():
+        inputs = {name: {i.name: feed[i.name] for i in s.get_inputs()} for name, s in sessions.items()}
+        medians: dict[str, list[float]] = {name: [] for name in sessions}
+        for _ in range(rounds):
+            for name, session in sessions.items():
+                times = time_calls(lambda: session.run(None, inputs[name]), calls, 0.0)
+                medians[name].append(float(np.median(times)) * 1e3)
+        results[str(length)] = {name: float(np.median(values)) for name, values in medians.items()}
+    return results
+
+
 def speedups(rows: dict[str, dict[str, Any]]) -> list[str]:
     """Our INT8 single-sentence p50 against each peer's, as the issue's targets state them."""
     lines = []
@@ -229,6 +250,13 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
     gop = model_gop(config, 128)
     roofline = gemm_roofline(threads)
     rows: dict[str, dict[str, Any]] = {}
+    plain_model = Classifier(bundle, "int8")
+    mean_length = sum(len(e.ids) for e in plain_model.tokenizer.encode_batch(sentences)) / len(sentences)
+    feeds = {n: exact_length_feed(plain_model, n) for n in (round(mean_length), 128)}
+    graphs = {"mbert-edge INT8 plain": plain_model.model_path}
+    if faithful:
+        graphs["mbert-edge INT8 faithful"] = Classifier(faithful, "int8").model_path
+    del plain_model
     # Ours first: once PyTorch has run, its thread pool lingers in this process.
     variants = [("fp32", bundle, "mbert-edge FP32"), ("int8", bundle, "mbert-edge INT8 plain")]
     if faithful:
@@ -241,13 +269,17 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
         click.echo("Optimum ...", err=True)
         with tempfile.TemporaryDirectory(prefix="optimum-") as work:  # its exported models: GBs for mBERT
             optimum = optimum_variants(optimum_venv, checkpoint.resolve(), sentences, single, runs, threads, Path(work))
+            click.echo("graphs side by side ...", err=True)
+            graph_latency = interleaved({**graphs, "Optimum ORT INT8": Path(work) / "int8" / "model_quantized.onnx"},
+                                        feeds, threads)
         rows.update(optimum.pop("variants"))
+    else:
+        graph_latency = interleaved(graphs, feeds, threads)
     for precision in ("fp32", "int8"):
         click.echo(f"PyTorch {precision} ...", err=True)
         rows[f"transformers pipeline, PyTorch {precision.upper()}"] = torch_variant(
             checkpoint, precision, threads, sentences, single, runs)
-    tokens = sum(len(e.ids) for e in Classifier(bundle, "fp32").tokenizer.encode_batch(sentences))
-    mean_length = tokens / len(sentences)
+    tokens = round(mean_length * len(sentences))
     for name, row in rows.items():
         limit = roofline["fp32" if "FP32" in name else "int8"]
         row["roofline_share_s128"] = gop / (row["s128"]["p50_ms"] / 1e3) / limit
@@ -261,6 +293,7 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
         "data": {"sentences": len(sentences), "tokens": tokens, "languages": len(texts)},
         "roofline_gops": roofline,
         "variants": rows,
+        "graphs_side_by_side_ms": graph_latency,
         "optimum": optimum,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -280,6 +313,12 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
                      f"{row['cold_start']['peak_rss_mb']:.0f} |")
     plain = rows["mbert-edge INT8 plain"]
     lines += [""] + speedups(rows)
+    names = list(graphs) + [n for n in next(iter(graph_latency.values())) if n not in graphs]
+    lines += ["", "INT8 graphs alone, batch 1, one process, alternating rounds (p50 ms; robust to this machine's drift):",
+              "", "| tokens | " + " | ".join(names) + " | each / plain |", "|---" * (len(names) + 2) + "|"]
+    for length, row in graph_latency.items():
+        ratios = ", ".join(f"{n} {row[n] / row['mbert-edge INT8 plain']:.2f}x" for n in names[1:])
+        lines.append(f"| {length} | " + " | ".join(f"{row[n]:.1f}" for n in names) + f" | {ratios} |")
     if not skip_optimum:
         steps = optimum["steps"]
         lines += ["", f"Optimum {optimum['versions']['optimum-onnx']} (transformers {optimum['versions']['transformers']}): "

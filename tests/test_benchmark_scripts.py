@@ -45,6 +45,8 @@ def test_peers_script(tmp_path, seqcls_checkpoint, seqcls_bundle):
     for row in report["variants"].values():
         assert row["end_to_end"]["p50_ms"] > 0 and row["sentences_per_s"] > 0 and row["cold_start"]["seconds"] > 0
     assert "| mbert-edge INT8 plain |" in (out / "peers.md").read_text()
+    side_by_side = report["graphs_side_by_side_ms"]
+    assert "128" in side_by_side and all(ms > 0 for row in side_by_side.values() for ms in row.values())
     assert (out / "peers.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
@@ -61,4 +63,6 @@ def test_peers_script_with_optimum(tmp_path, seqcls_checkpoint, seqcls_bundle):
     assert "int8_path" in steps and report["optimum"]["versions"]["optimum-onnx"]
     for name in OPTIMUM:
         assert report["variants"][name]["end_to_end"]["p50_ms"] > 0
+    for row in report["graphs_side_by_side_ms"].values():
+        assert set(row) == {"mbert-edge INT8 plain", "Optimum ORT INT8"} and min(row.values()) > 0
     assert "Optimum" in (out / "peers.md").read_text()
