@@ -15,6 +15,7 @@ import click
 import numpy as np
 
 from latency import time_model
+from mbert_edge.bundle import model_bytes
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.session import BundleModel
 
@@ -37,14 +38,14 @@ METHODS = {
 @click.option("--calibration", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--methods", default=",".join(METHODS), show_default=True)
 @click.option("--runs", default=30, show_default=True, help="Latency repetitions per length.")
-@click.option("--weight-format", type=click.Choice(["s8", "s7", "u8"]), default=None,
+@click.option("--weight-format", type=click.Choice(["s8", "s7", "u8", "p8"]), default=None,
               help="Faithful rows' weight format (default: the preset's).")
 def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | None, methods: str, runs: int,
          weight_format: str | None) -> None:
     rows = []
     fp32 = BundleModel(bundle, "fp32")
     base = [np.median(time_model(fp32, n, runs)) * 1e3 for n in (32, 128)]
-    rows.append(("fp32 (fused)", "", "", "", f"{base[0]:.1f}", f"{base[1]:.1f}", fp32.model_path.stat().st_size / 1e6))
+    rows.append(("fp32 (fused)", "", "", "", f"{base[0]:.1f}", f"{base[1]:.1f}", model_bytes(fp32.model_path) / 1e6))
     for name in methods.split(","):
         target = workdir / name.replace(" ", "_").replace("+", "plus")
         shutil.rmtree(target, ignore_errors=True)
@@ -58,7 +59,7 @@ def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | Non
         accuracy = (f"{overall['accuracy_reference']:.4f} → {overall['accuracy_candidate']:.4f}"
                     if "accuracy_candidate" in overall else "")
         rows.append((name, f"{overall['agreement']:.4f}", f"{overall['worst_group']} {overall['worst_agreement']:.4f}",
-                     accuracy, f"{latency[0]:.1f}", f"{latency[1]:.1f}", model.model_path.stat().st_size / 1e6))
+                     accuracy, f"{latency[0]:.1f}", f"{latency[1]:.1f}", model_bytes(model.model_path) / 1e6))
     click.echo("| method | agreement | worst group | accuracy fp32 → int8 | s32 ms | s128 ms | size MB |")
     click.echo("|---|---|---|---|---|---|---|")
     for row in rows:

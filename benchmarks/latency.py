@@ -13,6 +13,7 @@ import click
 import numpy as np
 
 from mbert_edge.benchmark import exact_length_feed, time_calls
+from mbert_edge.bundle import model_bytes
 from mbert_edge.session import BundleModel
 
 
@@ -37,7 +38,7 @@ def main(bundles: tuple[Path, ...], lengths: str, runs: int) -> None:
             for n in sizes:
                 times = np.asarray(time_model(model, n, runs)) * 1e3
                 cells += [f"{np.median(times):.1f}", f"{np.percentile(times, 90):.1f}"]
-            size = model.model_path.stat().st_size / 1e6
+            size = model_bytes(model.model_path) / 1e6
             click.echo(f"| {path.name} | {precision} | {size:.0f} | " + " | ".join(cells) + " |")
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from mbert_edge import Classifier
 from mbert_edge.benchmark import cold_start
+from mbert_edge.bundle import model_bytes
 from mbert_edge.quantize.trim import script_pattern, trim
 from mbert_edge.textdata import TextSet, load_textset
 
@@ -24,7 +25,7 @@ WESTERN = ("eng", "fra", "deu", "spa", "ita", "por")
 
 
 def size_mb(bundle: Path, name: str) -> float:
-    return (bundle / name).stat().st_size / 1e6
+    return model_bytes(bundle / name) / 1e6
 
 
 @click.command()

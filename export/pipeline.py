@@ -11,6 +11,7 @@ from mbert_edge.progress import Progress
 from mbert_edge.staging import check_output, staged_folder
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
+from mbert_edge.quantize.cls_row import keep_cls_row_file
 from mbert_edge.quantize.fusion import contract_gaps, fuse
 from mbert_edge.quantize.storage import store_model
 
@@ -105,7 +106,9 @@ def export_bundle(
             gaps = contract_gaps(counts, config.num_hidden_layers)
             if gaps:
                 progress.note(f"warning: partial fusion ({', '.join(gaps)}); the graph is slower than it could be")
-            optimization = {"fused_operators": counts, "contract_holds": not gaps,
+            with progress.step("keeping only the [CLS] row after the last attention, where that is all the output reads"):
+                cls_row = keep_cls_row_file(fused)
+            optimization = {"fused_operators": counts, "contract_holds": not gaps, "last_layer_cls_row_only": cls_row,
                             "parity": checked_parity(fused, "fused")}
             fused.replace(staging / MODEL_FILE)
         with progress.step("storing the model"):

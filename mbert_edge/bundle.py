@@ -35,6 +35,12 @@ def weights_file(model: str) -> str:
     return model + ".data"
 
 
+def model_bytes(model: str | Path) -> int:
+    """A model's size on disk: its graph file and, when there is one, the weights file beside it."""
+    path = Path(model)
+    return sum(p.stat().st_size for p in (path, path.with_name(weights_file(path.name))) if p.is_file())
+
+
 def file_record(path: str | Path) -> dict[str, Any]:
     """The manifest's entry for one bundle file: its hash and size."""
     return {"sha256": sha256_file(path), "bytes": os.path.getsize(path)}

@@ -13,7 +13,7 @@ import click
 import numpy as np
 
 from .benchmark import BATCH_SIZES, LENGTHS
-from .bundle import Bundle
+from .bundle import Bundle, model_bytes
 from .embedder import Embedder
 from .entities import AGGREGATIONS
 from .errors import MbertEdgeError
@@ -142,7 +142,7 @@ def predict(bundle: Path, texts: tuple[str, ...], input_file: str | None, precis
 
 
 def _size(path: Path) -> str:
-    return f"{path.stat().st_size / 1e6:.1f} MB" if path.is_file() else "missing"
+    return f"{model_bytes(path) / 1e6:.1f} MB" if path.is_file() else "missing"
 
 
 @cli.command()
@@ -221,8 +221,9 @@ DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.tx
               help="faithful: SmoothQuant migration strength; 0 (off) measured best once outlier channels are FP32.")
 @click.option("--fallback-target", type=float, default=None,
               help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text.")
-@click.option("--weight-format", type=click.Choice(["auto", "s8", "s7", "u8"]), default="auto", show_default=True,
-              help="faithful: int8 weights (s8), 7-bit (s7, AVX2's fast path), or 8-bit as uint8 (u8, exact on AVX2).")
+@click.option("--weight-format", type=click.Choice(["auto", "s8", "s7", "u8", "p8"]), default="auto", show_default=True,
+              help="faithful: int8 weights (s8), 7-bit (s7), 8-bit as uint8 (u8, exact on AVX2, slower), or 8-bit "
+                   "with pair-limited levels (p8, exact at AVX2's fast speed); auto: p8 on AVX2 without VNNI, else s8.")
 @click.option("--weight-rounding", type=click.Choice(["gptq", "nearest"]), default="gptq", show_default=True,
               help="faithful: GPTQ error-compensating rounding on the calibration text, or nearest level.")
 @click.option("--outlier-channels", type=click.IntRange(min=0), default=4, show_default=True,

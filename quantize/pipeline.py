@@ -43,7 +43,7 @@ def quantize_faithful_int8(fp32: Path, target: Path, preset: str, reference: Bun
     from .fallback import choose_fallback
 
     model = onnx.load(str(fp32))
-    weight_format = weight_format or ("s7" if PRESETS[preset]["reduce_range"] else "s8")
+    weight_format = weight_format or ("p8" if PRESETS[preset]["reduce_range"] else "s8")
     texts = [t for group in calibration.texts.values() for t in group]
     with progress.step(f"calibrating on {len(texts)} texts"):
         stats = layer_statistics(model, reference, texts)

@@ -114,3 +114,25 @@ def test_outlier_channels_go_through_fp32():
     x, weight = _activations(), np.random.default_rng(2).normal(size=(64, 48)).astype(np.float32)
     without, with_two = _per_token_error(x, weight, 0), _per_token_error(x, weight, 2)
     assert with_two < without / 4
+
+
+def test_pair_limited_weights_are_exact_at_full_codes():
+    """p8 levels keep |w_2i| + |w_2i+1| <= 128, so ONNX Runtime's integer product of codes up to 255 is exact
+    on every CPU (AVX2's u8 x s8 multiply-add sums those pairs in 16 bits); unconstrained 8-bit levels there
+    need not be. GPTQ keeps the limit too."""
+    rng = np.random.default_rng(3)
+    weight = rng.standard_t(3, size=(256, 96)).astype(np.float32)
+    x = rng.normal(size=(512, 256))
+    for levels, _ in (round_nearest(weight, 127, pair_limit=128), round_gptq(weight, x.T @ x, 127, pair_limit=128)):
+        assert np.abs(levels).max() <= 127 and (np.abs(levels[0::2]) + np.abs(levels[1::2])).max() <= 128
+        codes = rng.integers(200, 256, size=(64, 256)).astype(np.uint8)
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["a", "w", "a_zero", "w_zero"], ["y"])], "g",
+            [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 256])],
+            [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
+            [onnx.numpy_helper.from_array(levels.astype(np.int8), "w"),
+             onnx.numpy_helper.from_array(np.array(0, np.uint8), "a_zero"),
+             onnx.numpy_helper.from_array(np.array(0, np.int8), "w_zero")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        assert np.array_equal(session.run(None, {"a": codes})[0], codes.astype(np.int64) @ levels.astype(np.int64))
