@@ -1,18 +1,20 @@
-"""Batch-1 latency of bundle models at exact sequence lengths (the graph alone, no tokenisation).
+"""Batch-1 latency of bundle models at exact sequence lengths (the graph alone, no tokenisation), side by side.
 
-    python benchmarks/latency.py BUNDLE [BUNDLE ...] [--lengths 32,128] [--runs 50]
+    python benchmarks/latency.py BUNDLE [BUNDLE ...] [--lengths 32,128] [--rounds 5] [--precision int8]
 
-Prints one row per (bundle, precision): median and p90 in ms, with the runtime's own session settings
-(the same timing as `mbert-edge bench`, for several bundles in one table).
+Every (bundle, precision) session is loaded in this process with the runtime's own settings and timed in
+alternating rounds (`mbert_edge.benchmark.side_by_side`: p50 ms, the median of the round medians), since this
+machine drifts more between runs minutes apart than the models differ. Each row also gives its ratio to the
+first row.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import click
-import numpy as np
 
-from mbert_edge.benchmark import exact_length_feed, time_calls
+from mbert_edge.benchmark import exact_length_feed, side_by_side, time_calls
 from mbert_edge.bundle import model_bytes
 from mbert_edge.session import BundleModel
 
@@ -26,20 +28,20 @@ def time_model(model: BundleModel, length: int, runs: int, warmup: int = 5) -> l
 @click.command()
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--lengths", default="32,128", show_default=True)
-@click.option("--runs", default=50, show_default=True)
-def main(bundles: tuple[Path, ...], lengths: str, runs: int) -> None:
+@click.option("--rounds", default=5, show_default=True, help="Alternating rounds of 15 timed runs per model.")
+@click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
+def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str) -> None:
     sizes = [int(x) for x in lengths.split(",")]
-    click.echo("| bundle | precision | size MB | " + " | ".join(f"s{n} p50 ms | s{n} p90 ms" for n in sizes) + " |")
-    click.echo("|---" * (3 + 2 * len(sizes)) + "|")
-    for path in bundles:
-        for precision in BundleModel(path, "fp32").bundle.models:
-            model = BundleModel(path, precision)
-            cells = []
-            for n in sizes:
-                times = np.asarray(time_model(model, n, runs)) * 1e3
-                cells += [f"{np.median(times):.1f}", f"{np.percentile(times, 90):.1f}"]
-            size = model_bytes(model.model_path) / 1e6
-            click.echo(f"| {path.name} | {precision} | {size:.0f} | " + " | ".join(cells) + " |")
+    models = {f"{path.name} {p}": BundleModel(path, p) for path in bundles
+              for p in BundleModel(path, "fp32").bundle.models if precision in ("all", p)}
+    timed = {n: side_by_side({name: functools.partial(m.session.run, None, exact_length_feed(m, n))
+                              for name, m in models.items()}, rounds) for n in sizes}
+    first = next(iter(models))
+    click.echo("| model | size MB | " + " | ".join(f"s{n} p50 ms (vs first)" for n in sizes) + " |")
+    click.echo("|---" * (2 + len(sizes)) + "|")
+    for name, model in models.items():
+        cells = [f"{timed[n][name]:.1f} ({timed[n][name] / timed[n][first]:.2f}x)" for n in sizes]
+        click.echo(f"| {name} | {model_bytes(model.model_path) / 1e6:.0f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

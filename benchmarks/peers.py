@@ -22,6 +22,7 @@ cold start (fresh process: import + load + first prediction) and its peak RSS.
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import os
@@ -41,7 +42,7 @@ from onnx import TensorProto, helper, numpy_helper
 from mbert_edge import Classifier
 from mbert_edge.batching import padded_inputs
 from mbert_edge.benchmark import cold_start as bundle_cold_start
-from mbert_edge.benchmark import exact_length_feed, summary, time_calls
+from mbert_edge.benchmark import exact_length_feed, side_by_side, summary, time_calls
 from mbert_edge.cpus import available_cpus, cpu_flags, cpu_model
 from mbert_edge.session import session_options
 from mbert_edge.textdata import load_textset
@@ -176,23 +177,13 @@ def _timings(model: Classifier, sentences: list[str], single: list[str], runs: i
     return row
 
 
-def interleaved(graphs: dict[str, Path], feeds: dict[int, dict[str, np.ndarray]], threads: int, rounds: int = 5,
-                calls: int = 15) -> dict[str, dict[str, float]]:
-    """Batch-1 p50 ms of each ONNX graph alone, per length, all sessions in this process, timed in alternating
-    rounds (median of the round medians): this machine drifts 10-30% between runs minutes apart, more than
-    the gaps between these graphs, so only side-by-side figures can rank them."""
+def interleaved(graphs: dict[str, Path], feeds: dict[int, dict[str, np.ndarray]], threads: int) -> dict[str, dict[str, float]]:
+    """Batch-1 p50 ms of each ONNX graph alone, per length, all sessions in this process, side by side."""
     sessions = {name: ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
                 for name, path in graphs.items()}
-    results: dict[str, dict[str, float]] = {}
-    for length, feed in feeds.items():
-        inputs = {name: {i.name: feed[i.name] for i in s.get_inputs()} for name, s in sessions.items()}
-        medians: dict[str, list[float]] = {name: [] for name in sessions}
-        for _ in range(rounds):
-            for name, session in sessions.items():
-                times = time_calls(lambda: session.run(None, inputs[name]), calls, 0.0)
-                medians[name].append(float(np.median(times)) * 1e3)
-        results[str(length)] = {name: float(np.median(values)) for name, values in medians.items()}
-    return results
+    return {str(length): side_by_side({name: functools.partial(s.run, None, {i.name: feed[i.name] for i in s.get_inputs()})
+                                       for name, s in sessions.items()})
+            for length, feed in feeds.items()}
 
 
 def speedups(rows: dict[str, dict[str, Any]]) -> list[str]:

@@ -59,6 +59,16 @@ def time_calls(call: Callable[[], Any], min_runs: int, max_seconds: float, warmu
     return np.asarray(times)
 
 
+def side_by_side(calls: dict[str, Callable[[], Any]], rounds: int = 5, per_round: int = 15) -> dict[str, float]:
+    """p50 ms of each call, timed in alternating rounds (the median of the round medians): this machine drifts
+    10-30% between runs minutes apart, more than the gaps between the models being compared."""
+    medians: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            medians[name].append(float(np.median(time_calls(call, per_round, 0.0))) * 1e3)
+    return {name: float(np.median(values)) for name, values in medians.items()}
+
+
 def summary(seconds: np.ndarray) -> dict[str, Any]:
     """p50/p90/p99 in ms, the number of runs, and whether the spread is wide."""
     p50, p90, p99 = (float(np.percentile(seconds, q) * 1e3) for q in (50, 90, 99))

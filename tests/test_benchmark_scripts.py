@@ -1,5 +1,5 @@
-"""The peers benchmark script on a tiny model with a couple of repetitions: it runs end to end and writes
-well-formed JSON, Markdown and PNG (its timings are read by people, never asserted)."""
+"""The peers and latency benchmark scripts on a tiny model with a couple of repetitions: they run end to end and write
+well-formed output (their timings are read by people, never asserted)."""
 from __future__ import annotations
 
 import json
@@ -66,3 +66,14 @@ def test_peers_script_with_optimum(tmp_path, seqcls_checkpoint, seqcls_bundle):
     for row in report["graphs_side_by_side_ms"].values():
         assert set(row) == {"mbert-edge INT8 plain", "Optimum ORT INT8"} and min(row.values()) > 0
     assert "Optimum" in (out / "peers.md").read_text()
+
+
+def test_latency_script_times_models_side_by_side(tmp_path, seqcls_bundle):
+    bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
+    quantize_bundle(bundle, min_agreement=0.0)
+    result = subprocess.run([sys.executable, "latency.py", str(bundle), "--lengths", "8,16", "--rounds", "1"],
+                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| bundle ")]
+    assert [row.split(" | ")[0] for row in rows] == ["| bundle fp32", "| bundle int8"]
+    assert "(1.00x)" in rows[0] and rows[1].count("x)") == 2
