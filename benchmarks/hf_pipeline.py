@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from mbert_edge.benchmark import COLD_START_REPORT, summary, time_calls
 
+
 def timings(pipe: Callable, forward_128: Callable[[], Any], sentences: list[str], single: list[str],
             runs: int) -> dict[str, Any]:
     """Single-sentence end-to-end latency, the model alone on one 128-token input, batch-32 throughput."""
@@ -22,5 +23,6 @@ def timings(pipe: Callable, forward_128: Callable[[], Any], sentences: list[str]
 
 def cold_start(script: str, *args: str) -> dict[str, Any]:
     """Run `script` (which sets `start`, loads and predicts once) in a fresh process of this Python."""
-    done = subprocess.run([sys.executable, "-c", script + COLD_START_REPORT, *args], capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", script + COLD_START_REPORT, *args], capture_output=True, text=True,
+                          check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

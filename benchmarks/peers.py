@@ -41,6 +41,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mbert_edge import Classifier
 from mbert_edge.batching import padded_inputs
+from mbert_edge.bundle import Bundle
 from mbert_edge.benchmark import cold_start as bundle_cold_start
 from mbert_edge.benchmark import exact_length_feed, side_by_side, summary, time_calls
 from mbert_edge.cpus import available_cpus, cpu_flags, cpu_model
@@ -246,7 +247,8 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
     feeds = {n: exact_length_feed(plain_model, n) for n in (round(mean_length), 128)}
     graphs = {"mbert-edge INT8 plain": plain_model.model_path}
     if faithful:
-        graphs["mbert-edge INT8 faithful"] = Classifier(faithful, "int8").model_path
+        faithful_bundle = Bundle.open(faithful)
+        graphs["mbert-edge INT8 faithful"] = faithful_bundle.file(faithful_bundle.models["int8"])
     del plain_model
     # Ours first: once PyTorch has run, its thread pool lingers in this process.
     variants = [("fp32", bundle, "mbert-edge FP32"), ("int8", bundle, "mbert-edge INT8 plain")]

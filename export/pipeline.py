@@ -11,7 +11,6 @@ from mbert_edge.progress import Progress
 from mbert_edge.staging import check_output, staged_folder
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
-from mbert_edge.quantize.cls_row import keep_cls_row_file
 from mbert_edge.quantize.fusion import contract_gaps, fuse
 from mbert_edge.quantize.storage import store_model
 
@@ -101,13 +100,11 @@ def export_bundle(
         if optimize:
             fused = staging / "model.fused.onnx"
             with progress.step("fusing with ONNX Runtime's BERT optimizer"):
-                counts = fuse(staging / MODEL_FILE, fused, config.num_attention_heads, config.hidden_size,
-                              config.num_hidden_layers, allow_partial_fusion)
+                counts, cls_row = fuse(staging / MODEL_FILE, fused, config.num_attention_heads,
+                                       config.hidden_size, config.num_hidden_layers, allow_partial_fusion)
             gaps = contract_gaps(counts, config.num_hidden_layers)
             if gaps:
                 progress.note(f"warning: partial fusion ({', '.join(gaps)}); the graph is slower than it could be")
-            with progress.step("keeping only the [CLS] row after the last attention, where that is all the output reads"):
-                cls_row = keep_cls_row_file(fused)
             optimization = {"fused_operators": counts, "contract_holds": not gaps, "last_layer_cls_row_only": cls_row,
                             "parity": checked_parity(fused, "fused")}
             fused.replace(staging / MODEL_FILE)

@@ -8,6 +8,8 @@ import onnx
 
 from mbert_edge.errors import MbertEdgeError
 
+from .cls_row import keep_cls_row
+
 
 class FusionError(MbertEdgeError):
     """The fused graph lacks operators an L-layer BERT must fuse into."""
@@ -37,9 +39,10 @@ def contract_gaps(counts: dict[str, int], layers: int) -> list[str]:
 
 
 def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: int,
-         allow_partial: bool = False) -> dict[str, int]:
-    """Fuse `source` into `target`; returns the operator counts, or raises FusionError naming what is missing
-    (a warning is left to the caller when `allow_partial`)."""
+         allow_partial: bool = False, cls_row: bool = True) -> tuple[dict[str, int], bool]:
+    """Fuse `source` into `target`; returns the operator counts and whether the last layer now keeps only the
+    [CLS] row (`cls_row`, see cls_row.py), or raises FusionError naming what is missing (a warning is left to
+    the caller when `allow_partial`)."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
@@ -53,5 +56,6 @@ def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: i
             f"fusion incomplete for a {layers}-layer BERT (found/expected: {', '.join(gaps)}); the graph runs "
             "but slowly. Export with the default eager attention, or pass --allow-partial-fusion"
         )
+    cls_row_only = cls_row and keep_cls_row(optimized.model)
     optimized.save_model_to_file(str(target))
-    return counts
+    return counts, cls_row_only

@@ -38,7 +38,7 @@ def round_nearest(weight: np.ndarray, limit: int, pair_limit: int | None = None)
     scale = column_scales(weight, limit, pair_limit)
     levels = np.clip(np.round(weight / scale), -limit, limit)
     if pair_limit is not None:
-        bound = np.minimum(limit, pair_limit - np.abs(levels[0::2][:len(levels[1::2])]))
+        bound = pair_bounds(levels[0::2][:len(levels[1::2])], pair_limit, 1, limit)
         levels[1::2] = np.clip(levels[1::2], -bound, bound)
     return levels, scale
 

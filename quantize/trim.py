@@ -128,8 +128,9 @@ def trimmed_tokenizer_json(tokenizer_json: dict[str, Any], kept: list[int]) -> d
 
 
 def trim_model(path: Path, target: Path, kept: list[int], rows: int) -> list[str]:
-    """Write the ONNX model at `path` (returning the file names written) with only the `kept` rows of every embedding-table initializer (the
-    tensors whose first axis has `rows` entries: the FP32 table, or an INT8 table and its row scales)."""
+    """Write the ONNX model at `path` with only the `kept` rows of every embedding-table initializer (the
+    tensors whose first axis has `rows` entries: the FP32 table, or an INT8 table and its row scales);
+    returns the file names written."""
     model = onnx.load(str(path))
     index = np.asarray(kept)
     trimmed = 0
@@ -157,7 +158,8 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
     with staged_folder(output, force) as staging:
         data = trimmed_tokenizer_json(tokenizer_json, kept)
         (staging / TOKENIZER_NAME).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        written = [f for name in bundle.models.values() for f in trim_model(bundle.file(name), staging / name, kept, rows)]
+        written = [file for name in bundle.models.values()
+                   for file in trim_model(bundle.file(name), staging / name, kept, rows)]
         for name in manifest["files"]:
             if not (staging / name).exists():  # reports and other files carry over as they are
                 shutil.copyfile(bundle.file(name), staging / name)
@@ -166,7 +168,8 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
         manifest.update(vocab_size=len(kept), embedding_rows=len(kept))
         manifest["trim"] = {**record, "original_vocab_size": bundle.manifest["vocab_size"],
                             "original_embedding_rows": rows, "kept": len(kept)}
-        manifest["files"] = {name: file_record(staging / name) for name in {**manifest["files"], **dict.fromkeys(written)}}
+        names = {**manifest["files"], **dict.fromkeys(written)}  # weights files are new for an older bundle
+        manifest["files"] = {name: file_record(staging / name) for name in names}
         write_json_atomic(staging / MANIFEST_NAME, manifest)
     return Bundle.open(output)
 

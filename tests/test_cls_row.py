@@ -31,7 +31,7 @@ def fused_classifier(tmp_path_factory, seqcls_checkpoint) -> onnx.ModelProto:
     names = ["input_ids", "attention_mask", "token_type_ids"]
     torch.onnx.export(model, (ids, ids, ids * 0), str(folder / "raw.onnx"), input_names=names, output_names=["logits"],
                       dynamic_axes={n: {0: "b", 1: "s"} for n in names}, opset_version=17, dynamo=False)
-    fuse(folder / "raw.onnx", folder / "fused.onnx", 2, 32, 2)
+    fuse(folder / "raw.onnx", folder / "fused.onnx", 2, 32, 2, cls_row=False)
     return onnx.load(str(folder / "fused.onnx"))
 
 
