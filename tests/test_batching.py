@@ -32,11 +32,14 @@ def test_plans_cover_every_item_within_caps(batch_size, max_tokens):
 
 def test_a_lone_text_is_not_padded():
     assert plan_batches([13], 512, 32, 8192) == [([0], 13)]
-    assert plan_batches([13, 14], 512, 32, 8192) == [([0, 1], 16)]
+    assert plan_batches([13, 14], 512, 32, 8192) == [([0, 1], 14)]
+    assert plan_batches([13, 15], 512, 32, 8192) == [([0, 1], 16)]
 
 
 def test_bucket_length():
-    assert [bucket_length(n, 512) for n in (1, 8, 9, 33, 129, 512)] == [8, 8, 16, 48, 192, 512]
+    assert [bucket_length(n, 512) for n in (1, 8, 9, 33, 129, 512)] == [2, 8, 10, 36, 144, 512]
+    # padding adds at most one token in eight (two up to 32 tokens), from a bounded set of shapes
+    assert all(n <= bucket_length(n, 512) <= n + max(1, n // 8) for n in range(1, 513)) and len(BUCKETS) <= 48
     assert bucket_length(100, 100) == 100 and bucket_length(600, 600) == 600
 
 

@@ -1,4 +1,4 @@
-"""The peers and latency benchmark scripts on a tiny model with a couple of repetitions: they run end to end and write
+"""The peers, latency and cold-start benchmark scripts on a tiny model with a couple of repetitions: they run end to end and write
 well-formed output (their timings are read by people, never asserted)."""
 from __future__ import annotations
 
@@ -77,3 +77,19 @@ def test_latency_script_times_models_side_by_side(tmp_path, seqcls_bundle):
     rows = [line for line in result.stdout.splitlines() if line.startswith("| bundle ")]
     assert [row.split(" | ")[0] for row in rows] == ["| bundle fp32", "| bundle int8"]
     assert "(1.00x)" in rows[0] and rows[1].count("x)") == 2
+
+
+def test_cold_start_script_times_each_step(tmp_path, seqcls_bundle):
+    bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
+    quantize_bundle(bundle, min_agreement=0.0)
+    result = subprocess.run([sys.executable, "cold_start.py", str(bundle), "--runs", "1"],
+                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = dict(line.strip("| ").split(" | ") for line in result.stdout.splitlines()
+                if line.startswith("| ") and not line.startswith("| step"))
+    seconds = {name.strip("*"): float(value.strip("*")) for name, value in rows.items()}
+    assert {"import numpy", "parse tokenizer.json", "sha256 of the model files", "build the session"} <= set(seconds)
+    assert all(value >= 0 for value in seconds.values()) and seconds["cold start as measured (import + load + first prediction)"] > 0
+    steps = [v for k, v in seconds.items() if not k.startswith(("(", "sum", "cold start"))]
+    assert len(steps) == 8 and abs(sum(steps) - seconds["sum of the steps"]) < 0.005
+    assert "peak RSS of the cold start:" in result.stdout
