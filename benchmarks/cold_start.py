@@ -6,8 +6,8 @@ A cold start (`mbert-edge bench`, `peers.py`) is import + load + first predictio
 splits it into the steps the runtime takes, each timed on its own in the same fresh process: the imports
 (numpy, onnxruntime, tokenizers, the rest of mbert_edge), parsing tokenizer.json, hashing the model files,
 building the ONNX Runtime session (and a second build with pre-packing off, to show how much of it is packing
-the integer weights), and the first run (the runtime's load-time check). The whole cold start is then measured as users see it (the runtime
-overlaps hashing with the other steps). Medians over `--runs` processes.
+the integer weights), and the first run (the runtime's load-time check). The whole cold start is then measured
+as users see it (the runtime overlaps hashing with the other steps). Medians over `--runs` processes.
 """
 from __future__ import annotations
 
@@ -52,8 +52,8 @@ marks.append(time.perf_counter())
 print(json.dumps([b - a for a, b in zip(marks, marks[1:])]))
 """
 NAMES = ["import numpy", "import onnxruntime", "import tokenizers", "import the rest of mbert_edge",
-         "parse tokenizer.json", "sha256 of the model files", "build the session", "first run (the load-time check: 3 tokens)",
-         "build the session, pre-packing off"]
+         "parse tokenizer.json", "sha256 of the model files", "build the session",
+         "first run (the load-time check: 3 tokens)", "build the session, pre-packing off"]
 
 
 def step_times(bundle: Path, precision: str, runs: int) -> dict[str, float]:
