@@ -16,7 +16,8 @@ BUNDLE has FP32 and plain INT8 (`mbert-edge quantize`); `--faithful` a bundle qu
    transformers pipeline: optimum_peer.py, run in a venv of its own (Optimum pins an older transformers)
    that this script creates on first use (`--optimum-venv`; `--skip-optimum` leaves it out).
 6. the INT8 graphs alone (ours and Optimum's), batch 1 at the corpus's mean length and at 128 tokens, in
-   one process and in alternating rounds, since this machine drifts more between runs than they differ.
+   one process and in alternating rounds, since this machine drifts more between runs than they differ;
+   and the same for single real sentences end to end, ours against the PyTorch pipelines.
 Figures: end-to-end single-sentence latency on real sentences, throughput at batch 32 on all of them,
 cold start (fresh process: import + load + first prediction) and its peak RSS.
 """
@@ -32,7 +33,7 @@ import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 import numpy as np
@@ -99,7 +100,8 @@ def model_gop(config: dict[str, Any], tokens: int) -> float:
 
 
 def torch_variant(checkpoint: Path, precision: str, threads: int, sentences: list[str], single: list[str],
-                  runs: int) -> dict[str, Any]:
+                  runs: int) -> tuple[dict[str, Any], Callable[[str], Any]]:
+    """The PyTorch pipeline's row, and the pipeline (kept for the side-by-side single sentences)."""
     import torch
     import transformers
 
@@ -116,7 +118,7 @@ def torch_variant(checkpoint: Path, precision: str, threads: int, sentences: lis
             model(input_ids=ids)
     row = timings(pipe, forward_128, sentences, single, runs)
     row["cold_start"] = cold_start(TORCH_COLD_START, str(checkpoint), precision, str(threads))
-    return row
+    return row, pipe
 
 
 def optimum_python(venv: Path) -> Path:
@@ -185,6 +187,14 @@ def interleaved(graphs: dict[str, Path], feeds: dict[int, dict[str, np.ndarray]]
     return {str(length): side_by_side({name: functools.partial(s.run, None, {i.name: feed[i.name] for i in s.get_inputs()})
                                        for name, s in sessions.items()})
             for length, feed in feeds.items()}
+
+
+def sentences_side_by_side(calls: dict[str, Callable[[str], Any]], texts: list[str]) -> dict[str, float]:
+    """End-to-end p50 ms of each variant on the same real sentences, one per call, all variants in this process
+    and timed in alternating rounds: the single-sentence ratios without the drift between separate runs."""
+    cycles = {name: itertools.cycle(texts) for name in calls}
+    return side_by_side({name: functools.partial(lambda call, texts: call(next(texts)), call, cycles[name])
+                         for name, call in calls.items()})
 
 
 def speedups(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -268,10 +278,14 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
         rows.update(optimum.pop("variants"))
     else:
         graph_latency = interleaved(graphs, feeds, threads)
+    pipelines = {}
     for precision in ("fp32", "int8"):
         click.echo(f"PyTorch {precision} ...", err=True)
-        rows[f"transformers pipeline, PyTorch {precision.upper()}"] = torch_variant(
-            checkpoint, precision, threads, sentences, single, runs)
+        name = f"transformers pipeline, PyTorch {precision.upper()}"
+        rows[name], pipelines[name] = torch_variant(checkpoint, precision, threads, sentences, single, runs)
+    click.echo("single sentences side by side ...", err=True)
+    single_latency = sentences_side_by_side(
+        {**{name: Classifier(path, precision).predict for precision, path, name in variants}, **pipelines}, single)
     tokens = round(mean_length * len(sentences))
     for name, row in rows.items():
         limit = roofline["fp32" if "FP32" in name else "int8"]
@@ -287,6 +301,7 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
         "roofline_gops": roofline,
         "variants": rows,
         "graphs_side_by_side_ms": graph_latency,
+        "single_sentences_side_by_side_ms": single_latency,
         "optimum": optimum,
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -312,6 +327,10 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
     for length, row in graph_latency.items():
         ratios = ", ".join(f"{n} {row[n] / row['mbert-edge INT8 plain']:.2f}x" for n in names[1:])
         lines.append(f"| {length} | " + " | ".join(f"{row[n]:.1f}" for n in names) + f" | {ratios} |")
+    mine = single_latency["mbert-edge INT8 plain"]
+    lines += ["", "Single real sentences end to end, the variants that share this process (Optimum has its own venv), "
+                  "alternating rounds (p50 ms):", "", "| variant | p50 ms | plain INT8's speed-up |", "|---|---|---|"]
+    lines += [f"| {name} | {ms:.1f} | {ms / mine:.2f}x |" for name, ms in single_latency.items()]
     if not skip_optimum:
         steps = optimum["steps"]
         lines += ["", f"Optimum {optimum['versions']['optimum-onnx']} (transformers {optimum['versions']['transformers']}): "

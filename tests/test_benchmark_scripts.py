@@ -47,6 +47,9 @@ def test_peers_script(tmp_path, seqcls_checkpoint, seqcls_bundle):
     assert "| mbert-edge INT8 plain |" in (out / "peers.md").read_text()
     side_by_side = report["graphs_side_by_side_ms"]
     assert "128" in side_by_side and all(ms > 0 for row in side_by_side.values() for ms in row.values())
+    single = report["single_sentences_side_by_side_ms"]
+    assert set(single) == PEERS and min(single.values()) > 0
+    assert "| transformers pipeline, PyTorch INT8 |" in (out / "peers.md").read_text().split("Single real sentences")[1]
     assert (out / "peers.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
