@@ -38,7 +38,7 @@ def test_a_lone_text_is_not_padded():
 
 def test_bucket_length():
     assert [bucket_length(n, 512) for n in (1, 8, 9, 33, 129, 512)] == [2, 8, 10, 36, 144, 512]
-    # padding adds at most one token in eight (two up to 32 tokens), from a bounded set of shapes
+    # padding adds at most one token up to 32 tokens and one in eight beyond, from a bounded set of shapes
     assert all(n <= bucket_length(n, 512) <= n + max(1, n // 8) for n in range(1, 513)) and len(BUCKETS) <= 48
     assert bucket_length(100, 100) == 100 and bucket_length(600, 600) == 600
 
