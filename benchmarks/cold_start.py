@@ -30,16 +30,16 @@ import onnxruntime as ort
 marks.append(time.perf_counter())
 import tokenizers
 marks.append(time.perf_counter())
-from mbert_edge.bundle import Bundle, TOKENIZER_NAME, sha256_file
-from mbert_edge.integrity import check_graph
+from mbert_edge.bundle import Bundle, TOKENIZER_NAME
+from mbert_edge.integrity import check_graph, check_tokenizer
 from mbert_edge.session import session_options
 marks.append(time.perf_counter())
 bundle = Bundle.open(sys.argv[1])
-tokenizers.Tokenizer.from_file(str(bundle.file(TOKENIZER_NAME)))
+check_tokenizer(bundle.file(TOKENIZER_NAME), bundle.manifest)
 marks.append(time.perf_counter())
 name = bundle.models[sys.argv[2]]
 for file in bundle.model_files(name):
-    sha256_file(bundle.file(file))
+    bundle.verify_file(file)
 marks.append(time.perf_counter())
 session = ort.InferenceSession(str(bundle.file(name)), session_options(), providers=["CPUExecutionProvider"])
 marks.append(time.perf_counter())

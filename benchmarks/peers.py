@@ -192,8 +192,7 @@ def interleaved(graphs: dict[str, Path], feeds: dict[int, dict[str, np.ndarray]]
 def sentences_side_by_side(calls: dict[str, Callable[[str], Any]], texts: list[str]) -> dict[str, float]:
     """End-to-end p50 ms of each variant on the same real sentences, one per call, all variants in this process
     and timed in alternating rounds: the single-sentence ratios without the drift between separate runs."""
-    cycles = {name: itertools.cycle(texts) for name in calls}
-    return side_by_side({name: functools.partial(lambda call, texts: call(next(texts)), call, cycles[name])
+    return side_by_side({name: functools.partial(lambda call, cycle: call(next(cycle)), call, itertools.cycle(texts))
                          for name, call in calls.items()})
 
 
