@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from mbert_edge.benchmark import cold_start
+from mbert_edge.bench.measure import cold_start
 
 STEPS = """
 import json, sys, time
@@ -31,8 +31,8 @@ marks.append(time.perf_counter())
 import tokenizers
 marks.append(time.perf_counter())
 from mbert_edge.bundle import Bundle, TOKENIZER_NAME
-from mbert_edge.integrity import check_graph, check_tokenizer
-from mbert_edge.session import session_options
+from mbert_edge.runtime.integrity import check_graph, check_tokenizer
+from mbert_edge.runtime.runner import session_options
 marks.append(time.perf_counter())
 bundle = Bundle.open(sys.argv[1])
 check_tokenizer(bundle.file(TOKENIZER_NAME), bundle.manifest)

@@ -15,10 +15,11 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from mbert_edge.bundle import Bundle
-from mbert_edge.quantize.int8 import QUANTIZED_OPS, quantize_dynamic_int8, resolve_preset
-from mbert_edge.quantize.report import compare
-from mbert_edge.session import BundleModel
+from mbert_edge.bundle import Bundle, QuantizationConfig
+from mbert_edge.quantize.dynamic import QUANTIZED_OPS, quantize_dynamic_int8
+from mbert_edge.quantize.presets import resolve_preset
+from mbert_edge.runtime import Runner
+from mbert_edge.runtime.accuracy import compare
 from mbert_edge.textdata import load_textset
 
 
@@ -51,7 +52,8 @@ def per_row_int8(table: np.ndarray) -> np.ndarray:
 @click.argument("workdir", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True)
 def main(bundle: Path, workdir: Path, data: Path) -> None:
-    fp32 = Bundle.open(bundle).file("model.onnx")
+    opened = Bundle.open(bundle)
+    fp32 = opened.file("model.onnx")
     table = word_table(onnx.load(str(fp32)))
     click.echo(f"table {table.shape[0]} x {table.shape[1]}; relative row error |q(x) - x| / |x|:")
     click.echo("| scales | mean | p99 | max |\n|---|---|---|---|")
@@ -60,15 +62,15 @@ def main(bundle: Path, workdir: Path, data: Path) -> None:
         click.echo(f"| {name} | {error.mean():.4f} | {np.percentile(error, 99):.4f} | {error.max():.4f} |")
     workdir.mkdir(parents=True, exist_ok=True)
     preset, _ = resolve_preset("auto")
-    reference = BundleModel(bundle, "fp32")
+    reference = Runner.open(opened, "fp32")
     texts = load_textset(data)
     click.echo("\nplain dynamic per-channel INT8 vs FP32:\n| embedding table | agreement | worst group | accuracy |\n|---|---|---|---|")
     for name, ops, table in (("int8, per tensor", QUANTIZED_OPS, "per-tensor"),
                              ("fp32", ["MatMul", "Attention"], "per-tensor"),
                              ("int8, per row", QUANTIZED_OPS, "per-row")):
         target = workdir / f"model.{name.replace(', ', '-')}.onnx"
-        quantize_dynamic_int8(fp32, target, preset, per_channel=True, op_types=ops, embedding_table=table)
-        report = compare(reference, BundleModel(bundle, "fp32", model_path=target), texts)["overall"]
+        quantize_dynamic_int8(fp32, target, QuantizationConfig(preset=preset, embedding_table=table), op_types=ops)
+        report = compare(opened.task, reference, reference.with_graph(target, target.name), texts)["overall"]
         click.echo(f"| {name} | {report['agreement']:.4f} | {report['worst_group']} {report['worst_agreement']:.4f} | "
                    f"{report.get('accuracy_reference', float('nan')):.4f} -> {report.get('accuracy_candidate', float('nan')):.4f} |")
 

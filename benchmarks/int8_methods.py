@@ -14,10 +14,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from latency import time_model
-from mbert_edge.bundle import model_bytes
+from mbert_edge.bench.measure import graph_seconds
+from mbert_edge.bundle import QuantizationConfig, model_bytes
 from mbert_edge.quantize.pipeline import quantize_bundle
-from mbert_edge.session import BundleModel
+from mbert_edge.runtime import TaskModel, load
 
 PER_TOKEN = dict(method="faithful", smoothing=None, weight_rounding="nearest", outlier_channels=0)
 METHODS = {
@@ -42,24 +42,24 @@ METHODS = {
               help="Faithful rows' weight format (default: the preset's).")
 def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | None, methods: str, runs: int,
          weight_format: str | None) -> None:
-    rows = []
-    fp32 = BundleModel(bundle, "fp32")
-    base = [np.median(time_model(fp32, n, runs)) * 1e3 for n in (32, 128)]
-    rows.append(("fp32 (fused)", "", "", "", f"{base[0]:.1f}", f"{base[1]:.1f}", model_bytes(fp32.model_path) / 1e6))
+    def figures(model: TaskModel) -> tuple[str, str, float]:
+        """s32 and s128 p50 ms, and the model's size in MB."""
+        s32, s128 = (np.median(graph_seconds(model, n, runs, warmup=5)) * 1e3 for n in (32, 128))
+        return f"{s32:.1f}", f"{s128:.1f}", model_bytes(model.bundle.file(model.runner.name)) / 1e6
+
+    rows = [("fp32 (fused)", "", "", "", *figures(load(bundle, precision="fp32")))]
     for name in methods.split(","):
         target = workdir / name.replace(" ", "_").replace("+", "plus")
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(bundle, target)
         faithful = {"weight_format": weight_format} if METHODS[name]["method"] == "faithful" else {}
-        report = quantize_bundle(target, data=data, calibration=calibration, min_agreement=0.0, min_cosine=-1.0,
-                                 **METHODS[name], **faithful)
-        overall = report["overall"]
-        model = BundleModel(target, "int8")
-        latency = [np.median(time_model(model, n, runs)) * 1e3 for n in (32, 128)]
+        config = QuantizationConfig(data=data and str(data), calibration=calibration and str(calibration),
+                                    min_agreement=0.0, min_cosine=-1.0, **METHODS[name], **faithful)
+        overall = quantize_bundle(target, config)["overall"]
         accuracy = (f"{overall['accuracy_reference']:.4f} → {overall['accuracy_candidate']:.4f}"
                     if "accuracy_candidate" in overall else "")
         rows.append((name, f"{overall['agreement']:.4f}", f"{overall['worst_group']} {overall['worst_agreement']:.4f}",
-                     accuracy, f"{latency[0]:.1f}", f"{latency[1]:.1f}", model_bytes(model.model_path) / 1e6))
+                     accuracy, *figures(load(target, precision="int8"))))
     click.echo("| method | agreement | worst group | accuracy fp32 → int8 | s32 ms | s128 ms | size MB |")
     click.echo("|---|---|---|---|---|---|---|")
     for row in rows:

@@ -3,7 +3,7 @@
     python benchmarks/latency.py BUNDLE [BUNDLE ...] [--lengths 32,128] [--rounds 5] [--precision int8]
 
 Every (bundle, precision) session is loaded in this process with the runtime's own settings and timed in
-alternating rounds (`mbert_edge.benchmark.side_by_side`: p50 ms, the median of the round medians), since this
+alternating rounds (`mbert_edge.bench.measure.side_by_side`: p50 ms, the median of the round medians), since this
 machine drifts more between runs minutes apart than the models differ. Each row also gives its ratio to the
 first row.
 """
@@ -14,16 +14,9 @@ from pathlib import Path
 
 import click
 
-from mbert_edge.benchmark import exact_length_feed, side_by_side, time_calls
-from mbert_edge.bundle import model_bytes
-from mbert_edge.session import BundleModel
-
-
-def time_model(model: BundleModel, length: int, runs: int, warmup: int = 5) -> list[float]:
-    """Seconds per run for one input of exactly `length` tokens (the graph alone)."""
-    feed = exact_length_feed(model, length)
-    return time_calls(lambda: model.session.run(None, feed), runs, 0.0, warmup).tolist()
-
+from mbert_edge.bench.measure import exact_length_feed, side_by_side
+from mbert_edge.bundle import Bundle, model_bytes
+from mbert_edge.runtime import load
 
 @click.command()
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
@@ -32,8 +25,8 @@ def time_model(model: BundleModel, length: int, runs: int, warmup: int = 5) -> l
 @click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
 def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str) -> None:
     sizes = [int(x) for x in lengths.split(",")]
-    models = {f"{path.name} {p}": BundleModel(path, p) for path in bundles
-              for p in BundleModel(path, "fp32").bundle.models if precision in ("all", p)}
+    models = {f"{path.name} {p}": load(path, precision=p) for path in bundles
+              for p in Bundle.open(path).models if precision in ("all", p)}
     timed = {n: side_by_side({name: functools.partial(m.session.run, None, exact_length_feed(m, n))
                               for name, m in models.items()}, rounds) for n in sizes}
     first = next(iter(models))
@@ -41,7 +34,7 @@ def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str) -
     click.echo("|---" * (2 + len(sizes)) + "|")
     for name, model in models.items():
         cells = [f"{timed[n][name]:.1f} ({timed[n][name] / timed[n][first]:.2f}x)" for n in sizes]
-        click.echo(f"| {name} | {model_bytes(model.model_path) / 1e6:.0f} | " + " | ".join(cells) + " |")
+        click.echo(f"| {name} | {model_bytes(model.bundle.file(model.runner.name)) / 1e6:.0f} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from hf_pipeline import cold_start, timings
+from mbert_edge.bench.measure import pipeline_timings, script_cold_start
 
 COLD_START = """
 import sys, time, json
@@ -82,8 +82,8 @@ def measure(folder: Path, file: str, tokenizer: Path, sentences: list[str], sing
                                  tokenizer=transformers.AutoTokenizer.from_pretrained(tokenizer))
     ids = np.full((1, 128), 1000, dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    row = timings(pipe, lambda: model.session.run(None, feed), sentences, single, runs)
-    row["cold_start"] = cold_start(COLD_START, str(folder), file, str(tokenizer), str(threads))
+    row = pipeline_timings(pipe, lambda: model.session.run(None, feed), sentences, single, runs)
+    row["cold_start"] = script_cold_start(COLD_START, str(folder), file, str(tokenizer), str(threads))
     return row
 
 

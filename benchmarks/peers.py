@@ -41,17 +41,16 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from mbert_edge import Classifier
-from mbert_edge.batching import padded_inputs
+from mbert_edge.bench.measure import cold_start as bundle_cold_start
+from mbert_edge.bench.measure import (exact_length_feed, graph_seconds, pipeline_timings, script_cold_start,
+                                      side_by_side, summary, time_calls)
 from mbert_edge.bundle import Bundle
-from mbert_edge.benchmark import cold_start as bundle_cold_start
-from mbert_edge.benchmark import exact_length_feed, side_by_side, summary, time_calls
-from mbert_edge.cpus import available_cpus, cpu_flags, cpu_model
-from mbert_edge.session import session_options
+from mbert_edge.runtime.batching import padded_inputs
+from mbert_edge.runtime.cpus import available_cpus, cpu_flags, cpu_model
+from mbert_edge.runtime.runner import session_options
 from mbert_edge.textdata import load_textset
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from hf_pipeline import cold_start, timings  # noqa: E402 - a sibling script, not a package
 
 TORCH_COLD_START = """
 import sys, time, json
@@ -116,8 +115,8 @@ def torch_variant(checkpoint: Path, precision: str, threads: int, sentences: lis
     def forward_128() -> None:
         with torch.inference_mode():
             model(input_ids=ids)
-    row = timings(pipe, forward_128, sentences, single, runs)
-    row["cold_start"] = cold_start(TORCH_COLD_START, str(checkpoint), precision, str(threads))
+    row = pipeline_timings(pipe, forward_128, sentences, single, runs)
+    row["cold_start"] = script_cold_start(TORCH_COLD_START, str(checkpoint), precision, str(threads))
     return row, pipe
 
 
@@ -152,7 +151,8 @@ def plain_padding_rate(model: Classifier, sentences: list[str]) -> float:
     def run() -> None:
         for start in range(0, len(sentences), 32):
             encodings = model.tokenizer.encode_batch(sentences[start:start + 32])
-            model.session.run(None, padded_inputs(encodings, max(map(len, encodings)), model.input_names, model.pad_id))
+            model.session.run(None, padded_inputs(encodings, max(map(len, encodings)), model.runner.input_names,
+                                                  model.runner.pad_id))
     return len(sentences) / float(time_calls(run, 3, 0.0, warmup=1).min())
 
 
@@ -168,10 +168,9 @@ def ours(bundle: Path, precision: str, sentences: list[str], single: list[str], 
 def _timings(model: Classifier, sentences: list[str], single: list[str], runs: int, baseline: bool) -> dict[str, Any]:
     """Single-sentence and 128-token latency and batch-32 throughput; `baseline` adds plain padding's."""
     one_by_one = itertools.cycle(single)
-    feed = exact_length_feed(model, 128)
     row = {
         "end_to_end": summary(time_calls(lambda: model.predict(next(one_by_one)), runs, 0.0)),
-        "s128": summary(time_calls(lambda: model.session.run(None, feed), max(5, runs // 4), 0.0)),
+        "s128": summary(graph_seconds(model, 128, max(5, runs // 4))),
         "sentences_per_s": len(sentences) / float(time_calls(lambda: model.predict(sentences, batch_size=32), 3, 0.0,
                                                              warmup=1).min()),
     }
@@ -254,7 +253,7 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
     plain_model = Classifier(bundle, "int8")
     mean_length = sum(len(e.ids) for e in plain_model.tokenizer.encode_batch(sentences)) / len(sentences)
     feeds = {n: exact_length_feed(plain_model, n) for n in (round(mean_length), 128)}
-    graphs = {"mbert-edge INT8 plain": plain_model.model_path}
+    graphs = {"mbert-edge INT8 plain": plain_model.bundle.file(plain_model.runner.name)}
     if faithful:
         faithful_bundle = Bundle.open(faithful)
         graphs["mbert-edge INT8 faithful"] = faithful_bundle.file(faithful_bundle.models["int8"])

@@ -16,7 +16,7 @@ import click
 import numpy as np
 
 from mbert_edge import Classifier
-from mbert_edge.benchmark import cold_start
+from mbert_edge.bench.measure import cold_start
 from mbert_edge.bundle import model_bytes
 from mbert_edge.quantize.trim import script_pattern, trim
 from mbert_edge.textdata import TextSet, load_textset
@@ -62,7 +62,7 @@ def main(bundle: Path, workdir: Path, tatoeba: Path, per_language: int) -> None:
         click.echo(f"| {file.stem} | {len(sentences)} | {diffs['fp32'][0]:.1e} | {diffs['int8'][0]:.1e} | "
                    f"{diffs['int8'][1]} |")
     click.echo("\nCoverage of --corpus (held-out 10% of each file tokenizes unchanged):")
-    for lang, cover in western.manifest["trim"]["coverage"].items():
+    for lang, cover in western.manifest.trim.coverage.items():
         click.echo(f"- {lang}: {cover['unchanged']:.1%} of {cover['sentences']}")
 
 

@@ -106,6 +106,7 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
 
 def load_model(checkpoint: Checkpoint, labels: list[str] | None = None) -> Any:
     """The PyTorch model with its task head, in eval mode, with eager attention (fusable by ONNX Runtime)."""
+    import torch
     import transformers
 
     if not any((checkpoint.path / n).is_file() for n in WEIGHT_FILES[:2]):
@@ -115,12 +116,19 @@ def load_model(checkpoint: Checkpoint, labels: list[str] | None = None) -> Any:
             stacklevel=2,
         )
     extra: dict[str, Any] = {}
+    verbosity = transformers.logging.get_verbosity()
     if labels:
         extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                  "label2id": {label: i for i, label in enumerate(labels)}}
+        # A new head: seeded, so an export repeats exactly; its weights are missing from the checkpoint by
+        # design, so transformers' load report (a "MISSING" table) would only alarm.
+        torch.manual_seed(0)
+        transformers.logging.set_verbosity_error()
     head_class = getattr(transformers, checkpoint.task.head_class)
     try:
         model = head_class.from_pretrained(checkpoint.path, attn_implementation="eager", **extra)
     except Exception as exc:
         raise ExportError(f"could not load {checkpoint.path} as {checkpoint.task.head_class}: {exc}") from exc
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     return model.eval()

@@ -5,18 +5,22 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from mbert_edge.bundle import FORMAT_VERSION, MANIFEST_NAME, TOKENIZER_NAME, Bundle, file_record, sha256_file, write_json_atomic
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from mbert_edge.bundle import TOKENIZER_NAME, Bundle, ExportRecord, Manifest, Optimization, Parity, Source, sha256_file
 from mbert_edge.errors import ExportError
 from mbert_edge.progress import Progress
-from mbert_edge.staging import check_output, staged_folder
+from mbert_edge.runtime import Runner
+from mbert_edge.runtime.runner import session_options
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
-from mbert_edge.quantize.fusion import contract_gaps, fuse
-from mbert_edge.quantize.storage import store_model
-
 from .checkpoint import inspect, load_model
+from .fusion import contract_gaps, fuse
 from .graph import ExportWrapper, export_onnx, graph_inputs
 from .parity import parity_report
+from .staging import check_output, staged_folder
+from .storage import store_model
 from .tokenizer import build_tokenizer
 
 MODEL_FILE = "model.onnx"
@@ -80,13 +84,15 @@ def export_bundle(
     wrapper = ExportWrapper(torch_model, checkpoint, input_names).eval()
     config = torch_model.config
 
-    def checked_parity(graph: Path, label: str) -> dict[str, Any]:
+    def checked_parity(graph: Path, label: str) -> Parity:
+        session = ort.InferenceSession(str(graph), session_options(), providers=["CPUExecutionProvider"])
+        runner = Runner(session, Tokenizer.from_str(tokenizer.to_str()), length, special["pad"].id, graph.name)
         with progress.bar(f"validating {label} graph against PyTorch", len(texts)) as advance:
-            parity = parity_report(wrapper, graph, tokenizer, special["pad"], length, texts, advance=advance)
-        if not parity["max_abs_diff"] <= atol:
-            worst = max(parity["languages"].items(), key=lambda kv: kv[1]["max_abs_diff"])
+            parity = parity_report(wrapper, runner, texts, advance=advance)
+        if not parity.max_abs_diff <= atol:
+            worst = max(parity.languages.items(), key=lambda kv: kv[1].max_abs_diff)
             raise ExportError(
-                f"{label} ONNX output differs from PyTorch by {parity['max_abs_diff']:.3g} (> --atol {atol:g}; "
+                f"{label} ONNX output differs from PyTorch by {parity.max_abs_diff:.3g} (> --atol {atol:g}; "
                 f"worst language {worst[0]}); nothing was written. Check the checkpoint, or raise --atol if expected"
             )
         return parity
@@ -105,38 +111,32 @@ def export_bundle(
             gaps = contract_gaps(counts, config.num_hidden_layers)
             if gaps:
                 progress.note(f"warning: partial fusion ({', '.join(gaps)}); the graph is slower than it could be")
-            optimization = {"fused_operators": counts, "contract_holds": not gaps, "last_layer_cls_row_only": cls_row,
-                            "parity": checked_parity(fused, "fused")}
+            optimization = Optimization(counts, not gaps, cls_row, checked_parity(fused, "fused"))
             fused.replace(staging / MODEL_FILE)
         with progress.step("storing the model"):
             model_files = store_model(staging / MODEL_FILE, staging / MODEL_FILE)
-        manifest = {
-            "format_version": FORMAT_VERSION,
-            "task": checkpoint.task.name,
-            "labels": {str(i): config.id2label[i] for i in range(config.num_labels)}
-            if checkpoint.task.name != "feature-extraction" else None,
-            "problem_type": getattr(config, "problem_type", None),
-            "max_length": length,
-            "inputs": input_names,
-            "outputs": [checkpoint.task.output_name],
-            "pooling": {"mode": checkpoint.pooling} if checkpoint.pooling else None,
-            "special_tokens": special,
-            "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
-            "embedding_rows": config.vocab_size,
-            "hidden_size": config.hidden_size,
-            "num_attention_heads": config.num_attention_heads,
-            "num_hidden_layers": config.num_hidden_layers,
-            "models": {"fp32": MODEL_FILE},
-            "source": {
-                "model": model,
-                "path": str(checkpoint.path),
-                "architecture": checkpoint.architecture,
-                "config_sha256": sha256_file(checkpoint.path / "config.json"),
-            },
-            "versions": library_versions(),
-            "export": {"opset": opset, "atol": atol, "parity": parity},
-            "optimization": optimization,
-            "files": {name: file_record(staging / name) for name in (*model_files, TOKENIZER_NAME)},
-        }
-        write_json_atomic(staging / MANIFEST_NAME, manifest)
+        task = checkpoint.task.name
+        bundle = Bundle(staging, Manifest(
+            task=task,
+            labels=None if task == "feature-extraction" else [config.id2label[i] for i in range(config.num_labels)],
+            problem_type=getattr(config, "problem_type", None),
+            max_length=length,
+            inputs=input_names,
+            outputs=[checkpoint.task.output_name],
+            pooling=checkpoint.pooling,
+            special_tokens=special,
+            vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
+            embedding_rows=config.vocab_size,
+            hidden_size=config.hidden_size,
+            num_attention_heads=config.num_attention_heads,
+            num_hidden_layers=config.num_hidden_layers,
+            models={"fp32": MODEL_FILE},
+            source=Source(model, str(checkpoint.path), checkpoint.architecture,
+                          sha256_file(checkpoint.path / "config.json")),
+            versions=library_versions(),
+            export=ExportRecord(opset, atol, parity),
+            optimization=optimization,
+        ))
+        bundle.record_files([*model_files, TOKENIZER_NAME])
+        bundle.save()
     return Bundle.open(output)

@@ -6,21 +6,21 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One exportable task: the transformers class that carries its head, and the graph's output."""
+    """One exportable task (one of `mbert_edge.bundle.TASKS`): the transformers class that carries its head,
+    and the graph's output."""
 
     name: str
     head_class: str
     output_name: str
     output_axes: dict[int, str]
-    token_level: bool
 
 
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        TaskSpec("sequence-classification", "BertForSequenceClassification", "logits", {0: "batch"}, False),
-        TaskSpec("token-classification", "BertForTokenClassification", "logits", {0: "batch", 1: "sequence"}, True),
-        TaskSpec("feature-extraction", "BertModel", "embeddings", {0: "batch"}, False),
+        TaskSpec("sequence-classification", "BertForSequenceClassification", "logits", {0: "batch"}),
+        TaskSpec("token-classification", "BertForTokenClassification", "logits", {0: "batch", 1: "sequence"}),
+        TaskSpec("feature-extraction", "BertModel", "embeddings", {0: "batch"}),
     )
 }
 

@@ -9,6 +9,7 @@ from typing import Any
 from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer
 
+from mbert_edge.bundle import SpecialToken
 from mbert_edge.errors import ExportError
 
 SPECIAL_DEFAULTS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]"}
@@ -42,7 +43,7 @@ def _token(config: dict[str, Any], role: str) -> str:
     return value["content"] if isinstance(value, dict) else value
 
 
-def build_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, dict[str, Any]], int | None]:
+def build_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, SpecialToken], int | None]:
     """(tokenizer without padding/truncation, special tokens with ids, the checkpoint's trained length)."""
     config = _tokenizer_config(path)
     if (path / "tokenizer.json").is_file():
@@ -59,7 +60,7 @@ def build_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, dict[str, Any]], i
         token_id = tokenizer.token_to_id(token)
         if token_id is None:
             raise ExportError(f"the tokenizer in {path} has no {role} token {token!r}; fix tokenizer_config.json")
-        special[role] = {"token": token, "id": token_id}
+        special[role] = SpecialToken(token, token_id)
     return tokenizer, special, _trained_length(path, config)
 
 

@@ -1,12 +1,9 @@
 """mbert-edge: multilingual BERT on ordinary CPUs. The runtime needs only onnxruntime, tokenizers and numpy."""
 from typing import Any
 
-from .bundle import Bundle
-from .classifier import Classifier
-from .embedder import Embedder
+from .bundle import Bundle, Manifest, QuantizationConfig
 from .errors import BundleError, DataError, ExportError, MbertEdgeError
-from .loading import load
-from .token_classifier import TokenClassifier
+from .runtime import Classifier, Embedder, TokenClassifier, load
 
 
 def __getattr__(name: str) -> Any:
@@ -21,5 +18,5 @@ def __getattr__(name: str) -> Any:
         return "0.0.0+source"
 
 
-__all__ = ["Bundle", "BundleError", "Classifier", "DataError", "Embedder", "ExportError", "MbertEdgeError",
-           "TokenClassifier", "__version__", "load"]
+__all__ = ["Bundle", "BundleError", "Classifier", "DataError", "Embedder", "ExportError", "Manifest", "MbertEdgeError",
+           "QuantizationConfig", "TokenClassifier", "__version__", "load"]

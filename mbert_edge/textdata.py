@@ -93,3 +93,8 @@ def load_textset(path: str | Path) -> TextSet:
     if not result.texts:
         raise DataError(f"no .txt files with text found in {root}; expected <lang>.txt or <name>_text.txt files")
     return result
+
+
+def evaluation_texts(data: str | Path | None) -> TextSet:
+    """`--data` when given (labelled pairs allowed), else the built-in multilingual sample."""
+    return load_textset(data) if data is not None else builtin_sample()

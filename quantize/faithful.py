@@ -1,306 +1,50 @@
-"""Faithful INT8: per-token (per-row) activation scales, so each text's result is independent of its
-batch-mates and padding; calibrated on real text: GPTQ weight rounding (gptq.py), a few outlier input
-channels per layer kept FP32, optional SmoothQuant-style smoothing, and FP32 fallback of chosen MatMuls.
-
-ONNX Runtime's dynamic quantization takes one activation scale per tensor (the whole padded batch); no
-stock operator or quantizer option gives per-row scales, so the graph is rewritten here with standard
-operators: each weight MatMul becomes
-
-    c = (max + min) / 2 per row;  s = max((max - min) / 2, |c|) / 126.5;  k = round(c / s)
-    q = QuantizeLinear(x, s, 128 - k) per row;  y = MatMulIntegerToFloat(q, W_int, s, w_scale, 128)
-    y += [k * s, x_outliers] @ [column_sums(W); W_outliers]
-
-where the outlier channels are zeroed in x before the row statistics and their weight rows are FP32.
-
-The fused Attention's QKV projection gets the same treatment (the attention core then runs in FP32 in
-MultiHeadAttention), and the embedding table is stored int8 with one scale per row.
-"""
+"""The faithful method: calibrate on real text, choose FP32 fallbacks if asked, rewrite the graph per token
+(rewrite.py), so each text's INT8 result is the same alone or in any batch."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.progress import Progress
+from mbert_edge.runtime import Runner
+from mbert_edge.textdata import TextSet
 
-from .gptq import round_gptq, round_nearest
-
-if TYPE_CHECKING:
-    from mbert_edge.session import BundleModel
-
-MS_DOMAIN = "com.microsoft"
+from .presets import faithful_weight_format
 
 
-# How weights are stored for MatMulInteger: "s8" int8 in [-127, 127] (VNNI, ARM dot product);
-# "s7" int8 in [-63, 63] (AVX2: its u8*s8 multiply-add can saturate with unconstrained 8-bit weights);
-# "u8" the 8-bit values shifted to uint8 with zero point 128 (AVX2's u8*u8 path is exact, ~30% slower);
-# "p8" int8 with |w_2i| + |w_2i+1| <= 128 for each pair of consecutive input rows: AVX2's multiply-add sums
-# exactly those pairs into 16 bits, which 255 x 128 cannot overflow, so it runs exact at s7's speed (checked
-# against integer numpy in tests/test_faithful.py) with finer levels (MiniLM's relative weight error: s7
-# 0.0193, p8 0.0126, u8 0.0099).
-WEIGHT_FORMATS = {"s8": 127, "s7": 63, "u8": 127, "p8": 127}
-PAIR_LIMIT = {"p8": 128}
+def quantize_faithful_int8(fp32: Path, target: Path, config: QuantizationConfig, task: str, reference: Runner,
+                           calibration: TextSet, progress: Progress) -> tuple[QuantizationConfig, dict[str, Any]]:
+    """Per-token INT8 of the fused FP32 graph `fp32` into `target`, calibrated on `calibration` (GPTQ weight
+    rounding, FP32 outlier channels, smoothing), with the fewest FP32 fallbacks that reach
+    `config.fallback_target` agreement on it. `config.preset` is resolved; returns the config as carried out
+    and what the method chose."""
+    import onnx
 
+    from .calibration import layer_statistics, smoothing_factors
+    from .fallback import choose_fallback
+    from .graph import embedding_layers, linear_layers
+    from .rewrite import rewrite
 
-@dataclass
-class LayerStats:
-    """What calibration text shows at one linear layer's input, over real (non-padding) tokens."""
-
-    peak: np.ndarray  # per input channel, max |x|: smoothing and outlier channels
-    hessian: np.ndarray  # sum of x^T x ([K, K], float64): GPTQ rounding
-    rounded: dict[bytes, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # GPTQ results, reused
-
-
-@dataclass
-class Rewriter:
-    """Collects the nodes and initializers of the rewritten graph."""
-
-    weight_format: str
-    smoothing: dict[str, np.ndarray] = field(default_factory=dict)
-    stats: dict[str, LayerStats] = field(default_factory=dict)
-    outlier_channels: int = 0
-    gptq: bool = True
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
-    initializers: list[onnx.TensorProto] = field(default_factory=list)
-    shared: dict[str, str] = field(default_factory=dict)
-
-    def constant(self, name: str, value: np.ndarray) -> str:
-        if name not in self.shared:
-            self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
-            self.shared[name] = name
-        return name
-
-    def node(self, op: str, inputs: list[str], output: str, domain: str = "", **attrs: Any) -> str:
-        self.nodes.append(helper.make_node(op, inputs, [output], name=output, domain=domain, **attrs))
-        return output
-
-    def _integer_weights(self, weight: np.ndarray, stats: LayerStats | None,
-                         smooth: np.ndarray | None, outliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(integer levels, column scales) of the rows the int8 path multiplies: GPTQ when calibration
-        statistics exist (cached: the fallback search rewrites the graph many times), else nearest
-        rounding; outlier rows are zero (they go through FP32)."""
-        weight = weight.copy()
-        weight[outliers] = 0.0
-        limit, pairs = WEIGHT_FORMATS[self.weight_format], PAIR_LIMIT.get(self.weight_format)
-        if stats is None or not self.gptq:
-            return round_nearest(weight, limit, pairs)
-        key = b"".join([self.weight_format.encode(), outliers.tobytes(), b"" if smooth is None else smooth.tobytes()])
-        if key not in stats.rounded:
-            hessian = stats.hessian if smooth is None else stats.hessian / np.outer(smooth, smooth)
-            hessian = hessian.copy()
-            hessian[outliers, :] = 0.0
-            hessian[:, outliers] = 0.0
-            stats.rounded[key] = round_gptq(weight, hessian, limit, pair_limit=pairs)
-        return stats.rounded[key]
-
-    def per_token_matmul(self, x: str, weight: np.ndarray, output: str, layer: str) -> str:
-        """x[..., K] @ weight[K, N] with a per-row activation scale and per-column int8 weights; the
-        `outlier_channels` input channels with the largest calibration peaks stay FP32."""
-        p = output
-        smooth, stats = self.smoothing.get(layer), self.stats.get(layer)
-        original, quantized_x = weight, x
-        outliers = np.zeros(0, np.int64)
-        if stats is not None and self.outlier_channels:
-            peak = stats.peak if smooth is None else stats.peak / smooth
-            outliers = np.sort(np.argsort(peak)[::-1][:self.outlier_channels]).astype(np.int64)
-        if smooth is not None or outliers.size:  # x / s (s folded into the weight rows), outliers zeroed
-            factor = np.ones(weight.shape[0], np.float32) if smooth is None else (1.0 / smooth).astype(np.float32)
-            factor[outliers] = 0.0
-            quantized_x = self.node("Mul", [x, self.constant(f"{p}.in_factor", factor)], f"{p}.xs")
-            if smooth is not None:
-                weight = weight * smooth[:, None]
-        w_int, w_scale = self._integer_weights(weight, stats, smooth, outliers)
-        if self.weight_format == "u8":
-            w_stored, w_zero = (w_int + 128).astype(np.uint8), np.array(128, np.uint8)
-        else:
-            w_stored, w_zero = w_int.astype(np.int8), np.array(0, np.int8)
-        # Each row is quantized around its mid-range c (GELU outputs span [-0.17, +large]; a symmetric
-        # scale would waste half the codes on them): QuantizeLinear with a per-row zero point 128 - round(c/s)
-        # (the scale covers |c| too, so it stays in uint8), then MatMulIntegerToFloat with the fixed zero point
-        # 128 gives s (q - 128) @ W w_scale, and round(c/s) * s times the column sums of W is added back.
-        columns = weight.shape[0]
-        top = self.node("ReduceMax", [quantized_x], f"{p}.max", axes=[-1], keepdims=1)
-        bottom = self.node("ReduceMin", [quantized_x], f"{p}.min", axes=[-1], keepdims=1)
-        half = self.constant("faithful.half", np.array(0.5, np.float32))
-        centre = self.node("Mul", [self.node("Add", [top, bottom], f"{p}.sum"), half], f"{p}.centre")
-        spread = self.node("Mul", [self.node("Sub", [top, bottom], f"{p}.range"), half], f"{p}.spread")
-        widest = self.node("Max", [spread, self.node("Abs", [centre], f"{p}.abs_centre"),
-                                   self.constant("faithful.eps", np.array(1e-10, np.float32))], f"{p}.widest")
-        # 126.5, not 127: with the centre rounded to a level, every code stays within [1, 255].
-        scale = self.node("Mul", [widest, self.constant("faithful.inv126_5", np.array(1 / 126.5, np.float32))],
-                          f"{p}.scale")
-        level = self.node("Round", [self.node("Div", [centre, scale], f"{p}.centre_scaled")], f"{p}.centre_level")
-        zero = self.node("Cast", [self.node("Sub", [self.constant("faithful.f128", np.array(128, np.float32)), level],
-                                            f"{p}.zero_f")], f"{p}.zero", to=TensorProto.UINT8)
-        flat = self.constant("faithful.flat", np.array([-1], np.int64))
-        matrix = self.node("Reshape", [quantized_x, self.constant(f"faithful.rows{columns}", np.array([-1, columns], np.int64))],
-                           f"{p}.x2d")
-        codes = self.node("QuantizeLinear", [matrix, self.node("Reshape", [scale, flat], f"{p}.scale1d"),
-                                             self.node("Reshape", [zero, flat], f"{p}.zero1d")], f"{p}.q2d", axis=0)
-        q = self.node("Reshape", [codes, self.node("Shape", [quantized_x], f"{p}.shape")], f"{p}.q")
-        # ONNX Runtime broadcasts a_scale x b_scale, so the [..., 1] row scales go straight in.
-        rows = self.node("MatMulIntegerToFloat", [
-            q, self.constant(f"{p}.w_int", w_stored), scale, self.constant(f"{p}.w_scale", w_scale.astype(np.float32)),
-            self.constant("faithful.zp128", np.array(128, np.uint8)),
-            self.constant(f"faithful.w_zero_{self.weight_format}", w_zero)], f"{p}.rows", domain=MS_DOMAIN)
-        used_centre = self.node("Mul", [level, scale], f"{p}.used_centre")
-        column_sums = (w_int * w_scale).sum(axis=0).astype(np.float32)  # the dequantized weight's, for exactness
-        if not outliers.size:
-            shift = self.node("Mul", [used_centre, self.constant(f"{p}.colsum", column_sums)], f"{p}.shift_back")
-        else:  # [centre, x_outliers] @ [column sums; FP32 outlier rows]: one small MatMul adds both back
-            exact = self.node("Gather", [x, self.constant(f"{p}.outliers", outliers)], f"{p}.x_outliers", axis=-1)
-            joined = self.node("Concat", [used_centre, exact], f"{p}.joined", axis=-1)
-            rows_back = np.vstack([column_sums[None, :], original[outliers].astype(np.float32)])
-            shift = self.node("MatMul", [joined, self.constant(f"{p}.back", rows_back)], f"{p}.shift_back")
-        return self.node("Add", [rows, shift], output)
-
-    def matmul(self, x: str, weight: np.ndarray, output: str, layer: str, fp32: bool) -> str:
-        if fp32:
-            return self.node("MatMul", [x, self.constant(f"{output}.w_fp32", weight.astype(np.float32))], output)
-        return self.per_token_matmul(x, weight, output, layer)
-
-
-def _attribute(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
-    for attr in node.attribute:
-        if attr.name == name:
-            return helper.get_attribute_value(attr)
-    return default
-
-
-def linear_layers(model: onnx.ModelProto) -> list[str]:
-    """Names of the weight MatMuls the method quantizes: MatMul nodes with a constant 2-D weight and
-    fused Attention nodes (their QKV projection), in graph order."""
-    weights = {i.name for i in model.graph.initializer if len(i.dims) == 2}
-    return [n.name for n in model.graph.node
-            if (n.op_type == "MatMul" and n.input[1] in weights) or n.op_type == "Attention"]
-
-
-def embedding_layers(model: onnx.ModelProto) -> list[str]:
-    """Names of the fused embedding nodes (whose word table is stored int8 unless kept FP32)."""
-    return [n.name for n in model.graph.node if n.op_type == "EmbedLayerNormalization"]
-
-
-def linear_inputs(model: onnx.ModelProto) -> dict[str, str]:
-    """Layer name -> the activation tensor it multiplies (what smoothing calibrates on)."""
-    names = set(linear_layers(model))
-    return {n.name: n.input[0] for n in model.graph.node if n.name in names}
-
-
-def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = frozenset(),
-            smoothing: dict[str, np.ndarray] | None = None, only_embeddings: bool = False,
-            stats: dict[str, LayerStats] | None = None, outlier_channels: int = 0,
-            weight_rounding: str = "gptq") -> onnx.ModelProto:
-    """The faithful INT8 graph of a fused FP32 BERT graph; `only_embeddings` rewrites just the word table
-    (int8, one scale per row) and leaves every other node as it is, for plain dynamic quantization.
-    With calibration `stats`, weights are rounded by GPTQ (`weight_rounding="gptq"`, else to nearest)
-    and each layer's `outlier_channels` input channels with the largest peaks stay FP32."""
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    quantized = set(linear_layers(model))
-    mask_input = next(i.name for i in model.graph.input if i.name == "attention_mask")
-    r = Rewriter(weight_format, smoothing or {}, stats or {}, outlier_channels, weight_rounding == "gptq")
-    padding_mask = None
-    for node in model.graph.node:
-        if only_embeddings and node.op_type != "EmbedLayerNormalization":
-            r.nodes.append(node)
-        elif node.name in quantized and node.op_type == "MatMul":
-            r.matmul(node.input[0], inits[node.input[1]], node.output[0], node.name, node.name in fp32_layers)
-        elif node.op_type == "Attention":
-            if padding_mask is None:
-                padding_mask = r.node("Cast", [mask_input], "faithful.key_padding_mask", to=TensorProto.INT32)
-            heads = _attribute(node, "num_heads")
-            qkv = r.matmul(node.input[0], inits[node.input[1]], f"{node.name}.qkv", node.name,
-                           node.name in fp32_layers)
-            hidden = inits[node.input[1]].shape[1] // 3
-            split = r.constant(f"faithful.split{hidden}", np.array([hidden] * 3, np.int64))
-            q, k, v = (f"{node.name}.{x}" for x in "qkv")
-            r.nodes.append(helper.make_node("Split", [qkv, split], [q, k, v], name=f"{node.name}.split", axis=-1))
-            r.node("MultiHeadAttention", [q, k, v, node.input[2], padding_mask], node.output[0],
-                   domain=MS_DOMAIN, num_heads=heads)
-        elif node.op_type == "EmbedLayerNormalization":
-            _embedding(r, node, inits, node.name in fp32_layers, mask_index=only_embeddings)
-        else:
-            r.nodes.append(node)
-    used = {i for n in r.nodes for i in n.input}
-    kept = [i for i in model.graph.initializer if i.name in used and i.name not in r.shared]
-    graph = helper.make_graph(r.nodes, model.graph.name, model.graph.input, model.graph.output,
-                              kept + r.initializers)
-    out = helper.make_model(graph, opset_imports=model.opset_import, producer_name="mbert-edge faithful int8")
-    out.ir_version = model.ir_version
-    return out
-
-
-def _embedding(r: Rewriter, node: onnx.NodeProto, inits: dict[str, np.ndarray], fp32: bool,
-               mask_index: bool = False) -> None:
-    """EmbedLayerNormalization from standard operators, with an int8 word table (one scale per row);
-    `mask_index` also rebuilds its second output (sequence lengths) for fused Attention nodes that stay."""
-    ids, segments, words, positions, segment_table, gamma, beta = (list(node.input) + [""] * 7)[:7]
-    p = node.name or "embeddings"
-    if fp32:
-        word = r.node("Gather", [words, ids], f"{p}.word")
-    else:
-        table = inits[words]
-        row_scale = np.maximum(np.abs(table).max(axis=1), 1e-12) / 127
-        table_int8 = np.clip(np.round(table / row_scale[:, None]), -127, 127).astype(np.int8)
-        rows = r.node("Gather", [r.constant(f"{p}.word_int8", table_int8), ids], f"{p}.rows_int8")
-        scales = r.node("Gather", [r.constant(f"{p}.word_scale", row_scale.astype(np.float32)[:, None]), ids],
-                        f"{p}.row_scale")
-        word = r.node("Mul", [r.node("Cast", [rows], f"{p}.rows_f", to=TensorProto.FLOAT), scales], f"{p}.word")
-    length = r.node("Gather", [r.node("Shape", [ids], f"{p}.shape"),
-                               r.constant("faithful.i1", np.array(1, np.int64))], f"{p}.length")
-    index = r.node("Range", [r.constant("faithful.i0", np.array(0, np.int64)), length,
-                             r.constant("faithful.i1", np.array(1, np.int64))], f"{p}.positions")
-    total = r.node("Add", [word, r.node("Gather", [positions, index], f"{p}.pos")], f"{p}.word_pos")
-    if segments and segment_table:
-        total = r.node("Add", [total, r.node("Gather", [segment_table, segments], f"{p}.seg")], f"{p}.sum")
-    epsilon = _attribute(node, "epsilon", 1e-12)
-    r.node("LayerNormalization", [total, gamma, beta], node.output[0], axis=-1, epsilon=epsilon)
-    if mask_index and len(node.output) > 1 and len(node.input) > 7 and node.input[7]:
-        # The fused Attention nodes read each sequence's length from the op's second output.
-        r.node("ReduceSum", [node.input[7], r.constant("faithful.axis1", np.array([1], np.int64))],
-               node.output[1], keepdims=0)
-
-
-def layer_statistics(model: onnx.ModelProto, runner: "BundleModel", texts: list[str],
-                     batch_size: int = 32) -> dict[str, LayerStats]:
-    """Each linear layer's input statistics over the real tokens of `texts`, from the FP32 graph."""
-    import onnxruntime as ort
-
-    from mbert_edge.batching import padded_inputs
-    from mbert_edge.session import session_options
-
-    inputs = linear_inputs(model)
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    tensors = sorted(set(inputs.values()))
-    for name in tensors:
-        probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    session = ort.InferenceSession(probe.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
-    stats: dict[str, LayerStats] = {}
-    for start in range(0, len(texts), batch_size):
-        encodings = runner.tokenizer.encode_batch(texts[start:start + batch_size])
-        feed = padded_inputs(encodings, max(map(len, encodings)), runner.input_names, runner.pad_id)
-        outputs = session.run(tensors, feed)
-        real = feed["attention_mask"].astype(bool)
-        for name, value in zip(tensors, outputs):
-            x = value[real[:, :value.shape[1]]]  # the last layer may keep only the [CLS] row (cls_row.py)
-            peak, moment = np.abs(x).max(axis=0), (x.T @ x).astype(np.float64)
-            if name in stats:
-                stats[name].peak = np.maximum(stats[name].peak, peak)
-                stats[name].hessian += moment
-            else:
-                stats[name] = LayerStats(peak, moment)
-    return {layer: stats[tensor] for layer, tensor in inputs.items()}
-
-
-def smoothing_factors(model: onnx.ModelProto, stats: dict[str, LayerStats], alpha: float) -> dict[str, np.ndarray]:
-    """SmoothQuant's per-input-channel factors s = max|x|^alpha / max|w|^(1 - alpha): dividing the
-    activation by s and multiplying the weight rows by s moves outlier channels into the weights."""
-    inits = {i.name: i for i in model.graph.initializer}
-    factors = {}
-    for node in model.graph.node:
-        if node.name in stats:
-            weight_peak = np.abs(numpy_helper.to_array(inits[node.input[1]])).max(axis=1)
-            s = np.power(np.maximum(stats[node.name].peak, 1e-5), alpha) / np.power(np.maximum(weight_peak, 1e-5), 1 - alpha)
-            factors[node.name] = np.clip(s, 1e-2, 1e2).astype(np.float32)
-    return factors
+    model = onnx.load(str(fp32))
+    done = replace(config, per_channel=True, weight_format=config.weight_format or faithful_weight_format(config.preset))
+    texts = [t for group in calibration.texts.values() for t in group]
+    with progress.step(f"calibrating on {len(texts)} texts"):
+        stats = layer_statistics(model, reference, texts)
+    options: dict[str, Any] = {
+        "weight_format": done.weight_format, "stats": stats, "outlier_channels": done.outlier_channels,
+        "weight_rounding": done.weight_rounding,
+        "smoothing": smoothing_factors(model, stats, done.smoothing) if done.smoothing else None}
+    fp32_layers: list[str] = []
+    sensitivity: dict[str, float] = {}
+    if done.fallback_target is not None:
+        count = len(linear_layers(model)) + len(embedding_layers(model))
+        with progress.bar("ranking layer sensitivity", count) as advance:
+            fp32_layers, sensitivity = choose_fallback(model, options, task, reference, TextSet({"calibration": texts}),
+                                                       done.fallback_target, advance)
+    with progress.step(f"rewriting ({done.weight_rounding} weight rounding)"):
+        onnx.save(rewrite(model, fp32_layers=set(fp32_layers), **options), str(target))
+    return done, {"reduce_range": done.weight_format == "s7", "weight_type": "int8",
+                  "activation_type": "uint8, one scale per token", "calibration_texts": len(texts),
+                  "fp32_layers": fp32_layers, "sensitivity": sensitivity}

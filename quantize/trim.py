@@ -9,6 +9,7 @@ stay identical too (re-quantizing would change the per-tensor scale).
 """
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from collections import Counter
@@ -22,12 +23,11 @@ import regex
 from onnx import numpy_helper
 from tokenizers import Tokenizer
 
-from mbert_edge.bundle import MANIFEST_NAME, TOKENIZER_NAME, Bundle, file_record, write_json_atomic
+from mbert_edge.bundle import TOKENIZER_NAME, Bundle, Trim
 from mbert_edge.errors import MbertEdgeError
-from mbert_edge.staging import staged_folder
+from mbert_edge.export.staging import staged_folder
+from mbert_edge.export.storage import save_model
 from mbert_edge.textdata import TextSet
-
-from .storage import save_model
 
 ALWAYS = ("Common", "Inherited")  # digits, punctuation, symbols, combining marks: shared by every script
 
@@ -150,9 +150,9 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
     tokenizer and in every model. `record` (how `kept` was chosen) goes into the manifest's `trim`."""
     bundle = Bundle.open(source)
     tokenizer_json = json.loads(bundle.file(TOKENIZER_NAME).read_text(encoding="utf-8"))
-    manifest = json.loads(json.dumps(bundle.manifest))
-    rows = manifest["embedding_rows"]
-    if manifest.get("trim"):
+    manifest = copy.deepcopy(bundle.manifest)
+    rows = manifest.embedding_rows
+    if manifest.trim:
         raise TrimError(f"{bundle.path} is already trimmed; trim the original bundle instead")
     new_id = {old: new for new, old in enumerate(kept)}
     with staged_folder(output, force) as staging:
@@ -160,17 +160,19 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
         (staging / TOKENIZER_NAME).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         written = [file for name in bundle.models.values()
                    for file in trim_model(bundle.file(name), staging / name, kept, rows)]
-        for name in manifest["files"]:
+        for name in manifest.files:
             if not (staging / name).exists():  # reports and other files carry over as they are
                 shutil.copyfile(bundle.file(name), staging / name)
-        for special in manifest["special_tokens"].values():
-            special["id"] = new_id[special["id"]]
-        manifest.update(vocab_size=len(kept), embedding_rows=len(kept))
-        manifest["trim"] = {**record, "original_vocab_size": bundle.manifest["vocab_size"],
-                            "original_embedding_rows": rows, "kept": len(kept)}
-        names = {**manifest["files"], **dict.fromkeys(written)}  # weights files are new for an older bundle
-        manifest["files"] = {name: file_record(staging / name) for name in names}
-        write_json_atomic(staging / MANIFEST_NAME, manifest)
+        for special in manifest.special_tokens.values():
+            special.id = new_id[special.id]
+        manifest.vocab_size = manifest.embedding_rows = len(kept)
+        manifest.trim = Trim(**record, original_vocab_size=bundle.manifest.vocab_size, original_embedding_rows=rows,
+                             kept=len(kept))
+        names = list(dict.fromkeys([*manifest.files, *written]))  # weights files are new for an older bundle
+        trimmed = Bundle(staging, manifest)
+        manifest.files = {}
+        trimmed.record_files(names)
+        trimmed.save()
     return Bundle.open(output)
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from mbert_edge import Embedder, TokenClassifier
-from mbert_edge.batching import BUCKETS, bucket_length, plan_batches
+from mbert_edge.runtime.batching import BUCKETS, bucket_length, plan_batches
+from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.textdata import builtin_sample
 
@@ -60,7 +61,7 @@ def assert_same_tokens(batched, alone):
 
 def test_faithful_int8_ner_batched_equals_one_at_a_time(tmp_path, token_bundle):
     bundle = Path(shutil.copytree(token_bundle, tmp_path / "b"))
-    quantize_bundle(bundle, method="faithful", min_agreement=0.0)
+    quantize_bundle(bundle, QuantizationConfig(method="faithful", min_agreement=0.0))
     ner = TokenClassifier(bundle)
     assert ner.precision == "int8"
     alone = [ner.predict(t, aggregation="none", ignore_labels=()) for t in MIXED]

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from conftest import run_cli
+from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -14,7 +15,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 def test_bench_writes_every_output(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "b"))
-    quantize_bundle(bundle, min_agreement=0.0)
+    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     result = run_cli("bench", str(bundle), "--runs", "2", "--max-seconds", "0", "--lengths", "16,64,256",
                      "--batch-sizes", "4,16", "--save", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr

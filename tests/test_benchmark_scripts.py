@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -23,7 +24,7 @@ OPTIMUM = {"Optimum ORT FP32", "Optimum ORT INT8"}
 
 def _run_peers(tmp_path: Path, checkpoint: Path, bundle: Path, *options: str) -> tuple[dict, Path]:
     bundle = Path(shutil.copytree(bundle, tmp_path / "bundle"))
-    quantize_bundle(bundle, min_agreement=0.0)
+    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     data = tmp_path / "data"
     data.mkdir()
     (data / "deu.txt").write_text("Guten Morgen.\nWie geht es dir?\nDas ist gut.\n", encoding="utf-8")
@@ -73,7 +74,7 @@ def test_peers_script_with_optimum(tmp_path, seqcls_checkpoint, seqcls_bundle):
 
 def test_latency_script_times_models_side_by_side(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
-    quantize_bundle(bundle, min_agreement=0.0)
+    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     result = subprocess.run([sys.executable, "latency.py", str(bundle), "--lengths", "8,16", "--rounds", "1"],
                             cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -84,7 +85,7 @@ def test_latency_script_times_models_side_by_side(tmp_path, seqcls_bundle):
 
 def test_cold_start_script_times_each_step(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
-    quantize_bundle(bundle, min_agreement=0.0)
+    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     result = subprocess.run([sys.executable, "cold_start.py", str(bundle), "--runs", "1"],
                             cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]

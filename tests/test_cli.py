@@ -119,11 +119,18 @@ def test_info(seqcls_bundle):
 
 
 def test_demo_runs_offline(tmp_path):
+    """The demo writes to the user's cache (not the current folder), repeats exactly (its new head is seeded),
+    prints no transformers load report, and says which languages MiniLM's English vocabulary cannot read."""
     from conftest import minilm_path
 
     minilm_path()  # skips without the PyPI-shipped model
-    result = run_cli("demo", str(tmp_path / "demo"), env={"HF_HUB_OFFLINE": "1"})
+    env = {"HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = run_cli("demo", env=env)
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line[:3] in ("eng", "ara", "tha", "cmn")]
-    assert len(rows) == 4 and all(("negative" in r or "positive" in r) for r in rows)
-    assert "untrained" in result.stdout
+    assert (tmp_path / "cache" / "mbert-edge" / "demo" / "mbert_edge.json").is_file()
+    rows = {line[:3]: line for line in result.stdout.splitlines() if line[:3] in ("eng", "ara", "tha", "cmn")}
+    assert len(rows) == 4 and all(("negative" in rows[lang] or "positive" in rows[lang]) for lang in ("eng", "ara"))
+    assert "not shown" in rows["tha"] and "[UNK]" in rows["tha"]
+    assert "untrained" in result.stderr and "MISSING" not in result.stderr
+    again = run_cli("demo", str(tmp_path / "demo"), env=env)
+    assert again.returncode == 0 and again.stdout.splitlines()[1:] == result.stdout.splitlines()[1:]

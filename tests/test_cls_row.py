@@ -11,8 +11,8 @@ import pytest
 
 from mbert_edge import Embedder
 from mbert_edge.bundle import MANIFEST_NAME
-from mbert_edge.quantize.cls_row import keep_cls_row
-from mbert_edge.quantize.fusion import fuse
+from mbert_edge.export.cls_row import keep_cls_row
+from mbert_edge.export.fusion import fuse
 
 
 def _manifest(bundle) -> dict:

@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 
-from mbert_edge import cpus, session
-from mbert_edge.cpus import _cgroup_quota, available_cpus
+from mbert_edge.runtime import cpus, runner
+from mbert_edge.runtime.cpus import _cgroup_quota, available_cpus
 
 
 def test_cgroup_quota_v2_and_v1(tmp_path):
@@ -29,15 +29,16 @@ def test_available_cpus_respects_quota(monkeypatch):
 
 def test_int8_on_a_slow_cpu_warns_once(tmp_path, seqcls_bundle, monkeypatch):
     from mbert_edge import Classifier
+    from mbert_edge.bundle import QuantizationConfig
     from mbert_edge.quantize.pipeline import quantize_bundle
 
     bundle = shutil.copytree(seqcls_bundle, tmp_path / "b")
-    quantize_bundle(bundle, min_agreement=0.0)
-    monkeypatch.setattr(session, "cpu_flags", lambda: set())
-    session._warn_if_int8_is_slow.cache_clear()
+    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
+    monkeypatch.setattr(runner, "cpu_flags", lambda: set())
+    runner._warn_if_int8_is_slow.cache_clear()
     with pytest.warns(RuntimeWarning, match="slower than FP32"):
         Classifier(bundle)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         Classifier(bundle)  # once per process
-    session._warn_if_int8_is_slow.cache_clear()
+    runner._warn_if_int8_is_slow.cache_clear()

@@ -63,7 +63,7 @@ def test_extra_data_joins_the_parity_report(tmp_path, seqcls_checkpoint):
     data.mkdir()
     (data / "xx.txt").write_text("eins zwei drei\nquatre cinq\n", encoding="utf-8")
     bundle = export_bundle(str(seqcls_checkpoint), tmp_path / "out", data=data)
-    assert bundle.manifest["export"]["parity"]["languages"]["data:xx"]["sentences"] == 2
+    assert bundle.manifest.export.parity.languages["data:xx"].sentences == 2
 
 
 def test_failed_parity_leaves_nothing(tmp_path, seqcls_checkpoint):
@@ -88,7 +88,7 @@ def test_existing_output_needs_force(tmp_path, seqcls_checkpoint, seqcls_bundle)
 def test_new_head_with_labels(tmp_path, encoder_checkpoint):
     bundle = export_bundle(str(encoder_checkpoint), tmp_path / "b", task="sequence-classification",
                            labels=["no", "yes"])
-    assert bundle.manifest["labels"] == {"0": "no", "1": "yes"}
+    assert bundle.manifest.labels == ["no", "yes"]
 
 
 def test_max_length_is_checked(tmp_path, seqcls_checkpoint):
@@ -109,4 +109,4 @@ def test_pickle_weights_warn(tmp_path, seqcls_checkpoint):
     assert (folder / "pytorch_model.bin").exists() and not (folder / "model.safetensors").exists()
     with pytest.warns(UserWarning, match="pickle weights"):
         bundle = export_bundle(str(folder), tmp_path / "b", optimize=False)
-    assert bundle.manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
+    assert bundle.manifest.export.parity.max_abs_diff <= 1e-4

@@ -9,15 +9,17 @@ import numpy as np
 import onnx
 import pytest
 
-from mbert_edge import Classifier
-from mbert_edge.bundle import MANIFEST_NAME
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
-from mbert_edge.quantize.faithful import LayerStats, Rewriter, embedding_layers, linear_layers, rewrite
+from mbert_edge import Classifier
+from mbert_edge.bundle import MANIFEST_NAME, Bundle, QuantizationConfig
+from mbert_edge.quantize.calibration import LayerStats
 from mbert_edge.quantize.gptq import round_gptq, round_nearest
+from mbert_edge.quantize.graph import embedding_layers, linear_layers
 from mbert_edge.quantize.pipeline import quantize_bundle
-from mbert_edge.session import BundleModel
+from mbert_edge.quantize.rewrite import Rewriter, rewrite
+from mbert_edge.runtime import Runner
 from mbert_edge.textdata import builtin_sample
 
 SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
@@ -26,7 +28,7 @@ SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
 @pytest.fixture(scope="module")
 def faithful_bundle(tmp_path_factory, seqcls_bundle) -> Path:
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp("faithful") / "b"))
-    quantize_bundle(bundle, method="faithful", min_agreement=0.0, fallback_target=0.99)
+    quantize_bundle(bundle, QuantizationConfig(method="faithful", min_agreement=0.0, fallback_target=0.99))
     return bundle
 
 
@@ -35,9 +37,10 @@ def test_all_fp32_rewrite_is_exact(tmp_path, seqcls_bundle):
     model = onnx.load(str(seqcls_bundle / "model.onnx"))
     keep = set(linear_layers(model)) | set(embedding_layers(model))
     onnx.save(rewrite(model, "s8", keep), str(tmp_path / "all_fp32.onnx"))
-    reference = np.stack(BundleModel(seqcls_bundle, "fp32").raw_outputs(SENTENCES))
-    rewritten = BundleModel(seqcls_bundle, "fp32", model_path=tmp_path / "all_fp32.onnx")
-    assert np.abs(np.stack(rewritten.raw_outputs(SENTENCES)) - reference).max() <= 1e-5
+    runner = Runner.open(Bundle.open(seqcls_bundle), "fp32")
+    rewritten = runner.with_graph(tmp_path / "all_fp32.onnx", "all_fp32.onnx")
+    reference = np.stack(runner.head_outputs(SENTENCES))
+    assert np.abs(np.stack(rewritten.head_outputs(SENTENCES)) - reference).max() <= 1e-5
 
 
 def test_faithful_bundle_records_its_method(faithful_bundle):
@@ -67,7 +70,7 @@ def test_batch_invariance(faithful_bundle):
 def test_plain_dynamic_is_not_batch_invariant(tmp_path, seqcls_bundle):
     """The defect the faithful method fixes, shown on the same model: per-tensor scales see the batch."""
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "plain"))
-    quantize_bundle(bundle, min_agreement=0.0)
+    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     clf = Classifier(bundle)
     alone = np.stack([clf.logits(text) for text in SENTENCES])
     assert np.abs(clf.logits(SENTENCES, batch_size=16) - alone).max() > 1e-6

@@ -12,9 +12,10 @@ import pytest
 from conftest import run_cli
 from mbert_edge import Classifier
 from mbert_edge.bundle import MANIFEST_NAME, sha256_file
-from mbert_edge.cpus import cpu_flags, int8_preset
+from mbert_edge.runtime.cpus import cpu_flags, int8_preset
 from mbert_edge.quantize import pipeline
-from mbert_edge.quantize.fusion import FusionError, fuse
+from mbert_edge.export.fusion import FusionError, fuse
+from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import GateError, quantize_bundle
 
 
@@ -51,7 +52,7 @@ def test_no_optimize_keeps_the_exported_graph(tmp_path, seqcls_checkpoint):
     from mbert_edge.export import export_bundle
 
     bundle = export_bundle(str(seqcls_checkpoint), tmp_path / "b", optimize=False)
-    assert bundle.manifest["optimization"] is None
+    assert bundle.manifest.optimization is None
     ops = {n.op_type for n in onnx.load(str(bundle.path / "model.onnx")).graph.node}
     assert "Attention" not in ops
 
@@ -62,7 +63,7 @@ def bundle_copy(tmp_path, seqcls_bundle) -> Path:
 
 
 def test_quantize_adds_a_gated_int8_model(bundle_copy):
-    report = quantize_bundle(bundle_copy, min_agreement=0.0)
+    report = quantize_bundle(bundle_copy, QuantizationConfig(min_agreement=0.0))
     manifest = json.loads((bundle_copy / MANIFEST_NAME).read_text())
     assert manifest["models"]["int8"] == "model.int8.onnx"
     for name in ("model.int8.onnx", "model.int8.onnx.data", "accuracy.int8.json", "accuracy.int8.md"):
@@ -85,7 +86,7 @@ def test_quantize_adds_a_gated_int8_model(bundle_copy):
 def test_embedding_table_scales(bundle_copy, table):
     """Per-row (default): an int8 table with one scale per row, the fused Attention kept; per-tensor: ONNX
     Runtime's QEmbedLayerNormalization. Both agree with FP32 and keep every row."""
-    quantize_bundle(bundle_copy, min_agreement=0.0, embedding_table=table)
+    quantize_bundle(bundle_copy, QuantizationConfig(min_agreement=0.0, embedding_table=table))
     assert json.loads((bundle_copy / MANIFEST_NAME).read_text())["quantization"]["embedding_table"] == table
     model = onnx.load(str(bundle_copy / "model.int8.onnx"))
     ops = {n.op_type for n in model.graph.node}
@@ -102,8 +103,8 @@ def test_embedding_table_scales(bundle_copy, table):
 
 def _negating_quantizer(real):
     """A deliberately broken quantizer: the real INT8 model with its logits negated (argmax becomes argmin)."""
-    def broken(source, target, preset, per_channel, **options):
-        settings = real(source, target, preset, per_channel, **options)
+    def broken(source, target, config, **options):
+        settings = real(source, target, config, **options)
         model = onnx.load(str(target))
         output = model.graph.output[0].name
         for node in model.graph.node:
@@ -115,7 +116,7 @@ def _negating_quantizer(real):
 
 
 def test_gate_rejects_a_broken_int8_model(bundle_copy, monkeypatch):
-    quantize_bundle(bundle_copy, min_agreement=0.0)  # a previous, good INT8 model must go too
+    quantize_bundle(bundle_copy, QuantizationConfig(min_agreement=0.0))  # a previous, good INT8 model must go too
     monkeypatch.setattr(pipeline, "quantize_dynamic_int8", _negating_quantizer(pipeline.quantize_dynamic_int8))
     with pytest.raises(GateError, match="agreement 0.0000 < 0.9"):
         quantize_bundle(bundle_copy)
@@ -129,7 +130,7 @@ def test_gate_rejects_a_broken_int8_model(bundle_copy, monkeypatch):
 
 def test_embedding_bundle_gate_uses_cosine(tmp_path, encoder_bundle):
     bundle = Path(shutil.copytree(encoder_bundle, tmp_path / "enc"))
-    report = quantize_bundle(bundle, min_cosine=-1.0)
+    report = quantize_bundle(bundle, QuantizationConfig(min_cosine=-1.0))
     assert {"mean_cosine", "min_cosine"} <= set(report["overall"])
     assert -1.0 <= report["overall"]["min_cosine"] <= report["overall"]["mean_cosine"] <= 1.0 + 1e-6
 

@@ -33,14 +33,14 @@ def tatoeba_subset(folder: Path, per_language: int) -> Path | None:
 def test_minilm_export_parity(tmp_path, task):
     data = tatoeba_subset(tmp_path / "tatoeba", 100)
     bundle = export_bundle(str(minilm_path()), tmp_path / task, task=task, data=data)
-    parity = bundle.manifest["export"]["parity"]
-    assert parity["max_abs_diff"] <= 1e-4
+    parity = bundle.manifest.export.parity
+    assert parity.max_abs_diff <= 1e-4
     if data is not None:
-        assert {f"data:{p.stem}" for p in data.glob("*.txt")} <= set(parity["languages"])
+        assert {f"data:{p.stem}" for p in data.glob("*.txt")} <= set(parity.languages)
     tokenizer = json.loads((bundle.path / "tokenizer.json").read_text())
     assert tokenizer["padding"] is None and tokenizer["truncation"] is None  # MiniLM ships fixed 128 padding
     if task == "feature-extraction":
-        assert bundle.manifest["pooling"]["mode"] == "mean"
+        assert bundle.manifest.pooling == "mean"
 
 
 @pytest.mark.parametrize("lang", NON_LATIN)
@@ -62,8 +62,8 @@ def test_mbert_tokenization_matches_transformers(mbert_vocab_checkpoint, lang):
 def test_mbert_vocab_model_exports_and_classifies(tmp_path, mbert_vocab_checkpoint):
     data = tatoeba_subset(tmp_path / "tatoeba", 40)
     bundle = export_bundle(str(mbert_vocab_checkpoint), tmp_path / "b", data=data)
-    assert bundle.manifest["vocab_size"] == 119547
-    assert bundle.manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
+    assert bundle.manifest.vocab_size == 119547
+    assert bundle.manifest.export.parity.max_abs_diff <= 1e-4
     results = Classifier(bundle.path).predict(["我们走吧。", "مرحبا بك", "नमस्ते", "สวัสดีครับ"])
     assert len(results) == 4 and all(r["label"] in ("LABEL_0", "LABEL_1") for r in results)
     assert all(np.isfinite(r["score"]) for r in results)

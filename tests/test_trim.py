@@ -13,7 +13,8 @@ from tokenizers import Tokenizer
 
 from conftest import needs_shared, run_cli
 from mbert_edge import Classifier
-from mbert_edge.session import BundleModel
+from mbert_edge.runtime import Runner
+from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.quantize.trim import TrimError, script_pattern, trim
 from mbert_edge.textdata import TextSet, builtin_sample
@@ -50,7 +51,7 @@ def quantized_bundles(tmp_path_factory, seqcls_bundle):
     out = {}
     for method in ("dynamic", "faithful"):
         source = Path(shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp(method) / "b"))
-        quantize_bundle(source, method=method, min_agreement=0.0)
+        quantize_bundle(source, QuantizationConfig(method=method, min_agreement=0.0))
         out[method] = (source, trim(source, source.parent / "latin", scripts=["latin"]).path)
     return out
 
@@ -97,10 +98,10 @@ def test_trimmed_runtime_warns_on_unknown_text(quantized_bundles):
 def test_corpus_trim_reports_coverage(tmp_path, seqcls_bundle):
     corpus = TextSet({lang: builtin_sample().texts[lang] * 3 for lang in ("deu", "fra")})
     bundle = trim(seqcls_bundle, tmp_path / "corpus", corpus=corpus, holdout=0.25)
-    record = bundle.manifest["trim"]
-    assert record["mode"] == "corpus" and record["scripts"] == ["Latin"]
-    assert set(record["coverage"]) == {"deu", "fra"} and record["coverage"]["deu"]["unchanged"] == 1.0
-    assert BundleModel(bundle.path).raw_outputs(["Bonjour"])[0].shape == (3,)
+    record = bundle.manifest.trim
+    assert record.mode == "corpus" and record.scripts == ["Latin"]
+    assert set(record.coverage) == {"deu", "fra"} and record.coverage["deu"]["unchanged"] == 1.0
+    assert Runner.open(bundle).head_outputs(["Bonjour"])[0].shape == (3,)
 
 
 def test_bad_requests(tmp_path, seqcls_bundle, quantized_bundles):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BundleError
+from mbert_edge.errors import BundleError
 
 
 def check_output(output: Path, force: bool) -> None:

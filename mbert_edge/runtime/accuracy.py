@@ -1,19 +1,18 @@
-"""The accuracy report: a candidate model (INT8) against the bundle's float model, per language.
-
-Needs only the runtime (numpy + onnxruntime), so `mbert-edge verify` works on a slim install.
+"""The accuracy report: a candidate model (INT8) against the bundle's float model, per language, and the
+gate that judges it. Needs only the runtime (numpy + onnxruntime): `mbert-edge verify` runs on a slim
+install, and `quantize` imports it from here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mbert_edge.session import BundleModel
-from mbert_edge.textdata import TextSet
+from ..textdata import TextSet
+from .runner import Runner
 
-DEFAULT_MIN_AGREEMENT = 0.90
-DEFAULT_MIN_COSINE = 0.98
 
 
 def _group_metrics(reference: list[np.ndarray], candidate: list[np.ndarray], embeddings: bool,
@@ -37,15 +36,16 @@ def _group_metrics(reference: list[np.ndarray], candidate: list[np.ndarray], emb
     return row
 
 
-def compare(reference: BundleModel, candidate: BundleModel, textset: TextSet, batch_size: int = 32,
-            advance=lambda n: None, reference_outputs: dict[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
-    """Per-group and overall figures of `candidate` against `reference` on the same texts
-    (`reference_outputs`, per group, spares recomputing them when one reference meets many candidates)."""
-    embeddings = reference.bundle.task == "feature-extraction"
+def compare(task: str, reference: Runner, candidate: Runner, textset: TextSet, batch_size: int = 32,
+            advance: Callable[[int], None] = lambda n: None,
+            reference_outputs: dict[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
+    """Per-group and overall figures of `candidate` against `reference` on the same texts, for a bundle of
+    `task` (`reference_outputs`, per group, spares recomputing them when one reference meets many candidates)."""
+    embeddings = task == "feature-extraction"
     groups: dict[str, dict[str, Any]] = {}
     for name, texts in textset.texts.items():
-        ref = reference_outputs[name] if reference_outputs else reference.raw_outputs(texts, batch_size)
-        cand = candidate.raw_outputs(texts, batch_size)
+        ref = reference_outputs[name] if reference_outputs else reference.head_outputs(texts, batch_size)
+        cand = candidate.head_outputs(texts, batch_size)
         groups[name] = _group_metrics(ref, cand, embeddings, textset.labels.get(name))
         advance(len(texts))
     rows = list(groups.values())
@@ -66,7 +66,7 @@ def compare(reference: BundleModel, candidate: BundleModel, textset: TextSet, ba
             w = [r["texts"] for r in labelled]
             overall["accuracy_reference"] = float(np.average([r["accuracy_reference"] for r in labelled], weights=w))
             overall["accuracy_candidate"] = float(np.average([r["accuracy_candidate"] for r in labelled], weights=w))
-    return {"reference": reference.precision, "candidate": str(candidate.model_path.name),
+    return {"reference": reference.name, "candidate": candidate.name,
             "overall": overall, "groups": groups}
 
 

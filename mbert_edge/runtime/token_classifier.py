@@ -1,7 +1,7 @@
 """Token classification (NER): entities with character offsets into the original text."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -9,14 +9,8 @@ import numpy as np
 from tokenizers import Encoding
 
 from .entities import AGGREGATIONS, Entity, Token, entities
-from .session import BundleModel
-from .textinput import as_text_list
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
-
+from .model import PerText, TaskModel
+from .scores import softmax
 
 def merge_windows(windows: list[Encoding], outputs: list[np.ndarray]) -> list[Token]:
     """The text's tokens once each, in order. A token seen in several overlapping windows takes its
@@ -24,7 +18,7 @@ def merge_windows(windows: list[Encoding], outputs: list[np.ndarray]) -> list[To
     nothing is duplicated at a seam. Tokens are matched across windows by their character offsets."""
     best: dict[tuple[int, int, int], tuple[int, Token]] = {}
     for encoding, logits in zip(windows, outputs):
-        probabilities = _softmax(logits)
+        probabilities = softmax(logits)
         pieces, ids, last = encoding.tokens, encoding.ids, len(encoding) - 1  # each access copies from Rust
         seen: dict[tuple[int, int], int] = {}
         for position, (special, (start, end)) in enumerate(zip(encoding.special_tokens_mask, encoding.offsets)):
@@ -41,7 +35,7 @@ def merge_windows(windows: list[Encoding], outputs: list[np.ndarray]) -> list[To
     return tokens
 
 
-class TokenClassifier(BundleModel):
+class TokenClassifier(TaskModel):
     """Find entities with a token-classification bundle.
 
     >>> TokenClassifier("bundle/").predict("Angela Merkel besuchte Paris.")
@@ -49,12 +43,11 @@ class TokenClassifier(BundleModel):
     """
 
     task = "token-classification"
+    labels: list[str]
 
     def __init__(self, path: str | Path, precision: str = "auto", **kwargs: Any) -> None:
         super().__init__(path, precision, **kwargs)
-        labels = self.bundle.manifest["labels"]
-        self.labels: list[str] = [labels[str(i)] for i in range(len(labels))]
-        self._unk_id: int = self.bundle.manifest["special_tokens"]["unk"]["id"]
+        self._unk_id: int = self.bundle.manifest.special_tokens["unk"].id
         self._subword_prefix: str | None = getattr(self.tokenizer.model, "continuing_subword_prefix", None)
         decoder = self.tokenizer.decoder
         self._decode = decoder.decode if decoder is not None else " ".join
@@ -75,15 +68,10 @@ class TokenClassifier(BundleModel):
         (`truncation="head"` reads only the first `max_length` tokens)."""
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
-        items, single = as_text_list(texts)
-        results = [
-            entities(text, merge_windows(windows, outputs), self.labels, aggregation, self._decode,
-                     self._unk_id, self._subword_prefix, ignore_labels)
-            for text, (windows, outputs) in zip(items, self._per_text(items, truncation, batch_size))
-        ]
-        return results[0] if single else results
 
-    def iter_predict(self, texts: Iterable[str], chunk_size: int = 1024, **kwargs: Any) -> Iterator[list[Entity]]:
-        """`predict` for a stream of texts: one text's entities at a time, in order, with memory bounded
-        by `chunk_size` texts. Takes `predict`'s keyword arguments."""
-        return self._stream(lambda chunk: self.predict(chunk, **kwargs), texts, chunk_size)
+        def found(items: list[str], per_text: PerText) -> list[list[Entity]]:
+            return [entities(text, merge_windows(windows, outputs), self.labels, aggregation, self._decode,
+                             self._unk_id, self._subword_prefix, ignore_labels)
+                    for text, (windows, outputs) in zip(items, per_text)]
+
+        return self._call(texts, batch_size, truncation, found)

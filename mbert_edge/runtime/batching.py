@@ -49,21 +49,24 @@ def _padded(indices: list[int], lengths: Sequence[int], max_length: int) -> tupl
     return indices, longest if len(indices) == 1 else bucket_length(longest, max_length)
 
 
+def graph_feed(input_names: Sequence[str], input_ids: np.ndarray, attention_mask: np.ndarray | None = None,
+               token_type_ids: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The ONNX feed of a graph taking `input_names`: only those inputs, as int64 (the mask defaults to all
+    ones, the segment ids to zeros)."""
+    columns = {"input_ids": input_ids,
+               "attention_mask": np.ones_like(input_ids) if attention_mask is None else attention_mask,
+               "token_type_ids": np.zeros_like(input_ids) if token_type_ids is None else token_type_ids}
+    return {name: columns[name] for name in input_names}
+
+
 def padded_inputs(
     encodings: Sequence[Encoding], width: int, input_names: Sequence[str], pad_id: int
 ) -> dict[str, np.ndarray]:
-    """The ONNX feed for one batch padded to `width`: only the inputs the graph declares, as int64."""
-    columns = {
-        "input_ids": (lambda e: e.ids, pad_id),
-        "attention_mask": (lambda e: e.attention_mask, 0),
-        "token_type_ids": (lambda e: e.type_ids, 0),
-    }
-    feed = {}
-    for name in input_names:
-        column, fill = columns[name]
-        array = np.full((len(encodings), width), fill, dtype=np.int64)
-        for row, encoding in enumerate(encodings):
-            values = column(encoding)
-            array[row, : len(values)] = values
-        feed[name] = array
-    return feed
+    """The ONNX feed for one batch padded to `width`."""
+    ids = np.full((len(encodings), width), pad_id, dtype=np.int64)
+    mask, segments = np.zeros_like(ids), np.zeros_like(ids)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding)] = encoding.ids
+        mask[row, : len(encoding)] = encoding.attention_mask
+        segments[row, : len(encoding)] = encoding.type_ids
+    return graph_feed(input_names, ids, mask, segments)

@@ -1,4 +1,5 @@
 """How a bundle stores an ONNX model: the graph in `<name>` and its weights beside it in `<name>.data`.
+Export is its first writer; quantize and trim import it from here.
 
 ONNX Runtime maps external weights from their file instead of parsing them out of the protobuf and copying
 them: on the mBERT-shaped INT8 model, session creation went from 0.44 to 0.13 s and peak RSS from 316 to

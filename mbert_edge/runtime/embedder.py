@@ -1,16 +1,16 @@
 """Sentence embeddings: pooling happens inside the exported graph, normalisation and long-text merging here."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from tokenizers import Encoding
 
-from .session import BundleModel
-from .textinput import as_text_list
+from .model import PerText, TaskModel
 
 
-class Embedder(BundleModel):
+class Embedder(TaskModel):
     """Embed texts with a feature-extraction bundle.
 
     >>> Embedder("bundle/").encode(["Hallo", "Hello"]).shape
@@ -26,16 +26,22 @@ class Embedder(BundleModel):
         to unit length (cosine similarity is then a dot product). A text longer than the max length is
         read in overlapping windows: their pooled vectors are averaged weighted by token count (max
         pooling takes the element-wise max), as pooling over the whole text would."""
-        items, single = as_text_list(texts)
-        combine = self._max if self.bundle.manifest["pooling"]["mode"] == "max" else self._token_weighted
-        rows = [combine(windows, outputs) for windows, outputs in self._per_text(items, truncation, batch_size)]
-        vectors = np.array(rows, dtype=np.float32).reshape(len(rows), self.bundle.manifest["hidden_size"])
-        if normalize:
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        return vectors[0] if single else vectors
+        combine = self._max if self.bundle.manifest.pooling == "max" else self._token_weighted
+
+        def vectors(items: list[str], per_text: PerText) -> np.ndarray:
+            rows = [combine(windows, outputs) for windows, outputs in per_text]
+            stacked = np.array(rows, dtype=np.float32).reshape(len(rows), self.bundle.manifest.hidden_size)
+            if normalize:
+                stacked /= np.maximum(np.linalg.norm(stacked, axis=1, keepdims=True), 1e-12)
+            return stacked
+
+        return self._call(texts, batch_size, truncation, vectors)
+
+    predict = encode  # every task model answers `predict` (the CLI, benchmarks and servers call it)
+    iter_encode = TaskModel.iter_predict  # `encode` for a stream of texts, one vector at a time
 
     @staticmethod
-    def _token_weighted(windows: list[Any], outputs: list[np.ndarray]) -> np.ndarray:
+    def _token_weighted(windows: list[Encoding], outputs: list[np.ndarray]) -> np.ndarray:
         if len(outputs) == 1:
             return outputs[0]
         return np.average(outputs, axis=0, weights=[len(w) for w in windows])
@@ -43,8 +49,3 @@ class Embedder(BundleModel):
     @staticmethod
     def _max(windows: list[Any], outputs: list[np.ndarray]) -> np.ndarray:
         return np.max(outputs, axis=0)
-
-    def iter_encode(self, texts: Iterable[str], chunk_size: int = 1024, **kwargs: Any) -> Iterator[np.ndarray]:
-        """`encode` for a stream of texts: one vector at a time, in order, with memory bounded by
-        `chunk_size` texts. Takes `encode`'s keyword arguments."""
-        return self._stream(lambda chunk: self.encode(chunk, **kwargs), texts, chunk_size)

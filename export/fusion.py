@@ -1,10 +1,7 @@
 """Graph fusion with ONNX Runtime's BERT optimizer, and the fusion contract that proves it happened."""
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
-
-import onnx
 
 from mbert_edge.errors import MbertEdgeError
 
@@ -19,15 +16,14 @@ GELU_OPS = ("BiasGelu", "FastGelu", "Gelu")
 ATTENTION_OPS = ("Attention", "MultiHeadAttention")
 
 
-def fused_operator_counts(model: onnx.ModelProto) -> dict[str, int]:
-    """How many of each fused operator the graph holds (the contract's four kinds, plus the rest)."""
-    ops = Counter(node.op_type for node in model.graph.node)
+def contract_counts(statistics: dict[str, int], nodes: int) -> dict[str, int]:
+    """The contract's four kinds, from `BertOnnxModel.get_fused_operator_statistics()`, plus all nodes."""
     return {
-        "Attention": sum(ops[o] for o in ATTENTION_OPS),
-        "SkipLayerNormalization": ops["SkipLayerNormalization"],
-        "EmbedLayerNormalization": ops["EmbedLayerNormalization"],
-        "Gelu": sum(ops[o] for o in GELU_OPS),
-        "nodes": sum(ops.values()),
+        "Attention": sum(statistics.get(o, 0) for o in ATTENTION_OPS),
+        "SkipLayerNormalization": statistics.get("SkipLayerNormalization", 0),
+        "EmbedLayerNormalization": statistics.get("EmbedLayerNormalization", 0),
+        "Gelu": sum(statistics.get(o, 0) for o in GELU_OPS),
+        "nodes": nodes,
     }
 
 
@@ -49,7 +45,7 @@ def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: i
     # opt_level 0: only the portable Python fusions; hardware-specific rewrites happen at session load.
     optimized = optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
                                optimization_options=FusionOptions("bert"), opt_level=0)
-    counts = fused_operator_counts(optimized.model)
+    counts = contract_counts(optimized.get_fused_operator_statistics(), len(optimized.model.graph.node))
     gaps = contract_gaps(counts, layers)
     if gaps and not allow_partial:
         raise FusionError(

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import MbertEdgeError
+from ..errors import MbertEdgeError
 
 
 def _flag(row: dict[str, Any]) -> str:

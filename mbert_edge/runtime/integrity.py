@@ -3,29 +3,29 @@ A mismatch would otherwise surface as wrong answers or an obscure ONNX Runtime e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from .bundle import MANIFEST_NAME
-from .errors import BundleError
+from ..bundle import MANIFEST_NAME, Manifest
+from ..errors import BundleError
+from .batching import graph_feed
 
 FIX = "re-export the bundle with `mbert-edge export`"
 
 
-def check_tokenizer(path: Path, manifest: dict[str, Any]) -> Tokenizer:
+def check_tokenizer(path: Path, manifest: Manifest) -> Tokenizer:
     """The bundle's tokenizer, refused when it is unreadable or its vocabulary does not fit the model."""
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # tokenizers raises a bare Exception for malformed files
         raise BundleError(f"{path} is not a readable tokenizer.json ({exc}); {FIX}") from exc
     size = tokenizer.get_vocab_size()
-    if size != manifest["vocab_size"] or size > manifest["embedding_rows"]:
+    if size != manifest.vocab_size or size > manifest.embedding_rows:
         raise BundleError(
-            f"{path} has {size} tokens but {MANIFEST_NAME} records vocab_size {manifest['vocab_size']} and "
-            f"{manifest['embedding_rows']} embedding rows: the tokenizer is not the model's; {FIX}"
+            f"{path} has {size} tokens but {MANIFEST_NAME} records vocab_size {manifest.vocab_size} and "
+            f"{manifest.embedding_rows} embedding rows: the tokenizer is not the model's; {FIX}"
         )
     return tokenizer
 
@@ -44,24 +44,28 @@ def open_session(path: Path, options: ort.SessionOptions) -> ort.InferenceSessio
                           f"not an ONNX model; {FIX}") from exc
 
 
-def check_graph(session: ort.InferenceSession, path: Path, manifest: dict[str, Any]) -> None:
+def framed_ids(manifest: Manifest, ids: list[int]) -> np.ndarray:
+    """One input row: `ids` between the bundle's [CLS] and [SEP] tokens (shape [1, len(ids) + 2])."""
+    specials = manifest.special_tokens
+    return np.array([[specials["cls"].id, *ids, specials["sep"].id]], dtype=np.int64)
+
+
+def check_graph(session: ort.InferenceSession, path: Path, manifest: Manifest) -> None:
     """The graph's inputs and outputs are the manifest's, and its embedding table holds the tokenizer's
     highest id (checked by running one three-token input through it)."""
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    if inputs != manifest["inputs"] or outputs[:1] != manifest["outputs"][:1]:
+    if inputs != manifest.inputs or outputs[:1] != manifest.outputs[:1]:
         raise BundleError(
-            f"{path} takes {inputs} and gives {outputs}, but {MANIFEST_NAME} says {manifest['inputs']} and "
-            f"{manifest['outputs']}: the model is not the bundle's; {FIX}"
+            f"{path} takes {inputs} and gives {outputs}, but {MANIFEST_NAME} says {manifest.inputs} and "
+            f"{manifest.outputs}: the model is not the bundle's; {FIX}"
         )
-    specials = manifest["special_tokens"]
-    ids = np.array([[specials["cls"]["id"], manifest["vocab_size"] - 1, specials["sep"]["id"]]], dtype=np.int64)
-    probe = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    highest = manifest.vocab_size - 1
     try:
-        session.run(None, {name: probe[name] for name in inputs})
+        session.run(None, graph_feed(inputs, framed_ids(manifest, [highest])))
     except Exception as exc:
         reason = str(exc).splitlines()[0][:300]
         raise BundleError(
-            f"{path} fails on the tokenizer's highest token id {manifest['vocab_size'] - 1} ({reason}): its "
+            f"{path} fails on the tokenizer's highest token id {highest} ({reason}): its "
             f"embedding table is smaller than the vocabulary; {FIX}"
         ) from exc

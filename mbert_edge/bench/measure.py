@@ -14,11 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from .cpus import available_cpus, cpu_flags, cpu_model
-from .embedder import Embedder
-from .loading import load
-from .progress import Progress
-from .session import BundleModel, session_options
+from ..progress import Progress
+from ..runtime import TaskModel, load
+from ..runtime.batching import graph_feed
+from ..runtime.cpus import available_cpus, cpu_flags, cpu_model
+from ..runtime.integrity import framed_ids
+from ..runtime.runner import session_options
 
 LENGTHS = (16, 32, 64, 128, 256, 512)
 BATCH_SIZES = (8, 32, 64)
@@ -40,9 +41,8 @@ import sys, time
 start = time.perf_counter()
 import mbert_edge
 model = mbert_edge.load(sys.argv[1], precision=sys.argv[2])
-run = model.encode if isinstance(model, mbert_edge.Embedder) else model.predict
-run("Das Essen war großartig")
-""" + COLD_START_REPORT
+model.predict("Das Essen war großartig")
+"""
 
 
 def time_calls(call: Callable[[], Any], min_runs: int, max_seconds: float, warmup: int = 3) -> np.ndarray:
@@ -69,6 +69,17 @@ def side_by_side(calls: dict[str, Callable[[], Any]], rounds: int = 5, per_round
     return {name: float(np.median(values)) for name, values in medians.items()}
 
 
+def pipeline_timings(pipe: Callable, forward_128: Callable[[], Any], sentences: list[str], single: list[str],
+                     runs: int) -> dict[str, Any]:
+    """A peer's figures, timed as our `Classifier` is in benchmarks/peers.py: single-sentence end-to-end
+    latency through `pipe`, the model alone on one 128-token input, and batch-32 throughput."""
+    one_by_one = itertools.cycle(single)
+    latency = summary(time_calls(lambda: pipe(next(one_by_one)), runs, 0.0))
+    fixed = summary(time_calls(forward_128, max(5, runs // 4), 0.0))
+    seconds = float(time_calls(lambda: pipe(sentences, batch_size=32), 1, 0.0, warmup=0).min())
+    return {"end_to_end": latency, "s128": fixed, "sentences_per_s": len(sentences) / seconds}
+
+
 def summary(seconds: np.ndarray) -> dict[str, Any]:
     """p50/p90/p99 in ms, the number of runs, and whether the spread is wide."""
     p50, p90, p99 = (float(np.percentile(seconds, q) * 1e3) for q in (50, 90, 99))
@@ -76,53 +87,53 @@ def summary(seconds: np.ndarray) -> dict[str, Any]:
             "wide_spread": p90 > WIDE_SPREAD * p50}
 
 
-def exact_length_feed(model: BundleModel, length: int) -> dict[str, np.ndarray]:
+def exact_length_feed(model: TaskModel, length: int) -> dict[str, np.ndarray]:
     """One input of exactly `length` tokens ([CLS], ordinary ids, [SEP]) for the graph alone."""
-    special = model.bundle.manifest["special_tokens"]
-    ids = np.full((1, length), min(1000, model.bundle.manifest["vocab_size"] - 1), dtype=np.int64)
-    ids[0, 0], ids[0, -1] = special["cls"]["id"], special["sep"]["id"]
-    columns = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    return {name: columns[name] for name in model.input_names}
+    filler = [min(1000, model.bundle.manifest.vocab_size - 1)] * (length - 2)
+    return graph_feed(model.runner.input_names, framed_ids(model.bundle.manifest, filler))
 
 
-def infer(model: BundleModel) -> Callable[..., Any]:
-    """The task's main call: `encode` for embeddings, `predict` otherwise."""
-    return model.encode if isinstance(model, Embedder) else model.predict  # type: ignore[attr-defined]
+def graph_seconds(model: TaskModel, length: int, min_runs: int, max_seconds: float = 0.0, warmup: int = 3) -> np.ndarray:
+    """Seconds per batch-1 run of the graph alone on exactly `length` tokens."""
+    feed = exact_length_feed(model, length)
+    return time_calls(lambda: model.session.run(None, feed), min_runs, max_seconds, warmup)
 
 
-def latency_by_length(model: BundleModel, lengths: tuple[int, ...], min_runs: int, max_seconds: float,
+def latency_by_length(model: TaskModel, lengths: tuple[int, ...], min_runs: int, max_seconds: float,
                       advance: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
     """Batch-1 latency of the graph at exact sequence lengths (no tokenisation)."""
     results = {}
     for length in lengths:
-        feed = exact_length_feed(model, length)
-        results[str(length)] = summary(time_calls(lambda: model.session.run(None, feed), min_runs, max_seconds))
+        results[str(length)] = summary(graph_seconds(model, length, min_runs, max_seconds))
         advance(1)
     return results
 
 
-def end_to_end(model: BundleModel, sentences: list[str], min_runs: int, max_seconds: float) -> dict[str, Any]:
+def end_to_end(model: TaskModel, sentences: list[str], min_runs: int, max_seconds: float) -> dict[str, Any]:
     """Batch-1 latency of one real sentence at a time, tokenisation and post-processing included."""
-    run, one_by_one = infer(model), itertools.cycle(sentences)
-    return summary(time_calls(lambda: run(next(one_by_one)), min_runs, max_seconds))
+    one_by_one = itertools.cycle(sentences)
+    return summary(time_calls(lambda: model.predict(next(one_by_one)), min_runs, max_seconds))
 
 
-def throughput(model: BundleModel, sentences: list[str], batch_size: int, repeats: int = 3) -> dict[str, Any]:
+def throughput(model: TaskModel, sentences: list[str], batch_size: int, repeats: int = 3) -> dict[str, Any]:
     """Sentences and real tokens per second over all `sentences` at `batch_size` (best of `repeats`)."""
-    run = infer(model)
     tokens = sum(len(e.ids) for e in model.tokenizer.encode_batch(sentences))
-    best = float(time_calls(lambda: run(sentences, batch_size=batch_size), repeats, 0.0, warmup=1).min())
+    best = float(time_calls(lambda: model.predict(sentences, batch_size=batch_size), repeats, 0.0, warmup=1).min())
     return {"sentences_per_s": len(sentences) / best, "tokens_per_s": tokens / best, "sentences": len(sentences),
             "tokens": tokens}
 
 
+def script_cold_start(script: str, *args: str) -> dict[str, Any]:
+    """Run `script` (which sets `start`, loads and predicts once) in a fresh process of this Python: its
+    seconds and peak RSS (the peers' cold starts are measured with it too)."""
+    done = subprocess.run([sys.executable, "-c", script + COLD_START_REPORT, *args], capture_output=True, text=True,
+                          check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def cold_start(bundle: str | Path, precision: str, runs: int = 3) -> dict[str, Any]:
     """Fresh processes (import + load + first prediction): median seconds and peak RSS."""
-    samples = []
-    for _ in range(runs):
-        done = subprocess.run([sys.executable, "-c", COLD_START, str(bundle), precision],
-                              capture_output=True, text=True, check=True)
-        samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    samples = [script_cold_start(COLD_START, str(bundle), precision) for _ in range(runs)]
     return {"seconds": float(np.median([s["seconds"] for s in samples])),
             "peak_rss_mb": float(np.median([s["peak_rss_mb"] for s in samples])), "runs": runs}
 
@@ -135,9 +146,8 @@ def thread_sweep(bundle: str | Path, precision: str, sentences: list[str], lengt
     rows = {}
     for threads in range(1, available_cpus() + 1):
         model = load(bundle, precision=precision, options=session_options(threads), verify_hashes=False)
-        feed = exact_length_feed(model, min(length, model.max_length))
         rows[str(threads)] = {
-            "latency": summary(time_calls(lambda: model.session.run(None, feed), min_runs, max_seconds)),
+            "latency": summary(graph_seconds(model, min(length, model.max_length), min_runs, max_seconds)),
             "throughput": throughput(model, sentences, 32),
         }
     fastest = max(r["throughput"]["sentences_per_s"] for r in rows.values())

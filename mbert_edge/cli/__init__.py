@@ -1,0 +1,51 @@
+"""The `mbert-edge` command. Inference commands (`predict`, `info`, `verify`, `bench`) need only the runtime;
+tooling commands (`export`, `quantize`, `trim`, `demo`) import the export and quantize packages when they
+run, so the slim install answers them with one line naming the extra to install."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from ..errors import MbertEdgeError
+from .inference import bench, info, predict, verify
+from .tooling import demo, export, quantize, trim
+
+
+class Group(click.Group):
+    """Turns every failure into one line on stderr and exit code 1 (MBERT_EDGE_DEBUG=1 shows tracebacks)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, BrokenPipeError):
+            raise
+        except MbertEdgeError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except Exception as exc:
+            if os.environ.get("MBERT_EDGE_DEBUG"):
+                raise
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise click.ClickException(
+                f"unexpected {type(exc).__name__}: {message} (set MBERT_EDGE_DEBUG=1 for the traceback)"
+            ) from exc
+
+
+@click.group(cls=Group)
+@click.version_option(package_name="mbert-edge")
+def cli() -> None:
+    """Run multilingual BERT fast on CPUs: export, quantize, verify, bench, predict."""
+
+
+for command in (export, predict, info, quantize, verify, trim, bench, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    try:
+        cli(prog_name="mbert-edge")
+    except BrokenPipeError:  # output piped into `head` and the like: not an error worth a traceback
+        sys.stderr.close()
+        sys.exit(1)

@@ -1,0 +1,39 @@
+"""Pieces shared by the inference and tooling commands."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import click
+
+from ..bundle import model_bytes
+
+DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
+             "(also one folder level down); default: the built-in multilingual sample.")
+
+
+def size_text(path: Path) -> str:
+    """A model's size on disk (graph and weights), for people."""
+    return f"{model_bytes(path) / 1e6:.1f} MB" if path.is_file() else "missing"
+
+
+def numbers(text: str) -> tuple[int, ...]:
+    """A comma-separated list of positive integers (an option's value)."""
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from exc
+    if not values or min(values) < 1:
+        raise click.BadParameter(f"expected positive integers, got {text!r}")
+    return values
+
+
+def require_tooling() -> None:
+    """Import the export and quantize tooling, or fail with one line naming the extra it needs."""
+    try:
+        for module in ("mbert_edge.export", "mbert_edge.quantize.pipeline", "mbert_edge.quantize.trim"):
+            importlib.import_module(module)  # trim needs regex, also of the extra
+    except ImportError as exc:
+        raise click.ClickException(
+            f"this command needs the [export] extra ({exc.name} is missing): pip install 'mbert-edge[export]'"
+        ) from exc

@@ -1,0 +1,186 @@
+"""Commands that need only the runtime: `predict`, `info`, `verify`, `bench`."""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..bench.measure import BATCH_SIZES, LENGTHS
+from ..bundle import Bundle, RuntimeSettings
+from ..progress import Progress
+from ..runtime import Runner, load
+from ..runtime.accuracy import compare, gate_failure, markdown
+from ..runtime.entities import AGGREGATIONS
+from ..runtime.runner import TRUNCATIONS
+from ..textdata import builtin_sample, evaluation_texts, load_textset
+from .common import DATA_HELP, numbers, size_text
+
+
+def _read_inputs(texts: tuple[str, ...], input_file: str | None) -> Iterator[str]:
+    """TEXTS, then the lines of --input (read lazily, so a large file streams). The file is opened
+    before the first text is returned, so an unreadable path fails before any work."""
+    if input_file is None and not texts:
+        raise click.UsageError("give texts as arguments or --input FILE (- for stdin)")
+    try:
+        stream = None if input_file is None else sys.stdin if input_file == "-" else open(input_file, encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
+
+    def lines() -> Iterator[str]:
+        yield from texts
+        if stream is not None:
+            with stream:
+                try:
+                    yield from (line.rstrip("\n") for line in stream)
+                except UnicodeDecodeError as exc:
+                    raise click.ClickException(f"--input {input_file} is not UTF-8 text ({exc.reason})") from exc
+
+    return lines()
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("texts", nargs=-1)
+@click.option("--input", "input_file", default=None, help="One text per line; - reads stdin.")
+@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--top-k", type=int, default=None, help="Classification: this many labels per text (default 1).")
+@click.option("--aggregation", type=click.Choice(AGGREGATIONS), default=None,
+              help="Token classification: how tokens become entities (default simple).")
+@click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,
+              help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
+                   "classification, window otherwise).")
+def predict(bundle: Path, texts: tuple[str, ...], input_file: str | None, precision: str, batch_size: int,
+            top_k: int | None, aggregation: str | None, truncation: str | None) -> None:
+    """Run BUNDLE on TEXTS (or --input lines), one JSON line per input: {"label", "score"} for
+    classification, a list of entities for token classification, a vector for embeddings."""
+    task = Bundle.open(bundle).task
+    for option, value, serves in (("--top-k", top_k, "sequence-classification"),
+                                  ("--aggregation", aggregation, "token-classification")):
+        if value is not None and task != serves:
+            raise click.ClickException(f"{bundle} is a {task} bundle; {option} applies to {serves} bundles only")
+    options = {k: v for k, v in (("batch_size", batch_size), ("top_k", top_k), ("aggregation", aggregation),
+                                 ("truncation", truncation)) if v is not None}
+    model = load(bundle, precision=precision)
+    for result in model.iter_predict(_read_inputs(texts, input_file), chunk_size=8 * batch_size, **options):
+        click.echo(json.dumps(result.tolist() if isinstance(result, np.ndarray) else result, ensure_ascii=False))
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw manifest.")
+def info(bundle: Path, as_json: bool) -> None:
+    """Describe BUNDLE: task, labels, models, parity and accuracy figures, versions."""
+    opened = Bundle.open(bundle)
+    m = opened.manifest
+    if as_json:
+        click.echo(json.dumps(m.to_json(), indent=2, ensure_ascii=False))
+        return
+    click.echo(f"bundle       {opened.path}")
+    click.echo(f"task         {m.task}")
+    click.echo(f"source       {m.source.model} ({m.source.architecture})")
+    click.echo(f"shape        {m.num_hidden_layers} layers, hidden {m.hidden_size}, "
+               f"{m.num_attention_heads} heads, vocab {m.vocab_size}")
+    click.echo(f"max length   {m.max_length} tokens; inputs {', '.join(m.inputs)}")
+    if m.labels:
+        click.echo(f"labels       {', '.join(f'{i}={label}' for i, label in enumerate(m.labels))}")
+    if m.pooling:
+        click.echo(f"pooling      {m.pooling} (in the graph; the runtime L2-normalises)")
+    for precision, name in m.models.items():
+        click.echo(f"model        {precision}: {name} ({size_text(opened.path / name)})")
+    parity = m.export.parity
+    click.echo(f"parity       max |ONNX - PyTorch| {parity.max_abs_diff:.2e} (atol {m.export.atol:g})")
+    for lang, row in parity.languages.items():
+        click.echo(f"  {lang:<14} n={row.sentences:<5} max {row.max_abs_diff:.2e}  mean {row.mean_abs_diff:.2e}")
+    if m.optimization:
+        o = m.optimization
+        click.echo(f"fusion       {', '.join(f'{k} {v}' for k, v in o.fused_operators.items())} (contract "
+                   f"{'holds' if o.contract_holds else 'PARTIAL'}); fused max |ONNX - PyTorch| {o.parity.max_abs_diff:.2e}")
+    else:
+        click.echo("fusion       none (exported with --no-optimize)")
+    q = m.quantization
+    if q:
+        overall, config = q.overall, q.config
+        figure = (f"agreement {overall['agreement']:.4f} (worst {overall['worst_group']} {overall['worst_agreement']:.4f})"
+                  if "agreement" in overall else f"cosine mean {overall['mean_cosine']:.4f} min {overall['min_cosine']:.4f}")
+        invariant = "batch-invariant" if config.batch_invariant else "results depend on batch-mates"
+        click.echo(f"int8         {'kept' if q.passed else 'REJECTED'}: {config.method} ({invariant}), preset "
+                   f"{config.preset}, per-channel {config.per_channel}; {figure} on {config.data or 'the built-in sample'}")
+    if m.trim:
+        t = m.trim
+        click.echo(f"trim         {t.mode} ({', '.join(t.scripts)}): kept {t.kept:,} of {t.original_vocab_size:,} tokens")
+    if m.runtime:
+        click.echo(f"runtime      intra_op_threads {m.runtime.intra_op_threads} "
+                   f"(from `bench --save` on {m.runtime.measured_on})")
+    click.echo("versions     " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None, help=DATA_HELP)
+@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True,
+              help="The model compared with FP32 (fp32 reports task accuracy of the float model).")
+@click.option("--min-agreement", type=float, default=None, help="Exit 1 when any language agrees less.")
+@click.option("--min-cosine", type=float, default=None, help="Exit 1 when any embedding's cosine is lower.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
+def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float | None,
+           min_cosine: float | None, out: Path | None) -> None:
+    """Re-run the accuracy report of BUNDLE's INT8 (or FP32) model against FP32 on any data."""
+    opened = Bundle.open(bundle)
+    reference = Runner.open(opened, "fp32")
+    candidate = reference if precision == "fp32" else Runner.open(opened, precision)
+    texts = evaluation_texts(data)
+    with Progress().bar(f"comparing {precision} with fp32", len(texts)) as advance:
+        report = compare(opened.task, reference, candidate, texts, advance=advance)
+    click.echo(markdown(report))
+    if out is not None:
+        out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    failure = gate_failure(report, min_agreement if min_agreement is not None else 0.0,
+                           min_cosine if min_cosine is not None else -1.0)
+    if failure:
+        raise click.ClickException(f"below the threshold: {failure}")
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Real sentences for end-to-end and throughput figures (default: the built-in sample).")
+@click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
+@click.option("--lengths", default=",".join(map(str, LENGTHS)), show_default=True, help="Exact sequence lengths.")
+@click.option("--batch-sizes", default=",".join(map(str, BATCH_SIZES)), show_default=True,
+              help="Throughput batch sizes.")
+@click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Minimum timed runs per figure.")
+@click.option("--max-seconds", type=float, default=3.0, show_default=True,
+              help="Keep sampling fast figures up to this long (up to 10x --runs).")
+@click.option("--cold-start/--no-cold-start", default=True, show_default=True)
+@click.option("--threads/--no-threads", "sweep", default=True, show_default=True, help="Sweep intra-op threads.")
+@click.option("--save", is_flag=True, help="Store the recommended thread count in the bundle's manifest.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write bench.json, bench.md, latency.png and throughput.png here.")
+def bench(bundle: Path, data: Path | None, precision: str, lengths: str, batch_sizes: str, runs: int,
+          max_seconds: float, cold_start: bool, sweep: bool, save: bool, out: Path | None) -> None:
+    """Latency, throughput, cold start, memory and threads of BUNDLE on this machine."""
+    from ..bench import measure, report
+
+    opened = Bundle.open(bundle)
+    if save and not sweep:
+        raise click.UsageError("--save stores the thread sweep's recommendation: drop --no-threads")
+    precisions = [p for p in ("fp32", "int8") if p in opened.models and precision in ("all", p)]
+    if not precisions:
+        opened.resolve_precision(precision)  # raises the usual "no int8 model; run quantize" error
+    sentences = (load_textset(data) if data else builtin_sample()).texts
+    results = measure.run(bundle, sentences, precisions, numbers(lengths), numbers(batch_sizes), runs,
+                          max_seconds, cold_start, sweep, Progress())
+    if save:
+        threads = results["thread_sweep"]["recommended_intra_op_threads"]
+        opened.manifest.runtime = RuntimeSettings(threads, results["machine"]["cpu"])
+        opened.save()
+        results["saved"] = True
+    click.echo(report.markdown(results))
+    if out is not None:
+        for path in report.write(results, out):
+            click.echo(f"wrote {path}")

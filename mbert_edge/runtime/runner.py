@@ -1,0 +1,138 @@
+"""The inference runner: one ONNX Runtime session and the bundle's tokenizer. It cuts texts into token windows,
+batches them by length and runs them. The task classes, export's parity proof, quantize's calibration and
+candidate models, and the benchmarks all run graphs through it, so there is one way to feed a graph.
+"""
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Encoding, Tokenizer
+
+from ..bundle import TOKENIZER_NAME, Bundle
+from .batching import padded_inputs, plan_batches
+from .cpus import available_cpus, cpu_flags, int8_is_fast
+from .integrity import check_graph, check_tokenizer, open_session
+from .textinput import encodable
+
+TRUNCATIONS = ("head", "window")
+
+
+def session_options(intra_op_threads: int | None = None, inter_op_threads: int = 1) -> ort.SessionOptions:
+    """Session options set deliberately: intra-op threads = usable cores, one inter-op thread, all graph
+    optimisations on (the fused graph still benefits from ORT's own layout and constant folding).
+    The memory arena stays on (it reuses buffers across calls); memory patterns are off (planned and cached
+    per input shape, which varied text lengths rarely repeat); the bucketed batch shapes bound memory."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads or available_cpus()
+    options.inter_op_num_threads = inter_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.enable_mem_pattern = False
+    return options
+
+
+@functools.cache
+def _warn_if_int8_is_slow() -> None:
+    """Once per process: INT8 on a CPU without fast integer dot products is slower than FP32."""
+    if not int8_is_fast(cpu_flags()):
+        warnings.warn(
+            "this CPU has no VNNI, AVX2 or ARM dot-product instructions: the INT8 model will likely run "
+            "slower than FP32 here; load with precision='fp32'",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+
+
+class Runner:
+    """Runs texts through one graph in length-bucketed batches. Read-only after construction: one runner
+    serves many threads (ONNX Runtime runs concurrent calls on one session)."""
+
+    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, max_length: int, pad_id: int,
+                 name: str, *, stride: int | None = None, max_batch_tokens: int = 8192) -> None:
+        """`stride`: tokens shared by consecutive windows of a long text (default a quarter of the max
+        length). `max_batch_tokens`: cap on padded tokens per batch, which bounds activation memory.
+        `name` says which graph this is in reports (a bundle file, or a candidate's)."""
+        if max_batch_tokens < max_length:
+            raise ValueError(f"max_batch_tokens must be at least the max length {max_length}, got {max_batch_tokens}")
+        content = max_length - tokenizer.num_special_tokens_to_add(False)  # tokens per window
+        self.stride = max_length // 4 if stride is None else stride
+        if not 0 <= self.stride < content:
+            raise ValueError(f"stride must be between 0 and {content - 1} for max length {max_length}, got {self.stride}")
+        tokenizer.no_padding()  # batches are padded by `batching.padded_inputs`
+        tokenizer.enable_truncation(max_length, stride=self.stride)  # the rest: `Encoding.overflowing` windows
+        self.session, self.tokenizer, self.max_length, self.pad_id, self.name = session, tokenizer, max_length, pad_id, name
+        self.max_batch_tokens = max_batch_tokens
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    @classmethod
+    def open(cls, bundle: Bundle, precision: str = "auto", *, stride: int | None = None, max_batch_tokens: int = 8192,
+             intra_op_threads: int | None = None, inter_op_threads: int = 1, options: ort.SessionOptions | None = None,
+             verify_hashes: bool = True) -> "Runner":
+        """The runner of a bundle's model (`precision` "auto" takes INT8 when there is one), after the load-time
+        checks: files present, hashes, tokenizer and graph belong to the manifest."""
+        precision = bundle.resolve_precision(precision)
+        bundle.check_files_present()
+        manifest = bundle.manifest
+        model_file = bundle.models[precision]
+        saved = manifest.runtime.intra_op_threads if manifest.runtime else None  # from `mbert-edge bench --save`
+        if intra_op_threads is None and saved:
+            intra_op_threads = min(saved, available_cpus())
+        checked = [TOKENIZER_NAME, *bundle.model_files(model_file)]
+        # Hashing the files, building the session and parsing the tokenizer take similar times and mostly
+        # release the GIL: side by side they cut the mBERT INT8 cold start by about 0.2 s. A file that fails
+        # its hash is reported before anything else.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            hashed = pool.submit(lambda: [bundle.verify_file(name) for name in checked]) if verify_hashes else None
+            session = pool.submit(open_session, bundle.file(model_file),
+                                  options or session_options(intra_op_threads, inter_op_threads))
+            try:
+                tokenizer = check_tokenizer(bundle.file(TOKENIZER_NAME), manifest)
+            finally:
+                if hashed is not None:
+                    hashed.result()
+        check_graph(session.result(), bundle.file(model_file), manifest)
+        if precision == "int8":
+            _warn_if_int8_is_slow()
+        return cls(session.result(), tokenizer, manifest.max_length, manifest.special_tokens["pad"].id, model_file,
+                   stride=stride, max_batch_tokens=max_batch_tokens)
+
+    def with_graph(self, model: str | Path | bytes, name: str) -> "Runner":
+        """This runner's tokenizer and settings on another graph (a file or serialized ONNX): how quantize
+        runs candidate models and calibration probes before they join a bundle."""
+        session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), session_options(),
+                                       providers=["CPUExecutionProvider"])
+        return Runner(session, self.tokenizer, self.max_length, self.pad_id, name, stride=self.stride,
+                      max_batch_tokens=self.max_batch_tokens)
+
+    def windows(self, texts: Sequence[str], truncation: str) -> list[list[Encoding]]:
+        """Each text's token windows: its first `max_length` tokens ("head"), or all of it in windows
+        overlapping by `stride` tokens ("window")."""
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
+        encodings = self.tokenizer.encode_batch([encodable(t) for t in texts])
+        return [[e] if truncation == "head" else [e, *e.overflowing] for e in encodings]
+
+    def batches(self, windows: Sequence[Encoding], batch_size: int = 32) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """(window indices, ONNX feed) per batch: similar lengths together, padded to a bucket length."""
+        lengths = [len(w) for w in windows]
+        for indices, width in plan_batches(lengths, self.max_length, batch_size, self.max_batch_tokens):
+            yield indices, padded_inputs([windows[i] for i in indices], width, self.input_names, self.pad_id)
+
+    def run(self, windows: Sequence[Encoding], batch_size: int = 32) -> list[np.ndarray]:
+        """The graph's first output for each window, in input order: a vector for sequence-level tasks,
+        a (real tokens, labels) matrix for token-level ones (padding removed)."""
+        results: list[np.ndarray] = [np.empty(0)] * len(windows)
+        for indices, feed in self.batches(windows, batch_size):
+            (output,) = self.session.run(None, feed)[:1]
+            for row, index in zip(output, indices):
+                results[index] = row[: len(windows[index])] if row.ndim == 2 else row
+        return results
+
+    def head_outputs(self, texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
+        """The graph's output for each text's first window: what accuracy reports compare."""
+        return self.run([group[0] for group in self.windows(texts, "head")], batch_size)

@@ -1,0 +1,54 @@
+"""INT8 dynamic quantization with ONNX Runtime's quantizer, with settings chosen per CPU."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mbert_edge.bundle import QuantizationConfig
+
+from .embedding_table import per_row_table
+from .presets import REDUCE_RANGE
+
+# MatMul and fused Attention carry the encoder's weights; EmbedLayerNormalization (fused) or Gather
+# (unfused) the embedding table, half of M-BERT's parameters.
+QUANTIZED_OPS = ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"]
+EMBEDDING_TABLES = ("per-row", "per-tensor")
+
+
+def quantize_dynamic_int8(source: Path, target: Path, config: QuantizationConfig,
+                          op_types: list[str] = QUANTIZED_OPS) -> tuple[QuantizationConfig, dict[str, Any]]:
+    """Plain ONNX Runtime dynamic quantization (per-tensor activation scales) of `source` into `target`;
+    `op_types` narrows what is quantized (benchmarks leave the embedding table out to measure its cost).
+
+    The word-embedding table of a fused graph is stored with one int8 scale per row by default: ONNX
+    Runtime's one scale for the whole table was measured to cost 0.8 points of agreement with FP32 on the
+    fine-tuned MiniLM classifier (`benchmarks/embedding_int8.py`); `embedding_table="per-tensor"` keeps it.
+    `config.preset` is resolved; returns the config as carried out and what the method chose."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if config.embedding_table not in EMBEDDING_TABLES:
+        raise ValueError(f"embedding_table must be one of {', '.join(EMBEDDING_TABLES)}, got {config.embedding_table!r}")
+    model = onnx.load(str(source)) if config.embedding_table == "per-row" else None
+    per_row = model is not None and any(n.op_type == "EmbedLayerNormalization" for n in model.graph.node)
+    if per_row:
+        source = target.with_name(f".{target.name}.per-row-table")
+        onnx.save(per_row_table(model), str(source))
+        op_types = [op for op in op_types if op not in ("EmbedLayerNormalization", "Gather")]
+    del model  # the graph can be large: do not hold it while quantize_dynamic loads its own copy
+    reduce_range = REDUCE_RANGE[config.preset]
+    done = replace(config, embedding_table="per-row" if per_row else "per-tensor")
+    chosen = {"reduce_range": reduce_range, "weight_type": "int8", "activation_type": "uint8",
+              "op_types": op_types}
+    try:
+        quantize_dynamic(
+            str(source), str(target), op_types_to_quantize=op_types, per_channel=config.per_channel,
+            reduce_range=reduce_range, weight_type=QuantType.QInt8,
+            # Without a default tensor type, shape inference fails on the fused contrib operators.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        if per_row:
+            source.unlink(missing_ok=True)
+    return done, chosen
