@@ -54,16 +54,20 @@ def test_export_cli_end_to_end(tmp_path, seqcls_checkpoint):
     assert "validating fused graph against PyTorch" in result.stderr
 
 
+def predicted(bundle, *args: str) -> list:
+    """`mbert-edge predict BUNDLE ARGS...` run for real: its JSON lines, parsed (it must exit 0)."""
+    result = run_cli("predict", str(bundle), *args)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
 def test_predict_arguments_file_and_stdin(tmp_path, seqcls_bundle):
-    by_args = run_cli("predict", str(seqcls_bundle), "Guten Morgen", "صباح الخير")
-    assert by_args.returncode == 0, by_args.stderr
-    rows = [json.loads(line) for line in by_args.stdout.splitlines()]
+    rows = predicted(seqcls_bundle, "Guten Morgen", "صباح الخير")
     assert len(rows) == 2 and all(set(r) == {"label", "score"} for r in rows)
     texts = tmp_path / "in.txt"
     texts.write_text("Guten Morgen\nصباح الخير\n", encoding="utf-8")
-    by_file = run_cli("predict", str(seqcls_bundle), "--input", str(texts))
     by_stdin = run_cli("predict", str(seqcls_bundle), "--input", "-", "--top-k", "2", stdin="Guten Morgen\n")
-    assert by_file.stdout == by_args.stdout
+    assert predicted(seqcls_bundle, "--input", str(texts)) == rows
     assert len(json.loads(by_stdin.stdout)) == 2
 
 
@@ -99,9 +103,7 @@ def test_corrupt_model_is_one_line(tmp_path, seqcls_bundle):
 
 
 def test_predict_serves_every_task(encoder_bundle, token_bundle):
-    vectors = run_cli("predict", str(encoder_bundle), "Guten Morgen", "Bonjour")
-    assert vectors.returncode == 0, vectors.stderr
-    rows = [json.loads(line) for line in vectors.stdout.splitlines()]
+    rows = predicted(encoder_bundle, "Guten Morgen", "Bonjour")
     assert [len(r) for r in rows] == [32, 32] and abs(sum(x * x for x in rows[0]) - 1) < 1e-5
     entities = run_cli("predict", str(token_bundle), "Angela Merkel besuchte Paris.", "--aggregation", "none")
     assert entities.returncode == 0, entities.stderr

@@ -73,11 +73,7 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
              title=f"{Path(results['bundle']).name}: latency")
     axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes.set_xticks(lengths, [str(n) for n in lengths])
-    axes.legend()
-    figure.tight_layout()
-    latency = folder / "latency.png"
-    figure.savefig(latency, dpi=120)
-    plt.close(figure)
+    latency = _save(figure, axes, folder / "latency.png")
     figure, axes = plt.subplots(figsize=(6, 4))
     names = list(variants)
     batches = list(next(iter(variants.values()))["throughput"])
@@ -87,12 +83,18 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
                  [variants[name]["throughput"][b]["sentences_per_s"] for b in batches], width, label=name)
     axes.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(batches))], [f"batch {b}" for b in batches])
     axes.set(ylabel="sentences / s", title=f"{Path(results['bundle']).name}: throughput on real sentences")
+    return [latency, _save(figure, axes, folder / "throughput.png")]
+
+
+def _save(figure: Any, axes: Any, path: Path) -> Path:
+    """Legend, layout, PNG at 120 dpi; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     axes.legend()
     figure.tight_layout()
-    throughput = folder / "throughput.png"
-    figure.savefig(throughput, dpi=120)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
-    return [latency, throughput]
+    return path
 
 
 def write(results: dict[str, Any], folder: Path) -> list[Path]:
