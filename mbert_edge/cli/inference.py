@@ -58,14 +58,15 @@ def predict(bundle: Path, texts: tuple[str, ...], input_file: str | None, precis
             top_k: int | None, aggregation: str | None, truncation: str | None) -> None:
     """Run BUNDLE on TEXTS (or --input lines), one JSON line per input: {"label", "score"} for
     classification, a list of entities for token classification, a vector for embeddings."""
-    task = Bundle.open(bundle).task
+    opened = Bundle.open(bundle)
+    task = opened.task
     for option, value, serves in (("--top-k", top_k, "sequence-classification"),
                                   ("--aggregation", aggregation, "token-classification")):
         if value is not None and task != serves:
             raise click.ClickException(f"{bundle} is a {task} bundle; {option} applies to {serves} bundles only")
     options = {k: v for k, v in (("batch_size", batch_size), ("top_k", top_k), ("aggregation", aggregation),
                                  ("truncation", truncation)) if v is not None}
-    model = load(bundle, precision=precision)
+    model = load(opened, precision=precision)
     for result in model.iter_predict(_read_inputs(texts, input_file), chunk_size=8 * batch_size, **options):
         click.echo(json.dumps(result.tolist() if isinstance(result, np.ndarray) else result, ensure_ascii=False))
 

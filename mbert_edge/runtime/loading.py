@@ -13,6 +13,7 @@ from .token_classifier import TokenClassifier
 TASK_CLASSES: dict[str, type[TaskModel]] = {cls.task: cls for cls in (Classifier, TokenClassifier, Embedder)}
 
 
-def load(path: str | Path, **kwargs: Any) -> TaskModel:
+def load(path: str | Path | Bundle, **kwargs: Any) -> TaskModel:
     """Open the bundle at `path` with the class for its task (same keyword arguments as the classes)."""
-    return TASK_CLASSES[Bundle.open(path).task](path, **kwargs)
+    bundle = path if isinstance(path, Bundle) else Bundle.open(path)
+    return TASK_CLASSES[bundle.task](bundle, **kwargs)

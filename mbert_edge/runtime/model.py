@@ -34,7 +34,7 @@ class TaskModel:
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | Path | Bundle,
         precision: str = "auto",
         *,
         stride: int | None = None,
@@ -46,8 +46,9 @@ class TaskModel:
     ) -> None:
         """`precision`: "auto" (INT8 when the bundle has it), "int8" or "fp32". `stride`: tokens shared by
         consecutive windows of a long text (default a quarter of the max length). `max_batch_tokens`: cap on
-        padded tokens per batch, which bounds activation memory. `options` replaces the session options."""
-        self.bundle = Bundle.open(path)
+        padded tokens per batch, which bounds activation memory. `options` replaces the session options.
+        `path` may be an opened `Bundle` (its manifest is then not read again)."""
+        self.bundle = path if isinstance(path, Bundle) else Bundle.open(path)
         if self.bundle.task != self.task:
             raise BundleError(
                 f"bundle {self.bundle.path} is a {self.bundle.task} bundle, not {self.task}; "
@@ -62,7 +63,7 @@ class TaskModel:
         self._warned_unknown = False
 
     @classmethod
-    def from_bundle(cls, path: str | Path, **kwargs: Any) -> "TaskModel":
+    def from_bundle(cls, path: str | Path | Bundle, **kwargs: Any) -> "TaskModel":
         """Load the bundle at `path` (same arguments as the constructor)."""
         return cls(path, **kwargs)
 

@@ -1,0 +1,58 @@
+"""The typed manifest: the only code that knows the JSON keys, so it must read back exactly what it wrote,
+read bundles written before it existed (format_version 1), and refuse a garbled one with one clear line."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from mbert_edge.bundle import MANIFEST_NAME, Bundle, QuantizationConfig
+from mbert_edge.errors import BundleError
+from mbert_edge.quantize.pipeline import quantize_bundle
+
+
+@pytest.fixture(scope="module")
+def faithful_bundle(tmp_path_factory, seqcls_bundle):
+    bundle = shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp("manifest") / "b")
+    quantize_bundle(bundle, QuantizationConfig(method="faithful", min_agreement=0.0))
+    return bundle
+
+
+def raw(bundle) -> dict:
+    return json.loads((bundle / MANIFEST_NAME).read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", ["seqcls_bundle", "encoder_bundle", "token_bundle", "faithful_bundle"])
+def test_manifest_round_trips_its_json(request, name):
+    bundle = request.getfixturevalue(name)
+    assert Bundle.open(bundle).manifest.to_json() == raw(bundle)
+
+
+def test_faithful_manifest_is_typed(faithful_bundle):
+    manifest = Bundle.open(faithful_bundle).manifest
+    q = manifest.quantization
+    assert q.config.method == "faithful" and q.config.batch_invariant and q.passed
+    assert q.config.weight_format in ("s8", "p8") and q.config.data is None  # gate on the built-in sample
+    assert raw(faithful_bundle)["quantization"]["data"] == "built-in sample"
+    assert manifest.labels == ["negative", "neutral", "positive"] and manifest.special_tokens["pad"].id == 0
+
+
+def test_older_manifest_still_loads(tmp_path, faithful_bundle):
+    """A manifest from before the typed one (no batch_invariant; keys this version does not know) loads."""
+    bundle = shutil.copytree(faithful_bundle, tmp_path / "old")
+    data = raw(bundle)
+    del data["quantization"]["batch_invariant"]
+    data["quantization"]["written_by_another_version"] = True
+    (bundle / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
+    q = Bundle.open(bundle).manifest.quantization
+    assert q.config.batch_invariant and q.chosen["written_by_another_version"] is True
+
+
+def test_garbled_manifest_is_one_clear_error(tmp_path, seqcls_bundle):
+    bundle = shutil.copytree(seqcls_bundle, tmp_path / "garbled")
+    data = raw(bundle)
+    del data["special_tokens"]
+    (bundle / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(BundleError, match="lacks or garbles a field .*re-run `mbert-edge export`"):
+        Bundle.open(bundle)
