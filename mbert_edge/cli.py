@@ -389,6 +389,11 @@ def demo(output_dir: Path) -> None:
         click.echo(f"{lang}  {result['label']:<9} {result['score']:.3f}  {text}")
 
 
+from .serve.command import serve  # noqa: E402  (imports no server library until it runs)
+
+cli.add_command(serve)
+
+
 def main() -> None:
     try:
         cli(prog_name="mbert-edge")
