@@ -23,13 +23,6 @@ from mbert_edge.textdata import builtin_sample
 SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
 
 
-@pytest.fixture(scope="module")
-def faithful_bundle(tmp_path_factory, seqcls_bundle) -> Path:
-    bundle = Path(shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp("faithful") / "b"))
-    quantize_bundle(bundle, method="faithful", min_agreement=0.0, fallback_target=0.99)
-    return bundle
-
-
 def test_all_fp32_rewrite_is_exact(tmp_path, seqcls_bundle):
     """With every layer kept FP32 the rewritten graph computes what the fused graph computes."""
     model = onnx.load(str(seqcls_bundle / "model.onnx"))

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import re
@@ -35,9 +36,10 @@ class Server:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # a session of its own: teardown kills it with any workers it started
             [sys.executable, "-m", "mbert_edge", "serve", str(bundle), "--port", str(self.port), *options],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent,
+            start_new_session=True)
         deadline = time.monotonic() + 60
         while True:
             assert self.process.poll() is None, self.process.communicate()[1]
@@ -58,8 +60,8 @@ class Server:
         return sum(float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.communicate(timeout=30)
 
 
@@ -149,6 +151,18 @@ def test_concurrent_requests_each_get_their_own_results_batched(seqcls_server, s
     batches = seqcls_server.metric("mbert_edge_batch_size_count") - batches_before
     texts = sum(len(body["inputs"]) for body in bodies)
     assert batches < len(bodies) / 2, f"{len(bodies)} requests ({texts} texts) ran in {batches} batches"
+
+
+def test_faithful_int8_answers_do_not_depend_on_batching(start, faithful_bundle):
+    server = start(faithful_bundle, "--precision", "int8", "--max-wait-ms", "20")
+    info = httpx.get(f"{server.url}/info").json()
+    assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("int8", "faithful", True)
+    clf = Classifier(faithful_bundle, "int8")
+    bodies = [{"inputs": TEXTS[i:i + 1 + i % 3], "top_k": None} for i in range(len(TEXTS))]
+    responses = asyncio.run(post_all(f"{server.url}/predict", bodies))
+    for body, response in zip(bodies, responses):
+        assert_close(response.json(), [clf.predict(text, top_k=None) for text in body["inputs"]])  # each alone
+    assert server.metric("mbert_edge_batch_size_sum") > server.metric("mbert_edge_batch_size_count")
 
 
 def test_one_long_request_is_spread_over_batches(start, seqcls_bundle):
@@ -275,6 +289,22 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(start, seqcls_bundle):
         assert response.status_code == 200, response.text
         assert_close(response.json(), clf.predict(body["inputs"]))
     assert server.process.wait(timeout=30) == 0, server.process.communicate()[1]
+
+
+def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):
+    server = start(seqcls_bundle, "--workers", "2")
+    clf = Classifier(seqcls_bundle)
+    responses = asyncio.run(post_all(f"{server.url}/predict", [{"inputs": t} for t in TEXTS[:6]]))
+    for text, response in zip(TEXTS, responses):
+        assert_close(response.json(), clf.predict(text))
+    deadline = time.monotonic() + 30  # the second worker may still be loading: its health check is its first text
+    while server.metric("mbert_edge_batch_size_sum") < 2 + 6:
+        assert time.monotonic() < deadline, "/metrics does not add up both workers' batches"
+        time.sleep(0.2)
+    assert server.metric("mbert_edge_batch_size_sum") == 2 + 6
+    assert server.metric('mbert_edge_requests_total{route="/predict",status="200"}') == 6
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0
 
 
 def test_serve_needs_the_extra_and_a_bundle(tmp_path):

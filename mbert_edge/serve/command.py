@@ -21,8 +21,9 @@ import click
               help="A batch holds at most this many tokens (each text's windows at their bucket lengths).")
 @click.option("--max-batch-size", type=click.IntRange(1), default=32, show_default=True,
               help="A batch holds at most this many texts.")
-@click.option("--max-wait-ms", type=click.FloatRange(0), default=2.0, show_default=True,
-              help="A batch that is not full starts when its oldest text has waited this long.")
+@click.option("--max-wait-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="A batch that is not full waits until its oldest text has waited this long. 0: it starts as "
+                   "soon as the model is free (texts arriving meanwhile form the next batch).")
 @click.option("--max-concurrent-requests", type=click.IntRange(1), default=512, show_default=True,
               help="Above this many requests in flight, answer 429 at once.")
 @click.option("--max-input-texts", type=click.IntRange(1), default=256, show_default=True,
