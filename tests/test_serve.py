@@ -307,7 +307,7 @@ def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):
     assert server.process.wait(timeout=30) == 0
 
 
-def test_serve_needs_the_extra_and_a_bundle(tmp_path):
+def test_serve_needs_the_extra_a_bundle_and_sane_limits(tmp_path, seqcls_bundle):
     blocked = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['mbert-edge', *sys.argv[1:]]; "
                "from mbert_edge.cli import main; main()")
     help_text = subprocess.run([sys.executable, "-c", blocked, "--help"], capture_output=True, text=True,
@@ -317,6 +317,10 @@ def test_serve_needs_the_extra_and_a_bundle(tmp_path):
                              text=True, cwd=Path(__file__).parent, timeout=120)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
     assert "pip install 'mbert-edge[serve]'" in missing.stderr and "uvicorn" in missing.stderr
+
+    too_few_tokens = run_cli("serve", str(seqcls_bundle), "--max-batch-tokens", "64")
+    assert too_few_tokens.returncode == 1 and too_few_tokens.stderr.count("\n") == 1, too_few_tokens.stderr
+    assert "--max-batch-tokens" in too_few_tokens.stderr and "128" in too_few_tokens.stderr
 
     no_bundle = run_cli("serve", str(tmp_path / "nope"), "--port", "1")
     assert no_bundle.returncode == 1 and no_bundle.stderr.count("\n") == 1, no_bundle.stderr

@@ -48,7 +48,7 @@ class ServerSettings:
 
     bundle: str
     precision: str = "auto"
-    max_batch_tokens: int = 8192
+    max_batch_tokens: int = 512
     max_batch_size: int = 32
     max_wait_ms: float = 0.0
     max_concurrent_requests: int = 512
@@ -56,7 +56,10 @@ class ServerSettings:
     max_body_bytes: int = 2_000_000
 
     def load(self) -> Any:
-        """The bundle's model, loaded as the server runs it."""
+        """The bundle's model, loaded as the server runs it. `max_batch_tokens` also caps each session run's
+        padded tokens: the runtime sorts a batch by length and runs it in pieces padded to their own bucket.
+        Random sentences padded to the longest of 32 ran at 31-34 sentences/s on the mBERT-shaped INT8 model,
+        in pieces of at most 512 padded tokens at 69-75 (1024: 48, 2048: 40-42; measured side by side)."""
         return mbert_edge.load(self.bundle, precision=self.precision, max_batch_tokens=self.max_batch_tokens,
                                options=server_session_options())
 

@@ -17,8 +17,9 @@ import click
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
-@click.option("--max-batch-tokens", type=click.IntRange(1), default=8192, show_default=True,
-              help="A batch holds at most this many tokens (each text's windows at their bucket lengths).")
+@click.option("--max-batch-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="A batch holds at most this many tokens (each text's windows at their bucket lengths), and "
+                   "each model run within it at most this many padded tokens. At least the bundle's max length.")
 @click.option("--max-batch-size", type=click.IntRange(1), default=32, show_default=True,
               help="A batch holds at most this many texts.")
 @click.option("--max-wait-ms", type=click.FloatRange(0), default=0.0, show_default=True,
@@ -48,7 +49,10 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
 
     settings = ServerSettings(str(bundle), precision, max_batch_tokens, max_batch_size, max_wait_ms,
                               max_concurrent_requests, max_input_texts, max_body_bytes)
-    model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
+    try:
+        model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
+    except ValueError as exc:  # the runtime's check of max_batch_tokens against the max length
+        raise click.ClickException(f"--max-batch-tokens: {exc}") from exc
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the previous handler:
     # with this one, that ends the process with exit code 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
