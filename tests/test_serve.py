@@ -165,15 +165,31 @@ def test_faithful_int8_answers_do_not_depend_on_batching(start, faithful_bundle)
     assert server.metric("mbert_edge_batch_size_sum") > server.metric("mbert_edge_batch_size_count")
 
 
-def test_one_long_request_is_spread_over_batches(start, seqcls_bundle):
-    server = start(seqcls_bundle, "--max-batch-size", "4", "--max-wait-ms", "50")
+def test_a_long_request_does_not_starve_a_short_one(start, seqcls_bundle):
+    """2,000 texts run 2 per batch; a one-text request sent once they have started joins the next batch:
+    it is answered long before them (first come, first served would answer it after them)."""
+    server = start(seqcls_bundle, "--max-batch-size", "2", "--max-input-texts", "2000")
     clf = Classifier(seqcls_bundle)
-    long, short = {"inputs": TEXTS[:30]}, {"inputs": TEXTS[30:31]}
-    responses = asyncio.run(post_all(f"{server.url}/predict", [long, short]))
-    assert_close(responses[0].json(), clf.predict(long["inputs"]))
-    assert_close(responses[1].json(), clf.predict(short["inputs"]))
-    assert server.metric("mbert_edge_batch_size_count") >= 1 + 31 / 4  # the health check's, then 4 at most each
-    assert server.metric("mbert_edge_batch_size_sum") == 1 + 31
+    long, short = {"inputs": (TEXTS * 59)[:2000]}, {"inputs": TEXTS[30:31]}
+
+    async def timed(client: httpx.AsyncClient, body: dict) -> tuple[httpx.Response, float]:
+        started = time.perf_counter()
+        response = await client.post(f"{server.url}/predict", json=body)
+        return response, time.perf_counter() - started
+
+    async def scenario() -> tuple[tuple[httpx.Response, float], tuple[httpx.Response, float]]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            first = asyncio.ensure_future(timed(client, long))
+            while server.metric("mbert_edge_batch_size_count") < 1 + 2:  # the health check, then the long's
+                await asyncio.sleep(0.01)
+            return await asyncio.gather(first, timed(client, short))
+
+    (long_response, long_seconds), (short_response, short_seconds) = asyncio.run(scenario())
+    assert short_seconds < long_seconds / 4, (short_seconds, long_seconds)
+    assert_close(long_response.json(), clf.predict(long["inputs"]))
+    assert_close(short_response.json(), clf.predict(short["inputs"]))
+    assert server.metric("mbert_edge_batch_size_count") >= 1 + 2001 / 2  # 2 texts at most per batch
+    assert server.metric("mbert_edge_batch_size_sum") == 1 + 2001
 
 
 def test_embedding_routes_match_the_embedder(start, encoder_bundle):
@@ -325,4 +341,3 @@ def test_serve_needs_the_extra_a_bundle_and_sane_limits(tmp_path, seqcls_bundle)
     no_bundle = run_cli("serve", str(tmp_path / "nope"), "--port", "1")
     assert no_bundle.returncode == 1 and no_bundle.stderr.count("\n") == 1, no_bundle.stderr
     assert "nope" in no_bundle.stderr and "Traceback" not in no_bundle.stderr
-    assert os.environ.get("MBERT_EDGE_SERVE_SETTINGS") is None
