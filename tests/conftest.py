@@ -139,3 +139,16 @@ def token_bundle(tmp_path_factory, token_checkpoint) -> Path:
     from mbert_edge.export import export_bundle
 
     return export_bundle(str(token_checkpoint), tmp_path_factory.mktemp("bundles") / "token").path
+
+
+@pytest.fixture(scope="session")
+def faithful_bundle(tmp_path_factory, seqcls_bundle) -> Path:
+    """The classifier bundle with a batch-invariant INT8 model (`quantize --method faithful`)."""
+    import shutil
+
+    from mbert_edge.bundle import QuantizationConfig
+    from mbert_edge.quantize.pipeline import quantize_bundle
+
+    bundle = Path(shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp("faithful") / "b"))
+    quantize_bundle(bundle, QuantizationConfig(method="faithful", min_agreement=0.0, fallback_target=0.99))
+    return bundle

@@ -7,16 +7,8 @@ import shutil
 
 import pytest
 
-from mbert_edge.bundle import MANIFEST_NAME, Bundle, QuantizationConfig
+from mbert_edge.bundle import MANIFEST_NAME, Bundle
 from mbert_edge.errors import BundleError
-from mbert_edge.quantize.pipeline import quantize_bundle
-
-
-@pytest.fixture(scope="module")
-def faithful_bundle(tmp_path_factory, seqcls_bundle):
-    bundle = shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp("manifest") / "b")
-    quantize_bundle(bundle, QuantizationConfig(method="faithful", min_agreement=0.0))
-    return bundle
 
 
 def raw(bundle) -> dict:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 
 import onnxruntime as ort
 from onnx import TensorProto, helper
@@ -23,13 +22,6 @@ from mbert_edge.runtime import Runner
 from mbert_edge.textdata import builtin_sample
 
 SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
-
-
-@pytest.fixture(scope="module")
-def faithful_bundle(tmp_path_factory, seqcls_bundle) -> Path:
-    bundle = Path(shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp("faithful") / "b"))
-    quantize_bundle(bundle, QuantizationConfig(method="faithful", min_agreement=0.0, fallback_target=0.99))
-    return bundle
 
 
 def test_all_fp32_rewrite_is_exact(tmp_path, seqcls_bundle):

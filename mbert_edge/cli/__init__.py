@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import MbertEdgeError
+from ..serve.command import serve
 from .inference import bench, info, predict, verify
 from .tooling import demo, export, quantize, trim
 
@@ -39,7 +40,7 @@ def cli() -> None:
     """Run multilingual BERT fast on CPUs: export, quantize, verify, bench, predict."""
 
 
-for command in (export, predict, info, quantize, verify, trim, bench, demo):
+for command in (export, predict, info, quantize, verify, trim, bench, demo, serve):
     cli.add_command(command)
 
 

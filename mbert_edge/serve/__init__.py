@@ -1,0 +1,1 @@
+"""`mbert-edge serve`: an HTTP inference server with token-budget micro-batching (needs the [serve] extra)."""

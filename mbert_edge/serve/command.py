@@ -1,0 +1,67 @@
+"""`mbert-edge serve`: the click command. Starlette, uvicorn and prometheus-client are imported only when
+it runs, so the other commands work without the [serve] extra."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
+@click.option("--max-batch-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="A batch holds at most this many tokens (each text's windows at their bucket lengths), and "
+                   "each model run within it at most this many padded tokens. At least the bundle's max length.")
+@click.option("--max-batch-size", type=click.IntRange(1), default=32, show_default=True,
+              help="A batch holds at most this many texts.")
+@click.option("--max-wait-ms", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="A batch that is not full waits until its oldest text has waited this long. 0: it starts as "
+                   "soon as the model is free (texts arriving meanwhile form the next batch).")
+@click.option("--max-concurrent-requests", type=click.IntRange(1), default=512, show_default=True,
+              help="Above this many requests in flight, answer 429 at once.")
+@click.option("--max-input-texts", type=click.IntRange(1), default=256, show_default=True,
+              help="Most texts in one request (more: 422).")
+@click.option("--max-body-bytes", type=click.IntRange(1), default=2_000_000, show_default=True,
+              help="Largest request body (larger: 413).")
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Server processes, each with its own model and batcher, sharing the port.")
+def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: int, max_batch_size: int,
+          max_wait_ms: float, max_concurrent_requests: int, max_input_texts: int, max_body_bytes: int,
+          workers: int) -> None:
+    """Serve BUNDLE over HTTP: /predict, /ner, /embed, /v1/embeddings, /tokenize, /info, /health, /metrics,
+    with requests micro-batched together."""
+    try:
+        import uvicorn
+
+        from .app import SETTINGS_VARIABLE, ServerSettings, create_app
+    except ImportError as exc:
+        raise click.ClickException(
+            f"serving needs the [serve] extra ({exc.name} is missing): pip install 'mbert-edge[serve]'"
+        ) from exc
+
+    settings = ServerSettings(str(bundle), precision, max_batch_tokens, max_batch_size, max_wait_ms,
+                              max_concurrent_requests, max_input_texts, max_body_bytes)
+    try:
+        model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
+    except ValueError as exc:  # the runtime's check of max_batch_tokens against the max length
+        raise click.ClickException(f"--max-batch-tokens: {exc}") from exc
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the previous handler:
+    # with this one, that ends the process with exit code 0.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    if workers == 1:
+        uvicorn.run(create_app(model, settings), host=host, port=port, log_level="warning", lifespan="on")
+        return
+    del model  # each worker loads its own
+    os.environ[SETTINGS_VARIABLE] = json.dumps(dataclasses.asdict(settings))
+    with tempfile.TemporaryDirectory(prefix="mbert-edge-metrics-") as shared:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)  # /metrics adds up every worker's figures
+        uvicorn.run("mbert_edge.serve.app:app_from_environment", factory=True, host=host, port=port,
+                    workers=workers, log_level="warning", lifespan="on")

@@ -1,0 +1,343 @@
+"""`mbert-edge serve`: the real server in a subprocess on 127.0.0.1, real tiny bundles, real HTTP."""
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
+
+from conftest import run_cli  # noqa: E402
+from mbert_edge import Classifier, Embedder, TokenClassifier  # noqa: E402
+from mbert_edge.textdata import builtin_sample  # noqa: E402
+
+TEXTS = [s for group in builtin_sample().texts.values() for s in group[:2]]  # 34 sentences, 17 languages
+
+
+class Server:
+    """`mbert-edge serve BUNDLE ...` on a free port; killed at teardown whatever happened."""
+
+    def __init__(self, bundle: Path, *options: str) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(  # a session of its own: teardown kills it with any workers it started
+            [sys.executable, "-m", "mbert_edge", "serve", str(bundle), "--port", str(self.port), *options],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent,
+            start_new_session=True)
+        deadline = time.monotonic() + 60
+        while True:
+            assert self.process.poll() is None, self.process.communicate()[1]
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not become healthy within 60 s"
+            time.sleep(0.1)
+
+    def post(self, route: str, body: object) -> httpx.Response:
+        return httpx.post(f"{self.url}{route}", json=body, timeout=30)
+
+    def metric(self, name: str) -> float:
+        """A metric's value summed over its label sets (0 when absent)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        return sum(float(m) for m in re.findall(rf"^{name}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.communicate(timeout=30)
+
+
+@pytest.fixture
+def start() -> Iterator:
+    servers: list[Server] = []
+
+    def starter(bundle: Path, *options: str) -> Server:
+        servers.append(Server(bundle, *options))
+        return servers[-1]
+
+    yield starter
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def seqcls_server(seqcls_bundle) -> Iterator[Server]:
+    server = Server(seqcls_bundle, "--max-wait-ms", "20", "--max-input-texts", "40", "--max-body-bytes", "20000")
+    yield server
+    server.close()
+
+
+def assert_close(served: object, direct: object, path: str = "result") -> None:
+    """Same structure and strings; numbers within 1e-6."""
+    if isinstance(direct, dict):
+        assert isinstance(served, dict) and served.keys() == direct.keys(), (path, served, direct)
+        for key in direct:
+            assert_close(served[key], direct[key], f"{path}.{key}")
+    elif isinstance(direct, (list, tuple, np.ndarray)):
+        assert isinstance(served, list) and len(served) == len(direct), (path, served, direct)
+        for index, (a, b) in enumerate(zip(served, direct)):
+            assert_close(a, b, f"{path}[{index}]")
+    elif isinstance(direct, (float, np.floating)):
+        assert abs(served - float(direct)) <= 1e-6, (path, served, direct)
+    else:
+        assert served == direct, (path, served, direct)
+
+
+async def post_all(url: str, bodies: list[object]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await asyncio.gather(*(client.post(url, json=body) for body in bodies))
+
+
+def assert_error(response: httpx.Response, status: int, error_type: str, *fragments: str) -> None:
+    assert response.status_code == status, response.text
+    assert "\n" not in response.text.strip()
+    body = response.json()
+    assert set(body) == {"error", "error_type"} and body["error_type"] == error_type, body
+    for fragment in fragments:
+        assert fragment in body["error"], body
+
+
+def test_classification_routes_match_the_classifier(seqcls_server, seqcls_bundle):
+    clf = Classifier(seqcls_bundle)
+    info = httpx.get(f"{seqcls_server.url}/info").json()
+    assert info["task"] == "sequence-classification" and info["labels"] == clf.labels
+    assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("fp32", None, True)
+    assert info["max_length"] == clf.max_length and info["limits"]["max_input_texts"] == 40
+
+    assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[0]}).json(), clf.predict(TEXTS[0]))
+    assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[:5], "top_k": None}).json(),
+                 clf.predict(TEXTS[:5], top_k=None))
+    assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[:3], "top_k": 2, "truncation": "window"}).json(),
+                 clf.predict(TEXTS[:3], top_k=2, truncation="window"))
+
+    tokens = seqcls_server.post("/tokenize", {"inputs": TEXTS[4]}).json()
+    encoding = clf.tokenizer.encode(TEXTS[4])
+    assert [t["id"] for t in tokens[0]] == encoding.ids
+    assert [t["special"] for t in tokens[0]] == [bool(s) for s in encoding.special_tokens_mask]
+    assert all(TEXTS[4][t["start"]:t["stop"]] == t["text"] for t in tokens[0] if not t["special"])
+
+    for route in ("/embed", "/v1/embeddings", "/ner"):
+        key = "input" if route == "/v1/embeddings" else "inputs"
+        assert_error(seqcls_server.post(route, {key: "x"}), 400, "wrong_task", "sequence-classification", route)
+
+
+def test_concurrent_requests_each_get_their_own_results_batched(seqcls_server, seqcls_bundle):
+    """Requests of 1 to 4 texts at once: every answer is its own, in order, and the batcher did batch them."""
+    clf = Classifier(seqcls_bundle)
+    bodies = [{"inputs": TEXTS[i:i + 1 + i % 4]} for i in range(len(TEXTS))]
+    batches_before = seqcls_server.metric("mbert_edge_batch_size_count")
+    responses = asyncio.run(post_all(f"{seqcls_server.url}/predict", bodies))
+    for body, response in zip(bodies, responses):
+        assert response.status_code == 200, response.text
+        assert_close(response.json(), clf.predict(body["inputs"]))
+    batches = seqcls_server.metric("mbert_edge_batch_size_count") - batches_before
+    texts = sum(len(body["inputs"]) for body in bodies)
+    assert batches < len(bodies) / 2, f"{len(bodies)} requests ({texts} texts) ran in {batches} batches"
+
+
+def test_faithful_int8_answers_do_not_depend_on_batching(start, faithful_bundle):
+    server = start(faithful_bundle, "--precision", "int8", "--max-wait-ms", "20")
+    info = httpx.get(f"{server.url}/info").json()
+    assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("int8", "faithful", True)
+    clf = Classifier(faithful_bundle, "int8")
+    bodies = [{"inputs": TEXTS[i:i + 1 + i % 3], "top_k": None} for i in range(len(TEXTS))]
+    responses = asyncio.run(post_all(f"{server.url}/predict", bodies))
+    for body, response in zip(bodies, responses):
+        assert_close(response.json(), [clf.predict(text, top_k=None) for text in body["inputs"]])  # each alone
+    assert server.metric("mbert_edge_batch_size_sum") > server.metric("mbert_edge_batch_size_count")
+
+
+def test_a_long_request_does_not_starve_a_short_one(start, seqcls_bundle):
+    """2,000 texts run 2 per batch; a one-text request sent once they have started joins the next batch:
+    it is answered long before them (first come, first served would answer it after them)."""
+    server = start(seqcls_bundle, "--max-batch-size", "2", "--max-input-texts", "2000")
+    clf = Classifier(seqcls_bundle)
+    long, short = {"inputs": (TEXTS * 59)[:2000]}, {"inputs": TEXTS[30:31]}
+
+    async def timed(client: httpx.AsyncClient, body: dict) -> tuple[httpx.Response, float]:
+        started = time.perf_counter()
+        response = await client.post(f"{server.url}/predict", json=body)
+        return response, time.perf_counter() - started
+
+    async def scenario() -> tuple[tuple[httpx.Response, float], tuple[httpx.Response, float]]:
+        async with httpx.AsyncClient(timeout=120) as client:
+            first = asyncio.ensure_future(timed(client, long))
+            while server.metric("mbert_edge_batch_size_count") < 1 + 2:  # the health check, then the long's
+                await asyncio.sleep(0.01)
+            return await asyncio.gather(first, timed(client, short))
+
+    (long_response, long_seconds), (short_response, short_seconds) = asyncio.run(scenario())
+    assert short_seconds < long_seconds / 4, (short_seconds, long_seconds)
+    assert_close(long_response.json(), clf.predict(long["inputs"]))
+    assert_close(short_response.json(), clf.predict(short["inputs"]))
+    assert server.metric("mbert_edge_batch_size_count") >= 1 + 2001 / 2  # 2 texts at most per batch
+    assert server.metric("mbert_edge_batch_size_sum") == 1 + 2001
+
+
+def test_embedding_routes_match_the_embedder(start, encoder_bundle):
+    server = start(encoder_bundle)
+    emb = Embedder(encoder_bundle)
+    assert httpx.get(f"{server.url}/info").json()["task"] == "feature-extraction"
+    assert_close(server.post("/embed", {"inputs": TEXTS[0]}).json(), emb.encode([TEXTS[0]]))
+    assert_close(server.post("/embed", {"inputs": TEXTS[:6], "normalize": False}).json(),
+                 emb.encode(TEXTS[:6], normalize=False))
+
+    openai = server.post("/v1/embeddings", {"input": TEXTS[:3], "model": "m"}).json()
+    assert openai["object"] == "list" and openai["model"] == "m"
+    assert [d["index"] for d in openai["data"]] == [0, 1, 2] and {d["object"] for d in openai["data"]} == {"embedding"}
+    assert_close([d["embedding"] for d in openai["data"]], emb.encode(TEXTS[:3]))
+    tokens = sum(len(emb.tokenizer.encode(t)) for t in TEXTS[:3])
+    assert openai["usage"] == {"prompt_tokens": tokens, "total_tokens": tokens}
+    packed = server.post("/v1/embeddings", {"input": TEXTS[3], "encoding_format": "base64"}).json()
+    vector = np.frombuffer(base64.b64decode(packed["data"][0]["embedding"]), dtype="<f4")
+    assert_close(vector.tolist(), emb.encode(TEXTS[3]))
+    assert_error(server.post("/v1/embeddings", {"input": "x", "encoding_format": "hex"}), 422, "validation", "hex")
+    assert_error(server.post("/predict", {"inputs": "x"}), 400, "wrong_task", "feature-extraction")
+
+
+def test_ner_routes_match_the_token_classifier(start, token_bundle):
+    server = start(token_bundle)
+    ner = TokenClassifier(token_bundle)
+    assert_close(server.post("/predict", {"inputs": TEXTS[:4]}).json(), ner.predict(TEXTS[:4]))
+    assert_close(server.post("/ner", {"inputs": TEXTS[5], "aggregation": "none"}).json(),
+                 ner.predict(TEXTS[5], aggregation="none"))
+    assert_error(server.post("/ner", {"inputs": "x", "aggregation": "bogus"}), 422, "validation", "bogus")
+    assert_error(server.post("/ner", {"inputs": "x", "top_k": 2}), 422, "validation", "top_k")
+
+
+def test_bad_requests_get_one_line_json_errors(seqcls_server):
+    url = f"{seqcls_server.url}/predict"
+    cases = [
+        (httpx.post(url, content=b"{not json"), 422, "validation", "not valid JSON"),
+        (seqcls_server.post("/predict", ["a"]), 422, "validation", "JSON object"),
+        (seqcls_server.post("/predict", {"text": "a"}), 422, "validation", "unknown field 'text'"),
+        (seqcls_server.post("/predict", {}), 422, "validation", "inputs is missing"),
+        (seqcls_server.post("/predict", {"inputs": []}), 422, "validation", "empty list"),
+        (seqcls_server.post("/predict", {"inputs": ["a", 3]}), 422, "validation", "inputs[1]", "number"),
+        (seqcls_server.post("/predict", {"inputs": {"a": 1}}), 422, "validation", "object"),
+        (seqcls_server.post("/predict", {"inputs": "a", "top_k": "2"}), 422, "validation", "top_k", "string"),
+        (seqcls_server.post("/predict", {"inputs": "a", "top_k": True}), 422, "validation", "top_k", "boolean"),
+        (seqcls_server.post("/predict", {"inputs": "a", "top_k": 0}), 422, "validation", "top_k"),
+        (seqcls_server.post("/predict", {"inputs": "a", "truncation": "tail"}), 422, "validation", "tail"),
+        (seqcls_server.post("/predict", {"inputs": ["a"] * 41}), 422, "too_many_texts", "41", "40"),
+        (seqcls_server.post("/predict", {"inputs": "a" * 20001}), 413, "payload_too_large", "20000"),
+        (httpx.post(url, content=iter([b'{"inputs": "', b"a" * 30000, b'"}'])), 413, "payload_too_large", "20000"),
+        (httpx.get(f"{seqcls_server.url}/nowhere"), 404, "not_found", "/nowhere"),
+        (httpx.get(url), 405, "method_not_allowed", "GET /predict"),
+    ]
+    for response, status, error_type, *fragments in cases:
+        assert_error(response, status, error_type, *fragments)
+    lone_surrogate = json.dumps({"inputs": "\ud800 lone surrogate"}).encode()  # escaped: valid JSON
+    assert httpx.post(url, content=lone_surrogate).status_code == 200
+    assert httpx.post(f"{seqcls_server.url}/tokenize", content=lone_surrogate).status_code == 200
+    assert seqcls_server.metric('mbert_edge_requests_total{route="/predict",status="413"}') == 2
+
+
+def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, seqcls_bundle):
+    server = start(seqcls_bundle, "--max-concurrent-requests", "2", "--max-wait-ms", "3000", "--max-batch-size", "64")
+
+    async def scenario() -> tuple[list[httpx.Response], httpx.Response, float]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            waiting = [asyncio.ensure_future(client.post(f"{server.url}/predict", json={"inputs": TEXTS[:2]}))
+                       for _ in range(2)]
+            while server.metric("mbert_edge_queue_depth") < 4:  # both are in the queue, waiting 3 s for more
+                await asyncio.sleep(0.05)
+            started = time.monotonic()
+            refused = await client.post(f"{server.url}/tokenize", json={"inputs": "x"})
+            seconds = time.monotonic() - started
+            return await asyncio.gather(*waiting), refused, seconds
+
+    answered, refused, seconds = asyncio.run(scenario())
+    assert_error(refused, 429, "overloaded", "2 requests")
+    assert seconds < 1.5 and [r.status_code for r in answered] == [200, 200]
+
+    with socket.create_connection(("127.0.0.1", server.port)) as client:  # sends 5 texts, leaves at once
+        body = json.dumps({"inputs": TEXTS[:5]}).encode()
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        deadline = time.monotonic() + 10
+        while server.metric("mbert_edge_queue_depth") < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    deadline = time.monotonic() + 10
+    while server.metric("mbert_edge_cancelled_texts_total") < 5:
+        assert time.monotonic() < deadline, "the disconnected client's texts stayed in the queue"
+        time.sleep(0.05)
+    assert server.metric("mbert_edge_queue_depth") == 0
+    assert server.metric("mbert_edge_batch_size_sum") == 1 + 4  # the health check, the two answered requests
+
+
+def test_sigterm_finishes_requests_in_flight_and_exits_0(start, seqcls_bundle):
+    server = start(seqcls_bundle, "--max-wait-ms", "1500")
+    clf = Classifier(seqcls_bundle)
+    bodies = [{"inputs": TEXTS[i:i + 2]} for i in range(0, 12, 2)]
+
+    async def scenario() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            waiting = [asyncio.ensure_future(client.post(f"{server.url}/predict", json=b)) for b in bodies]
+            while server.metric("mbert_edge_queue_depth") < 12:  # all in the queue for another second or so
+                await asyncio.sleep(0.05)
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            with pytest.raises(httpx.TransportError):  # no longer accepting
+                await client.get(f"{server.url}/health", headers={"Connection": "close"})
+            return await asyncio.gather(*waiting)
+
+    for body, response in zip(bodies, asyncio.run(scenario())):
+        assert response.status_code == 200, response.text
+        assert_close(response.json(), clf.predict(body["inputs"]))
+    assert server.process.wait(timeout=30) == 0, server.process.communicate()[1]
+
+
+def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):
+    server = start(seqcls_bundle, "--workers", "2")
+    clf = Classifier(seqcls_bundle)
+    responses = asyncio.run(post_all(f"{server.url}/predict", [{"inputs": t} for t in TEXTS[:6]]))
+    for text, response in zip(TEXTS, responses):
+        assert_close(response.json(), clf.predict(text))
+    deadline = time.monotonic() + 30  # the second worker may still be loading: its health check is its first text
+    while server.metric("mbert_edge_batch_size_sum") < 2 + 6:
+        assert time.monotonic() < deadline, "/metrics does not add up both workers' batches"
+        time.sleep(0.2)
+    assert server.metric("mbert_edge_batch_size_sum") == 2 + 6
+    assert server.metric('mbert_edge_requests_total{route="/predict",status="200"}') == 6
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=30) == 0
+
+
+def test_serve_needs_the_extra_a_bundle_and_sane_limits(tmp_path, seqcls_bundle):
+    blocked = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['mbert-edge', *sys.argv[1:]]; "
+               "from mbert_edge.cli import main; main()")
+    help_text = subprocess.run([sys.executable, "-c", blocked, "--help"], capture_output=True, text=True,
+                               cwd=Path(__file__).parent, timeout=120)
+    assert help_text.returncode == 0 and "serve" in help_text.stdout
+    missing = subprocess.run([sys.executable, "-c", blocked, "serve", str(tmp_path)], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=120)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
+    assert "pip install 'mbert-edge[serve]'" in missing.stderr and "uvicorn" in missing.stderr
+
+    too_few_tokens = run_cli("serve", str(seqcls_bundle), "--max-batch-tokens", "64")
+    assert too_few_tokens.returncode == 1 and too_few_tokens.stderr.count("\n") == 1, too_few_tokens.stderr
+    assert "--max-batch-tokens" in too_few_tokens.stderr and "128" in too_few_tokens.stderr
+
+    no_bundle = run_cli("serve", str(tmp_path / "nope"), "--port", "1")
+    assert no_bundle.returncode == 1 and no_bundle.stderr.count("\n") == 1, no_bundle.stderr
+    assert "nope" in no_bundle.stderr and "Traceback" not in no_bundle.stderr
