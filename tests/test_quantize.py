@@ -17,6 +17,8 @@ from mbert_edge.quantize import pipeline
 from mbert_edge.export.fusion import FusionError, fuse
 from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import GateError, quantize_bundle
+from mbert_edge.runtime.accuracy import gate_failure
+from mbert_edge.runtime.accuracy import markdown as pipeline_markdown
 
 
 def test_tiny_bert_fuses_fully(seqcls_bundle):
@@ -161,3 +163,34 @@ def test_cpu_flags_and_presets(tmp_path):
     assert int8_preset({"avx2", "avx512_vnni"}) == "avx512-vnni"
     assert int8_preset({"avx2"}) == "avx2"
     assert int8_preset({"avx_vnni", "avx2"}) == "avx-vnni"
+
+
+def _report(groups: dict[str, tuple[int, float]], shift: float = 0.02) -> dict:
+    """An accuracy report with these (decisions, agreement) groups, pooled as compare() pools them."""
+    rows = {name: {"texts": n, "decisions": n, "agreement": a, "logit_shift": shift} for name, (n, a) in groups.items()}
+    n = sum(r["decisions"] for r in rows.values())
+    pooled = sum(r["decisions"] * r["agreement"] for r in rows.values()) / n
+    return {"reference": "model.onnx", "candidate": "model.int8.onnx", "groups": rows,
+            "overall": {"texts": n, "decisions": n, "agreement": pooled, "logit_shift": shift}}
+
+
+def test_gate_judges_small_groups_only_pooled():
+    """A near tie flipping in a 2-text language (the built-in sample's size) is not a verdict on that language."""
+    sample = {f"lang{i}": (4, 1.0) for i in range(16)} | {"tur": (2, 0.5)}
+    report = _report(sample)
+    assert gate_failure(report, 0.9, 0.98) is None
+    assert "tur" in report["gate"]["small_groups"] and report["gate"]["judged_alone_from"] == 40
+    assert "tur (small: pooled)" in pipeline_markdown(report)
+
+
+def test_gate_refuses_what_the_evidence_shows():
+    near_chance = _report({f"lang{i}": (4, 0.5) for i in range(15)})  # 60 decisions, half flipped
+    assert gate_failure(near_chance, 0.9, 0.98).startswith("overall agreement 0.5000 < 0.9 (60 decisions)")
+    assert "overall agreement 0.5000 < 0.98 (60 decisions, 95% upper bound 0.6" in gate_failure(near_chance, 0.98, 0.98)
+    one_flip = _report({f"lang{i}": (4, 1.0) for i in range(14)} | {"tur": (4, 0.75)})  # 59 of 60 agree
+    assert gate_failure(one_flip, 0.98, 0.98) is None  # 0.983 observed; too few decisions to say it is below
+    large = _report({"french": (324, 0.95), "german": (324, 0.995)})  # a language large enough to judge alone
+    assert "french agreement 0.9500 < 0.98 (324 decisions)" in gate_failure(large, 0.98, 0.98)
+    moved = _report({f"lang{i}": (4, 1.0) for i in range(15)}, shift=1.2)  # no flips, but logits far off
+    assert "logits moved 1.200 of their spread" in gate_failure(moved, 0.9, 0.98)
+    assert gate_failure(moved, 0.0, 0.98) is None  # --min-agreement 0: keep whatever comes out

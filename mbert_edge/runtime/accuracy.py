@@ -4,6 +4,7 @@ install, and `quantize` imports it from here.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,36 @@ import numpy as np
 from ..textdata import TextSet
 from .runner import Runner
 
+# The gate's rules (README, "Accuracy gate"). A group is judged on its own only with at least
+# JUDGED_ALONE / (1 - min_agreement) decisions (40 at 0.90, 200 at 0.98), where one disagreement costs at
+# most a quarter of what the threshold allows; smaller groups count only in the pooled figure, which below
+# that size must be *confidently* under the threshold to fail: its one-sided 95% Wilson upper bound.
+JUDGED_ALONE = 4
+Z_95 = 1.645
+# However few the flips, the logits must not move more than this share of their own spread (RMS of the
+# change over RMS of the FP32 logits, each row centred): measured below 0.1 on healthy INT8 models, 2.0 for
+# negated logits (README).
+MAX_LOGIT_SHIFT = 0.5
+
+
+def wilson_upper(agreement: float, n: int, z: float = Z_95) -> float:
+    """One-sided upper confidence bound of a proportion observed as `agreement` over `n` trials (Wilson)."""
+    centre = agreement + z * z / (2 * n)
+    spread = z * math.sqrt(agreement * (1 - agreement) / n + z * z / (4 * n * n))
+    return min(1.0, (centre + spread) / (1 + z * z / n))
+
+
+def judged_alone_from(min_agreement: float) -> float:
+    """How many decisions a group needs to be judged on its own against `min_agreement`."""
+    return math.ceil(JUDGED_ALONE / (1 - min_agreement) - 1e-9) if min_agreement < 1 else math.inf  # 40, not 41, at 0.9
+
+
+def _logit_moves(reference: list[np.ndarray], candidate: list[np.ndarray]) -> tuple[float, float]:
+    """(sum of squared changes, sum of squared row-centred FP32 logits): the parts of the logit shift."""
+    ref = np.concatenate([np.atleast_2d(r) for r in reference])
+    cand = np.concatenate([np.atleast_2d(c) for c in candidate])
+    centred = ref - ref.mean(axis=-1, keepdims=True)
+    return float(((cand - ref) ** 2).sum()), float((centred ** 2).sum())
 
 
 def _group_metrics(reference: list[np.ndarray], candidate: list[np.ndarray], embeddings: bool,
@@ -29,6 +60,8 @@ def _group_metrics(reference: list[np.ndarray], candidate: list[np.ndarray], emb
     cand_top = np.concatenate([np.atleast_2d(c).argmax(-1) for c in candidate])
     row["decisions"] = int(ref_top.size)
     row["agreement"] = float((ref_top == cand_top).mean())
+    moved, spread = _logit_moves(reference, candidate)
+    row["logit_shift"] = math.sqrt(moved / max(spread, 1e-30))
     if gold is not None and reference[0].ndim == 1:
         gold_arr = np.asarray(gold)
         row["accuracy_reference"] = float((ref_top == gold_arr).mean())
@@ -43,10 +76,13 @@ def compare(task: str, reference: Runner, candidate: Runner, textset: TextSet, b
     `task` (`reference_outputs`, per group, spares recomputing them when one reference meets many candidates)."""
     embeddings = task == "feature-extraction"
     groups: dict[str, dict[str, Any]] = {}
+    moves = np.zeros(2)
     for name, texts in textset.texts.items():
         ref = reference_outputs[name] if reference_outputs else reference.head_outputs(texts, batch_size)
         cand = candidate.head_outputs(texts, batch_size)
         groups[name] = _group_metrics(ref, cand, embeddings, textset.labels.get(name))
+        if not embeddings:
+            moves += _logit_moves(ref, cand)
         advance(len(texts))
     rows = list(groups.values())
     sizes = [r["texts"] for r in rows]
@@ -58,7 +94,9 @@ def compare(task: str, reference: Runner, candidate: Runner, textset: TextSet, b
         overall["worst_group"] = min(groups, key=lambda g: groups[g]["min_cosine"])
     else:
         weights = [r["decisions"] for r in rows]
+        overall["decisions"] = sum(weights)
         overall["agreement"] = float(np.average([r["agreement"] for r in rows], weights=weights))
+        overall["logit_shift"] = math.sqrt(moves[0] / max(moves[1], 1e-30))
         overall["worst_group"] = min(groups, key=lambda g: groups[g]["agreement"])
         overall["worst_agreement"] = groups[overall["worst_group"]]["agreement"]
         labelled = [r for r in rows if "accuracy_reference" in r]
@@ -71,13 +109,31 @@ def compare(task: str, reference: Runner, candidate: Runner, textset: TextSet, b
 
 
 def gate_failure(report: dict[str, Any], min_agreement: float, min_cosine: float) -> str | None:
-    """Why the report fails the gate (every group must pass), or None when it passes."""
+    """Why the report fails the gate, or None when it passes; records how it judged in `report["gate"]`.
+
+    Embeddings: every text's cosine must reach `min_cosine`. Labels (a `min_agreement` of 0 turns this off):
+    every group large enough to be judged alone (`judged_alone_from`) must reach `min_agreement`; all
+    decisions pooled must too (below that size, their Wilson upper bound must), and the logits must not move
+    more than `MAX_LOGIT_SHIFT` of their spread."""
     failing = []
+    alone = judged_alone_from(min_agreement)
+    small = [name for name, row in report["groups"].items() if row.get("decisions", alone) < alone]
     for name, row in report["groups"].items():
-        if "agreement" in row and row["agreement"] < min_agreement:
-            failing.append(f"{name} agreement {row['agreement']:.4f} < {min_agreement}")
+        if "agreement" in row and name not in small and row["agreement"] < min_agreement:
+            failing.append(f"{name} agreement {row['agreement']:.4f} < {min_agreement} ({row['decisions']} decisions)")
         if "min_cosine" in row and row["min_cosine"] < min_cosine:
             failing.append(f"{name} min cosine {row['min_cosine']:.4f} < {min_cosine}")
+    overall = report["overall"]
+    if "agreement" in overall and min_agreement > 0:
+        n, observed = overall["decisions"], overall["agreement"]
+        bound = observed if n >= alone else wilson_upper(observed, n)
+        report["gate"] = {"judged_alone_from": alone, "small_groups": small, "overall_bound": bound,
+                          "max_logit_shift": MAX_LOGIT_SHIFT}
+        if bound < min_agreement:
+            how = "" if n >= alone else f", 95% upper bound {bound:.4f}"
+            failing.insert(0, f"overall agreement {observed:.4f} < {min_agreement} ({n} decisions{how})")
+        if overall["logit_shift"] > MAX_LOGIT_SHIFT:
+            failing.insert(0, f"logits moved {overall['logit_shift']:.3f} of their spread (> {MAX_LOGIT_SHIFT})")
     if not failing:
         return None
     more = f" (and {len(failing) - 3} more)" if len(failing) > 3 else ""
@@ -87,7 +143,8 @@ def gate_failure(report: dict[str, Any], min_agreement: float, min_cosine: float
 def markdown(report: dict[str, Any]) -> str:
     """A short Markdown table of the report, one row per group and an overall row."""
     embeddings = "mean_cosine" in report["overall"]
-    cols = (["mean cos", "min cos"] if embeddings else ["agreement", "acc ref", "acc cand"]) + ["max |Δ|", "mean |Δ|"]
+    cols = (["mean cos", "min cos"] if embeddings else ["agreement", "logit shift", "acc ref", "acc cand"])
+    cols += ["max |Δ|", "mean |Δ|"]
     lines = [f"Candidate `{report['candidate']}` vs `{report['reference']}`", "",
              "| group | texts | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
 
@@ -95,10 +152,17 @@ def markdown(report: dict[str, Any]) -> str:
         value = row.get(key)
         return "" if value is None else f"{value:.4f}" if "diff" not in key else f"{value:.3g}"
 
-    keys = (["mean_cosine", "min_cosine"] if embeddings else ["agreement", "accuracy_reference", "accuracy_candidate"])
+    keys = (["mean_cosine", "min_cosine"] if embeddings else
+            ["agreement", "logit_shift", "accuracy_reference", "accuracy_candidate"])
     keys += ["max_abs_diff", "mean_abs_diff"]
+    gate = report.get("gate", {})
+    small = set(gate.get("small_groups", ()))
     for name, row in [*report["groups"].items(), ("**overall**", report["overall"])]:
-        lines.append(f"| {name} | {row['texts']} | " + " | ".join(fmt(row, k) for k in keys) + " |")
+        label = f"{name} (small: pooled)" if name in small else name
+        lines.append(f"| {label} | {row['texts']} | " + " | ".join(fmt(row, k) for k in keys) + " |")
+    if small:
+        lines += ["", f"Groups of fewer than {gate['judged_alone_from']} decisions are judged only pooled; the pooled "
+                      f"agreement's 95% upper bound is {gate['overall_bound']:.4f}."]
     return "\n".join(lines) + "\n"
 
 
