@@ -43,8 +43,10 @@ def quantize_faithful_int8(fp32: Path, target: Path, config: QuantizationConfig,
         with progress.bar("ranking layer sensitivity", count) as advance:
             fp32_layers, sensitivity = choose_fallback(model, options, task, reference, TextSet({"calibration": texts}),
                                                        done.fallback_target, advance)
-    with progress.step(f"rewriting ({done.weight_rounding} weight rounding)"):
-        onnx.save(rewrite(model, fp32_layers=set(fp32_layers), **options), str(target))
+    with progress.bar(f"rewriting per token ({done.weight_rounding} weight rounding)", len(linear_layers(model))) as advance:
+        rewritten = rewrite(model, fp32_layers=set(fp32_layers), advance=advance, **options)
+    with progress.step("saving the rewritten graph"):
+        onnx.save(rewritten, str(target))
     return done, {"reduce_range": done.weight_format == "s7", "weight_type": "int8",
                   "activation_type": "uint8, one scale per token", "calibration_texts": len(texts),
                   "fp32_layers": fp32_layers, "sensitivity": sensitivity}

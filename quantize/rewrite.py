@@ -16,6 +16,7 @@ embedding table is int8 per row (embedding_table.py).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -137,10 +138,11 @@ class Rewriter(GraphBuilder):
 
 def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = frozenset(),
             smoothing: dict[str, np.ndarray] | None = None, stats: dict[str, LayerStats] | None = None,
-            outlier_channels: int = 0, weight_rounding: str = "gptq") -> onnx.ModelProto:
+            outlier_channels: int = 0, weight_rounding: str = "gptq",
+            advance: Callable[[int], None] = lambda n: None) -> onnx.ModelProto:
     """The faithful INT8 graph of a fused FP32 BERT graph. With calibration `stats`, weights are rounded by
     GPTQ (`weight_rounding="gptq"`, else to nearest) and each layer's `outlier_channels` input channels with
-    the largest peaks stay FP32; `fp32_layers` stay FP32 whole."""
+    the largest peaks stay FP32; `fp32_layers` stay FP32 whole. `advance(1)` follows each weight MatMul."""
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     quantized = set(linear_layers(model))
     mask_input = next(i.name for i in model.graph.input if i.name == "attention_mask")
@@ -150,12 +152,14 @@ def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = 
     for node in model.graph.node:
         if node.name in quantized and node.op_type == "MatMul":
             r.matmul(node.input[0], inits[node.input[1]], node.output[0], node.name, node.name in fp32_layers)
+            advance(1)
         elif node.op_type == "Attention":
             if padding_mask is None:
                 padding_mask = r.node("Cast", [mask_input], "faithful.key_padding_mask", to=TensorProto.INT32)
             heads = attribute(node, "num_heads")
             qkv = r.matmul(node.input[0], inits[node.input[1]], f"{node.name}.qkv", node.name,
                            node.name in fp32_layers)
+            advance(1)
             hidden = inits[node.input[1]].shape[1] // 3
             split = r.constant(f"faithful.split{hidden}", np.array([hidden] * 3, np.int64))
             q, k, v = (f"{node.name}.{x}" for x in "qkv")
