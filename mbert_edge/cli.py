@@ -389,6 +389,11 @@ def demo(output_dir: Path) -> None:
         click.echo(f"{lang}  {result['label']:<9} {result['score']:.3f}  {text}")
 
 
+from .batch.command import batch  # noqa: E402  (its pyarrow and Ray imports wait until it runs)
+
+cli.add_command(batch)
+
+
 def main() -> None:
     try:
         cli(prog_name="mbert-edge")
