@@ -16,6 +16,8 @@ from mbert_edge.errors import DataError
 
 from mbert_edge.batch.formats import FORMATS, format_of
 
+FILE_FORMATS = {"parquet": pa_ds.ParquetFileFormat, "jsonl": pa_ds.JsonFileFormat, "csv": pa_ds.CsvFileFormat}
+
 
 def input_files(path: Path, fmt: str | None) -> tuple[list[Path], str]:
     """The files of INPUT (itself, or a folder's files of the format, sorted by name) and their format:
@@ -44,18 +46,11 @@ def reader_options(fmt: str, text_column: str) -> dict[str, Any]:
 
 def open_input(files: list[Path], fmt: str, text_column: str) -> pa_ds.Dataset:
     """All files as one dataset (one schema), read lazily."""
-    options = reader_options(fmt, text_column)
-    file_format = {"parquet": lambda: pa_ds.ParquetFileFormat(),
-                   "jsonl": lambda: pa_ds.JsonFileFormat(),
-                   "csv": lambda: pa_ds.CsvFileFormat(**options)}[fmt]()
+    file_format = FILE_FORMATS[fmt](**reader_options(fmt, text_column))
     try:
-        dataset = pa_ds.dataset([str(f) for f in files], format=file_format)
+        return pa_ds.dataset([str(f) for f in files], format=file_format)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"cannot read {fmt} input: {str(exc).splitlines()[0]}") from exc
-    if text_column not in dataset.schema.names:
-        raise DataError(f"the input has no column {text_column!r} (it has {', '.join(dataset.schema.names)}): "
-                        "pass --text-column")
-    return dataset
 
 
 def record_batches(dataset: pa_ds.Dataset, rows: int) -> Iterator[pa.RecordBatch]:

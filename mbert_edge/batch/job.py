@@ -93,7 +93,11 @@ def start_output(output: Path, description: dict[str, Any]) -> None:
 
 
 def kept_columns(names: list[str], job: Job, task: str) -> list[str]:
-    """The input columns the output keeps (the id column alone, or all); a name clash with the results fails."""
+    """The input columns the output keeps (the id column alone, or all); a missing column or a name clash with
+    the results fails."""
+    if job.text_column not in names:
+        raise MbertEdgeError(f"the input has no column {job.text_column!r} (it has {', '.join(names)}): "
+                             "pass --text-column")
     if job.id_column is not None and job.id_column not in names:
         raise MbertEdgeError(f"the input has no column {job.id_column!r} for --id-column")
     keep = [job.id_column] if job.id_column is not None else names

@@ -29,12 +29,12 @@ class BatchPredictor:
 
 def ray_predictor(bundle: str | Path, **options: Any) -> type[BatchPredictor]:
     """A `BatchPredictor` class bound to `bundle` and `options` (`BatchPredictor`'s keywords), for
-    `Dataset.map_batches(cls, batch_format="pyarrow", concurrency=workers, num_cpus=threads)`. The bundle
-    path must be readable on every node that runs an actor."""
-    path = str(Path(bundle).resolve())
+    `Dataset.map_batches(cls, batch_format="pyarrow", compute=ActorPoolStrategy(size=workers), num_cpus=threads)`.
+    The path is opened as given on the node that runs each actor (relative: to the worker's directory, as
+    with a runtime_env working_dir), so it must be readable there."""
 
     class BoundPredictor(BatchPredictor):
         def __init__(self) -> None:
-            super().__init__(path, **options)
+            super().__init__(bundle, **options)
 
     return BoundPredictor

@@ -66,12 +66,12 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int)
     start_output(job.output, describe(job, task, precision, files, fmt, engine="ray"))
     if (job.output / DONE_FILE).exists():
         return summarize(job.output, 0, len(list(job.output.glob("part-*.parquet"))), 0, 0.0)
-    start = time.perf_counter()
     workers = connect(address, workers, threads)
+    start = time.perf_counter()
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     dataset = READERS[fmt]([str(f.resolve()) for f in files], **reader_options(fmt, job.text_column))
     keep = kept_columns(dataset.schema().names, job, task)
-    predictor = ray_predictor(job.bundle, text_column=job.text_column, keep=keep, precision=precision,
+    predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, keep=keep, precision=precision,
                               intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
     staging = job.output / STAGING
     shutil.rmtree(staging, ignore_errors=True)

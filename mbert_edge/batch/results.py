@@ -34,12 +34,11 @@ def row_errors(texts: pa.ChunkedArray) -> list[str | None]:
 def _predict(model: BundleModel, texts: list[str], batch_size: int, top_k: int | None,
              advance: Callable[[int], None], chunk_size: int) -> list[Any]:
     """The model's results for `texts`, streamed `chunk_size` at a time so that `advance` moves with them."""
-    if model.task == "feature-extraction":
-        stream = model.iter_encode(texts, chunk_size=chunk_size, batch_size=batch_size)
-    elif model.task == "sequence-classification":
-        stream = model.iter_predict(texts, chunk_size=chunk_size, batch_size=batch_size, top_k=top_k or 1)
-    else:
-        stream = model.iter_predict(texts, chunk_size=chunk_size, batch_size=batch_size)
+    options: dict[str, Any] = {"batch_size": batch_size}
+    if model.task == "sequence-classification":
+        options["top_k"] = top_k or 1
+    stream = (model.iter_encode if model.task == "feature-extraction" else model.iter_predict)(
+        texts, chunk_size=chunk_size, **options)
     results = []
     for result in stream:
         results.append(result)
