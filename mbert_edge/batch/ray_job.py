@@ -75,8 +75,12 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int)
                               intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
     staging = job.output / STAGING
     shutil.rmtree(staging, ignore_errors=True)
-    results = dataset.map_batches(predictor, batch_format="pyarrow", batch_size=8 * job.batch_size,
-                                  compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=threads)
+    # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so that
+    # every actor has work (Ray Data's streaming repartition, which never holds the dataset).
+    rows = 8 * job.batch_size
+    results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
+        predictor, batch_format="pyarrow", batch_size=rows, compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=threads)
     results.write_parquet(str(staging), filename_provider=PartNames(), min_rows_per_file=job.part_rows)
     parts = sorted(staging.glob("part-*.parquet"))
     if not parts:
