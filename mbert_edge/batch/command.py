@@ -28,7 +28,8 @@ from mbert_edge.batch.formats import FORMATS
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on Ray: alone, a local Ray instance; with ADDRESS (host:port), join that cluster.")
 @click.option("--workers", type=click.IntRange(1), default=None,
-              help="--ray: actors, one bundle each (default: the cluster's CPUs / --threads-per-worker).")
+              help="--ray: actors, one bundle each (default: the cluster's CPUs less one for Ray Data's reading "
+                   "and writing, / --threads-per-worker).")
 @click.option("--threads-per-worker", type=click.IntRange(1), default=1, show_default=True,
               help="--ray: CPUs each actor reserves, and ONNX Runtime threads it runs.")
 def batch(bundle: Path, input_path: Path, output: Path, text_column: str, id_column: str | None, fmt: str | None,
