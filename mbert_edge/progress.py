@@ -26,10 +26,17 @@ class Progress:
         self.note(f"{label}: done in {time.perf_counter() - start:.1f} s")
 
     @contextmanager
-    def bar(self, label: str, total: int) -> Iterator[Callable[[int], None]]:
-        """A progress bar over `total` items; yields the function that advances it."""
+    def bar(self, label: str, total: int, unit: str | None = None) -> Iterator[Callable[[int], None]]:
+        """A progress bar over `total` items; yields the function that advances it. With a `unit`, it also
+        shows the items done and their rate ("1200/20000 ... 85 rows/s")."""
         if not self.enabled:
             yield lambda n: None
             return
-        with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr")) as bar:
+        start = time.perf_counter()
+
+        def rate(_: object) -> str:
+            return f"{bar.pos / max(time.perf_counter() - start, 1e-9):,.1f} {unit}/s"
+
+        with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"),
+                               show_pos=unit is not None, item_show_func=rate if unit else None) as bar:
             yield bar.update

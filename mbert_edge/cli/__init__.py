@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from ..errors import MbertEdgeError
+from ..batch.command import batch
 from ..serve.command import serve
 from .inference import bench, info, predict, verify
 from .tooling import demo, export, quantize, trim
@@ -40,7 +41,7 @@ def cli() -> None:
     """Run multilingual BERT fast on CPUs: export, quantize, verify, bench, predict."""
 
 
-for command in (export, predict, info, quantize, verify, trim, bench, demo, serve):
+for command in (export, predict, info, quantize, verify, trim, bench, demo, serve, batch):
     cli.add_command(command)
 
 

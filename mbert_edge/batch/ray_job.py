@@ -1,0 +1,91 @@
+"""`mbert-edge batch --ray`: Ray Data reads the input, a pool of actors runs the bundle, Ray writes Parquet."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+# Ray Data resolves each listed path in a thread of its own, and those threads import fsspec's HTTP module at
+# once; without aiohttp that import races and fails one of them now and then ("cannot import name
+# 'HTTPFileSystem'", Ray 2.60). We pass a few local files: one listing thread costs nothing. Set here for this
+# driver and, through the job's runtime environment, for the workers that list files.
+SERIAL_LISTING = {"RAY_DATA_LIST_FILES_THREADED_NUM_WORKERS": "1"}
+os.environ.update(SERIAL_LISTING)
+
+import ray  # noqa: E402
+import ray.data  # noqa: E402
+from ray.data.datasource import FilenameProvider  # noqa: E402
+
+from mbert_edge.runtime.cpus import available_cpus
+from mbert_edge.errors import MbertEdgeError
+from mbert_edge.runtime import load
+
+from mbert_edge.batch.io import input_files, reader_options
+from mbert_edge.batch.job import (DONE_FILE, Job, Summary, describe, kept_columns, part_path, start_output,
+                                  summarize)
+from mbert_edge.batch.predictor import ray_predictor
+
+READERS = {"parquet": ray.data.read_parquet, "jsonl": ray.data.read_json, "csv": ray.data.read_csv}
+STAGING = ".ray-staging"  # hidden from readers of OUTPUT until the run completes
+IO_CPUS = 1
+
+
+class PartNames(FilenameProvider):
+    """`part-00000-<write uuid>.parquet`, ... in the order of Ray's write tasks (the input's order, as order is
+    preserved); renamed to `part-00000.parquet`, ... when the run completes."""
+
+    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+        return f"part-{task_index:05d}-{write_uuid}.parquet"
+
+
+def connect(address: str | None, workers: int | None, threads: int) -> int:
+    """Join the cluster at `address`, or start a local Ray instance (None); return the actors to run.
+    Ray Data lists, reads and writes files in tasks of one CPU each, and the actors start first: if they
+    held every CPU those tasks would wait forever, so one CPU is always left to them."""
+    if not ray.is_initialized():
+        local_cpus = (workers or max(1, available_cpus() // threads)) * threads + IO_CPUS
+        ray.init(address=address, num_cpus=None if address else local_cpus, include_dashboard=False,
+                 configure_logging=False, log_to_driver=False, runtime_env={"env_vars": SERIAL_LISTING})
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    workers = workers or max(1, (cpus - IO_CPUS) // threads)
+    if workers * threads + IO_CPUS > cpus:
+        raise MbertEdgeError(f"{workers} workers x {threads} threads need {workers * threads} CPUs, and Ray Data "
+                             f"one more to read and write; the cluster has {cpus}: ask for fewer workers")
+    return workers
+
+
+def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int) -> Summary:
+    """Run `job` on Ray: `workers` actors (default: as many as the cluster's CPUs allow), each reserving
+    `threads` CPUs and running ONNX Runtime with as many threads. Output appears in OUTPUT only once
+    complete; a rerun of an interrupted job runs it again (a finished one is not rerun)."""
+    files, fmt = input_files(job.input, job.format)
+    probe = load(job.bundle, precision=job.precision, intra_op_threads=1)  # fail here, before starting Ray
+    task, precision = probe.task, probe.precision
+    del probe
+    start_output(job.output, describe(job, task, precision, files, fmt, engine="ray"))
+    if (job.output / DONE_FILE).exists():
+        return summarize(job.output, 0, len(list(job.output.glob("part-*.parquet"))), 0, 0.0)
+    workers = connect(address, workers, threads)
+    start = time.perf_counter()
+    ray.data.DataContext.get_current().execution_options.preserve_order = True
+    dataset = READERS[fmt]([str(f.resolve()) for f in files], **reader_options(fmt, job.text_column))
+    keep = kept_columns(dataset.schema().names, job, task)
+    predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, keep=keep, precision=precision,
+                              intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
+    staging = job.output / STAGING
+    shutil.rmtree(staging, ignore_errors=True)
+    # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so that
+    # every actor has work (Ray Data's streaming repartition, which never holds the dataset).
+    rows = 8 * job.batch_size
+    results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
+        predictor, batch_format="pyarrow", batch_size=rows, compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=threads)
+    results.write_parquet(str(staging), filename_provider=PartNames(), min_rows_per_file=job.part_rows)
+    parts = sorted(staging.glob("part-*.parquet"))
+    if not parts:
+        raise MbertEdgeError(f"{job.input} has no rows")
+    for index, part in enumerate(parts):
+        os.replace(part, part_path(job.output, index))
+    shutil.rmtree(staging)
+    (job.output / DONE_FILE).touch()
+    return summarize(job.output, len(parts), 0, None, time.perf_counter() - start)

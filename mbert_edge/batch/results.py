@@ -1,0 +1,87 @@
+"""A model's results on a table's text column, as Arrow columns beside the input's, one error per bad row."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mbert_edge.runtime import TaskModel
+
+ENTITY = pa.struct([("entity_group", pa.string()), ("score", pa.float32()), ("word", pa.string()),
+                    ("start", pa.int64()), ("end", pa.int64())])
+RESULT_COLUMNS = {"sequence-classification": ("label", "score"), "token-classification": ("entities",),
+                  "feature-extraction": ("embedding",)}
+ERROR_COLUMN = "error"
+
+
+def output_columns(task: str) -> tuple[str, ...]:
+    """The columns the results add to the input's."""
+    return (*RESULT_COLUMNS[task], ERROR_COLUMN)
+
+
+def row_errors(texts: pa.ChunkedArray) -> list[str | None]:
+    """Per row: None for a text the model can read, else why not (null, empty or blank, not a string)."""
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
+        return ["null text" if value is None else f"not text ({texts.type})" for value in texts.to_pylist()]
+    blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(texts), ""), False).to_pylist()
+    return ["null text" if valid is False else "empty text" if empty else None
+            for valid, empty in zip(pc.is_valid(texts).to_pylist(), blank)]
+
+
+def _predict(model: TaskModel, texts: list[str], batch_size: int, top_k: int | None,
+             advance: Callable[[int], None], chunk_size: int) -> list[Any]:
+    """The model's results for `texts`, streamed `chunk_size` at a time so that `advance` moves with them."""
+    options: dict[str, Any] = {"batch_size": batch_size}
+    if model.task == "sequence-classification":
+        options["top_k"] = top_k or 1
+    stream = model.iter_predict(texts, chunk_size=chunk_size, **options)
+    results = []
+    for result in stream:
+        results.append(result)
+        if len(results) % chunk_size == 0:
+            advance(chunk_size)
+    advance(len(results) % chunk_size)
+    return results
+
+
+def _columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[str, pa.Array]:
+    """Arrow arrays of one row per result (None where a row had no result)."""
+    if model.task == "sequence-classification":
+        if top_k in (None, 1):
+            return {"label": pa.array([r and r["label"] for r in results], pa.string()),
+                    "score": pa.array([r and r["score"] for r in results], pa.float32())}
+        return {"label": pa.array([r and [x["label"] for x in r] for r in results], pa.list_(pa.string())),
+                "score": pa.array([r and [x["score"] for x in r] for r in results], pa.list_(pa.float32()))}
+    if model.task == "token-classification":
+        return {"entities": pa.array(results, pa.list_(ENTITY))}
+    width = model.bundle.manifest.hidden_size
+    vectors = np.zeros((len(results), width), np.float32)
+    for row, vector in enumerate(results):
+        if vector is not None:
+            vectors[row] = vector
+    missing = [r is None for r in results]
+    values = pa.array(vectors.reshape(-1))
+    return {"embedding": pa.FixedSizeListArray.from_arrays(values, width, mask=pa.array(missing))}
+
+
+def annotate(model: TaskModel, table: pa.Table, text_column: str, *, keep: list[str] | None = None,
+             batch_size: int = 32, top_k: int | None = None, advance: Callable[[int], None] = lambda n: None,
+             chunk_size: int | None = None) -> pa.Table:
+    """`table` (or its `keep` columns) with the results of `model` on `text_column`, and an `error` column
+    that names why a row has no result. Bad rows never stop the others."""
+    texts = table.column(text_column)
+    errors = row_errors(texts)
+    good = [row for row, error in enumerate(errors) if error is None]
+    chosen = pc.take(texts, pa.array(good, pa.int64())).to_pylist() if good else []
+    predicted = _predict(model, chosen, batch_size, top_k, advance, chunk_size or 8 * batch_size)
+    advance(len(errors) - len(good))
+    results: list[Any] = [None] * len(errors)
+    for row, result in zip(good, predicted):
+        results[row] = result
+    out = table.select(keep) if keep is not None else table
+    for name, column in {**_columns(model, results, top_k), ERROR_COLUMN: pa.array(errors, pa.string())}.items():
+        out = out.append_column(name, column)
+    return out

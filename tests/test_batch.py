@@ -1,0 +1,186 @@
+"""`mbert-edge batch` on one machine: results equal the runtime's, every format, bad rows, resumption."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+pa_csv = pytest.importorskip("pyarrow.csv")
+
+from mbert_edge import Classifier, Embedder, TokenClassifier  # noqa: E402
+from mbert_edge.batch.job import Job, run_local  # noqa: E402
+from mbert_edge.textdata import builtin_sample  # noqa: E402
+
+BAD = {3: None, 7: "", 11: "  \t"}  # row -> bad text
+EXPECTED_ERRORS = {3: "null text", 7: "empty text", 11: "empty text"}
+
+
+def corpus(rows: int) -> pa.Table:
+    """`rows` real multilingual sentences (the built-in sample, repeated), ids 0.., and three bad rows."""
+    sentences = [s for group in builtin_sample().texts.values() for s in group]
+    texts = [BAD.get(i, sentences[i % len(sentences)]) for i in range(rows)]
+    return pa.table({"id": pa.array(range(rows), pa.int64()), "text": pa.array(texts, pa.string()),
+                     "source": pa.array([f"s{i % 5}" for i in range(rows)])})
+
+
+def good_texts(table: pa.Table) -> list[str]:
+    return [t for t in table.column("text").to_pylist() if t is not None and t.strip()]
+
+
+def results_of(output: Path) -> pa.Table:
+    return pq.read_table(output)
+
+
+def test_classification_matches_predict_and_counts_bad_rows(seqcls_bundle, tmp_path):
+    table = corpus(300)
+    pq.write_table(table, tmp_path / "in.parquet")
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--part-rows", "128")
+    assert run.returncode == 0, run.stderr
+    assert "300 rows in 3 parts (3 written)" in run.stdout
+    assert "rows with an error: 3 (empty text 2, null text 1)" in run.stdout
+    assert sorted(p.name for p in (tmp_path / "out").glob("part-*")) == [f"part-0000{i}.parquet" for i in range(3)]
+    out = results_of(tmp_path / "out")
+    assert out.column_names == ["id", "text", "source", "label", "score", "error"]
+    assert out.column("id").to_pylist() == list(range(300))  # input order
+    assert out.schema.field("score").type == pa.float32()
+    expected = iter(Classifier(seqcls_bundle).predict(good_texts(table)))
+    for row in out.to_pylist():
+        if row["id"] in BAD:
+            assert (row["label"], row["score"], row["error"]) == (None, None, EXPECTED_ERRORS[row["id"]])
+        else:
+            want = next(expected)
+            assert row["error"] is None and row["label"] == want["label"]
+            assert row["score"] == pytest.approx(want["score"], abs=1e-6)
+
+
+def test_formats_folders_top_k_and_id_column(seqcls_bundle, tmp_path):
+    """The same rows as JSON Lines and as a folder of two CSV files give the Parquet input's results."""
+    table = corpus(120)
+    pq.write_table(table, tmp_path / "in.parquet")
+    with open(tmp_path / "in.jsonl", "w", encoding="utf-8") as fh:
+        for row in table.to_pylist():
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (tmp_path / "csv").mkdir()
+    pa_csv.write_csv(table.slice(0, 50), tmp_path / "csv" / "a.csv")
+    pa_csv.write_csv(table.slice(50), tmp_path / "csv" / "b.csv")
+    outputs = {}
+    for name in ("in.parquet", "in.jsonl", "csv"):
+        out = tmp_path / f"out-{name}"
+        run = run_cli("batch", str(seqcls_bundle), str(tmp_path / name), str(out), "--top-k", "2", "--id-column", "id")
+        assert run.returncode == 0, run.stderr
+        outputs[name] = results_of(out)
+    reference = outputs["in.parquet"]
+    assert reference.column_names == ["id", "label", "score", "error"]
+    assert reference.schema.field("label").type == pa.list_(pa.string())
+    ranked = Classifier(seqcls_bundle).predict(good_texts(table), top_k=2)
+    labels = [r for r in reference.column("label").to_pylist() if r is not None]
+    assert labels == [[x["label"] for x in r] for r in ranked]
+    for name in ("in.jsonl", "csv"):
+        # CSV cannot tell null from empty: both are bad rows, with their own error messages
+        assert outputs[name].drop_columns(["error"]).equals(reference.drop_columns(["error"])), name
+    assert outputs["csv"].column("error").to_pylist()[3] == "empty text"
+
+
+def test_embeddings_and_entities(encoder_bundle, token_bundle, tmp_path):
+    table = corpus(80)
+    pq.write_table(table, tmp_path / "in.parquet")
+    for bundle in (encoder_bundle, token_bundle):
+        run = run_cli("batch", str(bundle), str(tmp_path / "in.parquet"), str(tmp_path / bundle.name))
+        assert run.returncode == 0, run.stderr
+    embedded = results_of(tmp_path / encoder_bundle.name)
+    assert embedded.schema.field("embedding").type == pa.list_(pa.float32(), 32)
+    vectors = embedded.column("embedding").to_pylist()
+    assert [i for i, v in enumerate(vectors) if v is None] == sorted(BAD)
+    np.testing.assert_allclose(np.array([v for v in vectors if v is not None]),
+                               Embedder(encoder_bundle).encode(good_texts(table)), atol=1e-6)
+    entities = [e for e, error in zip(*results_of(tmp_path / token_bundle.name).select(["entities", "error"])
+                                      .to_pydict().values()) if error is None]
+    expected = TokenClassifier(token_bundle).predict(good_texts(table))
+    assert [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in row] for row in entities] == \
+        [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in row] for row in expected]
+    assert sum(map(len, entities)) > 0  # the random model does tag something, so the comparison has content
+
+
+def test_non_text_column_gives_row_errors(seqcls_bundle, tmp_path):
+    pq.write_table(pa.table({"text": pa.array([1, None, 3], pa.int64())}), tmp_path / "in.parquet")
+    summary = run_local(Job(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "out"))
+    assert summary.errors == {"not text (int64)": 2, "null text": 1}
+    assert results_of(tmp_path / "out").column("label").null_count == 3
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--text-column", "body"], "the input has no column 'body' (it has id, text, source): pass --text-column"),
+    (["--id-column", "key"], "the input has no column 'key' for --id-column"),
+    (["--workers", "2"], "--workers and --threads-per-worker apply to --ray runs only"),
+])
+def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
+    pq.write_table(corpus(5), tmp_path / "in.parquet")
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), *args)
+    assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_result_column_clash_and_foreign_output_refused(seqcls_bundle, tmp_path):
+    pq.write_table(corpus(5).append_column("label", pa.array(["x"] * 5)), tmp_path / "in.parquet")
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"))
+    assert run.returncode == 1 and "already has the column(s) label" in run.stderr
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "notes.txt").write_text("mine")
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "full"), "--id-column", "id")
+    assert run.returncode == 1 and "exists and is not a batch job's output" in run.stderr
+
+
+def test_missing_extra_is_one_line(seqcls_bundle, tmp_path):
+    """Without pyarrow, `batch` asks for the extra and the other commands still work."""
+    blocker = tmp_path / "blocked" / "pyarrow"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('blocked for the test', name='pyarrow')\n")
+    env = {"PYTHONPATH": str(blocker.parent)}
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path), str(tmp_path / "out"), env=env)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "Error: this needs the [batch] extra (pyarrow is missing): pip install 'mbert-edge[batch]'"]
+    assert run_cli("predict", str(seqcls_bundle), "Hallo", env=env).returncode == 0
+
+
+def _batch_process(bundle: Path, source: Path, output: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "mbert_edge", "batch", str(bundle), str(source), str(output),
+                             "--part-rows", "100", "--batch-size", "8"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+
+
+def test_killed_run_resumes_to_the_same_output(seqcls_bundle, tmp_path):
+    """Kill a run once some parts are written; the rerun skips them and ends with the uninterrupted output."""
+    pq.write_table(corpus(6000), tmp_path / "in.parquet")
+    whole = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "whole"),
+                    "--part-rows", "100", "--batch-size", "8")
+    assert whole.returncode == 0, whole.stderr
+    process = _batch_process(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "out")
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "out").glob("part-*.parquet"))) < 3 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("part-*.parquet")}
+    assert 3 <= len(finished) < 60, "the kill must land mid-run"
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+    rerun = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"),
+                    "--part-rows", "100", "--batch-size", "8")
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(finished)} already done" in rerun.stdout
+    assert {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in finished} == finished  # not rewritten
+    assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
+    assert results_of(tmp_path / "out").equals(results_of(tmp_path / "whole"))
+    again = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"),
+                    "--part-rows", "100", "--batch-size", "16")
+    assert again.returncode == 1 and "(batch_size differ)" in again.stderr

@@ -1,0 +1,77 @@
+"""`mbert-edge batch --ray` on a real local Ray instance (127.0.0.1, 2 CPUs), started once for the module."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from conftest import run_cli
+from test_batch import BAD, EXPECTED_ERRORS, corpus
+
+# Ray's loopback-only setting, read when ray is imported and inherited by the processes it starts.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+ray = pytest.importorskip("ray")
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+from mbert_edge.batch import ray_predictor  # noqa: E402
+from mbert_edge.batch.job import Job, run_local  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """A Ray instance owned by this test process, bound to 127.0.0.1, with 3 CPUs: 2 for actors, 1 for Ray
+    Data's reading and writing. The CLI runs join it by address."""
+    context = ray.init(num_cpus=3, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    address = context.address_info["gcs_address"]
+    assert address.startswith("127.0.0.1:")
+    yield address
+    ray.shutdown()
+
+
+def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_path):
+    """3,000 rows in three files through 2 actors x 1 thread equal the single-process run, in input order."""
+    table = corpus(3000)
+    (tmp_path / "in").mkdir()
+    for index, start in enumerate(range(0, 3000, 1000)):
+        pq.write_table(table.slice(start, 1000), tmp_path / "in" / f"{index}.parquet")
+    local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local"))
+    args = ["batch", str(seqcls_bundle), str(tmp_path / "in"), str(tmp_path / "ray"), "--part-rows", "1000",
+            "--ray", ray_address, "--workers", "2", "--threads-per-worker", "1"]
+    run = run_cli(*args)
+    assert run.returncode == 0, run.stderr
+    assert pq.read_table(tmp_path / "ray").equals(pq.read_table(tmp_path / "local"))
+    assert run.stdout.strip().endswith(local.line().split(";")[-1])  # the same counts of bad rows
+    errors = pq.read_table(tmp_path / "ray", columns=["id", "error"]).to_pylist()
+    assert {row["id"]: row["error"] for row in errors if row["error"]} == EXPECTED_ERRORS
+    assert not list((tmp_path / "ray").glob(".*"))  # the staging folder is gone
+    parts = len(list((tmp_path / "ray").glob("part-*.parquet")))
+    again = run_cli(*args)  # a finished job is not run again
+    assert again.returncode == 0 and f"(0 written, {parts} already done)" in again.stdout, again.stderr
+
+
+def test_predictor_in_a_users_pipeline(seqcls_bundle, ray_address, tmp_path):
+    """The README's example: the helper's class in a user's own Ray Data pipeline."""
+    table = corpus(200)
+    Predictor = ray_predictor(seqcls_bundle, text_column="text", keep=["id"])
+    refs = (ray.data.from_arrow(table)
+            .map_batches(Predictor, batch_format="pyarrow", concurrency=1, num_cpus=1)
+            .to_arrow_refs())
+    result = pa.concat_tables(ray.get(refs)).sort_by("id")
+    pq.write_table(table, tmp_path / "in.parquet")
+    expected = run_local(Job(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "out", id_column="id"))
+    assert expected.rows == 200
+    assert result.equals(pq.read_table(tmp_path / "out"))
+    assert [result.column("error")[i].as_py() for i in sorted(BAD)] == [EXPECTED_ERRORS[i] for i in sorted(BAD)]
+
+
+def test_missing_ray_is_one_line(seqcls_bundle, tmp_path):
+    blocker = tmp_path / "blocked" / "ray"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('blocked for the test', name='ray')\n")
+    pq.write_table(corpus(5), tmp_path / "in.parquet")
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--ray",
+                  env={"PYTHONPATH": str(blocker.parent)})
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [
+        "Error: this needs the [ray] extra (ray is missing): pip install 'mbert-edge[ray]'"]
