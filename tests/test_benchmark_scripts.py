@@ -97,3 +97,21 @@ def test_cold_start_script_times_each_step(tmp_path, seqcls_bundle):
     steps = [v for k, v in seconds.items() if not k.startswith(("(", "sum", "cold start"))]
     assert len(steps) == 8 and abs(sum(steps) - seconds["sum of the steps"]) < 0.005
     assert "peak RSS of the cold start:" in result.stdout
+
+
+def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithful_bundle):
+    """Plain and faithful INT8 of one model, profiled side by side: every kernel's time lands in one row."""
+    plain = Path(shutil.copytree(seqcls_bundle, tmp_path / "plain"))
+    quantize_bundle(plain, QuantizationConfig(min_agreement=0.0))
+    out = tmp_path / "profile.json"
+    result = subprocess.run([sys.executable, "op_profile.py", str(plain), str(faithful_bundle), "--lengths", "8",
+                             "--runs", "3", "--out", str(out)], cwd=BENCHMARKS, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    models = json.loads(out.read_text())["results"]["8"]
+    assert set(models) == {"plain int8 dynamic", "b int8 faithful"}
+    assert "DynamicQuantizeMatMul" in models["plain int8 dynamic"]["ops"]
+    assert "MatMulIntegerToFloat" in models["b int8 faithful"]["ops"]
+    assert all(ms >= 0 for row in models.values() for ms in row["ops"].values())
+    assert all(sum(row["ops"].values()) > 0 and row["wall_ms"] > 0 for row in models.values())
+    assert "| **all kernels** |" in result.stdout and "| wall, unprofiled p50 |" in result.stdout
