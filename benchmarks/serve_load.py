@@ -28,7 +28,7 @@ import httpx
 import numpy as np
 
 from mbert_edge import Classifier
-from mbert_edge.cpus import available_cpus, cpu_flags
+from mbert_edge.runtime.cpus import available_cpus, cpu_flags
 from mbert_edge.serve.app import server_session_options
 from mbert_edge.textdata import load_textset
 

@@ -115,3 +115,33 @@ def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithf
     assert all(ms >= 0 for row in models.values() for ms in row["ops"].values())
     assert all(sum(row["ops"].values()) > 0 and row["wall_ms"] > 0 for row in models.values())
     assert "| **all kernels** |" in result.stdout and "| wall, unprofiled p50 |" in result.stdout
+
+
+def test_serve_load_script_runs_end_to_end(tmp_path, seqcls_bundle):
+    """The load benchmark against a real server on 127.0.0.1, two small levels: every answer accounted for."""
+    bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
+    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
+    data = tmp_path / "data"
+    data.mkdir()
+    for lang, text in (("deu", "Guten Morgen.\nWie geht es dir?\n"), ("fra", "Bonjour.\nÇa va ?\n")):
+        (data / f"{lang}.txt").write_text(text * 4, encoding="utf-8")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "serve_load.py", str(bundle), "--data", str(data), "--per-group", "8",
+                             "--concurrency", "1,4", "--warmup", "2", "--out", str(out)],
+                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list(out.glob("*.json")) and list(out.glob("*.png"))
+
+
+def test_batch_scale_script_runs_end_to_end(tmp_path, seqcls_bundle):
+    """Single process against Ray on a few hundred rows, one round: a row per configuration, figures written."""
+    pytest.importorskip("ray")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "deu.txt").write_text("Guten Morgen.\nWie geht es dir?\nDas ist gut.\n" * 20, encoding="utf-8")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "batch_scale.py", str(seqcls_bundle), "--data", str(data), "--rows", "300",
+                             "--precision", "fp32", "--rounds", "1", "--out", str(out)],
+                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert list(out.glob("*.json"))
