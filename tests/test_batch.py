@@ -125,9 +125,18 @@ def test_non_text_column_gives_row_errors(seqcls_bundle, tmp_path):
     (["--workers", "2"], "--workers and --threads-per-worker apply to --ray runs only"),
 ])
 def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
+    """Wrong options fail before any work, on one line, as `predict`'s do."""
     pq.write_table(corpus(5), tmp_path / "in.parquet")
     run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), *args)
     assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr
+
+
+def test_top_k_is_refused_on_other_tasks(encoder_bundle, tmp_path):
+    pq.write_table(corpus(5), tmp_path / "in.parquet")
+    run = run_cli("batch", str(encoder_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--top-k", "2")
+    assert run.returncode != 0 and "Traceback" not in run.stderr
+    assert "is a feature-extraction bundle; --top-k applies to sequence-classification bundles only" in run.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_result_column_clash_and_foreign_output_refused(seqcls_bundle, tmp_path):

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from mbert_edge.bundle import Bundle
 from mbert_edge.progress import Progress
 
 from mbert_edge.batch.formats import FORMATS
@@ -43,6 +44,9 @@ def batch(bundle: Path, input_path: Path, output: Path, text_column: str, id_col
     require("pyarrow", "ray" if ray_address else "batch")
     from mbert_edge.batch.job import Job, run_local
 
+    task = Bundle.open(bundle).task
+    if top_k is not None and task != "sequence-classification":
+        raise click.UsageError(f"{bundle} is a {task} bundle; --top-k applies to sequence-classification bundles only")
     job = Job(bundle, input_path, output, text_column, id_column, fmt, precision, batch_size, top_k, part_rows)
     if ray_address is None:
         if workers is not None or threads_per_worker != 1:
