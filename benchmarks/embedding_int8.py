@@ -69,7 +69,7 @@ def main(bundle: Path, workdir: Path, data: Path) -> None:
                              ("fp32", ["MatMul", "Attention"], "per-tensor"),
                              ("int8, per row", QUANTIZED_OPS, "per-row")):
         target = workdir / f"model.{name.replace(', ', '-')}.onnx"
-        quantize_dynamic_int8(fp32, target, QuantizationConfig(preset=preset, embedding_table=table), op_types=ops)
+        quantize_dynamic_int8(fp32, target, QuantizationConfig(method="dynamic", preset=preset, embedding_table=table), op_types=ops)
         report = compare(opened.task, reference, reference.with_graph(target, target.name), texts)["overall"]
         click.echo(f"| {name} | {report['agreement']:.4f} | {report['worst_group']} {report['worst_agreement']:.4f} | "
                    f"{report.get('accuracy_reference', float('nan')):.4f} -> {report.get('accuracy_candidate', float('nan')):.4f} |")

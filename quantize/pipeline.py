@@ -20,6 +20,9 @@ from .presets import resolve_preset
 INT8_FILE = "model.int8.onnx"
 REPORT_STEM = "accuracy.int8"
 METHODS = ("dynamic", "faithful")
+ADVICE = {"faithful": "try --calibration with a few hundred sentences of your domain, or --fallback-target 0.99, "
+                      "or lower --min-agreement knowingly",
+          "dynamic": "try the default --method faithful, or lower --min-agreement knowingly"}
 
 
 class GateError(MbertEdgeError):
@@ -48,7 +51,7 @@ def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
     bundle = Bundle.open(path)
     fp32 = bundle.verify_file(bundle.models["fp32"])
     preset, flags = resolve_preset(config.preset)
-    config = replace(config, preset=preset)
+    config = replace(config, preset=preset, min_agreement=config.agreement_threshold)
     texts = evaluation_texts(config.data)
     staging = bundle.path / f".{INT8_FILE}.partial"
     reference = Runner.open(bundle, "fp32")
@@ -78,5 +81,5 @@ def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
     bundle.save()
     if failure is not None:
         raise GateError(f"INT8 model rejected, the bundle keeps FP32 only: {failure} (report: "
-                        f"{bundle.path / reports[1]}); try --method faithful or --per-channel, or lower --min-agreement knowingly")
+                        f"{bundle.path / reports[1]}); {ADVICE[config.method]}")
     return report

@@ -102,7 +102,7 @@ def test_cold_start_script_times_each_step(tmp_path, seqcls_bundle):
 def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithful_bundle):
     """Plain and faithful INT8 of one model, profiled side by side: every kernel's time lands in one row."""
     plain = Path(shutil.copytree(seqcls_bundle, tmp_path / "plain"))
-    quantize_bundle(plain, QuantizationConfig(min_agreement=0.0))
+    quantize_bundle(plain, QuantizationConfig(method="dynamic", min_agreement=0.0))
     out = tmp_path / "profile.json"
     result = subprocess.run([sys.executable, "op_profile.py", str(plain), str(faithful_bundle), "--lengths", "8",
                              "--runs", "3", "--out", str(out)], cwd=BENCHMARKS, capture_output=True, text=True,

@@ -62,7 +62,7 @@ def test_batch_invariance(faithful_bundle):
 def test_plain_dynamic_is_not_batch_invariant(tmp_path, seqcls_bundle):
     """The defect the faithful method fixes, shown on the same model: per-tensor scales see the batch."""
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "plain"))
-    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
+    quantize_bundle(bundle, QuantizationConfig(method="dynamic", min_agreement=0.0))
     clf = Classifier(bundle)
     alone = np.stack([clf.logits(text) for text in SENTENCES])
     assert np.abs(clf.logits(SENTENCES, batch_size=16) - alone).max() > 1e-6

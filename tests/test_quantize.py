@@ -65,7 +65,7 @@ def bundle_copy(tmp_path, seqcls_bundle) -> Path:
 
 
 def test_quantize_adds_a_gated_int8_model(bundle_copy):
-    report = quantize_bundle(bundle_copy, QuantizationConfig(min_agreement=0.0))
+    report = quantize_bundle(bundle_copy, QuantizationConfig(method="dynamic", min_agreement=0.0))
     manifest = json.loads((bundle_copy / MANIFEST_NAME).read_text())
     assert manifest["models"]["int8"] == "model.int8.onnx"
     for name in ("model.int8.onnx", "model.int8.onnx.data", "accuracy.int8.json", "accuracy.int8.md"):
@@ -88,7 +88,7 @@ def test_quantize_adds_a_gated_int8_model(bundle_copy):
 def test_embedding_table_scales(bundle_copy, table):
     """Per-row (default): an int8 table with one scale per row, the fused Attention kept; per-tensor: ONNX
     Runtime's QEmbedLayerNormalization. Both agree with FP32 and keep every row."""
-    quantize_bundle(bundle_copy, QuantizationConfig(min_agreement=0.0, embedding_table=table))
+    quantize_bundle(bundle_copy, QuantizationConfig(method="dynamic", min_agreement=0.0, embedding_table=table))
     assert json.loads((bundle_copy / MANIFEST_NAME).read_text())["quantization"]["embedding_table"] == table
     model = onnx.load(str(bundle_copy / "model.int8.onnx"))
     ops = {n.op_type for n in model.graph.node}
@@ -105,8 +105,8 @@ def test_embedding_table_scales(bundle_copy, table):
 
 def _negating_quantizer(real):
     """A deliberately broken quantizer: the real INT8 model with its logits negated (argmax becomes argmin)."""
-    def broken(source, target, config, **options):
-        settings = real(source, target, config, **options)
+    def broken(source, target, config, *args, **options):
+        settings = real(source, target, config, *args, **options)
         model = onnx.load(str(target))
         output = model.graph.output[0].name
         for node in model.graph.node:
@@ -117,11 +117,14 @@ def _negating_quantizer(real):
     return broken
 
 
-def test_gate_rejects_a_broken_int8_model(bundle_copy, monkeypatch):
+@pytest.mark.parametrize("method, threshold", [("faithful", "0.98"), ("dynamic", "0.9")])
+def test_gate_rejects_a_broken_int8_model(bundle_copy, monkeypatch, method, threshold):
+    """With no options (faithful, gate 0.98) and with dynamic (its own default, 0.90), a broken model is refused."""
     quantize_bundle(bundle_copy, QuantizationConfig(min_agreement=0.0))  # a previous, good INT8 model must go too
-    monkeypatch.setattr(pipeline, "quantize_dynamic_int8", _negating_quantizer(pipeline.quantize_dynamic_int8))
-    with pytest.raises(GateError, match="agreement 0.0000 < 0.9"):
-        quantize_bundle(bundle_copy)
+    step = f"quantize_{method}_int8"
+    monkeypatch.setattr(pipeline, step, _negating_quantizer(getattr(pipeline, step)))
+    with pytest.raises(GateError, match=f"agreement 0.0000 < {threshold}\\b"):
+        quantize_bundle(bundle_copy, None if method == "faithful" else QuantizationConfig(method=method))
     manifest = json.loads((bundle_copy / MANIFEST_NAME).read_text())
     assert "int8" not in manifest["models"] and "model.int8.onnx" not in manifest["files"]
     assert not (bundle_copy / "model.int8.onnx").exists()

@@ -44,7 +44,7 @@ def test_inference_commands_run_on_the_slim_install(runtime_venv, tmp_path, seqc
     bundle = shutil.copytree(seqcls_bundle, tmp_path / "bundle")
     quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     info = slim(runtime_venv, "info", str(bundle))
-    assert info.returncode == 0 and "int8         kept: dynamic" in info.stdout, info.stderr
+    assert info.returncode == 0 and "int8         kept: faithful (batch-invariant)" in info.stdout, info.stderr
     predicted = slim(runtime_venv, "predict", str(bundle), "Guten Morgen", "صباح الخير")
     assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == 2, predicted.stderr
     verified = slim(runtime_venv, "verify", str(bundle))

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..bundle import TASKS, QuantizationConfig
+from ..bundle import DEFAULT_MIN_AGREEMENT, TASKS, QuantizationConfig
 from ..progress import Progress
 from ..runtime import load
 from ..textdata import TextSet, builtin_sample, load_textset
@@ -46,14 +46,15 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
 
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--method", type=click.Choice(["dynamic", "faithful"]), default=DEFAULTS.method, show_default=True,
-              help="dynamic: ONNX Runtime's, one activation scale per batch; faithful: one per token, "
-                   "batch-invariant.")
+@click.option("--method", type=click.Choice(["faithful", "dynamic"]), default=DEFAULTS.method, show_default=True,
+              help="faithful: one activation scale per token, calibrated, batch-invariant; dynamic: ONNX Runtime's, "
+                   "one scale per batch (faster to make, less faithful, results depend on batch-mates).")
 @click.option("--preset", type=click.Choice(["auto", "avx512-vnni", "avx-vnni", "avx2", "arm64"]),
               default=DEFAULTS.preset, show_default=True, help="auto detects this CPU.")
 @click.option("--data", type=click.Path(exists=True), default=None, help=DATA_HELP)
-@click.option("--min-agreement", type=float, default=DEFAULTS.min_agreement, show_default=True,
-              help="Least top-1 agreement with FP32 in every language (label tasks).")
+@click.option("--min-agreement", type=float, default=None,
+              help="Least top-1 agreement with FP32 in every language (label tasks); default "
+                   + ", ".join(f"{v} for {k}" for k, v in DEFAULT_MIN_AGREEMENT.items()) + ".")
 @click.option("--min-cosine", type=float, default=DEFAULTS.min_cosine, show_default=True,
               help="Least cosine to the FP32 embedding for any text (embedding bundles).")
 @click.option("--per-channel/--no-per-channel", default=DEFAULTS.per_channel, show_default=True,
