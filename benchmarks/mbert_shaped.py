@@ -1,9 +1,12 @@
 """Build the mBERT-shaped stand-in checkpoint: bert-base-multilingual-cased's exact shape with random
 weights, a 3-label classification head, and the real mBERT vocabulary from ../shared/data/mbert_vocab.
+`--architecture xlm-roberta` builds xlm-roberta-base's shape instead (250,002-row table, positions after
+the padding index, no token types) with a SentencePiece Unigram tokenizer trained on the Tatoeba sentences
+and filled up with unused pieces to 250,002: right for size and speed, not for tokenization.
 
-    python benchmarks/mbert_shaped.py [--out ~/.cache/mbert-edge/mbert-shaped]
+    python benchmarks/mbert_shaped.py [--architecture bert|xlm-roberta] [--out ~/.cache/mbert-edge/mbert-shaped]
 
-No multilingual weights can be downloaded here; this model is right for size, speed and tokenizer
+No multilingual weights can be downloaded here; these models are right for size, speed and tokenizer
 behaviour, not for accuracy (use the fine-tuned MiniLM for that).
 """
 from __future__ import annotations
@@ -15,30 +18,63 @@ import click
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VOCAB = REPO.parent / "shared" / "data" / "mbert_vocab" / "vocab.txt"
+TATOEBA = REPO.parent / "shared" / "data" / "tatoeba"
 DEFAULT_OUT = Path.home() / ".cache" / "mbert-edge" / "mbert-shaped"
 LABELS = ["negative", "neutral", "positive"]
+XLMR_ROWS = 250_002
+XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0-3, as in xlm-roberta-base
+
+
+def unigram_tokenizer_json(rows: int) -> str:
+    """A Unigram tokenizer trained on Tatoeba (XLM-R's pre-tokenizer and frame), padded to `rows` pieces with
+    unused fillers scored below every real piece."""
+    import json as json_
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    tokenizer = Tokenizer(models.Unigram())
+    tokenizer.normalizer = normalizers.NFKC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+    tokenizer.decoder = decoders.Metaspace()
+    lines = [line for path in sorted(TATOEBA.glob("*.txt")) for line in path.read_text(encoding="utf-8").splitlines()]
+    tokenizer.train_from_iterator(lines, trainers.UnigramTrainer(vocab_size=60_000, special_tokens=XLMR_SPECIALS,
+                                                                 unk_token="<unk>"))
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    data = json_.loads(tokenizer.to_str())
+    vocab = data["model"]["vocab"]
+    lowest = min(score for _, score in vocab)
+    vocab += [[f"\u2581<unused{i}>", lowest - 1.0] for i in range(rows - len(vocab))]
+    return json_.dumps(data, ensure_ascii=False)
 
 
 @click.command()
 @click.option("--vocab", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEFAULT_VOCAB)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-def main(vocab: Path, out: Path, seed: int) -> None:
+@click.option("--architecture", type=click.Choice(["bert", "xlm-roberta"]), default="bert", show_default=True)
+def main(vocab: Path, out: Path, seed: int, architecture: str) -> None:
     import torch
-    from transformers import BertConfig, BertForSequenceClassification
+    import transformers
 
     if (out / "config.json").exists():
         click.echo(f"cached: {out}")
         return
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=119547, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                        intermediate_size=3072, num_labels=3, id2label=dict(enumerate(LABELS)),
-                        label2id={l: i for i, l in enumerate(LABELS)}, architectures=["BertForSequenceClassification"])
-    model = BertForSequenceClassification(config)
+    shape = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, num_labels=3,
+                 id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
     out.mkdir(parents=True, exist_ok=True)
+    if architecture == "bert":
+        config = transformers.BertConfig(vocab_size=119547, architectures=["BertForSequenceClassification"], **shape)
+        (out / "vocab.txt").write_bytes(vocab.read_bytes())
+        (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "model_max_length": 512}))
+    else:
+        config = transformers.XLMRobertaConfig(
+            vocab_size=XLMR_ROWS, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
+            eos_token_id=2, architectures=["XLMRobertaForSequenceClassification"], **shape)
+        (out / "tokenizer.json").write_text(unigram_tokenizer_json(XLMR_ROWS), encoding="utf-8")
+        (out / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
+    model = getattr(transformers, config.architectures[0])(config)
     model.save_pretrained(out)
-    (out / "vocab.txt").write_bytes(vocab.read_bytes())
-    (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "model_max_length": 512}))
     click.echo(f"wrote {out}")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from mbert_edge.errors import ExportError
 
-from .tasks import ARCHITECTURE_TASKS, POOLING_MODES, SUPPORTED_MODEL_TYPES, TASKS, TaskSpec
+from .tasks import ARCHITECTURE_TASKS, ARCHITECTURES, POOLING_MODES, TASKS, Architecture, TaskSpec
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
@@ -18,12 +18,18 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 @dataclass
 class Checkpoint:
-    """A checkpoint folder with its parsed config and the task chosen for export."""
+    """A checkpoint folder with its parsed config, its architecture and the task chosen for export."""
 
     path: Path
     config: Any  # transformers.PretrainedConfig
+    family: Architecture
     task: TaskSpec
     pooling: str | None
+
+    @property
+    def head_class(self) -> str:
+        """The transformers class that carries the task's head."""
+        return self.family.heads[self.task.name]
 
     @property
     def architecture(self) -> str:
@@ -82,11 +88,11 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
     except Exception as exc:
         raise ExportError(f"{path / 'config.json'} could not be read ({exc})") from exc
     architectures = getattr(config, "architectures", None) or []
-    if config.model_type not in SUPPORTED_MODEL_TYPES:
+    if config.model_type not in ARCHITECTURES:
         found = architectures[0] if architectures else config.model_type
         raise ExportError(
-            f"{path} is a {found} (model_type '{config.model_type}'); mbert-edge exports BERT-family encoders "
-            f"(model_type 'bert': {', '.join(ARCHITECTURE_TASKS)})"
+            f"{path} is a {found} (model_type '{config.model_type}'); mbert-edge exports the encoders of "
+            f"model_type {', '.join(ARCHITECTURES)}"
         )
     if task == "auto":
         known = [ARCHITECTURE_TASKS[a] for a in architectures if a in ARCHITECTURE_TASKS]
@@ -101,7 +107,7 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise ExportError(f"{path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); pass a complete checkpoint folder")
     pooling = _pooling_mode(path) if task == "feature-extraction" else None
-    return Checkpoint(path, config, TASKS[task], pooling)
+    return Checkpoint(path, config, ARCHITECTURES[config.model_type], TASKS[task], pooling)
 
 
 def load_model(checkpoint: Checkpoint, labels: list[str] | None = None) -> Any:
@@ -124,11 +130,11 @@ def load_model(checkpoint: Checkpoint, labels: list[str] | None = None) -> Any:
         # design, so transformers' load report (a "MISSING" table) would only alarm.
         torch.manual_seed(0)
         transformers.logging.set_verbosity_error()
-    head_class = getattr(transformers, checkpoint.task.head_class)
+    head_class = getattr(transformers, checkpoint.head_class)
     try:
         model = head_class.from_pretrained(checkpoint.path, attn_implementation="eager", **extra)
     except Exception as exc:
-        raise ExportError(f"could not load {checkpoint.path} as {checkpoint.task.head_class}: {exc}") from exc
+        raise ExportError(f"could not load {checkpoint.path} as {checkpoint.head_class}: {exc}") from exc
     finally:
         transformers.logging.set_verbosity(verbosity)
     return model.eval()

@@ -6,6 +6,7 @@ from pathlib import Path
 from mbert_edge.errors import MbertEdgeError
 
 from .cls_row import keep_cls_row
+from .position_embedding import fuse_position_embeddings
 
 
 class FusionError(MbertEdgeError):
@@ -45,6 +46,8 @@ def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: i
     # opt_level 0: only the portable Python fusions; hardware-specific rewrites happen at session load.
     optimized = optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
                                optimization_options=FusionOptions("bert"), opt_level=0)
+    if not optimized.get_nodes_by_op_type("EmbedLayerNormalization"):
+        fuse_position_embeddings(optimized)  # RoBERTa-family embeddings, which ONNX Runtime leaves unfused
     counts = contract_counts(optimized.get_fused_operator_statistics(), len(optimized.model.graph.node))
     gaps = contract_gaps(counts, layers)
     if gaps and not allow_partial:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -11,14 +10,8 @@ from .checkpoint import Checkpoint
 from .tasks import INPUT_AXES
 
 
-def graph_inputs(config: Any) -> list[str]:
-    """`token_type_ids` only for models with more than one segment type."""
-    names = ["input_ids", "attention_mask"]
-    return names + ["token_type_ids"] if getattr(config, "type_vocab_size", 0) > 1 else names
-
-
 class ExportWrapper(torch.nn.Module):
-    """The exported function: positional inputs in `graph_inputs` order, one output tensor."""
+    """The exported function: positional inputs in the architecture's order, one output tensor."""
 
     def __init__(self, model: torch.nn.Module, checkpoint: Checkpoint, input_names: list[str]) -> None:
         super().__init__()

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import onnxruntime as ort
 from tokenizers import Tokenizer
@@ -17,7 +16,7 @@ from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
 from .checkpoint import inspect, load_model
 from .fusion import contract_gaps, fuse
-from .graph import ExportWrapper, export_onnx, graph_inputs
+from .graph import ExportWrapper, export_onnx
 from .parity import parity_report
 from .staging import check_output, staged_folder
 from .storage import store_model
@@ -40,8 +39,7 @@ def parity_texts(data: str | Path | None) -> TextSet:
     return TextSet({**sample.texts, **{f"data:{k}": v for k, v in extra.texts.items()}})
 
 
-def _max_length(requested: int | None, config: Any, tokenizer_max: int | None) -> int:
-    limit = config.max_position_embeddings
+def _max_length(requested: int | None, limit: int, tokenizer_max: int | None) -> int:
     if requested is not None:
         if not 2 <= requested <= limit:
             raise ExportError(f"--max-length {requested} is outside 2..{limit} (the model's position embeddings)")
@@ -76,11 +74,11 @@ def export_bundle(
     check_output(output, force)
     texts = parity_texts(data)
     checkpoint = inspect(model, task)
-    tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path)
-    length = _max_length(max_length, checkpoint.config, tokenizer_max)
-    with progress.step(f"loading {checkpoint.path.name} as {checkpoint.task.head_class}"):
+    tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config)
+    length = _max_length(max_length, checkpoint.family.max_positions(checkpoint.config), tokenizer_max)
+    with progress.step(f"loading {checkpoint.path.name} as {checkpoint.head_class}"):
         torch_model = load_model(checkpoint, labels)
-    input_names = graph_inputs(torch_model.config)
+    input_names = checkpoint.family.inputs(torch_model.config)
     wrapper = ExportWrapper(torch_model, checkpoint, input_names).eval()
     config = torch_model.config
 

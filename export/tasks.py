@@ -1,16 +1,16 @@
-"""What each task exports, described as data (after Optimum's exporter configs, much smaller)."""
+"""What each task and each architecture exports, described as data (after Optimum's exporter configs, much
+smaller): adding an architecture is one `Architecture` entry plus its tests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One exportable task (one of `mbert_edge.bundle.TASKS`): the transformers class that carries its head,
-    and the graph's output."""
+    """One exportable task (one of `mbert_edge.bundle.TASKS`) and the graph's output."""
 
     name: str
-    head_class: str
     output_name: str
     output_axes: dict[int, str]
 
@@ -18,15 +18,60 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in (
-        TaskSpec("sequence-classification", "BertForSequenceClassification", "logits", {0: "batch"}),
-        TaskSpec("token-classification", "BertForTokenClassification", "logits", {0: "batch", 1: "sequence"}),
-        TaskSpec("feature-extraction", "BertModel", "embeddings", {0: "batch"}),
+        TaskSpec("sequence-classification", "logits", {0: "batch"}),
+        TaskSpec("token-classification", "logits", {0: "batch", 1: "sequence"}),
+        TaskSpec("feature-extraction", "embeddings", {0: "batch"}),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One transformers `model_type`: the class carrying each task's head (feature extraction is the bare
+    model, pooled as its sentence-transformers folder says), whether it takes `token_type_ids`, and where
+    its position ids start.
+
+    `positions_after_padding`: RoBERTa-family models number real tokens from `pad_token_id + 1` (padding
+    keeps the padding index), so they hold `max_position_embeddings - pad_token_id - 1` tokens. The fusion
+    contract is the same for all: ONNX Runtime's BERT optimizer (`model_type="bert"`) fuses each layer's
+    attention, both skip LayerNorms and the GELU, and the embedding LayerNorm (fusion.py)."""
+
+    model_type: str
+    heads: dict[str, str]
+    token_types: bool = True
+    positions_after_padding: bool = False
+
+    def inputs(self, config: Any) -> list[str]:
+        """The graph's inputs: `token_type_ids` only for models that take them and have more than one type."""
+        names = ["input_ids", "attention_mask"]
+        takes_types = self.token_types and getattr(config, "type_vocab_size", 0) > 1
+        return names + ["token_type_ids"] if takes_types else names
+
+    def max_positions(self, config: Any) -> int:
+        """How many tokens the position embeddings hold."""
+        if self.positions_after_padding:
+            return config.max_position_embeddings - config.pad_token_id - 1
+        return config.max_position_embeddings
+
+
+def _heads(prefix: str) -> dict[str, str]:
+    return {"sequence-classification": f"{prefix}ForSequenceClassification",
+            "token-classification": f"{prefix}ForTokenClassification",
+            "feature-extraction": f"{prefix}Model"}
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    spec.model_type: spec
+    for spec in (
+        Architecture("bert", _heads("Bert")),
+        Architecture("distilbert", _heads("DistilBert"), token_types=False),
+        Architecture("roberta", _heads("Roberta"), positions_after_padding=True),
+        Architecture("xlm-roberta", _heads("XLMRoberta"), positions_after_padding=True),
     )
 }
 
 # `--task auto`: the checkpoint's `architectures` entry decides.
-ARCHITECTURE_TASKS = {spec.head_class: spec.name for spec in TASKS.values()}
+ARCHITECTURE_TASKS = {head: task for spec in ARCHITECTURES.values() for task, head in spec.heads.items()}
 
-SUPPORTED_MODEL_TYPES = ("bert",)
 INPUT_AXES = {0: "batch", 1: "sequence"}
 POOLING_MODES = ("mean", "cls", "max")

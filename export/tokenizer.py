@@ -1,5 +1,6 @@
-"""The bundle's `tokenizer.json`: the checkpoint's fast tokenizer with its own padding and truncation
-cleared (the runtime sets both), or one built from `vocab.txt` with the checkpoint's normalisation."""
+"""The bundle's `tokenizer.json`: the checkpoint's fast tokenizer (WordPiece, SentencePiece Unigram or BPE) with
+its own padding and truncation cleared (the runtime sets both), or one built from `vocab.txt` with the
+checkpoint's normalisation; and its special tokens, read from the checkpoint rather than assumed."""
 from __future__ import annotations
 
 import json
@@ -13,6 +14,8 @@ from mbert_edge.bundle import SpecialToken
 from mbert_edge.errors import ExportError
 
 SPECIAL_DEFAULTS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]"}
+# The same roles in SentencePiece/BPE vocabularies (XLM-R, RoBERTa), tried when nothing names them.
+SPECIAL_ALTERNATIVES = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>"}
 
 
 def _tokenizer_config(path: Path) -> dict[str, Any]:
@@ -43,7 +46,22 @@ def _token(config: dict[str, Any], role: str) -> str:
     return value["content"] if isinstance(value, dict) else value
 
 
-def build_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, SpecialToken], int | None]:
+def _special_token(tokenizer: Tokenizer, role: str, config: dict[str, Any], model_config: Any) -> str | None:
+    """A role's token: as tokenizer_config.json names it; else, for [CLS]/[SEP], what the tokenizer's own
+    post-processor puts around a text; for padding, the model config's `pad_token_id`; else the usual names."""
+    if f"{role}_token" in config:
+        return _token(config, role)
+    frame = tokenizer.encode("").ids  # the post-processor's frame around an empty text: [CLS] [SEP], <s> </s>
+    if role in ("cls", "sep") and len(frame) >= 2:
+        return tokenizer.id_to_token(frame[0 if role == "cls" else -1])
+    pad_id = getattr(model_config, "pad_token_id", None)
+    if role == "pad" and pad_id is not None and tokenizer.id_to_token(pad_id) is not None:
+        return tokenizer.id_to_token(pad_id)
+    return next((t for t in (SPECIAL_DEFAULTS[role], SPECIAL_ALTERNATIVES[role]) if tokenizer.token_to_id(t) is not None),
+                None)
+
+
+def build_tokenizer(path: Path, model_config: Any = None) -> tuple[Tokenizer, dict[str, SpecialToken], int | None]:
     """(tokenizer without padding/truncation, special tokens with ids, the checkpoint's trained length)."""
     config = _tokenizer_config(path)
     if (path / "tokenizer.json").is_file():
@@ -56,10 +74,11 @@ def build_tokenizer(path: Path) -> tuple[Tokenizer, dict[str, SpecialToken], int
     tokenizer.no_truncation()
     special = {}
     for role in SPECIAL_DEFAULTS:
-        token = _token(config, role)
-        token_id = tokenizer.token_to_id(token)
+        token = _special_token(tokenizer, role, config, model_config)
+        token_id = None if token is None else tokenizer.token_to_id(token)
         if token_id is None:
-            raise ExportError(f"the tokenizer in {path} has no {role} token {token!r}; fix tokenizer_config.json")
+            raise ExportError(f"the tokenizer in {path} has no {role} token ({token or 'none named in tokenizer_config.json'}"
+                              f"); name it as {role}_token in tokenizer_config.json")
         special[role] = SpecialToken(token, token_id)
     return tokenizer, special, _trained_length(path, config)
 

@@ -43,10 +43,13 @@ def embedding_layer(r: GraphBuilder, node: onnx.NodeProto, inits: dict[str, np.n
         scales = r.node("Gather", [r.constant(f"{p}.word_scale", row_scale.astype(np.float32)[:, None]), ids],
                         f"{p}.row_scale")
         word = r.node("Mul", [r.node("Cast", [rows], f"{p}.rows_f", to=TensorProto.FLOAT), scales], f"{p}.word")
-    length = r.node("Gather", [r.node("Shape", [ids], f"{p}.shape"),
-                               r.constant("faithful.i1", np.array(1, np.int64))], f"{p}.length")
-    index = r.node("Range", [r.constant("faithful.i0", np.array(0, np.int64)), length,
-                             r.constant("faithful.i1", np.array(1, np.int64))], f"{p}.positions")
+    if len(node.input) > 8 and node.input[8]:  # the graph's own position ids (RoBERTa family)
+        index = node.input[8]
+    else:  # 0, 1, ... per sequence
+        length = r.node("Gather", [r.node("Shape", [ids], f"{p}.shape"),
+                                   r.constant("faithful.i1", np.array(1, np.int64))], f"{p}.length")
+        index = r.node("Range", [r.constant("faithful.i0", np.array(0, np.int64)), length,
+                                 r.constant("faithful.i1", np.array(1, np.int64))], f"{p}.positions")
     total = r.node("Add", [word, r.node("Gather", [positions, index], f"{p}.pos")], f"{p}.word_pos")
     if segments and segment_table:
         total = r.node("Add", [total, r.node("Gather", [segment_table, segments], f"{p}.seg")], f"{p}.sum")

@@ -1,9 +1,10 @@
 """`mbert-edge trim`: drop vocabulary entries an app's languages never produce, with the same outputs.
 
-WordPiece matches the longest vocabulary piece that is a substring of a word. A piece made only of
-characters from the kept scripts (plus Common and Inherited: digits, punctuation, symbols, combining
-marks) is the only kind such text can ever match, so keeping exactly those pieces leaves its tokenization,
-and so the model's outputs, unchanged. The embedding rows of dropped pieces go from every ONNX model in
+WordPiece matches the longest vocabulary piece that is a substring of a word; SentencePiece's Unigram picks
+the best-scoring split of the text into pieces that are its substrings (with ▁ for spaces). Either way, a
+piece made only of characters from the kept scripts (plus Common and Inherited: digits, punctuation,
+symbols, combining marks, ▁) is the only kind such text can ever match, so keeping exactly those pieces
+(with their scores) leaves its tokenization, and so the model's outputs, unchanged. The embedding rows of dropped pieces go from every ONNX model in
 the bundle, FP32 and INT8 alike: gathering rows of an already quantized table is exact, so INT8 outputs
 stay identical too (re-quantizing would change the per-tensor scale).
 """
@@ -29,6 +30,7 @@ from mbert_edge.export.staging import staged_folder
 from mbert_edge.export.storage import save_model
 from mbert_edge.textdata import TextSet
 
+WORD_START = "\u2581"  # SentencePiece's ▁, itself of the Common script
 ALWAYS = ("Common", "Inherited")  # digits, punctuation, symbols, combining marks: shared by every script
 
 # Scripts the corpus mode looks for (those mBERT's vocabulary covers); Common/Inherited are always kept.
@@ -40,7 +42,7 @@ _SCRIPT_CHARS = {name: regex.compile(rf"\p{{Script={name}}}") for name in _SCRIP
 
 
 class TrimError(MbertEdgeError):
-    """A trim request that cannot be carried out (unknown script, bundle without a WordPiece vocabulary)."""
+    """A trim request that cannot be carried out (unknown script, a BPE vocabulary)."""
 
 
 def script_pattern(scripts: Iterable[str]) -> regex.Pattern:
@@ -57,17 +59,21 @@ def script_pattern(scripts: Iterable[str]) -> regex.Pattern:
 
 
 def piece_text(token: str, prefix: str) -> str:
-    """The characters a vocabulary piece matches in text ("##ing" -> "ing")."""
+    """The characters a vocabulary piece matches in a word ("##ing" -> "ing", "▁word" -> "word")."""
     return token[len(prefix):] if prefix and token.startswith(prefix) and token != prefix else token
 
 
-def wordpiece_vocab(tokenizer_json: dict[str, Any]) -> tuple[dict[str, int], str]:
-    """(token -> id, continuation prefix) of a WordPiece tokenizer.json; other models cannot be trimmed."""
+def piece_vocab(tokenizer_json: dict[str, Any]) -> tuple[dict[str, int], str]:
+    """(piece -> id, the marker piece_text strips: WordPiece's continuation prefix, Unigram's ▁ word start)
+    of a WordPiece or Unigram tokenizer.json. BPE cannot be trimmed this way: its merges build pieces from
+    other pieces, so dropping one can change how the kept ones are reached."""
     model = tokenizer_json["model"]
-    if model.get("type") != "WordPiece":
-        raise TrimError(f"the bundle's tokenizer is {model.get('type')}, not WordPiece; only BERT "
-                        "WordPiece vocabularies can be trimmed")
-    return model["vocab"], model.get("continuing_subword_prefix", "##")
+    if model.get("type") == "WordPiece":
+        return model["vocab"], model.get("continuing_subword_prefix", "##")
+    if model.get("type") == "Unigram":
+        return {piece: i for i, (piece, _score) in enumerate(model["vocab"])}, WORD_START
+    raise TrimError(f"the bundle's tokenizer is {model.get('type')}; only WordPiece (BERT, DistilBERT) and "
+                    "SentencePiece Unigram (XLM-R) vocabularies can be trimmed")
 
 
 def special_ids(tokenizer_json: dict[str, Any]) -> set[int]:
@@ -77,7 +83,7 @@ def special_ids(tokenizer_json: dict[str, Any]) -> set[int]:
 
 def keep_by_scripts(tokenizer_json: dict[str, Any], scripts: list[str]) -> list[int]:
     """Ids of the pieces made only of the named scripts' characters, plus specials, in id order."""
-    vocab, prefix = wordpiece_vocab(tokenizer_json)
+    vocab, prefix = piece_vocab(tokenizer_json)
     pattern = script_pattern(scripts)
     kept = special_ids(tokenizer_json)
     kept.update(i for token, i in vocab.items() if pattern.fullmatch(piece_text(token, prefix)))
@@ -96,7 +102,7 @@ def keep_by_corpus(tokenizer: Tokenizer, tokenizer_json: dict[str, Any], texts: 
     """Ids used at least `min_count` times when tokenizing `texts`, plus specials, plus every
     single-character piece (bare and continuation) of the scripts the corpus is written in, so that any
     text in those scripts still tokenizes (in smaller pieces rather than [UNK]). Also the scripts found."""
-    vocab, prefix = wordpiece_vocab(tokenizer_json)
+    vocab, prefix = piece_vocab(tokenizer_json)
     counts: Counter[int] = Counter()
     for encoding in tokenizer.encode_batch(texts, add_special_tokens=False):
         counts.update(encoding.ids)
@@ -112,13 +118,18 @@ def trimmed_tokenizer_json(tokenizer_json: dict[str, Any], kept: list[int]) -> d
     """The tokenizer with only the `kept` ids, renumbered 0..len(kept)-1 in their original order."""
     new_id = {old: new for new, old in enumerate(kept)}
     data = json.loads(json.dumps(tokenizer_json))  # a deep copy
-    vocab, _ = wordpiece_vocab(data)
-    data["model"]["vocab"] = {token: new_id[i] for token, i in sorted(vocab.items(), key=lambda kv: kv[1])
-                              if i in new_id}
+    model = data["model"]
+    if model["type"] == "Unigram":  # a list of [piece, score]: the id is the position
+        model["vocab"] = [model["vocab"][i] for i in kept]
+        if model.get("unk_id") is not None:
+            model["unk_id"] = new_id[model["unk_id"]]
+    else:
+        vocab, _ = piece_vocab(data)
+        model["vocab"] = {token: new_id[i] for token, i in sorted(vocab.items(), key=lambda kv: kv[1]) if i in new_id}
     for token in data.get("added_tokens", []):
         token["id"] = new_id[token["id"]]
     processor = data.get("post_processor") or {}
-    for key in ("cls", "sep"):  # BertProcessing: ["[CLS]", 101]
+    for key in ("cls", "sep"):  # BertProcessing, RobertaProcessing: ["[CLS]", 101]
         if key in processor:
             processor[key][1] = new_id[processor[key][1]]
     for step in [processor, *processor.get("processors", [])]:  # TemplateProcessing, alone or in a Sequence

@@ -24,12 +24,12 @@ def test_export_missing_folder(tmp_path):
     assert_one_line_error(result, "does not exist")
 
 
-def test_export_non_bert(tmp_path):
-    folder = tmp_path / "roberta"
+def test_export_unsupported_architecture(tmp_path):
+    folder = tmp_path / "gpt2"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "roberta", "architectures": ["RobertaModel"]}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"]}))
     result = run_cli("export", str(folder), str(tmp_path / "out"))
-    assert_one_line_error(result, "RobertaModel", "model_type 'roberta'", "BERT-family")
+    assert_one_line_error(result, "GPT2LMHeadModel", "model_type 'gpt2'", "bert, distilbert, roberta, xlm-roberta")
 
 
 def test_export_hub_id_offline(tmp_path):

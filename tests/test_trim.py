@@ -42,7 +42,8 @@ def tokens_back(source: Path, trimmed_bundle: Path, texts: list[str]) -> list[li
     """Trimmed token ids mapped back, through their token strings, to the original vocabulary's ids."""
     trimmed = Tokenizer.from_file(str(trimmed_bundle / "tokenizer.json"))
     original = Tokenizer.from_file(str(source / "tokenizer.json")).get_vocab()
-    return [[original[t] for t in e.tokens] for e in trimmed.encode_batch(texts)]
+    back = {new: original[piece] for piece, new in trimmed.get_vocab().items()}
+    return [[back[i] for i in e.ids] for e in trimmed.encode_batch(texts)]
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +136,38 @@ def test_mbert_vocab_latin_trim_on_tatoeba(tmp_path, mbert_vocab_checkpoint):
             b = Classifier(trimmed).logits(latin[:100])
             assert np.array_equal(a, b), file.name
     assert checked > 10_000
+
+
+@pytest.mark.parametrize("mode", ["scripts", "corpus"])
+def test_unigram_vocabulary_trims_exactly(tmp_path, mode):
+    """XLM-R's SentencePiece (Unigram) vocabulary: the kept pieces keep their scores, so text in the kept
+    scripts (--scripts) or seen in the corpus (--corpus) splits into the same pieces and scores identically,
+    FP32 and faithful INT8 alike."""
+    from families import write_family_checkpoint
+    from mbert_edge.export import export_bundle
+
+    checkpoint = write_family_checkpoint(tmp_path / "checkpoint", "xlm-roberta", "sequence-classification")
+    source = export_bundle(str(checkpoint), tmp_path / "bundle").path
+    quantize_bundle(source, QuantizationConfig(min_agreement=0.0))
+    latin_sample = [s for s in SAMPLE if LATIN.fullmatch(s)]
+    if mode == "scripts":
+        selector = ["--scripts", "latin"]
+        vocab_chars = [t for t in Tokenizer.from_file(str(source / "tokenizer.json")).get_vocab() if len(t) == 1]
+        texts = latin_sample + random_latin_texts([c for c in vocab_chars if LATIN.fullmatch(c)], latin_sample, 300)
+    else:
+        corpus = tmp_path / "corpus.txt"
+        corpus.write_text("\n".join(latin_sample), encoding="utf-8")
+        selector = ["--corpus", str(corpus), "--holdout", "0"]
+        texts = latin_sample
+    trimmed = tmp_path / "trimmed"
+    result = run_cli("trim", str(source), str(trimmed), *selector)
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((trimmed / "mbert_edge.json").read_text())
+    assert manifest["vocab_size"] < json.loads((source / "mbert_edge.json").read_text())["vocab_size"]
+    assert manifest["special_tokens"]["pad"] == {"token": "<pad>", "id": 1}  # <s> <pad> </s> <unk> come first
+    before = Tokenizer.from_file(str(source / "tokenizer.json")).encode_batch(texts)
+    assert tokens_back(source, trimmed, texts) == [e.ids for e in before]
+    for precision in ("fp32", "int8"):
+        a = Classifier(source, precision).logits(texts, batch_size=16)
+        b = Classifier(trimmed, precision).logits(texts, batch_size=16)
+        np.testing.assert_allclose(a, b, atol=1e-6)

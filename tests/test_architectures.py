@@ -1,0 +1,175 @@
+"""Every supported architecture (DistilBERT, RoBERTa, XLM-R; BERT is everywhere else) through every step:
+export with `--task auto` -> fusion contract -> parity -> quantize (both methods) -> runtime, for every
+task, on tiny random models with the tokenizer kind each ships with (WordPiece, byte-level BPE, Unigram)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from families import write_family_checkpoint
+from mbert_edge import Classifier, Embedder, TokenClassifier
+from mbert_edge.bundle import TASKS, Bundle
+from mbert_edge.runtime.entities import AGGREGATIONS
+from mbert_edge.textdata import builtin_sample
+from test_token_classifier import TEXTS as NER_TEXTS
+from test_token_classifier import assert_same_entities, pipeline_entities
+
+FAMILIES = ["distilbert", "roberta", "xlm-roberta"]
+CLASSES = {"sequence-classification": Classifier, "token-classification": TokenClassifier,
+           "feature-extraction": Embedder}
+TEXTS = [s for group in builtin_sample().texts.values() for s in group[:1]] + ["Zürich 🙂 und 東京", "a"]
+SPECIALS = {"distilbert": ("[CLS]", "[SEP]", "[PAD]"), "roberta": ("<s>", "</s>", "<pad>"),
+            "xlm-roberta": ("<s>", "</s>", "<pad>"), "bert": ("<s>", "</s>", "<pad>")}
+# Every architecture with every task, and BERT with XLM-R's Unigram tokenizer as a sentence encoder.
+CASES = [(family, task) for family in FAMILIES for task in TASKS] + [("bert", "feature-extraction")]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(checkpoint, bundle) per (model_type, task), built and exported once with `--task auto`."""
+    from mbert_edge.export import export_bundle
+
+    made: dict[tuple[str, str], tuple[Path, Path]] = {}
+
+    def get(model_type: str, task: str) -> tuple[Path, Path]:
+        if (model_type, task) not in made:
+            root = tmp_path_factory.mktemp(f"{model_type}-{task}")
+            checkpoint = write_family_checkpoint(root / "checkpoint", model_type, task)
+            made[model_type, task] = checkpoint, export_bundle(str(checkpoint), root / "bundle").path
+        return made[model_type, task]
+
+    return get
+
+
+def torch_outputs(checkpoint: Path, task: str, texts: list[str]) -> tuple[np.ndarray, list[list[int]]]:
+    """transformers' own tokenizer and model on a padded batch: (outputs at real tokens / pooled, token ids)."""
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.pad_token = tokenizer.pad_token or "<pad>"  # the RoBERTa folder names no special tokens
+    model = transformers.AutoModel.from_pretrained(checkpoint, attn_implementation="eager") \
+        if task == "feature-extraction" else \
+        getattr(transformers, f"AutoModelFor{'Sequence' if task == 'sequence-classification' else 'Token'}Classification") \
+        .from_pretrained(checkpoint, attn_implementation="eager")
+    batch = tokenizer(texts, padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        output = model.eval()(**batch)
+    mask = batch["attention_mask"].bool()
+    if task == "feature-extraction":
+        hidden = output.last_hidden_state * mask.unsqueeze(-1)
+        return (hidden.sum(1) / mask.sum(1, keepdim=True)).numpy(), []
+    ids = [row[m].tolist() for row, m in zip(batch["input_ids"], mask)]
+    if task == "token-classification":
+        return np.concatenate([row[m].numpy() for row, m in zip(output.logits, mask)]), ids
+    return output.logits.numpy(), ids
+
+
+@pytest.mark.parametrize("model_type, task", CASES)
+def test_export_quantize_and_run(exported, tmp_path, model_type, task):
+    checkpoint, bundle = exported(model_type, task)
+    manifest = Bundle.open(bundle).manifest
+    assert manifest.task == task  # --task auto read `architectures`
+    # DistilBERT and the RoBERTa family take no token_type_ids; BERT does with two types
+    assert manifest.inputs == ["input_ids", "attention_mask"] + (["token_type_ids"] if model_type == "bert" else [])
+    assert manifest.optimization.contract_holds
+    assert {k: v for k, v in manifest.optimization.fused_operators.items() if k != "nodes"} == {
+        "Attention": 2, "SkipLayerNormalization": 4, "EmbedLayerNormalization": 1, "Gelu": 2}
+    assert manifest.export.parity.max_abs_diff <= 1e-4 and manifest.optimization.parity.max_abs_diff <= 1e-4
+    cls, sep, pad = SPECIALS[model_type]
+    assert (manifest.special_tokens["cls"].token, manifest.special_tokens["sep"].token,
+            manifest.special_tokens["pad"].token) == (cls, sep, pad)
+    assert manifest.max_length == 128  # RoBERTa family: 130 positions - padding index 1 - 1; BERT: its tokenizer's
+
+    # The runtime (FP32) against transformers' tokenizer and model, on a padded batch.
+    fp32 = CLASSES[task](bundle, precision="fp32")
+    expected, ids = torch_outputs(checkpoint, task, TEXTS)
+    if task == "feature-extraction":
+        got = fp32.encode(TEXTS, normalize=False)
+    else:
+        windows = fp32.runner.windows(TEXTS, "head")
+        assert [w[0].ids for w in windows] == ids
+        got = fp32.runner.head_outputs(TEXTS)
+        got = np.concatenate(got) if task == "token-classification" else np.stack(got)
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+    for method in ("faithful", "dynamic"):
+        copy = Path(shutil.copytree(bundle, tmp_path / method))
+        quantize = run_cli("quantize", str(copy), "--method", method, "--min-agreement", "0", "--min-cosine", "0")
+        assert quantize.returncode == 0, quantize.stderr
+        int8 = CLASSES[task](copy)
+        assert int8.precision == "int8"
+        if task == "feature-extraction":
+            cosines = (int8.encode(TEXTS) * fp32.encode(TEXTS)).sum(1)
+            assert cosines.min() > 0.9
+            batched, alone = int8.encode(TEXTS), np.stack([int8.encode(t) for t in TEXTS])
+        else:
+            batched = np.concatenate([np.atleast_2d(x) for x in int8.runner.head_outputs(TEXTS)])
+            alone = np.concatenate([np.atleast_2d(x) for t in TEXTS for x in int8.runner.head_outputs([t])])
+            assert np.abs(batched - np.atleast_2d(got).reshape(batched.shape)).max() < 0.5
+        if method == "faithful":  # batch-invariant on every architecture
+            np.testing.assert_allclose(batched, alone, atol=1e-6)
+        verified = run_cli("verify", str(copy))
+        assert verified.returncode == 0, verified.stderr
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "roberta"])
+def test_ner_on_sentencepiece_and_bpe_agrees_with_hf_pipeline(exported, model_type, aggregation):
+    """Word grouping (SentencePiece's ▁ word starts, byte-level BPE's Ġ) and character offsets as the Hugging
+    Face pipeline gives them, in every script of the sample."""
+    checkpoint, bundle = exported(model_type, "token-classification")
+    actual = TokenClassifier(bundle, precision="fp32").predict(NER_TEXTS, aggregation=aggregation, batch_size=5)
+    expected = pipeline_entities(checkpoint, NER_TEXTS, aggregation)
+    for want, got in zip(expected, actual):
+        assert_same_entities(want, got)
+    assert sum(map(len, actual)) > len(NER_TEXTS)  # the random head does find entities to compare
+
+
+def test_long_text_windows_keep_the_tokenizers_own_frame(exported):
+    """A long text is read in windows, each framed by the tokenizer's <s> ... </s> and within the max length."""
+    _, bundle = exported("xlm-roberta", "sequence-classification")
+    model = Classifier(bundle, precision="fp32")
+    text = " ".join(builtin_sample().texts["deu"] * 40)
+    windows = model.runner.windows([text], "window")[0]
+    assert len(windows) > 2
+    assert all(w.ids[0] == 0 and w.ids[-1] == 2 and len(w.ids) <= model.max_length for w in windows)
+    assert np.isfinite(model.logits(text, truncation="window")).all()
+
+
+def test_a_wrong_position_offset_fails_the_parity_proof(tmp_path, monkeypatch):
+    """RoBERTa's positions start after the padding index; a graph one row off is refused by the parity proof
+    (padded batches of real text), and nothing is written."""
+    from onnx import numpy_helper
+
+    from mbert_edge.errors import ExportError
+    from mbert_edge.export import export_bundle, fusion
+
+    real = fusion.fuse_position_embeddings
+
+    def off_by_one(model):
+        found = real(model)
+        for tensor in model.model.graph.initializer:
+            if tensor.name.endswith("_fused"):
+                table = numpy_helper.to_array(tensor)
+                tensor.CopyFrom(numpy_helper.from_array(np.roll(table, 1, axis=0), tensor.name))
+        return found
+
+    monkeypatch.setattr(fusion, "fuse_position_embeddings", off_by_one)
+    checkpoint = write_family_checkpoint(tmp_path / "checkpoint", "roberta", "sequence-classification")
+    with pytest.raises(ExportError, match="fused ONNX output differs from PyTorch"):
+        export_bundle(str(checkpoint), tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_bench_measures_every_architecture(exported, model_type):
+    _, bundle = exported(model_type, "token-classification")
+    result = run_cli("bench", str(bundle), "--runs", "2", "--max-seconds", "0", "--lengths", "8,32",
+                     "--batch-sizes", "4", "--no-cold-start", "--no-threads")
+    assert result.returncode == 0, result.stderr
+    assert "fp32" in result.stdout and "32" in result.stdout
