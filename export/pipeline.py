@@ -104,9 +104,11 @@ def export_bundle(
         if optimize:
             fused = staging / "model.fused.onnx"
             with progress.step("fusing with ONNX Runtime's BERT optimizer"):
+                contract = checkpoint.family.fusion_contract(config.num_hidden_layers)
                 counts, cls_row = fuse(staging / MODEL_FILE, fused, config.num_attention_heads,
-                                       config.hidden_size, config.num_hidden_layers, allow_partial_fusion)
-            gaps = contract_gaps(counts, config.num_hidden_layers)
+                                       config.hidden_size, config.num_hidden_layers, allow_partial_fusion,
+                                       contract=contract)
+            gaps = contract_gaps(counts, contract)
             if gaps:
                 progress.note(f"warning: partial fusion ({', '.join(gaps)}); the graph is slower than it could be")
             optimization = Optimization(counts, not gaps, cls_row, checked_parity(fused, "fused"))

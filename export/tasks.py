@@ -2,7 +2,7 @@
 smaller): adding an architecture is one `Architecture` entry plus its tests."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -28,18 +28,26 @@ TASKS: dict[str, TaskSpec] = {
 @dataclass(frozen=True)
 class Architecture:
     """One transformers `model_type`: the class carrying each task's head (feature extraction is the bare
-    model, pooled as its sentence-transformers folder says), whether it takes `token_type_ids`, and where
-    its position ids start.
+    model, pooled as its sentence-transformers folder says), whether it takes `token_type_ids`, where its
+    position ids start, and its fusion contract.
 
     `positions_after_padding`: RoBERTa-family models number real tokens from `pad_token_id + 1` (padding
-    keeps the padding index), so they hold `max_position_embeddings - pad_token_id - 1` tokens. The fusion
-    contract is the same for all: ONNX Runtime's BERT optimizer (`model_type="bert"`) fuses each layer's
-    attention, both skip LayerNorms and the GELU, and the embedding LayerNorm (fusion.py)."""
+    keeps the padding index), so they hold `max_position_embeddings - pad_token_id - 1` tokens.
+    `fused_per_layer` / `fused_once`: the operators ONNX Runtime's BERT optimizer (plus our embedding pass,
+    position_embedding.py) must produce per encoder layer and once (fusion.py); all four architectures here
+    fuse alike."""
 
     model_type: str
     heads: dict[str, str]
     token_types: bool = True
     positions_after_padding: bool = False
+    fused_per_layer: dict[str, int] = field(
+        default_factory=lambda: {"Attention": 1, "SkipLayerNormalization": 2, "Gelu": 1})
+    fused_once: dict[str, int] = field(default_factory=lambda: {"EmbedLayerNormalization": 1})
+
+    def fusion_contract(self, layers: int) -> dict[str, int]:
+        """The fused operator counts an L-layer model of this architecture must reach."""
+        return {**{op: n * layers for op, n in self.fused_per_layer.items()}, **self.fused_once}
 
     def inputs(self, config: Any) -> list[str]:
         """The graph's inputs: `token_type_ids` only for models that take them and have more than one type."""
