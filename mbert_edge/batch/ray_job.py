@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from pathlib import Path
 
 # Ray Data resolves each listed path in a thread of its own, and those threads import fsspec's HTTP module at
 # once; without aiohttp that import races and fails one of them now and then ("cannot import name
@@ -14,6 +15,7 @@ os.environ.update(SERIAL_LISTING)
 
 import ray  # noqa: E402
 import ray.data  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
 from ray.data.datasource import FilenameProvider  # noqa: E402
 
 from mbert_edge.runtime.cpus import available_cpus
@@ -21,8 +23,7 @@ from mbert_edge.errors import MbertEdgeError
 from mbert_edge.runtime import load
 
 from mbert_edge.batch.io import input_files, reader_options
-from mbert_edge.batch.job import (DONE_FILE, Job, Summary, describe, kept_columns, part_path, start_output,
-                                  summarize)
+from mbert_edge.batch.job import DONE_FILE, Job, Summary, describe, kept_columns, start_output, summarize
 from mbert_edge.batch.predictor import ray_predictor
 
 READERS = {"parquet": ray.data.read_parquet, "jsonl": ray.data.read_json, "csv": ray.data.read_csv}
@@ -32,10 +33,19 @@ IO_CPUS = 1
 
 class PartNames(FilenameProvider):
     """`part-00000-<write uuid>.parquet`, ... in the order of Ray's write tasks (the input's order, as order is
-    preserved); renamed to `part-00000.parquet`, ... when the run completes."""
+    preserved); renamed to `part-<file>-00000.parquet`, ... when the input file is done."""
 
     def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
         return f"part-{task_index:05d}-{write_uuid}.parquet"
+
+
+def file_parts(output: Path, file_index: int) -> list[Path]:
+    return sorted(output.glob(f"part-{file_index:05d}-*.parquet"))
+
+
+def file_marker(output: Path, file_index: int) -> Path:
+    """Present once every part of input file `file_index` is in OUTPUT (readers skip names starting with _)."""
+    return output / f"_file-{file_index:05d}.done"
 
 
 def connect(address: str | None, workers: int | None, threads: int) -> int:
@@ -56,37 +66,49 @@ def connect(address: str | None, workers: int | None, threads: int) -> int:
 
 def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int) -> Summary:
     """Run `job` on Ray: `workers` actors (default: as many as the cluster's CPUs allow), each reserving
-    `threads` CPUs and running ONNX Runtime with as many threads. Output appears in OUTPUT only once
-    complete; a rerun of an interrupted job runs it again (a finished one is not rerun)."""
+    `threads` CPUs and running ONNX Runtime with as many threads. Input files run one after another, each
+    through one Ray Data pipeline whose parts appear in OUTPUT only once the file is complete: a rerun of an
+    interrupted job skips the files already done and runs the rest (a file is the unit of resumption)."""
     files, fmt = input_files(job.input, job.format)
     probe = load(job.bundle, precision=job.precision, intra_op_threads=1)  # fail here, before starting Ray
     task, precision = probe.task, probe.precision
     del probe
     start_output(job.output, describe(job, task, precision, files, fmt, engine="ray"))
+    done = [index for index in range(len(files)) if file_marker(job.output, index).exists()]
+    skipped = sum(len(file_parts(job.output, index)) for index in done)
     if (job.output / DONE_FILE).exists():
-        return summarize(job.output, 0, len(list(job.output.glob("part-*.parquet"))), 0, 0.0)
+        return summarize(job.output, 0, skipped, 0, 0.0)
     workers = connect(address, workers, threads)
     start = time.perf_counter()
     ray.data.DataContext.get_current().execution_options.preserve_order = True
-    dataset = READERS[fmt]([str(f.resolve()) for f in files], **reader_options(fmt, job.text_column))
-    keep = kept_columns(dataset.schema().names, job, task)
-    predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, keep=keep, precision=precision,
-                              intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
     staging = job.output / STAGING
-    shutil.rmtree(staging, ignore_errors=True)
-    # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so that
-    # every actor has work (Ray Data's streaming repartition, which never holds the dataset).
-    rows = 8 * job.batch_size
-    results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
-        predictor, batch_format="pyarrow", batch_size=rows, compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=threads)
-    results.write_parquet(str(staging), filename_provider=PartNames())  # one file per block: bundling blocks up to
-    # a row count (min_rows_per_file) took them out of order now and then (Ray 2.60; seen in 2 of 8 test runs)
-    parts = sorted(staging.glob("part-*.parquet"))
-    if not parts:
+    written = rows_run = 0
+    for index, path in enumerate(files):
+        if index in done:
+            continue
+        for stale in file_parts(job.output, index):  # parts of a file an interrupted run was renaming
+            stale.unlink()
+        dataset = READERS[fmt]([str(path.resolve())], **reader_options(fmt, job.text_column))
+        keep = kept_columns(dataset.schema().names, job, task)
+        predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, keep=keep, precision=precision,
+                                  intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
+        shutil.rmtree(staging, ignore_errors=True)
+        # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so
+        # that every actor has work (Ray Data's streaming repartition, which never holds the dataset).
+        rows = 8 * job.batch_size
+        results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
+            predictor, batch_format="pyarrow", batch_size=rows, compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=threads)
+        results.write_parquet(str(staging), filename_provider=PartNames())  # one file per block: bundling blocks
+        # up to a row count (min_rows_per_file) took them out of order now and then (Ray 2.60; 2 of 8 test runs)
+        parts = sorted(staging.glob("part-*.parquet"))
+        rows_run += sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
+        for number, part in enumerate(parts):
+            os.replace(part, job.output / f"part-{index:05d}-{number:05d}.parquet")
+        shutil.rmtree(staging, ignore_errors=True)
+        file_marker(job.output, index).touch()
+        written += len(parts)
+    if not written + skipped:
         raise MbertEdgeError(f"{job.input} has no rows")
-    for index, part in enumerate(parts):
-        os.replace(part, part_path(job.output, index))
-    shutil.rmtree(staging)
     (job.output / DONE_FILE).touch()
-    return summarize(job.output, len(parts), 0, None, time.perf_counter() - start)
+    return summarize(job.output, written, skipped, rows_run, time.perf_counter() - start)

@@ -62,11 +62,13 @@ def graph_feed(input_names: Sequence[str], input_ids: np.ndarray, attention_mask
 def padded_inputs(
     encodings: Sequence[Encoding], width: int, input_names: Sequence[str], pad_id: int
 ) -> dict[str, np.ndarray]:
-    """The ONNX feed for one batch padded to `width`."""
+    """The ONNX feed for one batch padded to `width`; segment ids only for graphs that take them."""
     ids = np.full((len(encodings), width), pad_id, dtype=np.int64)
-    mask, segments = np.zeros_like(ids), np.zeros_like(ids)
+    mask = np.zeros_like(ids)
+    segments = np.zeros_like(ids) if "token_type_ids" in input_names else None
     for row, encoding in enumerate(encodings):
         ids[row, : len(encoding)] = encoding.ids
         mask[row, : len(encoding)] = encoding.attention_mask
-        segments[row, : len(encoding)] = encoding.type_ids
+        if segments is not None:
+            segments[row, : len(encoding)] = encoding.type_ids
     return graph_feed(input_names, ids, mask, segments)

@@ -95,10 +95,11 @@ class Runner:
             finally:
                 if hashed is not None:
                     hashed.result()
-        check_graph(session.result(), bundle.file(model_file), manifest)
+        opened = session.result()
+        check_graph(opened, bundle.file(model_file), manifest)
         if precision == "int8":
             _warn_if_int8_is_slow()
-        return cls(session.result(), tokenizer, manifest.max_length, manifest.special_tokens["pad"].id, model_file,
+        return cls(opened, tokenizer, manifest.max_length, manifest.special_tokens["pad"].id, model_file,
                    stride=stride, max_batch_tokens=max_batch_tokens)
 
     def with_graph(self, model: str | Path | bytes, name: str) -> "Runner":
