@@ -24,10 +24,10 @@ def quantize_faithful_int8(fp32: Path, target: Path, config: QuantizationConfig,
 
     from .calibration import layer_statistics, smoothing_factors
     from .fallback import choose_fallback
-    from .graph import embedding_layers, linear_layers
-    from .rewrite import rewrite
+    from .graph import at_opset, embedding_layers, linear_layers
+    from .rewrite import OPSET, rewrite
 
-    model = onnx.load(str(fp32))
+    model = at_opset(onnx.load(str(fp32)), OPSET)  # once, not in each of the fallback search's rewrites
     done = replace(config, per_channel=True, weight_format=config.weight_format or faithful_weight_format(config.preset))
     texts = [t for group in calibration.texts.values() for t in group]
     with progress.step(f"calibrating on {len(texts)} texts"):

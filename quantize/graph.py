@@ -66,3 +66,18 @@ class GraphBuilder:
         model = helper.make_model(graph, opset_imports=original.opset_import, producer_name=producer)
         model.ir_version = original.ir_version
         return model
+
+
+
+def at_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
+    """`model` declaring default-domain opset `version` or newer: converted by onnx's version converter when
+    older (it leaves ONNX Runtime's contrib operators as they are; about 15 s for the mBERT shape, so callers
+    that rewrite one graph many times convert it once first)."""
+    from onnx import version_converter
+
+    if next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= version:
+        return model
+    converted = version_converter.convert_version(model, version)
+    converted.ir_version = max(converted.ir_version, helper.find_min_ir_version_for(
+        [o for o in converted.opset_import if o.domain in ("", "ai.onnx")], ignore_unknown=True))
+    return converted

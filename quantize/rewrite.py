@@ -6,7 +6,7 @@ stock operator or quantizer option gives per-row scales, so the graph is rewritt
 operators: each weight MatMul becomes
 
     c = (max + min) / 2 per row;  s = max((max - min) / 2, |c|) / 126.5;  k = round(c / s)
-    q = QuantizeLinear(x, s, 128 - k) per row;  y = MatMulIntegerToFloat(q, W_int, s, w_scale, 128)
+    q = QuantizeLinear(x, s, 128 - k) per row (opset 21, one block per row);  y = MatMulIntegerToFloat(q, W_int, s, w_scale, 128)
     y += [k * s, x_outliers] @ [column_sums(W); W_outliers]
 
 where the outlier channels (chosen from calibration.py's statistics) are zeroed in x before the row
@@ -25,7 +25,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .calibration import LayerStats
 from .embedding_table import embedding_layer
-from .graph import MS_DOMAIN, GraphBuilder, attribute, linear_layers
+from .graph import MS_DOMAIN, GraphBuilder, at_opset, attribute, linear_layers
 from .gptq import round_gptq, round_nearest
 
 
@@ -37,6 +37,7 @@ from .gptq import round_gptq, round_nearest
 # against integer numpy in tests/test_faithful.py) with finer levels (MiniLM's relative weight error: s7
 # 0.0193, p8 0.0126, u8 0.0099).
 WEIGHT_FORMATS = {"s8": 127, "s7": 63, "u8": 127, "p8": 127}
+OPSET = 21  # blocked QuantizeLinear (and reductions taking their axes as an input, from 18)
 PAIR_LIMIT = {"p8": 128}
 
 
@@ -95,8 +96,9 @@ class Rewriter(GraphBuilder):
         # (the scale covers |c| too, so it stays in uint8), then MatMulIntegerToFloat with the fixed zero point
         # 128 gives s (q - 128) @ W w_scale, and round(c/s) * s times the column sums of W is added back.
         columns = weight.shape[0]
-        top = self.node("ReduceMax", [quantized_x], f"{p}.max", axes=[-1], keepdims=1)
-        bottom = self.node("ReduceMin", [quantized_x], f"{p}.min", axes=[-1], keepdims=1)
+        last = self.constant("faithful.last_axis", np.array([-1], np.int64))
+        top = self.node("ReduceMax", [quantized_x, last], f"{p}.max", keepdims=1)
+        bottom = self.node("ReduceMin", [quantized_x, last], f"{p}.min", keepdims=1)
         half = self.constant("faithful.half", np.array(0.5, np.float32))
         centre = self.node("Mul", [self.node("Add", [top, bottom], f"{p}.sum"), half], f"{p}.centre")
         spread = self.node("Mul", [self.node("Sub", [top, bottom], f"{p}.range"), half], f"{p}.spread")
@@ -108,12 +110,10 @@ class Rewriter(GraphBuilder):
         level = self.node("Round", [self.node("Div", [centre, scale], f"{p}.centre_scaled")], f"{p}.centre_level")
         zero = self.node("Cast", [self.node("Sub", [self.constant("faithful.f128", np.array(128, np.float32)), level],
                                             f"{p}.zero_f")], f"{p}.zero", to=TensorProto.UINT8)
-        flat = self.constant("faithful.flat", np.array([-1], np.int64))
-        matrix = self.node("Reshape", [quantized_x, self.constant(f"faithful.rows{columns}", np.array([-1, columns], np.int64))],
-                           f"{p}.x2d")
-        codes = self.node("QuantizeLinear", [matrix, self.node("Reshape", [scale, flat], f"{p}.scale1d"),
-                                             self.node("Reshape", [zero, flat], f"{p}.zero1d")], f"{p}.q2d", axis=0)
-        q = self.node("Reshape", [codes, self.node("Shape", [quantized_x], f"{p}.shape")], f"{p}.q")
+        # Opset 21's blocked QuantizeLinear, one block per row: the [..., 1] scale and zero point apply to the
+        # whole last axis, so the activation keeps its shape (per-axis quantization needed it reshaped to 2-D
+        # and back: four Reshapes and a Shape per MatMul).
+        q = self.node("QuantizeLinear", [quantized_x, scale, zero], f"{p}.q", axis=-1, block_size=columns)
         # ONNX Runtime broadcasts a_scale x b_scale, so the [..., 1] row scales go straight in.
         rows = self.node("MatMulIntegerToFloat", [
             q, self.constant(f"{p}.w_int", w_stored), scale, self.constant(f"{p}.w_scale", w_scale.astype(np.float32)),
@@ -143,6 +143,7 @@ def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = 
     """The faithful INT8 graph of a fused FP32 BERT graph. With calibration `stats`, weights are rounded by
     GPTQ (`weight_rounding="gptq"`, else to nearest) and each layer's `outlier_channels` input channels with
     the largest peaks stay FP32; `fp32_layers` stay FP32 whole. `advance(1)` follows each weight MatMul."""
+    model = at_opset(model, OPSET)
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     quantized = set(linear_layers(model))
     mask_input = next(i.name for i in model.graph.input if i.name == "attention_mask")

@@ -73,8 +73,8 @@ def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_pa
     kept = len(list(out.glob("part-00000-*.parquet")))
     resumed = run_cli(*args)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"already done)" in resumed.stdout and f", {kept} already done" in resumed.stdout, resumed.stdout
-    assert f"; 2,000 rows in" in resumed.stdout  # files 1 and 2 ran again, file 0 did not
+    assert "already done)" in resumed.stdout and f", {kept} already done" in resumed.stdout, resumed.stdout
+    assert "; 2,000 rows in" in resumed.stdout  # files 1 and 2 ran again, file 0 did not
     assert pq.read_table(out).equals(finished)  # the same output, in the same order, as the uninterrupted run
 
 

@@ -17,7 +17,7 @@ from mbert_edge.quantize.calibration import LayerStats
 from mbert_edge.quantize.gptq import round_gptq, round_nearest
 from mbert_edge.quantize.graph import embedding_layers, linear_layers
 from mbert_edge.quantize.pipeline import quantize_bundle
-from mbert_edge.quantize.rewrite import Rewriter, rewrite
+from mbert_edge.quantize.rewrite import OPSET, Rewriter, rewrite
 from mbert_edge.runtime import Runner
 from mbert_edge.textdata import builtin_sample
 
@@ -41,8 +41,14 @@ def test_faithful_bundle_records_its_method(faithful_bundle):
     assert q["weight_rounding"] == "gptq" and q["outlier_channels"] == 4
     assert q["fallback_target"] == 0.99 and isinstance(q["fp32_layers"], list)
     assert len(q["sensitivity"]) == 2 * 4 + 1  # 2 layers x (QKV, out, FFN in, FFN out) + embeddings
-    ops = {n.op_type for n in onnx.load(str(faithful_bundle / "model.int8.onnx")).graph.node}
+    model = onnx.load(str(faithful_bundle / "model.int8.onnx"))
+    ops = {n.op_type for n in model.graph.node}
     assert {"MatMulIntegerToFloat", "QuantizeLinear", "MultiHeadAttention"} <= ops and "DynamicQuantizeLinear" not in ops
+    # One quantization block per row (opset 21): no reshaping of activations around QuantizeLinear.
+    assert {o.version for o in model.opset_import if o.domain == ""} == {OPSET} and "Reshape" not in ops
+    blocks = [{a.name: a.i for a in n.attribute}.get("block_size", 0) for n in model.graph.node
+              if n.op_type == "QuantizeLinear"]
+    assert blocks and min(blocks) > 1
 
 
 def test_batch_invariance(faithful_bundle):
@@ -99,7 +105,7 @@ def _per_token_error(x: np.ndarray, weight: np.ndarray, outliers: int) -> float:
     r.per_token_matmul("x", weight, "y", "layer")
     graph = helper.make_graph(r.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], r.initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return float(np.abs(session.run(None, {"x": x})[0] - x @ weight).mean())
 
