@@ -42,14 +42,14 @@ def _from_vocab(vocab: Path, config: dict[str, Any]) -> Tokenizer:
 
 
 def _token(config: dict[str, Any], role: str) -> str:
-    value = config.get(f"{role}_token", SPECIAL_DEFAULTS[role])
+    value = config.get(f"{role}_token") or SPECIAL_DEFAULTS[role]  # null in tokenizer_config.json: not named
     return value["content"] if isinstance(value, dict) else value
 
 
 def _special_token(tokenizer: Tokenizer, role: str, config: dict[str, Any], model_config: Any) -> str | None:
     """A role's token: as tokenizer_config.json names it; else, for [CLS]/[SEP], what the tokenizer's own
     post-processor puts around a text; for padding, the model config's `pad_token_id`; else the usual names."""
-    if f"{role}_token" in config:
+    if config.get(f"{role}_token"):
         return _token(config, role)
     frame = tokenizer.encode("").ids  # the post-processor's frame around an empty text: [CLS] [SEP], <s> </s>
     if role in ("cls", "sep") and len(frame) >= 2:

@@ -15,3 +15,7 @@ class DataError(MbertEdgeError):
 
 class ExportError(MbertEdgeError):
     """A checkpoint could not be exported, or its ONNX graph does not match PyTorch."""
+
+
+class QuantizeError(MbertEdgeError):
+    """A quantization method or setting cannot be applied to this bundle's model."""

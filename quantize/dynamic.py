@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.errors import QuantizeError
 
 from .embedding_table import per_row_table
 from .presets import REDUCE_RANGE
@@ -30,8 +31,13 @@ def quantize_dynamic_int8(source: Path, target: Path, config: QuantizationConfig
 
     if config.embedding_table not in EMBEDDING_TABLES:
         raise ValueError(f"embedding_table must be one of {', '.join(EMBEDDING_TABLES)}, got {config.embedding_table!r}")
-    model = onnx.load(str(source)) if config.embedding_table == "per-row" else None
-    per_row = model is not None and any(n.op_type == "EmbedLayerNormalization" for n in model.graph.node)
+    # The weights are needed only to rewrite the table per row; the graph alone tells what the model holds.
+    model = onnx.load(str(source), load_external_data=config.embedding_table == "per-row")
+    embedding = [n for n in model.graph.node if n.op_type == "EmbedLayerNormalization"]
+    if config.embedding_table == "per-tensor" and any(len(n.input) > 8 and n.input[8] for n in embedding):
+        raise QuantizeError("--embedding-table per-tensor cannot keep this model's position ids (RoBERTa, XLM-R): "
+                            "ONNX Runtime's quantized embedding node has no such input; use per-row")
+    per_row = config.embedding_table == "per-row" and bool(embedding)
     if per_row:
         source = target.with_name(f".{target.name}.per-row-table")
         onnx.save(per_row_table(model), str(source))

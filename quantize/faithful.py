@@ -6,12 +6,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.bundle import QuantizationConfig, model_bytes
+from mbert_edge.errors import QuantizeError
 from mbert_edge.progress import Progress
 from mbert_edge.runtime import Runner
 from mbert_edge.textdata import TextSet
 
 from .presets import faithful_weight_format
+
+# ONNX's version converter and the in-memory sessions of calibration and the fallback search take the graph as
+# one protobuf message, which cannot exceed 2 GiB.
+MAX_GRAPH_BYTES = 2**31 - 1
 
 
 def quantize_faithful_int8(fp32: Path, target: Path, config: QuantizationConfig, task: str, reference: Runner,
@@ -27,6 +32,10 @@ def quantize_faithful_int8(fp32: Path, target: Path, config: QuantizationConfig,
     from .graph import at_opset, embedding_layers, linear_layers
     from .rewrite import OPSET, rewrite
 
+    size = model_bytes(fp32)
+    if size > MAX_GRAPH_BYTES:
+        raise QuantizeError(f"the faithful method needs an FP32 model under 2 GiB (ONNX's tools hold it as one "
+                            f"protobuf message); this one is {size / 2**30:.2f} GiB: use --method dynamic")
     model = at_opset(onnx.load(str(fp32)), OPSET)  # once, not in each of the fallback search's rewrites
     done = replace(config, per_channel=True, weight_format=config.weight_format or faithful_weight_format(config.preset))
     texts = [t for group in calibration.texts.values() for t in group]

@@ -75,7 +75,11 @@ def at_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
     that rewrite one graph many times convert it once first)."""
     from onnx import version_converter
 
-    if next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= version:
+    current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if current is None:  # no standard operator yet: declaring the version is all there is to do
+        model.opset_import.append(helper.make_opsetid("", version))
+        return model
+    if current >= version:
         return model
     converted = version_converter.convert_version(model, version)
     converted.ir_version = max(converted.ir_version, helper.find_min_ir_version_for(

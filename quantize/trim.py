@@ -4,9 +4,10 @@ WordPiece matches the longest vocabulary piece that is a substring of a word; Se
 the best-scoring split of the text into pieces that are its substrings (with ▁ for spaces). Either way, a
 piece made only of characters from the kept scripts (plus Common and Inherited: digits, punctuation,
 symbols, combining marks, ▁) is the only kind such text can ever match, so keeping exactly those pieces
-(with their scores) leaves its tokenization, and so the model's outputs, unchanged. The embedding rows of dropped pieces go from every ONNX model in
-the bundle, FP32 and INT8 alike: gathering rows of an already quantized table is exact, so INT8 outputs
-stay identical too (re-quantizing would change the per-tensor scale).
+(with their scores), the special and unknown pieces and, where the model falls back to bytes, the byte pieces
+leaves its tokenization, and so the model's outputs, unchanged. The embedding rows of dropped pieces go from
+every ONNX model in the bundle, FP32 and INT8 alike: gathering rows of an already quantized table is exact, so
+INT8 outputs stay identical too (re-quantizing would change the per-tensor scale).
 """
 from __future__ import annotations
 
@@ -76,9 +77,27 @@ def piece_vocab(tokenizer_json: dict[str, Any]) -> tuple[dict[str, int], str]:
                     "SentencePiece Unigram (XLM-R) vocabularies can be trimmed")
 
 
+BYTE_PIECE = regex.compile(r"<0x[0-9A-F]{2}>")  # SentencePiece's byte-fallback pieces
+
+
 def special_ids(tokenizer_json: dict[str, Any]) -> set[int]:
-    """Ids of special and added tokens, which are always kept."""
-    return {token["id"] for token in tokenizer_json.get("added_tokens", [])}
+    """Ids always kept: added and special tokens, the unknown piece, the ids the post-processor inserts and,
+    when the model falls back to bytes for characters it lacks, its 256 byte pieces (kept-script text can
+    need them: a character missing from the vocabulary is spelt in bytes)."""
+    kept = {token["id"] for token in tokenizer_json.get("added_tokens", [])}
+    model = tokenizer_json["model"]
+    vocab, _ = piece_vocab(tokenizer_json)
+    if model.get("type") == "Unigram" and model.get("unk_id") is not None:
+        kept.add(model["unk_id"])
+    if model.get("unk_token") in vocab:
+        kept.add(vocab[model["unk_token"]])
+    processor = tokenizer_json.get("post_processor") or {}
+    for step in [processor, *processor.get("processors", [])]:
+        kept.update(step[key][1] for key in ("cls", "sep") if key in step)  # BertProcessing, RobertaProcessing
+        kept.update(i for special in step.get("special_tokens", {}).values() for i in special["ids"])
+    if model.get("byte_fallback"):
+        kept.update(i for piece, i in vocab.items() if BYTE_PIECE.fullmatch(piece))
+    return kept
 
 
 def keep_by_scripts(tokenizer_json: dict[str, Any], scripts: list[str]) -> list[int]:
@@ -129,11 +148,11 @@ def trimmed_tokenizer_json(tokenizer_json: dict[str, Any], kept: list[int]) -> d
     for token in data.get("added_tokens", []):
         token["id"] = new_id[token["id"]]
     processor = data.get("post_processor") or {}
-    for key in ("cls", "sep"):  # BertProcessing, RobertaProcessing: ["[CLS]", 101]
-        if key in processor:
-            processor[key][1] = new_id[processor[key][1]]
-    for step in [processor, *processor.get("processors", [])]:  # TemplateProcessing, alone or in a Sequence
-        for special in step.get("special_tokens", {}).values():
+    for step in [processor, *processor.get("processors", [])]:  # alone or in a Sequence
+        for key in ("cls", "sep"):  # BertProcessing, RobertaProcessing: ["[CLS]", 101]
+            if key in step:
+                step[key][1] = new_id[step[key][1]]
+        for special in step.get("special_tokens", {}).values():  # TemplateProcessing
             special["ids"] = [new_id[i] for i in special["ids"]]
     return data
 

@@ -3,6 +3,7 @@ export with `--task auto` -> fusion contract -> parity -> quantize (both methods
 task, on tiny random models with the tokenizer kind each ships with (WordPiece, byte-level BPE, Unigram)."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -172,4 +173,39 @@ def test_bench_measures_every_architecture(exported, model_type):
     result = run_cli("bench", str(bundle), "--runs", "2", "--max-seconds", "0", "--lengths", "8,32",
                      "--batch-sizes", "4", "--no-cold-start", "--no-threads")
     assert result.returncode == 0, result.stderr
-    assert "fp32" in result.stdout and "32" in result.stdout
+    assert "| precision | 8 tokens | 32 tokens |" in result.stdout
+    latency = re.search(r"^\| fp32 \| (.+) \| (.+) \|$", result.stdout, re.M)
+    for cell in latency.groups():  # p50 / p90 / p99 ms at each length
+        p50, p90, p99 = map(float, cell.split(" / "))
+        assert 0 <= p50 <= p90 <= p99 < 1000
+    throughput = re.search(r"^\| fp32 \| ([\d.]+) \| .* \| b4: (\d+) \((\d+)\) \|", result.stdout, re.M)
+    assert float(throughput[1]) > 0 and 0 < int(throughput[2]) < int(throughput[3])
+
+
+def test_per_tensor_embedding_table_is_refused_where_positions_are_an_input(exported, tmp_path):
+    """ONNX Runtime's quantized embedding node has no position-ids input: on XLM-R the per-tensor table would
+    silently drop them, so it is refused in one line and the bundle is left as it was."""
+    _, bundle = exported("xlm-roberta", "sequence-classification")
+    copy = Path(shutil.copytree(bundle, tmp_path / "b"))
+    result = run_cli("quantize", str(copy), "--method", "dynamic", "--embedding-table", "per-tensor")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1:] == ["Error: --embedding-table per-tensor cannot keep this model's "
+                                                  "position ids (RoBERTa, XLM-R): ONNX Runtime's quantized embedding "
+                                                  "node has no such input; use per-row"]
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in bundle.iterdir())
+    assert "int8" not in Bundle.open(copy).models
+
+
+def test_special_tokens_named_null_are_read_from_the_tokenizer(exported, tmp_path):
+    """tokenizer_config.json may say "cls_token": null: the role then comes from the tokenizer's own frame."""
+    import json
+
+    from mbert_edge.export.tokenizer import build_tokenizer
+
+    checkpoint, _ = exported("xlm-roberta", "sequence-classification")
+    copy = Path(shutil.copytree(checkpoint, tmp_path / "checkpoint"))
+    config = json.loads((copy / "tokenizer_config.json").read_text())
+    config.update(cls_token=None, sep_token=None)
+    (copy / "tokenizer_config.json").write_text(json.dumps(config))
+    _, special, _ = build_tokenizer(copy)
+    assert (special["cls"].token, special["cls"].id, special["sep"].token, special["sep"].id) == ("<s>", 0, "</s>", 2)

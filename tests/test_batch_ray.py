@@ -29,6 +29,20 @@ def ray_address():
     ray.shutdown()
 
 
+def assert_same_results(ours: pa.Table, theirs: pa.Table) -> None:
+    """The same rows (by id) and top-k results. FP32 is batch-invariant to 1e-6, not to the bit (Ray's batches
+    hold other rows, padded to other widths), and the tiny random head's three scores are near ties: compare
+    every label's score, not the ranking."""
+    ours, theirs = ours.sort_by("id"), theirs.sort_by("id")
+    assert ours.drop_columns(["label", "score"]).equals(theirs.drop_columns(["label", "score"]))
+    for a, b in zip(ours.select(["label", "score"]).to_pylist(), theirs.select(["label", "score"]).to_pylist()):
+        assert (a["label"] is None) == (b["label"] is None)
+        if a["label"] is not None:
+            mine, local_scores = dict(zip(a["label"], a["score"])), dict(zip(b["label"], b["score"]))
+            assert mine.keys() == local_scores.keys()
+            assert max(abs(mine[k] - local_scores[k]) for k in mine) <= 1e-6
+
+
 def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_path):
     """3,000 rows in three files through 2 actors x 1 thread equal the single-process run, row by row (by id)."""
     table = corpus(3000)
@@ -41,16 +55,7 @@ def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_pa
     run = run_cli(*args)
     assert run.returncode == 0, run.stderr
     # Rows are compared by id (the order of blocks within a file rests on Ray Data's preserve_order).
-    ours, theirs = (pq.read_table(tmp_path / name).sort_by("id") for name in ("ray", "local"))
-    assert ours.drop_columns(["label", "score"]).equals(theirs.drop_columns(["label", "score"]))
-    # FP32 is batch-invariant to 1e-6, not to the bit (Ray's batches hold other rows, padded to other widths),
-    # and the tiny random head's three scores are near ties: compare every label's score, not the ranking.
-    for a, b in zip(ours.select(["label", "score"]).to_pylist(), theirs.select(["label", "score"]).to_pylist()):
-        assert (a["label"] is None) == (b["label"] is None)
-        if a["label"] is not None:
-            mine, local_scores = dict(zip(a["label"], a["score"])), dict(zip(b["label"], b["score"]))
-            assert mine.keys() == local_scores.keys()
-            assert max(abs(mine[k] - local_scores[k]) for k in mine) <= 1e-6
+    assert_same_results(*(pq.read_table(tmp_path / name) for name in ("ray", "local")))
     assert run.stdout.strip().endswith(local.line().split(";")[-1])  # the same counts of bad rows
     errors = pq.read_table(tmp_path / "ray", columns=["id", "error"]).to_pylist()
     assert {row["id"]: row["error"] for row in errors if row["error"]} == EXPECTED_ERRORS
@@ -76,6 +81,30 @@ def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_pa
     assert "already done)" in resumed.stdout and f", {kept} already done" in resumed.stdout, resumed.stdout
     assert "; 2,000 rows in" in resumed.stdout  # files 1 and 2 ran again, file 0 did not
     assert pq.read_table(out).equals(finished)  # the same output, in the same order, as the uninterrupted run
+
+
+def test_files_that_differ_or_are_empty(seqcls_bundle, ray_address, tmp_path):
+    """JSON Lines files of one input: one empty, one with its columns in another order and an extra one. Every
+    part has the input's schema (as the single-process path reads it) and the same rows and results."""
+    import json
+
+    table = corpus(600).drop_columns(["source"])
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in table.slice(0, 300).to_pylist()))
+    (folder / "1.jsonl").write_text("")
+    (folder / "2.jsonl").write_text("".join(json.dumps({"note": "x", "text": r["text"], "id": r["id"]}) + "\n"
+                                            for r in table.slice(300).to_pylist()))
+    local = run_local(Job(seqcls_bundle, folder, tmp_path / "local", top_k=3))
+    run = run_cli("batch", str(seqcls_bundle), str(folder), str(tmp_path / "ray"), "--ray", ray_address,
+                  "--workers", "2", "--threads-per-worker", "1", "--top-k", "3")
+    assert run.returncode == 0, run.stderr
+    parts = sorted((tmp_path / "ray").glob("part-*.parquet"))
+    assert {p.name[:10] for p in parts} == {"part-00000", "part-00001"}  # the two files with rows
+    assert {pq.read_schema(p) for p in parts} == {pq.read_schema(next((tmp_path / "local").glob("part-*")))}
+    ours = pq.read_table(tmp_path / "ray")
+    assert ours.column_names == ["id", "text", "label", "score", "error"] and len(ours) == local.rows == 600
+    assert_same_results(ours, pq.read_table(tmp_path / "local"))
 
 
 def test_predictor_in_a_users_pipeline(seqcls_bundle, ray_address, tmp_path):

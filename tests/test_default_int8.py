@@ -37,7 +37,7 @@ def train_language_id(folder: Path) -> Path:
         id2label=dict(enumerate(LANGUAGES)), label2id={lang: i for i, lang in enumerate(LANGUAGES)},
         architectures=["BertForSequenceClassification"])
     model = transformers.BertForSequenceClassification(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)  # 5e-3: 0.68 after 3 epochs on an AMD EPYC; 3e-3: 0.95
     targets = torch.tensor(labels)
     for _ in range(3):
         order = torch.randperm(len(texts))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 import onnxruntime as ort
 from onnx import TensorProto, helper
@@ -15,7 +16,9 @@ from mbert_edge import Classifier
 from mbert_edge.bundle import MANIFEST_NAME, Bundle, QuantizationConfig
 from mbert_edge.quantize.calibration import LayerStats
 from mbert_edge.quantize.gptq import round_gptq, round_nearest
-from mbert_edge.quantize.graph import embedding_layers, linear_layers
+from mbert_edge.errors import QuantizeError
+from mbert_edge.quantize import faithful
+from mbert_edge.quantize.graph import at_opset, embedding_layers, linear_layers
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.quantize.rewrite import OPSET, Rewriter, rewrite
 from mbert_edge.runtime import Runner
@@ -137,3 +140,24 @@ def test_pair_limited_weights_are_exact_at_full_codes():
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         assert np.array_equal(session.run(None, {"a": codes})[0], codes.astype(np.int64) @ levels.astype(np.int64))
+
+
+def test_faithful_refuses_a_model_over_protobufs_limit(tmp_path, seqcls_bundle, monkeypatch):
+    """ONNX's tools hold the graph as one protobuf message (2 GiB at most, e.g. XLM-R-large's 2.2 GB in FP32):
+    such a model is refused at once, pointing to the dynamic method, and the bundle is left as it was (the
+    limit is lowered here to reach the check with a tiny model)."""
+    monkeypatch.setattr(faithful, "MAX_GRAPH_BYTES", 1000)
+    copy = Path(shutil.copytree(seqcls_bundle, tmp_path / "b"))
+    with pytest.raises(QuantizeError, match=r"needs an FP32 model under 2 GiB .* use --method dynamic"):
+        quantize_bundle(copy)
+    assert "int8" not in Bundle.open(copy).models and not (copy / "model.int8.onnx").exists()
+
+
+def test_at_opset_declares_the_standard_domain_when_absent():
+    """A graph of contrib operators only (no standard-domain opset entry) gets one, at the asked version."""
+    graph = helper.make_graph([helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("com.microsoft", 1)])
+    converted = at_opset(model, OPSET)
+    assert {o.domain: o.version for o in converted.opset_import} == {"com.microsoft": 1, "": OPSET}

@@ -16,7 +16,7 @@ from mbert_edge import Classifier
 from mbert_edge.runtime import Runner
 from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
-from mbert_edge.quantize.trim import TrimError, script_pattern, trim
+from mbert_edge.quantize.trim import TrimError, keep_by_scripts, script_pattern, trim, trimmed_tokenizer_json
 from mbert_edge.textdata import TextSet, builtin_sample
 
 LATIN = script_pattern(["latin"])
@@ -171,3 +171,23 @@ def test_unigram_vocabulary_trims_exactly(tmp_path, mode):
         a = Classifier(source, precision).logits(texts, batch_size=16)
         b = Classifier(trimmed, precision).logits(texts, batch_size=16)
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_unigram_trim_keeps_unknown_specials_and_byte_pieces():
+    """A Unigram vocabulary whose specials are named only by the model (unk_id) and the post-processor, with
+    byte fallback: trimming to Cyrillic keeps <unk>, <s>, </s> (Latin letters) and the byte pieces that spell
+    a Cyrillic letter missing from the vocabulary, so Cyrillic text still splits into the same pieces."""
+    from families import unigram_tokenizer
+
+    data = json.loads(unigram_tokenizer().to_str())
+    data["added_tokens"] = []
+    data["model"]["vocab"] += [[f"<0x{byte:02X}>", -30.0] for byte in range(256)]
+    data["model"]["byte_fallback"] = True
+    original = Tokenizer.from_str(json.dumps(data))
+    trimmed = Tokenizer.from_str(json.dumps(trimmed_tokenizer_json(data, keep_by_scripts(data, ["cyrillic"]))))
+    cyrillic = script_pattern(["cyrillic"])
+    texts = [s for s in SAMPLE if cyrillic.fullmatch(s)] + ["жӂж ӂ", "Ӂ"]
+    assert len(texts) > 4
+    assert "<0xD3>" in original.encode("ӂ").tokens  # missing from the vocabulary: spelt in UTF-8 bytes
+    assert [e.tokens for e in trimmed.encode_batch(texts)] == [e.tokens for e in original.encode_batch(texts)]
+    assert trimmed.get_vocab_size() < original.get_vocab_size() - 100

@@ -33,7 +33,11 @@ def input_files(path: Path, fmt: str | None) -> tuple[list[Path], str]:
                         f"pass --format {'|'.join(FORMATS)}")
     if not files:
         raise DataError(f"{path} holds no {fmt} files")
-    return files, fmt or found.pop()
+    fmt = fmt or found.pop()
+    files = [p for p in files if p.stat().st_size]  # an empty file has no rows, and JSON readers refuse it
+    if not files:
+        raise DataError(f"{path} has no rows: its {fmt} files are empty")
+    return files, fmt
 
 
 def reader_options(fmt: str, text_column: str) -> dict[str, Any]:
@@ -51,6 +55,14 @@ def open_input(files: list[Path], fmt: str, text_column: str) -> pa_ds.Dataset:
         return pa_ds.dataset([str(f) for f in files], format=file_format)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"cannot read {fmt} input: {str(exc).splitlines()[0]}") from exc
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with exactly `schema`'s columns, in its order and types (nulls where one is missing): what
+    pyarrow's dataset makes of each file of an input, for readers that take the files one by one."""
+    columns = [table.column(field.name).cast(field.type) if field.name in table.column_names
+               else pa.nulls(len(table), field.type) for field in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def record_batches(dataset: pa_ds.Dataset, rows: int) -> Iterator[pa.RecordBatch]:

@@ -22,7 +22,7 @@ from mbert_edge.runtime.cpus import available_cpus
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.runtime import load
 
-from mbert_edge.batch.io import input_files, reader_options
+from mbert_edge.batch.io import input_files, open_input, reader_options
 from mbert_edge.batch.job import DONE_FILE, Job, Summary, describe, kept_columns, start_output, summarize
 from mbert_edge.batch.predictor import ray_predictor
 
@@ -78,6 +78,10 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int)
     skipped = sum(len(file_parts(job.output, index)) for index in done)
     if (job.output / DONE_FILE).exists():
         return summarize(job.output, 0, skipped, 0, 0.0)
+    schema = open_input(files, fmt, job.text_column).schema  # the whole input's, as the local path reads it
+    predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, schema=schema,
+                              keep=kept_columns(schema.names, job, task), precision=precision,
+                              intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
     workers = connect(address, workers, threads)
     start = time.perf_counter()
     ray.data.DataContext.get_current().execution_options.preserve_order = True
@@ -89,9 +93,6 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int)
         for stale in file_parts(job.output, index):  # parts of a file an interrupted run was renaming
             stale.unlink()
         dataset = READERS[fmt]([str(path.resolve())], **reader_options(fmt, job.text_column))
-        keep = kept_columns(dataset.schema().names, job, task)
-        predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, keep=keep, precision=precision,
-                                  intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
         shutil.rmtree(staging, ignore_errors=True)
         # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so
         # that every actor has work (Ray Data's streaming repartition, which never holds the dataset).
