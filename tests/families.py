@@ -31,7 +31,7 @@ def unigram_tokenizer():
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
     tokenizer.train_from_iterator(_training_text(), trainers.UnigramTrainer(
-        vocab_size=600, special_tokens=SENTENCEPIECE_SPECIALS, unk_token="<unk>"))
+        vocab_size=600, special_tokens=SENTENCEPIECE_SPECIALS, unk_token="<unk>", show_progress=False))
     tokenizer.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
     return tokenizer
@@ -45,7 +45,8 @@ def bpe_tokenizer():
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.train_from_iterator(_training_text(), trainers.BpeTrainer(
-        vocab_size=700, special_tokens=SENTENCEPIECE_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+        vocab_size=700, special_tokens=SENTENCEPIECE_SPECIALS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
     tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0), trim_offsets=True)
     return tokenizer
 

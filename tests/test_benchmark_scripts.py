@@ -145,3 +145,15 @@ def test_batch_scale_script_runs_end_to_end(tmp_path, seqcls_bundle):
                             cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(out.glob("*.json"))
+
+
+def test_architectures_script_tabulates_each_task(tmp_path):
+    out = tmp_path / "architectures.md"
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "architectures.py"), "--family", "distilbert", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    rows = [line.split(" | ") for line in out.read_text().splitlines() if line.startswith("| distilbert")]
+    assert [row[1] for row in rows] == ["sequence-classification", "token-classification", "feature-extraction"]
+    for row in rows:
+        assert float(row[3]) < 1e-4 and "Attention 2" in row[4]  # parity within the export's atol; fused
+        assert all(0.9 <= float(figure.split(" / ")[0]) <= 1 for figure in (row[5], row[6].rstrip(" |")))
