@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,28 @@ def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithf
     assert all(ms >= 0 for row in models.values() for ms in row["ops"].values())
     assert all(sum(row["ops"].values()) > 0 and row["wall_ms"] > 0 for row in models.values())
     assert "| **all kernels** |" in result.stdout and "| wall, unprofiled p50 |" in result.stdout
+
+
+def test_faithful_variants_cut_the_per_row_work_away(tmp_path, faithful_bundle):
+    """The timing probes load and run as bundles; without the corrections the per-row quantization is still
+    there, and the per-tensor probe has none of it."""
+    import onnx
+
+    from mbert_edge import Classifier
+
+    counts = {}
+    for name, option in (("per-row", "--per-row"), ("per-tensor", "--per-tensor")):
+        out = tmp_path / name
+        result = subprocess.run([sys.executable, "faithful_variants.py", str(faithful_bundle), str(out), option],
+                                cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        graph = onnx.load(str(out / "model.int8.onnx"), load_external_data=False).graph
+        counts[name] = Counter(n.op_type for n in graph.node)
+        assert Classifier(out, "int8").logits(["Guten Morgen.", "Hello"]).shape == (2, 3)
+    assert counts["per-row"]["QuantizeLinear"] == counts["per-row"]["MatMulIntegerToFloat"] > 0
+    assert counts["per-row"]["Concat"] == counts["per-tensor"]["Concat"] == 0  # no corrections left to join
+    assert counts["per-tensor"]["QuantizeLinear"] == counts["per-tensor"]["ReduceMin"] == 0
+    assert counts["per-tensor"]["DynamicQuantizeLinear"] == counts["per-tensor"]["MatMulIntegerToFloat"]
 
 
 def test_serve_load_script_runs_end_to_end(tmp_path, seqcls_bundle):
