@@ -107,6 +107,34 @@ def test_files_that_differ_or_are_empty(seqcls_bundle, ray_address, tmp_path):
     assert_same_results(ours, pq.read_table(tmp_path / "local"))
 
 
+def test_small_files_run_in_groups_of_part_rows(seqcls_bundle, ray_address, tmp_path):
+    """Five files of 100 rows with --part-rows 250: two pipelines (files 0-2, then 3-4), each a unit of
+    resumption named after its first file, with the single-process results."""
+    table = corpus(500)
+    (tmp_path / "in").mkdir()
+    for index in range(5):
+        pq.write_table(table.slice(100 * index, 100), tmp_path / "in" / f"{index}.parquet")
+    args = ["batch", str(seqcls_bundle), str(tmp_path / "in"), str(tmp_path / "ray"), "--part-rows", "250",
+            "--ray", ray_address, "--workers", "2", "--threads-per-worker", "1", "--top-k", "3"]
+    run = run_cli(*args)
+    assert run.returncode == 0, run.stderr
+    out = tmp_path / "ray"
+    assert sorted(p.name for p in out.glob("_file-*")) == ["_file-00000.done", "_file-00003.done"]
+    assert {p.name[:10] for p in out.glob("part-*.parquet")} == {"part-00000", "part-00003"}
+    local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local", top_k=3))
+    assert_same_results(pq.read_table(out), pq.read_table(tmp_path / "local"))
+    assert local.rows == 500
+    # The second group killed before its parts were renamed in: the rerun runs files 3-4 only.
+    finished = pq.read_table(out)
+    (out / "_SUCCESS").unlink()
+    (out / "_file-00003.done").unlink()
+    for part in out.glob("part-00003-*.parquet"):
+        part.unlink()
+    resumed = run_cli(*args)
+    assert resumed.returncode == 0 and "; 200 rows in" in resumed.stdout, resumed.stdout + resumed.stderr
+    assert pq.read_table(out).equals(finished)
+
+
 def test_predictor_in_a_users_pipeline(seqcls_bundle, ray_address, tmp_path):
     """The README's example: the helper's class in a user's own Ray Data pipeline."""
     table = corpus(200)

@@ -25,8 +25,8 @@ from mbert_edge.batch.formats import FORMATS
 @click.option("--top-k", type=click.IntRange(1), default=None,
               help="Classification: this many labels per text, as lists (default 1: a label and a score).")
 @click.option("--part-rows", type=click.IntRange(1), default=10_000, show_default=True,
-              help="Rows per output part: the unit of resumption (and of memory), on one machine; on Ray a part "
-                   "is one of Ray Data's blocks.")
+              help="Rows per output part: the unit of resumption (and of memory) on one machine. On Ray, input files "
+                   "run in groups of at least this many rows (the unit of resumption there), in parts of Ray Data's blocks.")
 @click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
               help="Run on Ray: alone, a local Ray instance; with ADDRESS (host:port), join that cluster.")
 @click.option("--workers", type=click.IntRange(1), default=None,

@@ -33,10 +33,27 @@ IO_CPUS = 1
 
 class PartNames(FilenameProvider):
     """`part-00000-<write uuid>.parquet`, ... in the order of Ray's write tasks (the input's order, as order is
-    preserved); renamed to `part-<file>-00000.parquet`, ... when the input file is done."""
+    preserved); renamed to `part-<group's first file>-00000.parquet`, ... when the group of files is done."""
 
     def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
         return f"part-{task_index:05d}-{write_uuid}.parquet"
+
+
+def file_groups(files: list[Path], fmt: str, text_column: str, rows: int) -> list[list[int]]:
+    """Indices of consecutive input files that run through one pipeline: files of one schema, gathered until
+    they hold `rows` rows (a pipeline's actors start and load the bundle anew, about 11 s measured, so small
+    files are not run one by one). A group is the unit of resumption. Row counts come from Parquet's metadata,
+    or from reading a JSON Lines or CSV file once here (far faster than running the model on it)."""
+    groups: list[list[int]] = []
+    held, schema = 0, None
+    for index, path in enumerate(files):
+        dataset = open_input([path], fmt, text_column)
+        if not groups or held >= rows or dataset.schema != schema:
+            groups.append([])
+            held, schema = 0, dataset.schema
+        groups[-1].append(index)
+        held += dataset.count_rows()
+    return groups
 
 
 def file_parts(output: Path, file_index: int) -> list[Path]:
@@ -44,7 +61,8 @@ def file_parts(output: Path, file_index: int) -> list[Path]:
 
 
 def file_marker(output: Path, file_index: int) -> Path:
-    """Present once every part of input file `file_index` is in OUTPUT (readers skip names starting with _)."""
+    """Present once every part of the group of input files starting at `file_index` is in OUTPUT (readers
+    skip names starting with _)."""
     return output / f"_file-{file_index:05d}.done"
 
 
@@ -66,18 +84,20 @@ def connect(address: str | None, workers: int | None, threads: int) -> int:
 
 def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int) -> Summary:
     """Run `job` on Ray: `workers` actors (default: as many as the cluster's CPUs allow), each reserving
-    `threads` CPUs and running ONNX Runtime with as many threads. Input files run one after another, each
-    through one Ray Data pipeline whose parts appear in OUTPUT only once the file is complete: a rerun of an
-    interrupted job skips the files already done and runs the rest (a file is the unit of resumption)."""
+    `threads` CPUs and running ONNX Runtime with as many threads. Groups of input files (`file_groups`: at
+    least `job.part_rows` rows each) run one after another, each through one Ray Data pipeline whose parts
+    appear in OUTPUT only once the group is complete: a rerun of an interrupted job skips the groups already
+    done and runs the rest (a group is the unit of resumption)."""
     files, fmt = input_files(job.input, job.format)
     probe = load(job.bundle, precision=job.precision, intra_op_threads=1)  # fail here, before starting Ray
     task, precision = probe.task, probe.precision
     del probe
     start_output(job.output, describe(job, task, precision, files, fmt, engine="ray"))
-    done = [index for index in range(len(files)) if file_marker(job.output, index).exists()]
-    skipped = sum(len(file_parts(job.output, index)) for index in done)
     if (job.output / DONE_FILE).exists():
-        return summarize(job.output, 0, skipped, 0, 0.0)
+        return summarize(job.output, 0, len(list(job.output.glob("part-*.parquet"))), 0, 0.0)
+    groups = file_groups(files, fmt, job.text_column, job.part_rows)
+    done = {group[0] for group in groups if file_marker(job.output, group[0]).exists()}
+    skipped = sum(len(file_parts(job.output, index)) for index in done)
     schema = open_input(files, fmt, job.text_column).schema  # the whole input's, as the local path reads it
     predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, schema=schema,
                               keep=kept_columns(schema.names, job, task), precision=precision,
@@ -87,12 +107,13 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     staging = job.output / STAGING
     written = rows_run = 0
-    for index, path in enumerate(files):
+    for group in groups:
+        index = group[0]
         if index in done:
             continue
-        for stale in file_parts(job.output, index):  # parts of a file an interrupted run was renaming
+        for stale in file_parts(job.output, index):  # parts of a group an interrupted run was renaming
             stale.unlink()
-        dataset = READERS[fmt]([str(path.resolve())], **reader_options(fmt, job.text_column))
+        dataset = READERS[fmt]([str(files[i].resolve()) for i in group], **reader_options(fmt, job.text_column))
         shutil.rmtree(staging, ignore_errors=True)
         # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so
         # that every actor has work (Ray Data's streaming repartition, which never holds the dataset).
