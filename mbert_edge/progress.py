@@ -32,11 +32,16 @@ class Progress:
         if not self.enabled:
             yield lambda n: None
             return
-        start = time.perf_counter()
+        start, done = time.perf_counter(), [0]
 
-        def rate(_: object) -> str:
-            return f"{bar.pos / max(time.perf_counter() - start, 1e-9):,.1f} {unit}/s"
+        def rate(_: object) -> str:  # click calls it as the bar is first drawn, before `bar` exists
+            return f"{done[0] / max(time.perf_counter() - start, 1e-9):,.1f} {unit}/s"
 
         with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"),
                                show_pos=unit is not None, item_show_func=rate if unit else None) as bar:
-            yield bar.update
+
+            def advance(n: int) -> None:
+                done[0] += n
+                bar.update(n)
+
+            yield advance

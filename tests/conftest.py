@@ -46,6 +46,37 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
     )
 
 
+def run_cli_in_terminal(*args: str) -> tuple[int, str]:
+    """Run the real command with a pseudo-terminal as its stdin, stdout and stderr, as in a user's shell (click
+    draws progress bars only there); returns the exit code and everything it wrote."""
+    import pty
+    import threading
+
+    leader, follower = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # read while it runs: a full terminal buffer would block the command
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the command's side closed
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        done = subprocess.run([sys.executable, "-m", "mbert_edge", *args], stdin=follower, stdout=follower,
+                              stderr=follower, timeout=600, cwd=Path(__file__).parent)
+    finally:
+        os.close(follower)
+    reader.join(10)
+    os.close(leader)
+    return done.returncode, b"".join(chunks).decode("utf-8", "replace")
+
+
 def torch_forward(checkpoint: Path, head: str, texts: list[str]):
     """(PyTorch output, tokenized batch) of `head` loaded from `checkpoint`, with transformers' own
     BertTokenizer: the reference the runtime must agree with."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_terminal
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -193,3 +193,11 @@ def test_killed_run_resumes_to_the_same_output(seqcls_bundle, tmp_path):
     again = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"),
                     "--part-rows", "100", "--batch-size", "16")
     assert again.returncode == 1 and "(batch_size differ)" in again.stderr
+
+
+def test_progress_bar_in_a_terminal(seqcls_bundle, tmp_path):
+    """In a real terminal the bar is drawn (rows done, rate) and the job completes."""
+    pq.write_table(corpus(200), tmp_path / "in.parquet")
+    code, screen = run_cli_in_terminal("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"))
+    assert code == 0, screen
+    assert "200/200" in screen and "rows/s" in screen and "200 rows in" in screen

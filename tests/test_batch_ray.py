@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, run_cli_in_terminal
 from test_batch import BAD, EXPECTED_ERRORS, corpus
 
 # Ray's loopback-only setting, read when ray is imported and inherited by the processes it starts.
@@ -133,6 +133,16 @@ def test_small_files_run_in_groups_of_part_rows(seqcls_bundle, ray_address, tmp_
     resumed = run_cli(*args)
     assert resumed.returncode == 0 and "; 200 rows in" in resumed.stdout, resumed.stdout + resumed.stderr
     assert pq.read_table(out).equals(finished)
+
+
+def test_progress_bar_on_ray_in_a_terminal(seqcls_bundle, ray_address, tmp_path):
+    """On Ray too, a terminal shows one bar of rows done and their rate (not Ray Data's per-operator display)."""
+    pq.write_table(corpus(300), tmp_path / "in.parquet")
+    code, screen = run_cli_in_terminal("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"),
+                                       "--ray", ray_address, "--workers", "1")
+    assert code == 0, screen
+    assert "300/300" in screen and "rows/s" in screen and "on Ray" in screen, screen
+    assert "Running Dataset" not in screen and "Progress bars disabled" not in screen and "300 rows in" in screen
 
 
 def test_predictor_in_a_users_pipeline(seqcls_bundle, ray_address, tmp_path):

@@ -57,5 +57,6 @@ def batch(bundle: Path, input_path: Path, output: Path, text_column: str, id_col
         require("ray", "ray")
         from mbert_edge.batch.ray_job import run_on_ray
 
-        summary = run_on_ray(job, None if ray_address == "local" else ray_address, workers, threads_per_worker)
+        summary = run_on_ray(job, None if ray_address == "local" else ray_address, workers, threads_per_worker,
+                             Progress())
     click.echo(summary.line())

@@ -1,9 +1,12 @@
 """`mbert-edge batch --ray`: Ray Data reads the input, a pool of actors runs the bundle, Ray writes Parquet."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 # Ray Data resolves each listed path in a thread of its own, and those threads import fsspec's HTTP module at
@@ -15,11 +18,13 @@ os.environ.update(SERIAL_LISTING)
 
 import ray  # noqa: E402
 import ray.data  # noqa: E402
+import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from ray.data.datasource import FilenameProvider  # noqa: E402
 
 from mbert_edge.runtime.cpus import available_cpus
 from mbert_edge.errors import MbertEdgeError
+from mbert_edge.progress import Progress
 from mbert_edge.runtime import load
 
 from mbert_edge.batch.io import input_files, open_input, reader_options
@@ -39,21 +44,52 @@ class PartNames(FilenameProvider):
         return f"part-{task_index:05d}-{write_uuid}.parquet"
 
 
-def file_groups(files: list[Path], fmt: str, text_column: str, rows: int) -> list[list[int]]:
+def file_groups(files: list[Path], fmt: str, text_column: str, rows: int) -> list[tuple[list[int], int]]:
     """Indices of consecutive input files that run through one pipeline: files of one schema, gathered until
     they hold `rows` rows (a pipeline's actors start and load the bundle anew, about 11 s measured, so small
-    files are not run one by one). A group is the unit of resumption. Row counts come from Parquet's metadata,
-    or from reading a JSON Lines or CSV file once here (far faster than running the model on it)."""
-    groups: list[list[int]] = []
-    held, schema = 0, None
+    files are not run one by one), each with its row count. A group is the unit of resumption. Row counts come
+    from Parquet's metadata, or from reading a JSON Lines or CSV file once here (far faster than running the
+    model on it)."""
+    groups: list[tuple[list[int], int]] = []
+    schema = None
     for index, path in enumerate(files):
         dataset = open_input([path], fmt, text_column)
-        if not groups or held >= rows or dataset.schema != schema:
-            groups.append([])
-            held, schema = 0, dataset.schema
-        groups[-1].append(index)
-        held += dataset.count_rows()
+        if not groups or groups[-1][1] >= rows or dataset.schema != schema:
+            groups.append(([], 0))
+            schema = dataset.schema
+        indices, held = groups[-1]
+        groups[-1] = (indices + [index], held + dataset.count_rows())
     return groups
+
+
+def write_with_progress(results: ray.data.Dataset, staging: Path, advance: Callable[[int], None]) -> None:
+    """`results.write_parquet` into `staging`, in a thread, while `advance` follows the rows of the parts as
+    they appear (Ray Data's own progress is per operator; this is rows, their rate and what is left)."""
+    failure: list[BaseException] = []
+    counted: set[Path] = set()
+
+    def write() -> None:
+        try:  # one file per block: bundling blocks up to a row count (min_rows_per_file) took them out of order
+            results.write_parquet(str(staging), filename_provider=PartNames())  # now and then (Ray 2.60)
+        except BaseException as exc:  # raised again in the caller's thread
+            failure.append(exc)
+
+    def count() -> None:
+        for part in sorted(set(staging.glob("part-*.parquet")) - counted):
+            try:
+                advance(pq.ParquetFile(part).metadata.num_rows)
+            except (OSError, pa.ArrowInvalid):  # still being written
+                continue
+            counted.add(part)
+
+    writer = threading.Thread(target=write, name="mbert-edge-ray-write", daemon=True)
+    writer.start()
+    while writer.is_alive():
+        writer.join(0.5)
+        count()
+    if failure:
+        raise failure[0]
+    count()
 
 
 def file_parts(output: Path, file_index: int) -> list[Path]:
@@ -82,7 +118,8 @@ def connect(address: str | None, workers: int | None, threads: int) -> int:
     return workers
 
 
-def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int) -> Summary:
+def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int,
+               progress: Progress | None = None) -> Summary:
     """Run `job` on Ray: `workers` actors (default: as many as the cluster's CPUs allow), each reserving
     `threads` CPUs and running ONNX Runtime with as many threads. Groups of input files (`file_groups`: at
     least `job.part_rows` rows each) run one after another, each through one Ray Data pipeline whose parts
@@ -95,8 +132,9 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int)
     start_output(job.output, describe(job, task, precision, files, fmt, engine="ray"))
     if (job.output / DONE_FILE).exists():
         return summarize(job.output, 0, len(list(job.output.glob("part-*.parquet"))), 0, 0.0)
+    progress = progress or Progress(enabled=False)
     groups = file_groups(files, fmt, job.text_column, job.part_rows)
-    done = {group[0] for group in groups if file_marker(job.output, group[0]).exists()}
+    done = {group[0] for group, _ in groups if file_marker(job.output, group[0]).exists()}
     skipped = sum(len(file_parts(job.output, index)) for index in done)
     schema = open_input(files, fmt, job.text_column).schema  # the whole input's, as the local path reads it
     predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, schema=schema,
@@ -104,33 +142,45 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int)
                               intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
     workers = connect(address, workers, threads)
     start = time.perf_counter()
-    ray.data.DataContext.get_current().execution_options.preserve_order = True
-    staging = job.output / STAGING
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False  # ours below counts rows; Ray Data's warnings and errors still show
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
     written = rows_run = 0
-    for group in groups:
-        index = group[0]
-        if index in done:
-            continue
-        for stale in file_parts(job.output, index):  # parts of a group an interrupted run was renaming
-            stale.unlink()
-        dataset = READERS[fmt]([str(files[i].resolve()) for i in group], **reader_options(fmt, job.text_column))
-        shutil.rmtree(staging, ignore_errors=True)
-        # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so
-        # that every actor has work (Ray Data's streaming repartition, which never holds the dataset).
-        rows = 8 * job.batch_size
-        results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
-            predictor, batch_format="pyarrow", batch_size=rows, compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=threads)
-        results.write_parquet(str(staging), filename_provider=PartNames())  # one file per block: bundling blocks
-        # up to a row count (min_rows_per_file) took them out of order now and then (Ray 2.60; 2 of 8 test runs)
-        parts = sorted(staging.glob("part-*.parquet"))
-        rows_run += sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
-        for number, part in enumerate(parts):
-            os.replace(part, job.output / f"part-{index:05d}-{number:05d}.parquet")
-        shutil.rmtree(staging, ignore_errors=True)
-        file_marker(job.output, index).touch()
-        written += len(parts)
+    remaining = sum(rows for group, rows in groups if group[0] not in done)
+    with progress.bar(f"{task} ({precision}) on Ray -> {job.output}", remaining, unit="rows") as advance:
+        for group, _ in groups:
+            if group[0] not in done:
+                parts = run_group(job, files, fmt, group, predictor, workers, threads, advance)
+                rows_run += sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
+                written += len(parts)
     if not written + skipped:
         raise MbertEdgeError(f"{job.input} has no rows")
     (job.output / DONE_FILE).touch()
     return summarize(job.output, written, skipped, rows_run, time.perf_counter() - start)
+
+
+def run_group(job: Job, files: list[Path], fmt: str, group: list[int], predictor: type, workers: int, threads: int,
+              advance: Callable[[int], None]) -> list[Path]:
+    """One group of input files through one Ray Data pipeline written to a hidden staging folder, its parts then
+    renamed into OUTPUT and the group marked done; returns its parts."""
+    index, staging = group[0], job.output / STAGING
+    for stale in file_parts(job.output, index):  # parts of a group an interrupted run was renaming
+        stale.unlink()
+    dataset = READERS[fmt]([str(files[i].resolve()) for i in group], **reader_options(fmt, job.text_column))
+    shutil.rmtree(staging, ignore_errors=True)
+    # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so that
+    # every actor has work (Ray Data's streaming repartition, which never holds the dataset).
+    rows = 8 * job.batch_size
+    results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
+        predictor, batch_format="pyarrow", batch_size=rows, compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=threads)
+    write_with_progress(results, staging, advance)
+    parts = []
+    for number, part in enumerate(sorted(staging.glob("part-*.parquet"))):
+        parts.append(job.output / f"part-{index:05d}-{number:05d}.parquet")
+        os.replace(part, parts[-1])
+    shutil.rmtree(staging, ignore_errors=True)
+    file_marker(job.output, index).touch()
+    return parts
