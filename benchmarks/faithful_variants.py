@@ -34,26 +34,24 @@ def probe(model: onnx.ModelProto, per_tensor: bool) -> onnx.ModelProto:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    added = []
+    nodes = []  # the graph's order, each DynamicQuantizeLinear just before its MatMul (its input comes earlier)
     for node in graph.node:
-        if node.op_type != "MatMulIntegerToFloat":
-            continue
-        (after,) = consumers[node.output[0]]
-        if after.op_type == "Add" and producer[after.input[1]].name.endswith(".shift_back"):
-            after.op_type = "Identity"  # the corrections' Add; ONNX Runtime removes Identity nodes
-            del after.input[1:]
-        if not per_tensor:
-            continue
-        x = producer[node.input[0]].input[0]  # the QuantizeLinear's activation, before its outlier mask
-        if x in producer and producer[x].name.endswith(".xs"):
-            x = producer[x].input[0]
-        q, scale, zero = (f"{node.name}.dql_{s}" for s in ("q", "scale", "zero"))
-        added.append(helper.make_node("DynamicQuantizeLinear", [x], [q, scale, zero], name=f"{node.name}.dql"))
-        node.input[0], node.input[2], node.input[4] = q, scale, zero
-    nodes = list(graph.node) + added
+        if node.op_type == "MatMulIntegerToFloat":
+            (after,) = consumers[node.output[0]]
+            if after.op_type == "Add" and producer[after.input[1]].name.endswith(".shift_back"):
+                after.op_type = "Identity"  # the corrections' Add; ONNX Runtime removes Identity nodes
+                del after.input[1:]
+            if per_tensor:
+                x = producer[node.input[0]].input[0]  # the QuantizeLinear's activation, before its outlier mask
+                if x in producer and producer[x].name.endswith(".xs"):
+                    x = producer[x].input[0]
+                q, scale, zero = (f"{node.name}.dql_{s}" for s in ("q", "scale", "zero"))
+                nodes.append(helper.make_node("DynamicQuantizeLinear", [x], [q, scale, zero], name=f"{node.name}.dql"))
+                node.input[0], node.input[2], node.input[4] = q, scale, zero
+        nodes.append(node)
     needed = {o.name for o in graph.output}
     kept = []
-    for node in reversed(_sorted(nodes)):  # drop nodes nothing needs any more
+    for node in reversed(nodes):  # drop the nodes nothing needs any more
         if any(o in needed for o in node.output):
             kept.append(node)
             needed.update(node.input)
@@ -64,30 +62,6 @@ def probe(model: onnx.ModelProto, per_tensor: bool) -> onnx.ModelProto:
     del graph.initializer[:]
     graph.initializer.extend(kept_inits)
     return model
-
-
-def _sorted(nodes: list[onnx.NodeProto]) -> list[onnx.NodeProto]:
-    """`nodes` in an order where each comes after the producers of its inputs."""
-    made = {o: n for n in nodes for o in n.output}
-    done: set[int] = set()
-    order: list[onnx.NodeProto] = []
-
-    def visit(node: onnx.NodeProto) -> None:
-        stack = [(node, False)]
-        while stack:
-            current, expanded = stack.pop()
-            if id(current) in done:
-                continue
-            if expanded:
-                done.add(id(current))
-                order.append(current)
-                continue
-            stack.append((current, True))
-            stack.extend((made[i], False) for i in current.input if i in made and id(made[i]) not in done)
-
-    for node in nodes:
-        visit(node)
-    return order
 
 
 @click.command()

@@ -80,6 +80,12 @@ def piece_vocab(tokenizer_json: dict[str, Any]) -> tuple[dict[str, int], str]:
 BYTE_PIECE = regex.compile(r"<0x[0-9A-F]{2}>")  # SentencePiece's byte-fallback pieces
 
 
+def processor_steps(tokenizer_json: dict[str, Any]) -> list[dict[str, Any]]:
+    """The post-processor, alone or the steps of its Sequence: where the inserted special ids are named."""
+    processor = tokenizer_json.get("post_processor") or {}
+    return [processor, *processor.get("processors", [])]
+
+
 def special_ids(tokenizer_json: dict[str, Any]) -> set[int]:
     """Ids always kept: added and special tokens, the unknown piece, the ids the post-processor inserts and,
     when the model falls back to bytes for characters it lacks, its 256 byte pieces (kept-script text can
@@ -91,8 +97,7 @@ def special_ids(tokenizer_json: dict[str, Any]) -> set[int]:
         kept.add(model["unk_id"])
     if model.get("unk_token") in vocab:
         kept.add(vocab[model["unk_token"]])
-    processor = tokenizer_json.get("post_processor") or {}
-    for step in [processor, *processor.get("processors", [])]:
+    for step in processor_steps(tokenizer_json):
         kept.update(step[key][1] for key in ("cls", "sep") if key in step)  # BertProcessing, RobertaProcessing
         kept.update(i for special in step.get("special_tokens", {}).values() for i in special["ids"])
     if model.get("byte_fallback"):
@@ -147,8 +152,7 @@ def trimmed_tokenizer_json(tokenizer_json: dict[str, Any], kept: list[int]) -> d
         model["vocab"] = {token: new_id[i] for token, i in sorted(vocab.items(), key=lambda kv: kv[1]) if i in new_id}
     for token in data.get("added_tokens", []):
         token["id"] = new_id[token["id"]]
-    processor = data.get("post_processor") or {}
-    for step in [processor, *processor.get("processors", [])]:  # alone or in a Sequence
+    for step in processor_steps(data):
         for key in ("cls", "sep"):  # BertProcessing, RobertaProcessing: ["[CLS]", 101]
             if key in step:
                 step[key][1] = new_id[step[key][1]]

@@ -150,11 +150,10 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int,
     written = rows_run = 0
     remaining = sum(rows for group, rows in groups if group[0] not in done)
     with progress.bar(f"{task} ({precision}) on Ray -> {job.output}", remaining, unit="rows") as advance:
-        for group, _ in groups:
+        for group, rows in groups:
             if group[0] not in done:
-                parts = run_group(job, files, fmt, group, predictor, workers, threads, advance)
-                rows_run += sum(pq.ParquetFile(part).metadata.num_rows for part in parts)
-                written += len(parts)
+                written += len(run_group(job, files, fmt, group, predictor, workers, threads, advance))
+                rows_run += rows
     if not written + skipped:
         raise MbertEdgeError(f"{job.input} has no rows")
     (job.output / DONE_FILE).touch()
