@@ -37,6 +37,13 @@ def test_a_lone_text_is_not_padded():
     assert plan_batches([13, 15], 512, 32, 8192) == [([0, 1], 16)]
 
 
+def test_a_long_text_does_not_pad_the_short_ones():
+    # greedy filling padded all 16 texts to 64 tokens (1,024); the plan runs the long one apart (150 + 60)
+    assert plan_batches([10] * 7 + [60] + [10] * 8, 512, 32, 8192) == [([*range(7), *range(8, 16)], 10), ([7], 60)]
+    # a run costs more than a little padding: texts of near lengths stay together
+    assert plan_batches([8, 9, 10, 11, 12], 512, 32, 8192) == [([0, 1, 2, 3, 4], 12)]
+
+
 def test_bucket_length():
     assert [bucket_length(n, 512) for n in (1, 8, 9, 33, 129, 512)] == [2, 8, 10, 36, 144, 512]
     # padding adds at most one token up to 32 tokens and one in eight beyond, from a bounded set of shapes
