@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -341,3 +342,33 @@ def test_serve_needs_the_extra_a_bundle_and_sane_limits(tmp_path, seqcls_bundle)
     no_bundle = run_cli("serve", str(tmp_path / "nope"), "--port", "1")
     assert no_bundle.returncode == 1 and no_bundle.stderr.count("\n") == 1, no_bundle.stderr
     assert "nope" in no_bundle.stderr and "Traceback" not in no_bundle.stderr
+
+
+@pytest.mark.parametrize("concurrent", [1, 2])
+def test_the_batcher_runs_up_to_its_concurrent_batches_at_once(concurrent):
+    """Batches overlap up to `--concurrent-batches`, and each request still gets exactly its own results."""
+    from mbert_edge.serve.batcher import BatchLimits, MicroBatcher
+    from mbert_edge.serve.metrics import ServerMetrics
+
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def run(texts: list[str]) -> list[str]:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return [text.upper() for text in texts]
+
+    async def scenario() -> list[list[str]]:
+        batcher = MicroBatcher(BatchLimits(max_tokens=512, max_size=2, max_wait=0), ServerMetrics(), concurrent)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit("predict", run, [f"a{i}", f"b{i}", f"c{i}"], [4] * 3)
+                                          for i in range(4)))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()) == [[f"A{i}", f"B{i}", f"C{i}"] for i in range(4)]
+    assert most[0] == concurrent

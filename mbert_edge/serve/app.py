@@ -55,6 +55,7 @@ class ServerSettings:
     max_concurrent_requests: int = 512
     max_input_texts: int = 256
     max_body_bytes: int = 2_000_000
+    concurrent_batches: int = 2
 
     def load(self) -> Any:
         """The bundle's model, loaded as the server runs it. `max_batch_tokens` also caps each session run's
@@ -123,7 +124,7 @@ class Server:
         self.metrics = ServerMetrics()
         self.batcher = MicroBatcher(
             BatchLimits(settings.max_batch_tokens, settings.max_batch_size, settings.max_wait_ms / 1000),
-            self.metrics)
+            self.metrics, settings.concurrent_batches)
         self.ready = False
 
     # -- plumbing -----------------------------------------------------------------------------------

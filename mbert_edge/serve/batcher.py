@@ -47,8 +47,9 @@ class _Job:
 
 
 class MicroBatcher:
-    """Gathers the texts of concurrent requests into batches and runs each in one worker thread (ONNX
-    Runtime releases the GIL, so the event loop keeps serving meanwhile).
+    """Gathers the texts of concurrent requests into batches and runs up to `concurrent` batches at once,
+    each in a worker thread (ONNX Runtime releases the GIL, so the event loop keeps serving meanwhile, and
+    concurrent runs share the session and its intra-op threads).
 
     A batch takes texts round-robin from the waiting requests with the oldest request's `key` (requests
     with other options wait for a batch of their own), one text per request per turn, so a request with many
@@ -57,22 +58,25 @@ class MicroBatcher:
     dropped.
     """
 
-    def __init__(self, limits: BatchLimits, metrics: ServerMetrics) -> None:
+    def __init__(self, limits: BatchLimits, metrics: ServerMetrics, concurrent: int = 1) -> None:
         self.limits = limits
         self.metrics = metrics
+        self.concurrent = concurrent
         self._jobs: list[_Job] = []
         self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mbert-edge-model")
+        self._executor = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="mbert-edge-model")
         self._loop_task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
 
     def start(self) -> None:
         self._loop_task = asyncio.get_running_loop().create_task(self._serve())
 
     async def stop(self) -> None:
-        """Stop after the batch in progress; the server calls this once no request is in flight."""
+        """Stop after the batches in progress; the server calls this once no request is in flight."""
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
+        await asyncio.gather(*self._running, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
     async def submit(self, key: Hashable, run: Run, texts: list[str], costs: list[int]) -> list[Any]:
@@ -88,33 +92,43 @@ class MicroBatcher:
                 job.future.cancel()  # the request was cancelled (its client left): _take drops the rest
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
+        """Whenever fewer than `concurrent` batches run: the next batch, once it is complete."""
+        free = asyncio.Semaphore(self.concurrent)
         while True:
+            await free.acquire()
             await self._wait_for_batch()
             batch = self._take()
             if not batch:
+                free.release()
                 continue
-            run = batch[0][0].run
-            texts = [job.texts[i] for job, i in batch]
-            started = time.perf_counter()
-            for job, _ in batch:
-                self.metrics.queue_seconds.observe(started - job.arrived)
-            self.metrics.batch_size.observe(len(batch))
-            self.metrics.batch_tokens.observe(sum(job.costs[i] for job, i in batch))
-            try:
-                outputs = await loop.run_in_executor(self._executor, run, texts)
-            except Exception as exc:  # the batch failed: so does every request in it
-                for job in {job for job, _ in batch}:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
-            finally:
-                self.metrics.inference_seconds.observe(time.perf_counter() - started)
-            for (job, index), output in zip(batch, outputs):
-                job.results[index] = output
-                job.missing -= 1
-                if job.missing == 0 and not job.future.done():
-                    job.future.set_result(job.results)
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            task.add_done_callback(lambda _: free.release())
+
+    async def _run(self, batch: list[tuple[_Job, int]]) -> None:
+        """One batch through the model; each result to its request, each request answered once complete."""
+        run = batch[0][0].run
+        texts = [job.texts[i] for job, i in batch]
+        started = time.perf_counter()
+        for job, _ in batch:
+            self.metrics.queue_seconds.observe(started - job.arrived)
+        self.metrics.batch_size.observe(len(batch))
+        self.metrics.batch_tokens.observe(sum(job.costs[i] for job, i in batch))
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, run, texts)
+        except Exception as exc:  # the batch failed: so does every request in it
+            for job in {job for job, _ in batch}:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        finally:
+            self.metrics.inference_seconds.observe(time.perf_counter() - started)
+        for (job, index), output in zip(batch, outputs):
+            job.results[index] = output
+            job.missing -= 1
+            if job.missing == 0 and not job.future.done():
+                job.future.set_result(job.results)
 
     async def _wait_for_batch(self) -> None:
         """Until a batch is full or the oldest waiting text has waited `max_wait`."""

@@ -25,6 +25,9 @@ import click
 @click.option("--max-wait-ms", type=click.FloatRange(0), default=0.0, show_default=True,
               help="A batch that is not full waits until its oldest text has waited this long. 0: it starts as "
                    "soon as the model is free (texts arriving meanwhile form the next batch).")
+@click.option("--concurrent-batches", type=click.IntRange(1), default=2, show_default=True,
+              help="Batches run at once, sharing the model and its threads: while one batch's threads wait for "
+                   "each other, another keeps the cores busy. 1: one batch at a time.")
 @click.option("--max-concurrent-requests", type=click.IntRange(1), default=512, show_default=True,
               help="Above this many requests in flight, answer 429 at once.")
 @click.option("--max-input-texts", type=click.IntRange(1), default=256, show_default=True,
@@ -34,7 +37,7 @@ import click
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Server processes, each with its own model and batcher, sharing the port.")
 def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: int, max_batch_size: int,
-          max_wait_ms: float, max_concurrent_requests: int, max_input_texts: int, max_body_bytes: int,
+          max_wait_ms: float, concurrent_batches: int, max_concurrent_requests: int, max_input_texts: int, max_body_bytes: int,
           workers: int) -> None:
     """Serve BUNDLE over HTTP: /predict, /ner, /embed, /v1/embeddings, /tokenize, /info, /health, /metrics,
     with requests micro-batched together."""
@@ -48,7 +51,7 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
         ) from exc
 
     settings = ServerSettings(str(bundle), precision, max_batch_tokens, max_batch_size, max_wait_ms,
-                              max_concurrent_requests, max_input_texts, max_body_bytes)
+                              max_concurrent_requests, max_input_texts, max_body_bytes, concurrent_batches)
     try:
         model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
     except ValueError as exc:  # the runtime's check of max_batch_tokens against the max length
