@@ -1,7 +1,8 @@
 """Where a graph's time goes, per operator type: ONNX Runtime's own profiler on the models of bundles,
-batch 1 at exact lengths, the same inputs for every model, side by side in one table.
+at exact lengths (batch 1, or `--batch` copies of the same row), the same inputs for every model, side by side
+in one table.
 
-    python benchmarks/op_profile.py BUNDLE [BUNDLE ...] [--lengths 14,32,128] [--runs 50] [--precision int8]
+    python benchmarks/op_profile.py BUNDLE [BUNDLE ...] [--lengths 14,32,128] [--batch 1] [--runs 50] [--precision int8]
 
 Each model gets a session with the runtime's settings and profiling on; of its warm-up and timed runs, only
 the timed ones (the last `--runs` "model_run" events) are read, each node's kernel time summed by operator
@@ -17,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import click
+import numpy as np
 import onnxruntime as ort
 
 from mbert_edge.bench.measure import exact_length_feed, side_by_side
@@ -59,16 +61,18 @@ def model_label(model: TaskModel) -> str:
 @click.command()
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--lengths", default="14,32,128", show_default=True)
+@click.option("--batch", default=1, show_default=True, help="Rows per call (copies of one row: no padding).")
 @click.option("--runs", default=50, show_default=True, help="Profiled runs per model and length.")
 @click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="int8", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
-def main(bundles: tuple[Path, ...], lengths: str, runs: int, precision: str, out: Path | None) -> None:
+def main(bundles: tuple[Path, ...], lengths: str, batch: int, runs: int, precision: str, out: Path | None) -> None:
     models = {model_label(m): m for m in (load(path, precision=p, verify_hashes=False) for path in bundles
                                           for p in Bundle.open(path).models if precision in ("all", p))}
     results = {}
-    click.echo(f"CPU flags: {', '.join(sorted(cpu_flags()))}; onnxruntime {ort.__version__}; batch 1; ms per call")
+    click.echo(f"CPU flags: {', '.join(sorted(cpu_flags()))}; onnxruntime {ort.__version__}; batch {batch}; ms per call")
     for length in (int(n) for n in lengths.split(",")):
-        feeds = {name: exact_length_feed(m, length) for name, m in models.items()}
+        feeds = {name: {k: np.repeat(v, batch, axis=0) for k, v in exact_length_feed(m, length).items()}
+                 for name, m in models.items()}
         wall = side_by_side({name: functools.partial(m.session.run, None, feeds[name]) for name, m in models.items()})
         profiles = {name: op_times(m.bundle.file(m.runner.name), feeds[name], runs) for name, m in models.items()}
         totals = {name: sum(times.values()) for name, (times, _) in profiles.items()}
@@ -89,7 +93,7 @@ def main(bundles: tuple[Path, ...], lengths: str, runs: int, precision: str, out
         results[str(length)] = {n: {"ops": dict(profiles[n][0]), "nodes": dict(profiles[n][1]), "wall_ms": wall[n]}
                                 for n in names}
     if out is not None:
-        out.write_text(json.dumps({"cpu_flags": sorted(cpu_flags()), "results": results}, indent=2) + "\n")
+        out.write_text(json.dumps({"cpu_flags": sorted(cpu_flags()), "batch": batch, "results": results}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -106,10 +106,12 @@ def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithf
     quantize_bundle(plain, QuantizationConfig(method="dynamic", min_agreement=0.0))
     out = tmp_path / "profile.json"
     result = subprocess.run([sys.executable, "op_profile.py", str(plain), str(faithful_bundle), "--lengths", "8",
-                             "--runs", "3", "--out", str(out)], cwd=BENCHMARKS, capture_output=True, text=True,
+                             "--batch", "3", "--runs", "3", "--out", str(out)], cwd=BENCHMARKS, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    models = json.loads(out.read_text())["results"]["8"]
+    profile = json.loads(out.read_text())
+    models = profile["results"]["8"]
+    assert profile["batch"] == 3 and "batch 3; ms per call" in result.stdout
     assert set(models) == {"plain int8 dynamic", "b int8 faithful"}
     assert "DynamicQuantizeMatMul" in models["plain int8 dynamic"]["ops"]
     assert "MatMulIntegerToFloat" in models["b int8 faithful"]["ops"]
