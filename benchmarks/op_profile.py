@@ -69,7 +69,8 @@ def main(bundles: tuple[Path, ...], lengths: str, batch: int, runs: int, precisi
     models = {model_label(m): m for m in (load(path, precision=p, verify_hashes=False) for path in bundles
                                           for p in Bundle.open(path).models if precision in ("all", p))}
     results = {}
-    click.echo(f"CPU flags: {', '.join(sorted(cpu_flags()))}; onnxruntime {ort.__version__}; batch {batch}; ms per call")
+    click.echo(f"CPU flags: {', '.join(sorted(cpu_flags()))}; onnxruntime {ort.__version__}; batch {batch}; "
+               "ms per call")
     for length in (int(n) for n in lengths.split(",")):
         feeds = {name: {k: np.repeat(v, batch, axis=0) for k, v in exact_length_feed(m, length).items()}
                  for name, m in models.items()}
@@ -93,7 +94,8 @@ def main(bundles: tuple[Path, ...], lengths: str, batch: int, runs: int, precisi
         results[str(length)] = {n: {"ops": dict(profiles[n][0]), "nodes": dict(profiles[n][1]), "wall_ms": wall[n]}
                                 for n in names}
     if out is not None:
-        out.write_text(json.dumps({"cpu_flags": sorted(cpu_flags()), "batch": batch, "results": results}, indent=2) + "\n")
+        profile = {"cpu_flags": sorted(cpu_flags()), "batch": batch, "results": results}
+        out.write_text(json.dumps(profile, indent=2) + "\n")
 
 
 if __name__ == "__main__":

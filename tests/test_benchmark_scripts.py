@@ -106,8 +106,8 @@ def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithf
     quantize_bundle(plain, QuantizationConfig(method="dynamic", min_agreement=0.0))
     out = tmp_path / "profile.json"
     result = subprocess.run([sys.executable, "op_profile.py", str(plain), str(faithful_bundle), "--lengths", "8",
-                             "--batch", "3", "--runs", "3", "--out", str(out)], cwd=BENCHMARKS, capture_output=True, text=True,
-                            timeout=300)
+                             "--batch", "3", "--runs", "3", "--out", str(out)], cwd=BENCHMARKS, capture_output=True,
+                            text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     profile = json.loads(out.read_text())
     models = profile["results"]["8"]

@@ -37,8 +37,8 @@ import click
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Server processes, each with its own model and batcher, sharing the port.")
 def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: int, max_batch_size: int,
-          max_wait_ms: float, concurrent_batches: int, max_concurrent_requests: int, max_input_texts: int, max_body_bytes: int,
-          workers: int) -> None:
+          max_wait_ms: float, concurrent_batches: int, max_concurrent_requests: int, max_input_texts: int,
+          max_body_bytes: int, workers: int) -> None:
     """Serve BUNDLE over HTTP: /predict, /ner, /embed, /v1/embeddings, /tokenize, /info, /health, /metrics,
     with requests micro-batched together."""
     try:
