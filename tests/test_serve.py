@@ -81,7 +81,8 @@ def start() -> Iterator:
 
 @pytest.fixture(scope="module")
 def seqcls_server(seqcls_bundle) -> Iterator[Server]:
-    server = Server(seqcls_bundle, "--max-wait-ms", "20", "--max-input-texts", "40", "--max-body-bytes", "20000")
+    server = Server(seqcls_bundle, "--max-wait-ms", "20", "--max-input-texts", "40", "--max-body-bytes", "20000",
+                    "--concurrent-batches", "3")
     yield server
     server.close()
 
@@ -121,7 +122,8 @@ def test_classification_routes_match_the_classifier(seqcls_server, seqcls_bundle
     info = httpx.get(f"{seqcls_server.url}/info").json()
     assert info["task"] == "sequence-classification" and info["labels"] == clf.labels
     assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("fp32", None, True)
-    assert info["max_length"] == clf.max_length and info["limits"]["max_input_texts"] == 40
+    assert info["max_length"] == clf.max_length
+    assert (info["limits"]["max_input_texts"], info["limits"]["concurrent_batches"]) == (40, 3)
 
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[0]}).json(), clf.predict(TEXTS[0]))
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[:5], "top_k": None}).json(),

@@ -89,7 +89,7 @@ def info_payload(model: Any, settings: ServerSettings) -> dict[str, Any]:
         "int8_method": config.method if config else None,
         "batch_invariant": model.precision == "fp32" or bool(config and config.batch_invariant),
         "version": mbert_edge.__version__,
-        "limits": {k: v for k, v in asdict(settings).items() if k.startswith("max_")},
+        "limits": {k: v for k, v in asdict(settings).items() if k.startswith("max_") or k == "concurrent_batches"},
     }
 
 
