@@ -128,18 +128,21 @@ def test_faithful_variants_cut_the_per_row_work_away(tmp_path, faithful_bundle):
     from mbert_edge import Classifier
 
     counts = {}
-    for name, option in (("per-row", "--per-row"), ("per-tensor", "--per-tensor")):
+    for name in ("per-row", "per-tensor", "row-floor"):
         out = tmp_path / name
-        result = subprocess.run([sys.executable, "faithful_variants.py", str(faithful_bundle), str(out), option],
+        result = subprocess.run([sys.executable, "faithful_variants.py", str(faithful_bundle), str(out), "--probe", name],
                                 cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         graph = onnx.load(str(out / "model.int8.onnx"), load_external_data=False).graph
         counts[name] = Counter(n.op_type for n in graph.node)
         assert Classifier(out, "int8").logits(["Guten Morgen.", "Hello"]).shape == (2, 3)
-    assert counts["per-row"]["QuantizeLinear"] == counts["per-row"]["MatMulIntegerToFloat"] > 0
+    assert counts["per-row"]["QuantizeLinear"] == 2 * counts["per-row"]["MatMulIntegerToFloat"] > 0  # level, row
     assert counts["per-row"]["Concat"] == counts["per-tensor"]["Concat"] == 0  # no corrections left to join
     assert counts["per-tensor"]["QuantizeLinear"] == counts["per-tensor"]["ReduceMin"] == 0
     assert counts["per-tensor"]["DynamicQuantizeLinear"] == counts["per-tensor"]["MatMulIntegerToFloat"]
+    floor = counts["row-floor"]  # per MatMul one ReduceMax, one Mul, two QuantizeLinear; nothing else per row
+    assert floor["ReduceMax"] == floor["QuantizeLinear"] // 2 == floor["MatMulIntegerToFloat"] > 0
+    assert floor["ReduceMin"] == floor["Concat"] == floor["DynamicQuantizeLinear"] == 0
 
 
 def test_serve_load_script_runs_end_to_end(tmp_path, seqcls_bundle):

@@ -49,9 +49,10 @@ def test_faithful_bundle_records_its_method(faithful_bundle):
     assert {"MatMulIntegerToFloat", "QuantizeLinear", "MultiHeadAttention"} <= ops and "DynamicQuantizeLinear" not in ops
     # One quantization block per row (opset 21): no reshaping of activations around QuantizeLinear.
     assert {o.version for o in model.opset_import if o.domain == ""} == {OPSET} and "Reshape" not in ops
+    activations = {n.input[0] for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"}
     blocks = [{a.name: a.i for a in n.attribute}.get("block_size", 0) for n in model.graph.node
-              if n.op_type == "QuantizeLinear"]
-    assert blocks and min(blocks) > 1
+              if n.op_type == "QuantizeLinear" and n.output[0] in activations]
+    assert len(blocks) == len(activations) and min(blocks) > 1
 
 
 def test_batch_invariance(faithful_bundle):
