@@ -7,7 +7,7 @@ The server runs in a subprocess on 127.0.0.1 (a free port) and is stopped at the
 `--concurrency` keep-alive connections on plain asyncio streams (see `Connection` for why not httpx), one
 request in flight on each, each sentence sent once per level after a short warm-up. Every answer is checked
 against the in-process result of its own sentence. Before each level, the same sentences go through
-`Classifier.predict` in this process (with the server's session options, `server_session_options`) one at a
+`Classifier.predict` in this process (with the server's session config, `SERVER_SESSION_CONFIG`) one at a
 time and in one batched call: the machine is shared, and figures minutes apart are not comparable. The
 runtime's default options (ONNX Runtime's thread spinning on) are measured once, at the start.
 """
@@ -29,7 +29,7 @@ import numpy as np
 
 from mbert_edge import Classifier
 from mbert_edge.runtime.cpus import available_cpus, cpu_flags
-from mbert_edge.serve.app import server_session_options
+from mbert_edge.serve.app import SERVER_SESSION_CONFIG
 from mbert_edge.textdata import load_textset
 
 
@@ -266,7 +266,7 @@ def main(bundle: Path, data: Path, per_group: int, precision: str, concurrency: 
     }
     click.echo("in-process, the runtime's default options ...", err=True)
     results["default_options"], _ = in_process(Classifier(bundle, precision), sentences)
-    clf = Classifier(bundle, precision, options=server_session_options())
+    clf = Classifier(bundle, precision, session_config=SERVER_SESSION_CONFIG)
     server = Server(bundle, precision, server_options)
     try:
         results["levels"] = []

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -82,7 +83,7 @@ def start() -> Iterator:
 @pytest.fixture(scope="module")
 def seqcls_server(seqcls_bundle) -> Iterator[Server]:
     server = Server(seqcls_bundle, "--max-wait-ms", "20", "--max-input-texts", "40", "--max-body-bytes", "20000",
-                    "--concurrent-batches", "3")
+                    "--concurrent-batches", "3", "--intra-op-threads", "1")
     yield server
     server.close()
 
@@ -117,13 +118,30 @@ def assert_error(response: httpx.Response, status: int, error_type: str, *fragme
         assert fragment in body["error"], body
 
 
+def test_server_session_threads_and_spinning(seqcls_bundle, tmp_path):
+    """The session's threads: `--intra-op-threads`, else the runtime's choice (a `bench --save` figure in the
+    manifest, else the usable cores); ONNX Runtime's thread spinning is off either way."""
+    from mbert_edge.bundle import Bundle, RuntimeSettings
+    from mbert_edge.runtime.cpus import available_cpus
+    from mbert_edge.serve.app import ServerSettings
+
+    default = ServerSettings(str(seqcls_bundle)).load().runner
+    assert default.intra_op_threads == available_cpus()
+    assert default.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert ServerSettings(str(seqcls_bundle), intra_op_threads=3).load().runner.intra_op_threads == 3
+    saved = Bundle.open(shutil.copytree(seqcls_bundle, tmp_path / "saved"))
+    saved.manifest.runtime = RuntimeSettings(intra_op_threads=1, measured_on="test")
+    saved.save()
+    assert ServerSettings(str(saved.path)).load().runner.intra_op_threads == 1
+
+
 def test_classification_routes_match_the_classifier(seqcls_server, seqcls_bundle):
     clf = Classifier(seqcls_bundle)
     info = httpx.get(f"{seqcls_server.url}/info").json()
     assert info["task"] == "sequence-classification" and info["labels"] == clf.labels
     assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("fp32", None, True)
     assert info["max_length"] == clf.max_length
-    assert (info["limits"]["max_input_texts"], info["limits"]["concurrent_batches"]) == (40, 3)
+    assert (info["limits"]["max_input_texts"], info["limits"]["concurrent_batches"], info["intra_op_threads"]) == (40, 3, 1)
 
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[0]}).json(), clf.predict(TEXTS[0]))
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[:5], "top_k": None}).json(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -42,11 +42,13 @@ class TaskModel:
         intra_op_threads: int | None = None,
         inter_op_threads: int = 1,
         options: ort.SessionOptions | None = None,
+        session_config: Mapping[str, str] | None = None,
         verify_hashes: bool = True,
     ) -> None:
         """`precision`: "auto" (INT8 when the bundle has it), "int8" or "fp32". `stride`: tokens shared by
         consecutive windows of a long text (default a quarter of the max length). `max_batch_tokens`: cap on
-        padded tokens per batch, which bounds activation memory. `options` replaces the session options.
+        padded tokens per batch, which bounds activation memory. `options` replaces the session options;
+        `session_config` adds ONNX Runtime config entries to the default ones.
         `path` may be an opened `Bundle` (its manifest is then not read again)."""
         self.bundle = path if isinstance(path, Bundle) else Bundle.open(path)
         if self.bundle.task != self.task:
@@ -57,7 +59,7 @@ class TaskModel:
         self.precision = self.bundle.resolve_precision(precision)
         self.runner = Runner.open(self.bundle, self.precision, stride=stride, max_batch_tokens=max_batch_tokens,
                                   intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
-                                  options=options, verify_hashes=verify_hashes)
+                                  options=options, session_config=session_config, verify_hashes=verify_hashes)
         trim = self.bundle.manifest.trim
         self._trimmed_unk_id = self.bundle.manifest.special_tokens["unk"].id if trim else None
         self._warned_unknown = False

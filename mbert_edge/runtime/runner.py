@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,16 +23,20 @@ from .textinput import encodable
 TRUNCATIONS = ("head", "window")
 
 
-def session_options(intra_op_threads: int | None = None, inter_op_threads: int = 1) -> ort.SessionOptions:
+def session_options(intra_op_threads: int | None = None, inter_op_threads: int = 1,
+                    config: Mapping[str, str] | None = None) -> ort.SessionOptions:
     """Session options set deliberately: intra-op threads = usable cores, one inter-op thread, all graph
     optimisations on (the fused graph still benefits from ORT's own layout and constant folding).
     The memory arena stays on (it reuses buffers across calls); memory patterns are off (planned and cached
-    per input shape, which varied text lengths rarely repeat); the bucketed batch shapes bound memory."""
+    per input shape, which varied text lengths rarely repeat); the bucketed batch shapes bound memory.
+    `config`: ONNX Runtime session config entries on top (e.g. the server's thread spinning off)."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = intra_op_threads or available_cpus()
     options.inter_op_num_threads = inter_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.enable_mem_pattern = False
+    for key, value in (config or {}).items():
+        options.add_session_config_entry(key, value)
     return options
 
 
@@ -72,9 +76,10 @@ class Runner:
     @classmethod
     def open(cls, bundle: Bundle, precision: str = "auto", *, stride: int | None = None, max_batch_tokens: int = 8192,
              intra_op_threads: int | None = None, inter_op_threads: int = 1, options: ort.SessionOptions | None = None,
-             verify_hashes: bool = True) -> "Runner":
+             session_config: Mapping[str, str] | None = None, verify_hashes: bool = True) -> "Runner":
         """The runner of a bundle's model (`precision` "auto" takes INT8 when there is one), after the load-time
-        checks: files present, hashes, tokenizer and graph belong to the manifest."""
+        checks: files present, hashes, tokenizer and graph belong to the manifest. Intra-op threads: the
+        argument, else the manifest's from `mbert-edge bench --save`, else the usable cores."""
         precision = bundle.resolve_precision(precision)
         bundle.check_files_present()
         manifest = bundle.manifest
@@ -89,7 +94,7 @@ class Runner:
         with ThreadPoolExecutor(max_workers=2) as pool:
             hashed = pool.submit(lambda: [bundle.verify_file(name) for name in checked]) if verify_hashes else None
             session = pool.submit(open_session, bundle.file(model_file),
-                                  options or session_options(intra_op_threads, inter_op_threads))
+                                  options or session_options(intra_op_threads, inter_op_threads, session_config))
             try:
                 tokenizer = check_tokenizer(bundle.file(TOKENIZER_NAME), manifest)
             finally:
@@ -101,6 +106,11 @@ class Runner:
             _warn_if_int8_is_slow()
         return cls(opened, tokenizer, manifest.max_length, manifest.special_tokens["pad"].id, model_file,
                    stride=stride, max_batch_tokens=max_batch_tokens)
+
+    @property
+    def intra_op_threads(self) -> int:
+        """The threads ONNX Runtime's session runs each operator on."""
+        return self.session.get_session_options().intra_op_num_threads
 
     def with_graph(self, model: str | Path | bytes, name: str) -> "Runner":
         """This runner's tokenizer and settings on another graph (a file or serialized ONNX): how quantize

@@ -1,9 +1,8 @@
 """The HTTP routes (Starlette), after Hugging Face text-embeddings-inference where the task matches.
 
 The model is used through the runtime's task API (`predict`/`encode`, `tokenizer`, `max_length`, `precision`,
-`labels`, `task`) and its runner's `windows` (the token counts the batcher budgets); beyond it, the runtime's
-`session_options` (to turn thread spinning off) and `encodable` (lone surrogates, as the runtime replaces
-them). The manifest is read in `info_payload` alone.
+`labels`, `task`) and its runner's `windows` (the token counts the batcher budgets) and `intra_op_threads`;
+beyond it, the runtime's `encodable` (lone surrogates, as the runtime replaces them). The manifest is read in `info_payload` alone.
 """
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import onnxruntime as ort
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -28,7 +26,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 import mbert_edge
 from mbert_edge.runtime.batching import bucket_length
-from mbert_edge.runtime.runner import session_options
 from mbert_edge.runtime.textinput import encodable
 
 from . import schemas
@@ -56,6 +53,7 @@ class ServerSettings:
     max_input_texts: int = 256
     max_body_bytes: int = 2_000_000
     concurrent_batches: int = 2
+    intra_op_threads: int | None = None  # None: the runtime's choice (bench --save's, else the usable cores)
 
     def load(self) -> Any:
         """The bundle's model, loaded as the server runs it. `max_batch_tokens` also caps each session run's
@@ -63,16 +61,13 @@ class ServerSettings:
         Random sentences padded to the longest of 32 ran at 31-34 sentences/s on the mBERT-shaped INT8 model,
         in pieces of at most 512 padded tokens at 69-75 (1024: 48, 2048: 40-42; measured side by side)."""
         return mbert_edge.load(self.bundle, precision=self.precision, max_batch_tokens=self.max_batch_tokens,
-                               options=server_session_options())
+                               intra_op_threads=self.intra_op_threads, session_config=SERVER_SESSION_CONFIG)
 
 
-def server_session_options() -> ort.SessionOptions:
-    """The runtime's session options with ONNX Runtime's intra-op threads not spinning after each run: in a
-    server they would take the cores from the event loop (measured on the tiny test model at 32 concurrent
-    requests: 3.6 ms of server CPU per request with spinning, 1.1 ms without)."""
-    options = session_options()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
+# ONNX Runtime's intra-op threads not spinning after each run: in a server they would take the cores from the
+# event loop (measured on the tiny test model at 32 concurrent requests: 3.6 ms of server CPU per request with
+# spinning, 1.1 ms without).
+SERVER_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
 def info_payload(model: Any, settings: ServerSettings) -> dict[str, Any]:
@@ -90,6 +85,7 @@ def info_payload(model: Any, settings: ServerSettings) -> dict[str, Any]:
         "batch_invariant": model.precision == "fp32" or bool(config and config.batch_invariant),
         "version": mbert_edge.__version__,
         "limits": {k: v for k, v in asdict(settings).items() if k.startswith("max_") or k == "concurrent_batches"},
+        "intra_op_threads": model.runner.intra_op_threads,
     }
 
 

@@ -36,9 +36,12 @@ import click
               help="Largest request body (larger: 413).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="Server processes, each with its own model and batcher, sharing the port.")
+@click.option("--intra-op-threads", type=click.IntRange(1), default=None,
+              help="ONNX Runtime threads of each worker's session (default: the bundle's `bench --save` figure, "
+                   "else the usable cores). With --workers N, keep N x threads within the cores.")
 def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: int, max_batch_size: int,
           max_wait_ms: float, concurrent_batches: int, max_concurrent_requests: int, max_input_texts: int,
-          max_body_bytes: int, workers: int) -> None:
+          max_body_bytes: int, workers: int, intra_op_threads: int | None) -> None:
     """Serve BUNDLE over HTTP: /predict, /ner, /embed, /v1/embeddings, /tokenize, /info, /health, /metrics,
     with requests micro-batched together."""
     try:
@@ -51,7 +54,8 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
         ) from exc
 
     settings = ServerSettings(str(bundle), precision, max_batch_tokens, max_batch_size, max_wait_ms,
-                              max_concurrent_requests, max_input_texts, max_body_bytes, concurrent_batches)
+                              max_concurrent_requests, max_input_texts, max_body_bytes, concurrent_batches,
+                              intra_op_threads)
     try:
         model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
     except ValueError as exc:  # the runtime's check of max_batch_tokens against the max length
