@@ -53,8 +53,9 @@ def probe(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    graph.initializer.extend([numpy_helper.from_array(np.array(1e-30, np.float32), "floor.tiny"),
-                              numpy_helper.from_array(np.array(0, np.uint8), "floor.u8")])
+    if mode == "row-floor":
+        graph.initializer.extend([numpy_helper.from_array(np.array(1e-30, np.float32), "floor.tiny"),
+                                  numpy_helper.from_array(np.array(0, np.uint8), "floor.u8")])
     nodes = []  # the graph's order, each quantization just before its MatMul (its input comes earlier)
     for node in graph.node:
         if node.op_type == "MatMulIntegerToFloat":
@@ -62,7 +63,7 @@ def probe(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
             if after.op_type == "Add" and producer[after.input[1]].name.endswith(".shift_back"):
                 after.op_type = "Identity"  # the corrections' Add; ONNX Runtime removes Identity nodes
                 del after.input[1:]
-            if mode != "per-row":  # just before its MatMul (its input comes earlier)
+            if mode != "per-row":
                 x = producer[node.input[0]].input[0]  # the QuantizeLinear's activation, before its outlier mask
                 if x in producer and producer[x].name.endswith(".xs"):
                     x = producer[x].input[0]

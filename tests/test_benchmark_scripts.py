@@ -130,8 +130,8 @@ def test_faithful_variants_cut_the_per_row_work_away(tmp_path, faithful_bundle):
     counts = {}
     for name in ("per-row", "per-tensor", "row-floor"):
         out = tmp_path / name
-        result = subprocess.run([sys.executable, "faithful_variants.py", str(faithful_bundle), str(out), "--probe", name],
-                                cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+        result = subprocess.run([sys.executable, "faithful_variants.py", str(faithful_bundle), str(out),
+                                 "--probe", name], cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         graph = onnx.load(str(out / "model.int8.onnx"), load_external_data=False).graph
         counts[name] = Counter(n.op_type for n in graph.node)

@@ -141,7 +141,8 @@ def test_classification_routes_match_the_classifier(seqcls_server, seqcls_bundle
     assert info["task"] == "sequence-classification" and info["labels"] == clf.labels
     assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("fp32", None, True)
     assert info["max_length"] == clf.max_length
-    assert (info["limits"]["max_input_texts"], info["limits"]["concurrent_batches"], info["intra_op_threads"]) == (40, 3, 1)
+    limits = info["limits"]
+    assert (limits["max_input_texts"], limits["concurrent_batches"], info["intra_op_threads"]) == (40, 3, 1)
 
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[0]}).json(), clf.predict(TEXTS[0]))
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[:5], "top_k": None}).json(),

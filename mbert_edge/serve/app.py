@@ -2,7 +2,8 @@
 
 The model is used through the runtime's task API (`predict`/`encode`, `tokenizer`, `max_length`, `precision`,
 `labels`, `task`) and its runner's `windows` (the token counts the batcher budgets) and `intra_op_threads`;
-beyond it, the runtime's `encodable` (lone surrogates, as the runtime replaces them). The manifest is read in `info_payload` alone.
+beyond it, the runtime's `encodable` (lone surrogates, as the runtime replaces them). The manifest is read in
+`info_payload` alone.
 """
 from __future__ import annotations
 
