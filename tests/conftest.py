@@ -100,6 +100,20 @@ def tiny_vocab() -> list[str]:
     return SPECIALS + chars + [f"##{c}" for c in chars] + words
 
 
+def randomize_biases(model) -> None:
+    """Seeded random biases and LayerNorm scales and shifts: transformers initialises them to 0 and (1, 0), so on
+    a fresh random model a fusion or rewrite that dropped or misplaced one would still match."""
+    import torch
+
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
+            elif parameter.dim() == 1:  # LayerNorm scales
+                parameter.copy_(1 + 0.1 * torch.randn(parameter.shape, generator=generator))
+
+
 def write_checkpoint(folder: Path, head: str, vocab: list[str], layers: int = 2, **config_extra) -> Path:
     """Save a random tiny BERT with the given head class, its vocab.txt and a cased tokenizer config."""
     import torch
@@ -111,6 +125,7 @@ def write_checkpoint(folder: Path, head: str, vocab: list[str], layers: int = 2,
         intermediate_size=64, max_position_embeddings=128, **config_extra,
     )
     model = getattr(transformers, head)(config)
+    randomize_biases(model)
     model.config.architectures = [head]
     model.save_pretrained(folder)
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")

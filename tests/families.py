@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import LABELS, NER_LABELS, tiny_vocab
+from conftest import LABELS, NER_LABELS, randomize_biases, tiny_vocab
 
 # XLM-R's and RoBERTa's special-token layout: <s> 0, <pad> 1, </s> 2, <unk> 3.
 SENTENCEPIECE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -85,6 +85,7 @@ def write_family_checkpoint(folder: Path, model_type: str, task: str) -> Path:
     torch.manual_seed(0)
     architecture = PREFIX[model_type] + HEADS[task]
     model = getattr(transformers, architecture)(config)
+    randomize_biases(model)
     model.config.architectures = [architecture]
     model.save_pretrained(folder)
     if task == "feature-extraction":  # a sentence-transformers folder: mean pooling
