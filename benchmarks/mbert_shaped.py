@@ -2,9 +2,11 @@
 weights, a 3-label classification head, and the real mBERT vocabulary from ../shared/data/mbert_vocab.
 `--architecture xlm-roberta` builds xlm-roberta-base's shape instead (250,002-row table, positions after
 the padding index, no token types) with a SentencePiece Unigram tokenizer trained on the Tatoeba sentences
-and filled up with unused pieces to 250,002: right for size and speed, not for tokenization.
+and filled up with unused pieces to 250,002: right for size and speed, not for tokenization;
+`xlm-roberta-large` the same at xlm-roberta-large's shape (24 layers of 1,024; 2.24 GB of FP32 weights, over
+protobuf's 2 GiB: the path of models that need external data throughout).
 
-    python benchmarks/mbert_shaped.py [--architecture bert|xlm-roberta] [--out ~/.cache/mbert-edge/mbert-shaped]
+    python benchmarks/mbert_shaped.py [--architecture bert|xlm-roberta|xlm-roberta-large] [--out DIR]
 
 No multilingual weights can be downloaded here; these models are right for size, speed and tokenizer
 behaviour, not for accuracy (use the fine-tuned MiniLM for that).
@@ -51,7 +53,8 @@ def unigram_tokenizer_json(rows: int) -> str:
 @click.option("--vocab", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEFAULT_VOCAB)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--architecture", type=click.Choice(["bert", "xlm-roberta"]), default="bert", show_default=True)
+@click.option("--architecture", type=click.Choice(["bert", "xlm-roberta", "xlm-roberta-large"]), default="bert",
+              show_default=True)
 def main(vocab: Path, out: Path, seed: int, architecture: str) -> None:
     import torch
     import transformers
@@ -62,6 +65,8 @@ def main(vocab: Path, out: Path, seed: int, architecture: str) -> None:
     torch.manual_seed(seed)
     shape = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, num_labels=3,
                  id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+    if architecture == "xlm-roberta-large":
+        shape.update(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
     out.mkdir(parents=True, exist_ok=True)
     if architecture == "bert":
         config = transformers.BertConfig(vocab_size=119547, architectures=["BertForSequenceClassification"], **shape)

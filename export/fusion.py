@@ -1,6 +1,9 @@
 """Graph fusion with ONNX Runtime's BERT optimizer, and the fusion contract that proves it happened."""
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mbert_edge.errors import MbertEdgeError
@@ -39,17 +42,22 @@ def contract_gaps(counts: dict[str, int], expected: dict[str, int]) -> list[str]
 def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: int,
          allow_partial: bool = False, cls_row: bool = True,
          contract: dict[str, int] | None = None) -> tuple[dict[str, int], bool]:
-    """Fuse `source` into `target`; returns the operator counts and whether the last layer now keeps only the
+    """Fuse `source` into `target` (in the same folder); returns the operator counts and whether the last layer now keeps only the
     [CLS] row (`cls_row`, see cls_row.py), or raises FusionError naming what `contract` (default: BERT's for
     `layers` layers) misses (a warning is left to the caller when `allow_partial`)."""
+    import onnx
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
-    # opt_level 0: only the portable Python fusions; hardware-specific rewrites happen at session load.
-    optimized = optimize_model(str(source), model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
-                               optimization_options=FusionOptions("bert"), opt_level=0)
-    if not optimized.get_nodes_by_op_type("EmbedLayerNormalization"):
-        fuse_position_embeddings(optimized)  # RoBERTa-family embeddings, which ONNX Runtime leaves unfused
+    # Weights in files of their own stay there: ONNX Runtime's fusions copy the whole model into each shape
+    # inference (xlm-roberta-large: 2 GiB a copy, 15 GiB peak), and read only the few weights they rewrite.
+    model = onnx.load(str(source), load_external_data=False)
+    with working_directory(source.parent):  # where those reads look for the weights' files
+        # opt_level 0: only the portable Python fusions; hardware-specific rewrites happen at session load.
+        optimized = optimize_model(model, model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
+                                   optimization_options=FusionOptions("bert"), opt_level=0)
+        if not optimized.get_nodes_by_op_type("EmbedLayerNormalization"):
+            fuse_position_embeddings(optimized)  # RoBERTa-family embeddings, which ONNX Runtime leaves unfused
     counts = contract_counts(optimized.get_fused_operator_statistics(), len(optimized.model.graph.node))
     gaps = contract_gaps(counts, contract or ARCHITECTURES["bert"].fusion_contract(layers))
     if gaps and not allow_partial:
@@ -58,5 +66,17 @@ def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: i
             "but slowly. Export with the default eager attention, or pass --allow-partial-fusion"
         )
     cls_row_only = cls_row and keep_cls_row(optimized.model)
-    optimized.save_model_to_file(str(target))
+    # Beside `source`: the weights left in their files are referenced, not copied; new ones go to target.data.
+    optimized.save_model_to_file(str(target), use_external_data_format=True)
     return counts, cls_row_only
+
+
+@contextmanager
+def working_directory(path: Path) -> Iterator[None]:
+    """Run the block in `path` (contextlib.chdir, from Python 3.11)."""
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

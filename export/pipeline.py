@@ -1,6 +1,7 @@
 """`mbert-edge export`: checkpoint -> ONNX + tokenizer -> parity proof -> bundle, written atomically."""
 from __future__ import annotations
 
+import shutil
 from importlib.metadata import version
 from pathlib import Path
 
@@ -97,24 +98,29 @@ def export_bundle(
 
     with staged_folder(output, force) as staging:
         tokenizer.save(str(staging / TOKENIZER_NAME))
+        # The traced and fused graphs live in a folder of their own: over protobuf's 2 GiB (xlm-roberta-large)
+        # the exporter writes each weight to a file of its own beside the graph.
+        work = staging / "intermediate"
+        work.mkdir()
+        graph = work / "traced.onnx"
         with progress.step(f"tracing to ONNX (opset {opset})"):
-            export_onnx(wrapper, checkpoint, staging / MODEL_FILE, opset)
-        parity = checked_parity(staging / MODEL_FILE, "exported")
+            export_onnx(wrapper, checkpoint, graph, opset)
+        parity = checked_parity(graph, "exported")
         optimization = None
         if optimize:
-            fused = staging / "model.fused.onnx"
             with progress.step("fusing with ONNX Runtime's BERT optimizer"):
                 contract = checkpoint.family.fusion_contract(config.num_hidden_layers)
-                counts, cls_row = fuse(staging / MODEL_FILE, fused, config.num_attention_heads,
+                counts, cls_row = fuse(graph, work / "fused.onnx", config.num_attention_heads,
                                        config.hidden_size, config.num_hidden_layers, allow_partial_fusion,
                                        contract=contract)
+            graph = work / "fused.onnx"
             gaps = contract_gaps(counts, contract)
             if gaps:
                 progress.note(f"warning: partial fusion ({', '.join(gaps)}); the graph is slower than it could be")
-            optimization = Optimization(counts, not gaps, cls_row, checked_parity(fused, "fused"))
-            fused.replace(staging / MODEL_FILE)
+            optimization = Optimization(counts, not gaps, cls_row, checked_parity(graph, "fused"))
         with progress.step("storing the model"):
-            model_files = store_model(staging / MODEL_FILE, staging / MODEL_FILE)
+            model_files = store_model(graph, staging / MODEL_FILE)
+            shutil.rmtree(work)
         task = checkpoint.task.name
         bundle = Bundle(staging, Manifest(
             task=task,
