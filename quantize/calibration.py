@@ -3,6 +3,7 @@ peaks and X^T X), from the FP32 graph run through the runtime's own batching; an
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -22,17 +23,25 @@ class LayerStats:
     rounded: dict[bytes, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # GPTQ results, reused
 
 
-def layer_statistics(model: onnx.ModelProto, runner: Runner, texts: list[str],
+def layer_statistics(graph: onnx.ModelProto, folder: Path, runner: Runner, texts: list[str],
                      batch_size: int = 32) -> dict[str, LayerStats]:
-    """Each linear layer's input statistics over the real tokens of `texts`, from the FP32 graph `model`
-    run with `runner`'s tokenizer and batching (every layer input made a graph output)."""
-    inputs = linear_inputs(model)
+    """Each linear layer's input statistics over the real tokens of `texts`, from the FP32 graph `graph` (its
+    weights left in their file in `folder`) run with `runner`'s tokenizer and batching (every layer input made a
+    graph output)."""
+    inputs = linear_inputs(graph)
     probe = onnx.ModelProto()
-    probe.CopyFrom(model)
+    probe.CopyFrom(graph)
     tensors = sorted(set(inputs.values()))
     for name in tensors:
         probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    prober = runner.with_graph(probe.SerializeToString(), "calibration probe")
+    # A file beside the weights it references (ONNX Runtime reads external weights only from the graph's folder),
+    # not bytes in memory, which a model over 2 GiB cannot be.
+    path = folder / ".calibration-probe.onnx"
+    onnx.save(probe, str(path))
+    try:
+        prober = runner.with_graph(path, "calibration probe")
+    finally:
+        path.unlink(missing_ok=True)
     windows = [group[0] for group in prober.windows(texts, "head")]
     stats: dict[str, LayerStats] = {}
     for _, feed in prober.batches(windows, batch_size):

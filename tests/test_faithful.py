@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import pytest
 
 import onnxruntime as ort
 from onnx import TensorProto, helper
@@ -16,8 +15,6 @@ from mbert_edge import Classifier
 from mbert_edge.bundle import MANIFEST_NAME, Bundle, QuantizationConfig
 from mbert_edge.quantize.calibration import LayerStats
 from mbert_edge.quantize.gptq import round_gptq, round_nearest
-from mbert_edge.errors import QuantizeError
-from mbert_edge.quantize import faithful
 from mbert_edge.quantize.graph import at_opset, embedding_layers, linear_layers
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.quantize.rewrite import OPSET, Rewriter, rewrite
@@ -143,15 +140,32 @@ def test_pair_limited_weights_are_exact_at_full_codes():
         assert np.array_equal(session.run(None, {"a": codes})[0], codes.astype(np.int64) @ levels.astype(np.int64))
 
 
-def test_faithful_refuses_a_model_over_protobufs_limit(tmp_path, seqcls_bundle, monkeypatch):
-    """ONNX's tools hold the graph as one protobuf message (2 GiB at most, e.g. XLM-R-large's 2.2 GB in FP32):
-    such a model is refused at once, pointing to the dynamic method, and the bundle is left as it was (the
-    limit is lowered here to reach the check with a tiny model)."""
-    monkeypatch.setattr(faithful, "MAX_GRAPH_BYTES", 1000)
+def test_faithful_gives_onnx_tools_the_graph_without_its_weights(tmp_path, seqcls_bundle, monkeypatch):
+    """ONNX's version converter and a session built from bytes take a model as one protobuf message, 2 GiB at most
+    (xlm-roberta-large is 2.2 GB in FP32): the faithful method gives the converter the graph alone and calibrates
+    through a graph file beside the weights, so neither ever holds them; no probe file is left behind."""
+    from onnx import version_converter
+
+    inline, probes = [], []
+    convert, with_graph = version_converter.convert_version, Runner.with_graph
+
+    def converting(model, version):
+        inline.append(max((len(t.raw_data) for t in model.graph.initializer), default=0))
+        return convert(model, version)
+
+    def opening(self, model, name):
+        probes.append((name, model))
+        return with_graph(self, model, name)
+
+    monkeypatch.setattr(version_converter, "convert_version", converting)
+    monkeypatch.setattr(Runner, "with_graph", opening)
     copy = Path(shutil.copytree(seqcls_bundle, tmp_path / "b"))
-    with pytest.raises(QuantizeError, match=r"needs an FP32 model under 2 GiB .* use --method dynamic"):
-        quantize_bundle(copy)
-    assert "int8" not in Bundle.open(copy).models and not (copy / "model.int8.onnx").exists()
+    quantize_bundle(copy, QuantizationConfig(min_agreement=0.0))
+    assert inline and max(inline) < 1024  # the bundle keeps every tensor of 1 KB or more in model.onnx.data
+    calibration = [model for name, model in probes if name == "calibration probe"]
+    assert calibration and all(isinstance(m, Path) and m.parent == copy for m in calibration)
+    assert not any(p.name.startswith(".") for p in copy.iterdir())
+    assert Bundle.open(copy).models["int8"] == "model.int8.onnx"
 
 
 def test_at_opset_declares_the_standard_domain_when_absent():
