@@ -42,9 +42,9 @@ def contract_gaps(counts: dict[str, int], expected: dict[str, int]) -> list[str]
 def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: int,
          allow_partial: bool = False, cls_row: bool = True,
          contract: dict[str, int] | None = None) -> tuple[dict[str, int], bool]:
-    """Fuse `source` into `target` (in the same folder); returns the operator counts and whether the last layer now keeps only the
-    [CLS] row (`cls_row`, see cls_row.py), or raises FusionError naming what `contract` (default: BERT's for
-    `layers` layers) misses (a warning is left to the caller when `allow_partial`)."""
+    """Fuse `source` into `target` (in the same folder); returns the operator counts and whether the last layer
+    now keeps only the [CLS] row (`cls_row`, see cls_row.py), or raises FusionError naming what `contract`
+    (default: BERT's for `layers` layers) misses (a warning is left to the caller when `allow_partial`)."""
     import onnx
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model

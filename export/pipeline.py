@@ -108,12 +108,12 @@ def export_bundle(
         parity = checked_parity(graph, "exported")
         optimization = None
         if optimize:
+            fused = work / "fused.onnx"
             with progress.step("fusing with ONNX Runtime's BERT optimizer"):
                 contract = checkpoint.family.fusion_contract(config.num_hidden_layers)
-                counts, cls_row = fuse(graph, work / "fused.onnx", config.num_attention_heads,
-                                       config.hidden_size, config.num_hidden_layers, allow_partial_fusion,
-                                       contract=contract)
-            graph = work / "fused.onnx"
+                counts, cls_row = fuse(graph, fused, config.num_attention_heads, config.hidden_size,
+                                       config.num_hidden_layers, allow_partial_fusion, contract=contract)
+            graph = fused
             gaps = contract_gaps(counts, contract)
             if gaps:
                 progress.note(f"warning: partial fusion ({', '.join(gaps)}); the graph is slower than it could be")
