@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tokenizers import Tokenizer
 
 from conftest import run_cli
 from families import write_family_checkpoint
@@ -140,6 +141,29 @@ def test_long_text_windows_keep_the_tokenizers_own_frame(exported):
     assert len(windows) > 2
     assert all(w.ids[0] == 0 and w.ids[-1] == 2 and len(w.ids) <= model.max_length for w in windows)
     assert np.isfinite(model.logits(text, truncation="window")).all()
+
+
+@pytest.mark.parametrize("model_type", ["xlm-roberta", "roberta"])
+def test_long_text_ner_merges_windows_into_the_whole_texts_tokens(exported, model_type):
+    """A long text's windows merge into exactly the tokens of the text tokenized whole, in order, with their
+    offsets and indices (a byte-level BPE token opening a window carries its leading space there: it must not
+    be kept twice), and a lone surrogate in the text breaks no word reported."""
+    _, bundle = exported(model_type, "token-classification")
+    model = TokenClassifier(bundle, precision="fp32", stride=8)
+    text = " ".join(s for group in builtin_sample().texts.values() for s in group) + " Paris \ud800 Berlin"
+    whole = Tokenizer.from_str(model.tokenizer.to_str())
+    whole.no_truncation()
+    encoding = whole.encode(text.replace("\ud800", "\ufffd"))
+    assert len(encoding) > 4 * model.max_length
+    expected = [(i, start, end, token) for i, (token, special, (start, end))
+                in enumerate(zip(encoding.tokens, encoding.special_tokens_mask, encoding.offsets)) if not special]
+    tokens = model.predict(text, aggregation="none", ignore_labels=())
+    unknown = model.tokenizer.id_to_token(model.bundle.manifest.special_tokens["unk"].id)
+    assert [(t["index"], t["start"], t["end"], t["word"]) for t in tokens] == [
+        (i, start, end, "\ufffd" if token == unknown else token) for i, start, end, token in expected]
+    assert model.predict(text, aggregation="none", ignore_labels=None) == [t for t in tokens if t["entity"] != "O"]
+    for aggregation in AGGREGATIONS:  # every word reported is text UTF-8 can carry (JSON, the server)
+        assert "".join(e["word"] for e in model.predict(text, aggregation=aggregation)).encode("utf-8")
 
 
 def test_a_wrong_position_offset_fails_the_parity_proof(tmp_path, monkeypatch):

@@ -71,6 +71,7 @@ class Runner:
         tokenizer.enable_truncation(max_length, stride=self.stride)  # the rest: `Encoding.overflowing` windows
         self.session, self.tokenizer, self.max_length, self.pad_id, self.name = session, tokenizer, max_length, pad_id, name
         self.max_batch_tokens = max_batch_tokens
+        self.window_step = content - self.stride  # tokens from one window's start to the next's
         self.input_names = [i.name for i in session.get_inputs()]
 
     @classmethod
