@@ -160,6 +160,13 @@ def test_classification_routes_match_the_classifier(seqcls_server, seqcls_bundle
         key = "input" if route == "/v1/embeddings" else "inputs"
         assert_error(seqcls_server.post(route, {key: "x"}), 400, "wrong_task", "sequence-classification", route)
 
+    long_text = " ".join(TEXTS * 3)  # several windows; the classifier reads only the first by default
+    assert len(clf.runner.windows([long_text], "window")[0]) > 2
+    before = seqcls_server.metric("mbert_edge_batch_tokens_sum")
+    with pytest.warns(UserWarning, match="truncation='window'"):
+        assert_close(seqcls_server.post("/predict", {"inputs": long_text}).json(), clf.predict(long_text))
+    assert seqcls_server.metric("mbert_edge_batch_tokens_sum") - before == clf.max_length  # budgeted as it runs
+
 
 def test_concurrent_requests_each_get_their_own_results_batched(seqcls_server, seqcls_bundle):
     """Requests of 1 to 4 texts at once: every answer is its own, in order, and the batcher did batch them."""
@@ -249,6 +256,7 @@ def test_bad_requests_get_one_line_json_errors(seqcls_server):
     url = f"{seqcls_server.url}/predict"
     cases = [
         (httpx.post(url, content=b"{not json"), 422, "validation", "not valid JSON"),
+        (httpx.post(url, content=b"[" * 5000 + b"]" * 5000), 422, "validation", "not valid JSON", "recursion"),
         (seqcls_server.post("/predict", ["a"]), 422, "validation", "JSON object"),
         (seqcls_server.post("/predict", {"text": "a"}), 422, "validation", "unknown field 'text'"),
         (seqcls_server.post("/predict", {}), 422, "validation", "inputs is missing"),
@@ -345,7 +353,7 @@ def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):
     assert server.process.wait(timeout=30) == 0
 
 
-def test_serve_needs_the_extra_a_bundle_and_sane_limits(tmp_path, seqcls_bundle):
+def test_serve_needs_the_extra_a_bundle_sane_limits_and_a_free_port(tmp_path, seqcls_bundle):
     blocked = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['mbert-edge', *sys.argv[1:]]; "
                "from mbert_edge.cli import main; main()")
     help_text = subprocess.run([sys.executable, "-c", blocked, "--help"], capture_output=True, text=True,
@@ -363,6 +371,11 @@ def test_serve_needs_the_extra_a_bundle_and_sane_limits(tmp_path, seqcls_bundle)
     no_bundle = run_cli("serve", str(tmp_path / "nope"), "--port", "1")
     assert no_bundle.returncode == 1 and no_bundle.stderr.count("\n") == 1, no_bundle.stderr
     assert "nope" in no_bundle.stderr and "Traceback" not in no_bundle.stderr
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port_in_use = run_cli("serve", str(seqcls_bundle), "--port", str(taken.getsockname()[1]))
+    assert port_in_use.returncode == 1 and port_in_use.stderr.count("\n") == 1, port_in_use.stderr
+    assert "already in use" in port_in_use.stderr and "--port" in port_in_use.stderr
 
 
 @pytest.mark.parametrize("concurrent", [1, 2])
@@ -393,3 +406,32 @@ def test_the_batcher_runs_up_to_its_concurrent_batches_at_once(concurrent):
 
     assert asyncio.run(scenario()) == [[f"A{i}", f"B{i}", f"C{i}"] for i in range(4)]
     assert most[0] == concurrent
+
+
+def test_a_request_whose_texts_fail_fails_alone():
+    """When a batch fails, each of its requests runs again on its own: only the one with the bad text fails."""
+    from mbert_edge.serve.batcher import BatchLimits, MicroBatcher
+    from mbert_edge.serve.metrics import ServerMetrics
+
+    batches: list[list[str]] = []
+
+    def run(texts: list[str]) -> list[str]:
+        batches.append(texts)
+        if "bad" in texts:
+            raise ValueError("a bad text")
+        return [text.upper() for text in texts]
+
+    async def scenario() -> list[object]:
+        batcher = MicroBatcher(BatchLimits(max_tokens=512, max_size=8, max_wait=0.5), ServerMetrics())
+        batcher.start()
+        try:
+            requests = [["a", "b"], ["c", "bad"], ["d"]]
+            return await asyncio.gather(*(batcher.submit("predict", run, texts, [4] * len(texts))
+                                          for texts in requests), return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    first, second, third = asyncio.run(scenario())
+    assert first == ["A", "B"] and third == ["D"]
+    assert isinstance(second, ValueError) and str(second) == "a bad text"
+    assert batches == [["a", "c", "d", "b", "bad"], ["a", "b"], ["c", "bad"], ["d"]]

@@ -1,7 +1,7 @@
 """The HTTP routes (Starlette), after Hugging Face text-embeddings-inference where the task matches.
 
 The model is used through the runtime's task API (`predict`/`encode`, `tokenizer`, `max_length`, `precision`,
-`labels`, `task`) and its runner's `windows` (the token counts the batcher budgets) and `intra_op_threads`;
+`labels`, `task`, `default_truncation`) and its runner's `windows` (the token counts the batcher budgets) and `intra_op_threads`;
 beyond it, the runtime's `encodable` (lone surrogates, as the runtime replaces them). The manifest is read in
 `info_payload` alone.
 """
@@ -164,7 +164,7 @@ class Server:
     async def _run(self, request: Request, method: str, parsed: schemas.TextRequest) -> tuple[list[Any], int]:
         """Results of `model.<method>` for the request's texts through the batcher, and their token count.
         A client that disconnects first is not waited for: its texts not yet started leave the queue."""
-        all_windows = parsed.options.get("truncation") != "head"
+        all_windows = parsed.options.get("truncation", self.model.default_truncation) == "window"
         if sum(map(len, parsed.texts)) <= INLINE_TOKENIZING:
             windows = self._windows(parsed.texts, all_windows)
         else:

@@ -54,7 +54,8 @@ class MicroBatcher:
     A batch takes texts round-robin from the waiting requests with the oldest request's `key` (requests
     with other options wait for a batch of their own), one text per request per turn, so a request with many
     texts is spread over several batches and a short request that comes later joins the next one. Each
-    request gets exactly its own results, in order. A cancelled request's texts that have not started are
+    request gets exactly its own results, in order; when a batch fails, each of its requests runs again alone,
+    so only the one whose texts fail gets the error. A cancelled request's texts that have not started are
     dropped.
     """
 
@@ -117,13 +118,16 @@ class MicroBatcher:
         self.metrics.batch_tokens.observe(sum(job.costs[i] for job, i in batch))
         try:
             outputs = await asyncio.get_running_loop().run_in_executor(self._executor, run, texts)
-        except Exception as exc:  # the batch failed: so does every request in it
-            for job in {job for job, _ in batch}:
-                if not job.future.done():
-                    job.future.set_exception(exc)
-            return
-        finally:
+        except Exception as exc:
             self.metrics.inference_seconds.observe(time.perf_counter() - started)
+            jobs = list(dict.fromkeys(job for job, _ in batch))
+            if len(jobs) > 1:  # one request's bad text must not fail the others: each runs again on its own
+                for job in jobs:
+                    await self._run([(j, index) for j, index in batch if j is job])
+            elif not jobs[0].future.done():
+                jobs[0].future.set_exception(exc)
+            return
+        self.metrics.inference_seconds.observe(time.perf_counter() - started)
         for (job, index), output in zip(batch, outputs):
             job.results[index] = output
             job.missing -= 1

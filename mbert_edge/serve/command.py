@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import signal
+import socket
 import tempfile
 from pathlib import Path
 
@@ -60,6 +61,7 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
         model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
     except ValueError as exc:  # the runtime's check of max_batch_tokens against the max length
         raise click.ClickException(f"--max-batch-tokens: {exc}") from exc
+    _check_address(host, port)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the previous handler:
     # with this one, that ends the process with exit code 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -72,3 +74,16 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)  # /metrics adds up every worker's figures
         uvicorn.run("mbert_edge.serve.app:app_from_environment", factory=True, host=host, port=port,
                     workers=workers, log_level="warning", lifespan="on")
+
+
+def _check_address(host: str, port: int) -> None:
+    """Fail as one line if the server could not listen on host:port (uvicorn would log its own error and
+    exit 3)."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another "
+                                   f"--port or --host") from exc

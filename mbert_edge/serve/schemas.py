@@ -60,7 +60,7 @@ def parse(raw: bytes, options: dict[str, Option], max_texts: int, texts_field: s
     """The request in `raw`, or a RequestError (422) naming what is wrong."""
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise invalid(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise invalid(f"the body must be a JSON object, got {json_type(body)}")
