@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -69,6 +72,30 @@ def test_predict_arguments_file_and_stdin(tmp_path, seqcls_bundle):
     by_stdin = run_cli("predict", str(seqcls_bundle), "--input", "-", "--top-k", "2", stdin="Guten Morgen\n")
     assert predicted(seqcls_bundle, "--input", str(texts)) == rows
     assert len(json.loads(by_stdin.stdout)) == 2
+
+
+def test_predict_answers_input_line_n_on_output_line_n(tmp_path, seqcls_bundle):
+    """Lines end at "\\n" alone (a "\\r" inside a line stays in it), from a file and from stdin alike; a line
+    that is not UTF-8 ends the input after the lines before it were answered, with one line naming it."""
+    raw = b"first half\rsecond half\nGuten Morgen\r\n\xff\xfe bad\nafter\n"
+    (tmp_path / "in.txt").write_bytes(raw)
+    expected = predicted(seqcls_bundle, "first half\rsecond half", "Guten Morgen")
+    for source, stdin in ((str(tmp_path / "in.txt"), None), ("-", raw)):
+        result = subprocess.run([sys.executable, "-m", "mbert_edge", "predict", str(seqcls_bundle), "--input", source],
+                                input=stdin, capture_output=True, timeout=600, cwd=Path(__file__).parent)
+        assert [json.loads(line) for line in result.stdout.decode().splitlines()] == expected
+        assert result.returncode == 1 and result.stderr.decode().count("\n") == 1, result.stderr
+        assert "line 3 of --input" in result.stderr.decode() and "not UTF-8" in result.stderr.decode()
+
+
+def test_predict_options_and_warnings_as_a_user_sees_them(seqcls_bundle):
+    for option in ("--top-k", "--batch-size"):
+        refused = run_cli("predict", str(seqcls_bundle), "hi", option, "0")
+        assert refused.returncode == 2 and f"'{option}': 0 is not in the range" in refused.stderr
+    long_text = run_cli("predict", str(seqcls_bundle), "Guten Morgen " * 200)
+    assert long_text.returncode == 0 and len(long_text.stdout.splitlines()) == 1
+    assert long_text.stderr.startswith("Warning: some texts are longer than 128 tokens")
+    assert long_text.stderr.count("\n") == 1, long_text.stderr
 
 
 @pytest.mark.parametrize("args, fragment", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -45,7 +46,16 @@ for command in (export, predict, info, quantize, verify, trim, bench, demo, serv
     cli.add_command(command)
 
 
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    """A warning as one line on stderr, like the errors (not Python's file:line and source line)."""
+    click.echo(f"Warning: {str(message).strip().splitlines()[0] if str(message).strip() else category.__name__}",
+               err=True)
+
+
 def main() -> None:
+    if not os.environ.get("MBERT_EDGE_DEBUG"):
+        warnings.showwarning = _warning_line
     try:
         cli(prog_name="mbert-edge")
     except BrokenPipeError:  # output piped into `head` and the like: not an error worth a traceback

@@ -20,26 +20,33 @@ from ..textdata import builtin_sample, evaluation_texts, load_textset
 from .common import DATA_HELP, numbers, size_text
 
 
-def _read_inputs(texts: tuple[str, ...], input_file: str | None) -> Iterator[str]:
-    """TEXTS, then the lines of --input (read lazily, so a large file streams). The file is opened
-    before the first text is returned, so an unreadable path fails before any work."""
-    if input_file is None and not texts:
-        raise click.UsageError("give texts as arguments or --input FILE (- for stdin)")
-    try:
-        stream = None if input_file is None else sys.stdin if input_file == "-" else open(input_file, encoding="utf-8")
-    except OSError as exc:
-        raise click.ClickException(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
+class _InputLines:
+    """TEXTS, then the lines of --input, read lazily so that a large file streams. Lines end at "\n" alone
+    (a "\r\n" ending is dropped, a "\r" inside a line kept), the same from a file and from stdin, so output
+    line N answers input line N. A line that is not UTF-8 ends the input there: the lines before it are
+    answered, then `failure` says which line it was."""
 
-    def lines() -> Iterator[str]:
-        yield from texts
-        if stream is not None:
-            with stream:
+    def __init__(self, texts: tuple[str, ...], input_file: str | None) -> None:
+        if input_file is None and not texts:
+            raise click.UsageError("give texts as arguments or --input FILE (- for stdin)")
+        self.texts, self.name, self.failure = texts, input_file, None
+        try:  # opened now, so that an unreadable path fails before any work
+            self.stream = None if input_file is None else sys.stdin.buffer if input_file == "-" else open(input_file, "rb")
+        except OSError as exc:
+            raise click.ClickException(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.texts
+        if self.stream is None:
+            return
+        with self.stream:
+            for number, raw in enumerate(self.stream, start=1):
                 try:
-                    yield from (line.rstrip("\n") for line in stream)
+                    yield raw.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    raise click.ClickException(f"--input {input_file} is not UTF-8 text ({exc.reason})") from exc
-
-    return lines()
+                    self.failure = (f"line {number} of --input {self.name} is not UTF-8 text ({exc.reason} at byte "
+                                    f"{exc.start}); the lines before it were answered")
+                    return
 
 
 @click.command()
@@ -47,8 +54,9 @@ def _read_inputs(texts: tuple[str, ...], input_file: str | None) -> Iterator[str
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", default=None, help="One text per line; - reads stdin.")
 @click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--top-k", type=int, default=None, help="Classification: this many labels per text (default 1).")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--top-k", type=click.IntRange(1), default=None,
+              help="Classification: this many labels per text (default 1).")
 @click.option("--aggregation", type=click.Choice(AGGREGATIONS), default=None,
               help="Token classification: how tokens become entities (default simple).")
 @click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,
@@ -66,9 +74,12 @@ def predict(bundle: Path, texts: tuple[str, ...], input_file: str | None, precis
             raise click.ClickException(f"{bundle} is a {task} bundle; {option} applies to {serves} bundles only")
     options = {k: v for k, v in (("batch_size", batch_size), ("top_k", top_k), ("aggregation", aggregation),
                                  ("truncation", truncation)) if v is not None}
+    inputs = _InputLines(texts, input_file)
     model = load(opened, precision=precision)
-    for result in model.iter_predict(_read_inputs(texts, input_file), chunk_size=8 * batch_size, **options):
+    for result in model.iter_predict(inputs, chunk_size=8 * batch_size, **options):
         click.echo(json.dumps(result.tolist() if isinstance(result, np.ndarray) else result, ensure_ascii=False))
+    if inputs.failure:
+        raise click.ClickException(inputs.failure)
 
 
 @click.command()
