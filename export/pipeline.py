@@ -72,7 +72,8 @@ def export_bundle(
     """
     progress = progress or Progress(enabled=False)
     output = Path(output_dir).resolve()
-    check_output(output, force)
+    source = Path(model)  # a local checkpoint folder, which the bundle must not replace; a hub id never exists
+    check_output(output, force, source)
     texts = parity_texts(data)
     checkpoint = inspect(model, task)
     tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config)
@@ -96,7 +97,7 @@ def export_bundle(
             )
         return parity
 
-    with staged_folder(output, force) as staging:
+    with staged_folder(output, force, source) as staging:
         tokenizer.save(str(staging / TOKENIZER_NAME))
         # The traced and fused graphs live in a folder of their own: over protobuf's 2 GiB (xlm-roberta-large)
         # the exporter writes each weight to a file of its own beside the graph.

@@ -11,18 +11,24 @@ from pathlib import Path
 from mbert_edge.errors import BundleError
 
 
-def check_output(output: Path, force: bool) -> None:
-    """Refuse a non-empty `output` unless `force` (checked before any long work starts)."""
+def check_output(output: Path, force: bool, source: Path | None = None) -> None:
+    """Refuse a non-empty `output` unless `force`, and always an `output` that is or holds `source` (what the
+    bundle is made from: replacing `output` would delete it). Checked before any long work starts."""
+    output = output.resolve()
+    if source is not None and source.exists() and (source.resolve() == output or output in source.resolve().parents):
+        raise BundleError(f"{output} holds the input {source}: writing the bundle there would delete it; "
+                          "choose another folder")
     if output.exists() and any(output.iterdir()) and not force:
         raise BundleError(f"{output} exists and is not empty; choose another folder or pass --force")
 
 
 @contextmanager
-def staged_folder(output: str | Path, force: bool) -> Iterator[Path]:
-    """Yield an empty folder beside `output`; when the block succeeds it replaces `output`."""
+def staged_folder(output: str | Path, force: bool, source: Path | None = None) -> Iterator[Path]:
+    """Yield an empty folder beside `output`; when the block succeeds it replaces `output` (checked first by
+    `check_output`)."""
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
-    check_output(output, force)
+    check_output(output, force, source)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
     try:
         yield staging

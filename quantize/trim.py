@@ -183,13 +183,15 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
     """Write a copy of the bundle at `source` to `output` with only the `kept` vocabulary ids, in the
     tokenizer and in every model. `record` (how `kept` was chosen) goes into the manifest's `trim`."""
     bundle = Bundle.open(source)
+    for name in bundle.manifest.files:  # a modified file would otherwise come out re-signed
+        bundle.verify_file(name)
     tokenizer_json = json.loads(bundle.file(TOKENIZER_NAME).read_text(encoding="utf-8"))
     manifest = copy.deepcopy(bundle.manifest)
     rows = manifest.embedding_rows
     if manifest.trim:
         raise TrimError(f"{bundle.path} is already trimmed; trim the original bundle instead")
     new_id = {old: new for new, old in enumerate(kept)}
-    with staged_folder(output, force) as staging:
+    with staged_folder(output, force, bundle.path) as staging:
         data = trimmed_tokenizer_json(tokenizer_json, kept)
         (staging / TOKENIZER_NAME).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
         written = [file for name in bundle.models.values()

@@ -163,3 +163,7 @@ def test_demo_runs_offline(tmp_path):
     assert "untrained" in result.stderr and "MISSING" not in result.stderr
     again = run_cli("demo", str(tmp_path / "demo"), env=env)
     assert again.returncode == 0 and again.stdout.splitlines()[1:] == result.stdout.splitlines()[1:]
+
+    (tmp_path / "notes.txt").write_text("the user's")  # a folder of the user's is not replaced without --force
+    assert_one_line_error(run_cli("demo", str(tmp_path), env=env), "exists and is not empty", "--force")
+    assert (tmp_path / "notes.txt").read_text() == "the user's"

@@ -2,6 +2,11 @@
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +91,27 @@ def test_existing_output_needs_force(tmp_path, seqcls_checkpoint, seqcls_bundle)
     assert (out / "keep.txt").exists()
     bundle = export_bundle(str(seqcls_checkpoint), out, force=True)
     assert not (out / "keep.txt").exists() and (bundle.path / MANIFEST_NAME).exists()
+
+    checkpoints = tmp_path / "checkpoints"
+    shutil.copytree(seqcls_checkpoint, checkpoints / "model")
+    for holder in (checkpoints, checkpoints / "model"):  # --force must not delete what it exports
+        with pytest.raises(BundleError, match="holds the input"):
+            export_bundle(str(checkpoints / "model"), holder, force=True)
+    assert sorted(p.name for p in (checkpoints / "model").iterdir()) == sorted(p.name for p in seqcls_checkpoint.iterdir())
+
+
+def test_sigterm_leaves_nothing_half_written(tmp_path, seqcls_checkpoint):
+    """SIGTERM unwinds like Ctrl-C: the staging folder goes, the exit code says so."""
+    export = subprocess.Popen([sys.executable, "-m", "mbert_edge", "export", str(seqcls_checkpoint), str(tmp_path / "b")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".b.partial-*")):
+        assert export.poll() is None and time.monotonic() < deadline, export.stderr.read()
+        time.sleep(0.01)
+    export.send_signal(signal.SIGTERM)
+    assert export.wait(timeout=120) == 128 + signal.SIGTERM
+    assert export.stderr.read().strip().splitlines()[-1] == "Error: stopped by SIGTERM"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_new_head_with_labels(tmp_path, encoder_checkpoint):

