@@ -53,7 +53,7 @@ def _read_lines(path: Path, keep_blank: bool = False) -> list[str]:
 
 
 def _read_labels(path: Path, expected: int) -> list[int]:
-    lines = _read_lines(path)
+    lines = _read_lines(path, keep_blank=True)  # a blank line is an error, not a shift of every later label
     try:
         labels = [int(x) for x in lines]
     except ValueError as exc:
@@ -69,7 +69,10 @@ def load_textset(path: str | Path) -> TextSet:
     `sentiment/french/val_text.txt` becomes group `french/val`)."""
     root = Path(path)
     if root.is_file():
-        return TextSet({root.stem: _read_lines(root)})
+        lines = _read_lines(root)
+        if not lines:
+            raise DataError(f"{root} has no text; pass a UTF-8 text file with one sentence per line")
+        return TextSet({root.stem: lines})
     if not root.is_dir():
         raise DataError(f"data path {root} does not exist; pass a text file or a folder of <lang>.txt files")
     result = TextSet({})
@@ -95,6 +98,13 @@ def load_textset(path: str | Path) -> TextSet:
     return result
 
 
-def evaluation_texts(data: str | Path | None) -> TextSet:
-    """`--data` when given (labelled pairs allowed), else the built-in multilingual sample."""
-    return load_textset(data) if data is not None else builtin_sample()
+def evaluation_texts(data: str | Path | None, labels: list[str] | None = None) -> TextSet:
+    """`--data` when given (labelled pairs allowed), else the built-in multilingual sample. With the model's
+    `labels` (a classifier's), gold labels must be ids among them."""
+    textset = load_textset(data) if data is not None else builtin_sample()
+    for group, gold in textset.labels.items():
+        wrong = sorted({label for label in gold if not 0 <= label < len(labels or [])})
+        if labels is not None and wrong:
+            raise DataError(f"labels of {group}: {wrong[0]} is not one of the model's label ids 0..{len(labels) - 1} "
+                            f"({', '.join(labels)})")
+    return textset

@@ -52,7 +52,8 @@ def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
     fp32 = bundle.verify_file(bundle.models["fp32"])
     preset, flags = resolve_preset(config.preset)
     config = replace(config, preset=preset, min_agreement=config.agreement_threshold)
-    texts = evaluation_texts(config.data)
+    texts = evaluation_texts(config.data, bundle.manifest.labels if bundle.task == "sequence-classification" else None)
+    calibration = evaluation_texts(config.calibration) if config.method == "faithful" else None  # read before work
     staging = bundle.path / f".{INT8_FILE}.partial"
     reference = Runner.open(bundle, "fp32")
     try:
@@ -60,8 +61,8 @@ def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
             with progress.step(f"quantizing to INT8 (preset {preset}, per-channel {config.per_channel})"):
                 config, chosen = quantize_dynamic_int8(fp32, staging, config)
         else:
-            config, chosen = quantize_faithful_int8(fp32, staging, config, bundle.task, reference,
-                                                    evaluation_texts(config.calibration), progress)
+            config, chosen = quantize_faithful_int8(fp32, staging, config, bundle.task, reference, calibration,
+                                                    progress)
         candidate = reference.with_graph(staging, INT8_FILE)
         with progress.bar("comparing INT8 with FP32", len(texts)) as advance:
             report = compare(bundle.task, reference, candidate, texts, advance=advance)

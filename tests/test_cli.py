@@ -109,11 +109,22 @@ def test_predict_options_and_warnings_as_a_user_sees_them(seqcls_bundle):
     (("quantize", "{missing}"), "does not exist"),
     (("verify", "{missing}"), "does not exist"),
     (("verify", "{bundle}"), "no int8 model"),
+    (("verify", "{bundle}", "--data", "{empty}"), "has no text"),
+    (("bench", "{bundle}", "--data", "{empty}"), "has no text"),
+    (("trim", "{bundle}", "{missing}", "--corpus", "{empty}"), "has no text"),
+    (("verify", "{bundle}", "--data", "{labelled}"), "labels of fr: 7 is not one of the model's label ids 0..2"),
+    (("verify", "{bundle}", "--data", "{blank_label}"), "labels must be one integer per line"),
 ])
 def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, fragment):
     (tmp_path / "binary.txt").write_bytes(b"ok\n\xff\xfe\x00 not text\n")
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    for name, labels in (("labelled", "0\n7\n"), ("blank_label", "0\n\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "fr_text.txt").write_text("Bonjour\nMerci\n")
+        (tmp_path / name / "fr_labels.txt").write_text(labels)
     values = {"missing": str(tmp_path / "missing"), "bundle": str(seqcls_bundle), "encoder": str(encoder_bundle),
-              "binary": str(tmp_path / "binary.txt"), "folder": str(tmp_path)}
+              "binary": str(tmp_path / "binary.txt"), "folder": str(tmp_path), "empty": str(tmp_path / "empty.txt"),
+              "labelled": str(tmp_path / "labelled"), "blank_label": str(tmp_path / "blank_label")}
     assert_one_line_error(run_cli(*(a.format(**values) for a in args)), fragment)
 
 

@@ -143,9 +143,9 @@ def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float
            min_cosine: float | None, out: Path | None) -> None:
     """Re-run the accuracy report of BUNDLE's INT8 (or FP32) model against FP32 on any data."""
     opened = Bundle.open(bundle)
+    texts = evaluation_texts(data, opened.manifest.labels if opened.task == "sequence-classification" else None)
     reference = Runner.open(opened, "fp32")
     candidate = reference if precision == "fp32" else Runner.open(opened, precision)
-    texts = evaluation_texts(data)
     with Progress().bar(f"comparing {precision} with fp32", len(texts)) as advance:
         report = compare(opened.task, reference, candidate, texts, advance=advance)
     click.echo(markdown(report))
