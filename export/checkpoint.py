@@ -94,8 +94,8 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
             f"{path} is a {found} (model_type '{config.model_type}'); mbert-edge exports the encoders of "
             f"model_type {', '.join(ARCHITECTURES)}"
         )
+    known = [ARCHITECTURE_TASKS[a] for a in architectures if a in ARCHITECTURE_TASKS]
     if task == "auto":
-        known = [ARCHITECTURE_TASKS[a] for a in architectures if a in ARCHITECTURE_TASKS]
         if not known:
             raise ExportError(
                 f"cannot pick a task for architecture {architectures or 'unknown'}; pass --task "
@@ -104,6 +104,9 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
         task = known[0]
     if task not in TASKS:
         raise ExportError(f"unknown task '{task}'; choose one of auto, {', '.join(TASKS)}")
+    if known and known[0] != task and "feature-extraction" not in (known[0], task):  # one head for another
+        warnings.warn(f"{path} is a {architectures[0]}; --task {task} exports it with a {task} head that was not "
+                      "trained as one", stacklevel=2)
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise ExportError(f"{path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); pass a complete checkpoint folder")
     pooling = _pooling_mode(path) if task == "feature-extraction" else None

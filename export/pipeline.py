@@ -77,6 +77,9 @@ def export_bundle(
     texts = parity_texts(data)
     checkpoint = inspect(model, task)
     tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config)
+    if tokenizer.get_vocab_size() > checkpoint.config.vocab_size:
+        raise ExportError(f"{checkpoint.path}'s tokenizer has {tokenizer.get_vocab_size()} tokens but its model "
+                          f"{checkpoint.config.vocab_size} embedding rows: the tokenizer is not the model's")
     length = _max_length(max_length, checkpoint.family.max_positions(checkpoint.config), tokenizer_max)
     with progress.step(f"loading {checkpoint.path.name} as {checkpoint.head_class}"):
         torch_model = load_model(checkpoint, labels)

@@ -120,6 +120,18 @@ def test_new_head_with_labels(tmp_path, encoder_checkpoint):
     assert bundle.manifest.labels == ["no", "yes"]
 
 
+def test_a_head_for_another_task_is_said_and_a_foreign_tokenizer_refused(tmp_path, seqcls_checkpoint):
+    with pytest.warns(UserWarning, match="BertForSequenceClassification; --task token-classification .* not trained"):
+        export_bundle(str(seqcls_checkpoint), tmp_path / "b", task="token-classification")
+    bigger = tmp_path / "bigger"
+    shutil.copytree(seqcls_checkpoint, bigger)
+    with (bigger / "vocab.txt").open("a", encoding="utf-8") as vocab:
+        vocab.write("".join(f"extra{i}\n" for i in range(100)))
+    with pytest.raises(ExportError, match=r"tokenizer has \d+ tokens but its model \d+ embedding rows"):
+        export_bundle(str(bigger), tmp_path / "c")
+    assert not (tmp_path / "c").exists()
+
+
 def test_max_length_is_checked(tmp_path, seqcls_checkpoint):
     with pytest.raises(ExportError, match="outside 2..128"):
         export_bundle(str(seqcls_checkpoint), tmp_path / "b", max_length=4096)
