@@ -118,6 +118,19 @@ def test_non_text_column_gives_row_errors(seqcls_bundle, tmp_path):
     assert summary.errors == {"not text (int64)": 2, "null text": 1}
     assert results_of(tmp_path / "out").column("label").null_count == 3
 
+    # pandas' `category` (dictionary-encoded) and string views are text; blank files are empty ones
+    words = pa.array(["Guten Morgen", "Merci", "Guten Morgen"])
+    expected = [r["label"] for r in Classifier(seqcls_bundle).predict(words.to_pylist())]
+    for form, column in (("category", words.dictionary_encode()), ("view", words.cast(pa.string_view()))):
+        pq.write_table(pa.table({"text": column}), tmp_path / f"{form}.parquet")
+        summary = run_local(Job(seqcls_bundle, tmp_path / f"{form}.parquet", tmp_path / f"out-{form}"))
+        assert summary.errors == {}
+        assert results_of(tmp_path / f"out-{form}").column("label").to_pylist() == expected
+    (tmp_path / "blank").mkdir()
+    (tmp_path / "blank" / "a.jsonl").write_text('{"text": "Merci"}\n')
+    (tmp_path / "blank" / "b.jsonl").write_text("\n\n  \n")
+    assert run_local(Job(seqcls_bundle, tmp_path / "blank", tmp_path / "out-blank")).rows == 1
+
 
 @pytest.mark.parametrize("args, message", [
     (["--text-column", "body"], "the input has no column 'body' (it has id, text, source): pass --text-column"),

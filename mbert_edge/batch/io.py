@@ -34,10 +34,19 @@ def input_files(path: Path, fmt: str | None) -> tuple[list[Path], str]:
     if not files:
         raise DataError(f"{path} holds no {fmt} files")
     fmt = fmt or found.pop()
-    files = [p for p in files if p.stat().st_size]  # an empty file has no rows, and JSON readers refuse it
+    files = [p for p in files if _has_content(p)]  # an empty or blank file has no rows, and JSON readers refuse it
     if not files:
         raise DataError(f"{path} has no rows: its {fmt} files are empty")
     return files, fmt
+
+
+def _has_content(path: Path) -> bool:
+    """Whether the file holds more than whitespace (read until the first byte that is not)."""
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 16):
+            if chunk.strip():
+                return True
+    return False
 
 
 def reader_options(fmt: str, text_column: str) -> dict[str, Any]:

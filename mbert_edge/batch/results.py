@@ -22,6 +22,16 @@ def output_columns(task: str) -> tuple[str, ...]:
     return (*RESULT_COLUMNS[task], ERROR_COLUMN)
 
 
+def as_text(texts: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A text column's other string forms as plain strings: dictionary-encoded (what pandas' `category` writes
+    to Parquet) and string views. Any other type is left for `row_errors` to name."""
+    encoded = pa.types.is_dictionary(texts.type)
+    kind = texts.type.value_type if encoded else texts.type
+    if pa.types.is_string_view(kind) or (encoded and (pa.types.is_string(kind) or pa.types.is_large_string(kind))):
+        return texts.cast(pa.large_string())
+    return texts
+
+
 def row_errors(texts: pa.ChunkedArray) -> list[str | None]:
     """Per row: None for a text the model can read, else why not (null, empty or blank, not a string)."""
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
@@ -72,7 +82,7 @@ def annotate(model: TaskModel, table: pa.Table, text_column: str, *, keep: list[
              chunk_size: int | None = None) -> pa.Table:
     """`table` (or its `keep` columns) with the results of `model` on `text_column`, and an `error` column
     that names why a row has no result. Bad rows never stop the others."""
-    texts = table.column(text_column)
+    texts = as_text(table.column(text_column))
     errors = row_errors(texts)
     good = [row for row, error in enumerate(errors) if error is None]
     chosen = pc.take(texts, pa.array(good, pa.int64())).to_pylist() if good else []
