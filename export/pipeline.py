@@ -42,8 +42,8 @@ def parity_texts(data: str | Path | None) -> TextSet:
 
 def _max_length(requested: int | None, limit: int, tokenizer_max: int | None) -> int:
     if requested is not None:
-        if not 2 <= requested <= limit:
-            raise ExportError(f"--max-length {requested} is outside 2..{limit} (the model's position embeddings)")
+        if not 3 <= requested <= limit:  # two special tokens and at least one of text
+            raise ExportError(f"--max-length {requested} is outside 3..{limit} (the model's position embeddings)")
         return requested
     return min(limit, tokenizer_max or limit)
 

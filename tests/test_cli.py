@@ -128,6 +128,18 @@ def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, 
     assert_one_line_error(run_cli(*(a.format(**values) for a in args)), fragment)
 
 
+@pytest.mark.parametrize("args", [
+    ("quantize", "{bundle}", "--min-agreement", "1.5"), ("quantize", "{bundle}", "--smoothing", "-3"),
+    ("quantize", "{bundle}", "--fallback-target", "2"), ("verify", "{bundle}", "--min-cosine", "1.5"),
+    ("export", "{bundle}", "{missing}", "--atol", "-1"), ("export", "{bundle}", "{missing}", "--opset", "9"),
+    ("trim", "{bundle}", "{missing}", "--scripts", "latin", "--holdout", "1"),
+])
+def test_out_of_range_options_are_refused_before_any_work(tmp_path, seqcls_bundle, args):
+    result = run_cli(*(a.format(bundle=seqcls_bundle, missing=tmp_path / "out") for a in args))
+    assert result.returncode == 2 and f"Invalid value for '{args[-2]}'" in result.stderr and "not in the range" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_corrupt_model_is_one_line(tmp_path, seqcls_bundle):
     broken = tmp_path / "broken"
     shutil.copytree(seqcls_bundle, broken)

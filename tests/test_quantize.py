@@ -140,7 +140,7 @@ def test_embedding_bundle_gate_uses_cosine(tmp_path, encoder_bundle):
     assert -1.0 <= report["overall"]["min_cosine"] <= report["overall"]["mean_cosine"] <= 1.0 + 1e-6
 
 
-def test_quantize_and_verify_cli(bundle_copy, tmp_path):
+def test_quantize_and_verify_cli(bundle_copy, tmp_path, monkeypatch):
     data = tmp_path / "data" / "tweets"
     data.mkdir(parents=True)
     (data / "val_text.txt").write_text("gut\nschlecht\nokay\nsuper\n", encoding="utf-8")
@@ -153,10 +153,13 @@ def test_quantize_and_verify_cli(bundle_copy, tmp_path):
     assert verified.returncode == 0, verified.stderr
     row = json.loads(out.read_text())["groups"]["tweets/val"]
     assert row["texts"] == 4 and 0 <= row["accuracy_candidate"] <= 1 and 0 <= row["agreement"] <= 1
-    failing = run_cli("verify", str(bundle_copy), "--min-agreement", "1.01")
-    assert failing.returncode == 1 and failing.stderr.strip().splitlines()[-1].startswith("Error: below the threshold")
     fp32 = run_cli("verify", str(bundle_copy), "--precision", "fp32", "--data", str(data.parent), "--out", str(out))
     assert fp32.returncode == 0 and json.loads(out.read_text())["overall"]["agreement"] == 1.0
+    step = "quantize_faithful_int8"  # a broken INT8 model, kept by --min-agreement 0, is what verify must catch
+    monkeypatch.setattr(pipeline, step, _negating_quantizer(getattr(pipeline, step)))
+    quantize_bundle(bundle_copy, QuantizationConfig(min_agreement=0.0))
+    failing = run_cli("verify", str(bundle_copy), "--min-agreement", "0.9")
+    assert failing.returncode == 1 and failing.stderr.strip().splitlines()[-1].startswith("Error: below the threshold")
 
 
 def test_cpu_flags_and_presets(tmp_path):

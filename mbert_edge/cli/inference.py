@@ -136,8 +136,11 @@ def info(bundle: Path, as_json: bool) -> None:
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None, help=DATA_HELP)
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True,
               help="The model compared with FP32 (fp32 reports task accuracy of the float model).")
-@click.option("--min-agreement", type=float, default=None, help="Exit 1 when any language agrees less.")
-@click.option("--min-cosine", type=float, default=None, help="Exit 1 when any embedding's cosine is lower.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
+              help="Exit 1 below this top-1 agreement, judged as quantize's gate is (overall, and each language "
+                   "with enough decisions).")
+@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=None,
+              help="Exit 1 when any embedding's cosine is lower.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
 def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float | None,
            min_cosine: float | None, out: Path | None) -> None:

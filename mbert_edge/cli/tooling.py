@@ -23,8 +23,10 @@ DEFAULTS = QuantizationConfig()
 @click.option("--task", type=click.Choice(["auto", *TASKS]), default="auto", show_default=True,
               help="auto reads the checkpoint's architectures.")
 @click.option("--max-length", type=int, default=None, help="Token limit (default: the model's).")
-@click.option("--opset", type=int, default=17, show_default=True)
-@click.option("--atol", type=float, default=1e-4, show_default=True, help="Largest allowed |ONNX - PyTorch|.")
+@click.option("--opset", type=click.IntRange(13, 20), default=17, show_default=True,
+              help="ONNX opset (13..20: what the TorchScript exporter takes and these models export at).")
+@click.option("--atol", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True,
+              help="Largest allowed |ONNX - PyTorch|.")
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
               help="Extra parity text: a file (one sentence per line) or a folder of <lang>.txt files.")
 @click.option("--labels", default=None, help="Comma-separated labels for a new (untrained) classification head.")
@@ -52,10 +54,11 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
 @click.option("--preset", type=click.Choice(["auto", "avx512-vnni", "avx-vnni", "avx2", "arm64"]),
               default=DEFAULTS.preset, show_default=True, help="auto detects this CPU.")
 @click.option("--data", type=click.Path(exists=True), default=None, help=DATA_HELP)
-@click.option("--min-agreement", type=float, default=None,
-              help="Least top-1 agreement with FP32 in every language (label tasks); default "
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
+              help="Least top-1 agreement with FP32 (label tasks), overall and in each language with enough "
+                   "decisions to judge alone (README: the gate); default "
                    + ", ".join(f"{v} for {k}" for k, v in DEFAULT_MIN_AGREEMENT.items()) + ".")
-@click.option("--min-cosine", type=float, default=DEFAULTS.min_cosine, show_default=True,
+@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=DEFAULTS.min_cosine, show_default=True,
               help="Least cosine to the FP32 embedding for any text (embedding bundles).")
 @click.option("--per-channel/--no-per-channel", default=DEFAULTS.per_channel, show_default=True,
               help="dynamic: one weight scale per output channel (more accurate) or per tensor.")
@@ -65,11 +68,12 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
 @click.option("--calibration", type=click.Path(exists=True), default=None,
               help="faithful: text for calibration: GPTQ, outlier channels, smoothing, fallback "
                    "(default: the built-in sample; a few hundred sentences of your domain do better).")
-@click.option("--smoothing", type=float, default=None,
+@click.option("--smoothing", type=click.FloatRange(0, 1), default=None,
               help="faithful: SmoothQuant migration strength; off by default (measured no better once outlier "
                    "channels are FP32).")
-@click.option("--fallback-target", type=float, default=DEFAULTS.fallback_target,
-              help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text.")
+@click.option("--fallback-target", type=click.FloatRange(0, 1), default=DEFAULTS.fallback_target,
+              help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text "
+                   "(default: off).")
 @click.option("--weight-format", type=click.Choice(["s8", "s7", "u8", "p8"]), default=DEFAULTS.weight_format,
               help="faithful: int8 weights (s8), 7-bit (s7), 8-bit as uint8 (u8, exact on AVX2, slower), or 8-bit "
                    "with pair-limited levels (p8, exact at AVX2's fast speed); default: p8 on AVX2 without VNNI, "
@@ -96,8 +100,8 @@ def quantize(bundle: Path, **settings: Any) -> None:
               help="Comma-separated Unicode scripts to keep (latin,cyrillic,...): text in them gives identical outputs.")
 @click.option("--corpus", "corpora", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Keep the pieces this text uses (a file or a folder of <lang>.txt; repeatable).")
-@click.option("--min-count", type=int, default=1, show_default=True, help="--corpus: keep pieces seen this often.")
-@click.option("--holdout", type=float, default=0.1, show_default=True,
+@click.option("--min-count", type=click.IntRange(1), default=1, show_default=True, help="--corpus: keep pieces seen this often.")
+@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="--corpus: share of each file held out to measure coverage.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
 def trim(bundle: Path, output_dir: Path, scripts: str | None, corpora: tuple[Path, ...], min_count: int,
