@@ -340,8 +340,11 @@ class Bundle:
         return self.manifest.models
 
     def file(self, name: str) -> Path:
-        """Path of a bundle file, with a clear error when it is missing."""
+        """Path of a bundle file, with a clear error when it is missing or lies outside the bundle's folder."""
         path = self.path / name
+        if not path.resolve().is_relative_to(self.path.resolve()):
+            raise BundleError(f"{self.path / MANIFEST_NAME} names {name}, outside the bundle's folder; a bundle's "
+                              "files live in it: re-run `mbert-edge export`")
         if not path.is_file():
             raise BundleError(f"{path} is missing from the bundle; re-run `mbert-edge export` (or `quantize` for INT8 files)")
         return path

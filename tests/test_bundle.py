@@ -48,3 +48,17 @@ def test_garbled_manifest_is_one_clear_error(tmp_path, seqcls_bundle):
     (bundle / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match="lacks or garbles a field .*re-run `mbert-edge export`"):
         Bundle.open(bundle)
+
+
+def test_a_manifest_naming_files_outside_the_bundle_is_refused(tmp_path, seqcls_bundle):
+    """The manifest cannot make the runtime load a graph from elsewhere (its hash would vouch for that file)."""
+    outside = shutil.copytree(seqcls_bundle, tmp_path / "elsewhere")
+    bundle = shutil.copytree(seqcls_bundle, tmp_path / "bundle")
+    data = raw(bundle)
+    data["models"]["fp32"] = "../elsewhere/model.onnx"
+    data["files"]["../elsewhere/model.onnx"] = raw(outside)["files"]["model.onnx"]
+    (bundle / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
+    from mbert_edge import Classifier
+
+    with pytest.raises(BundleError, match=r"names \.\./elsewhere/model\.onnx, outside the bundle's folder"):
+        Classifier(bundle)
