@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from mbert_edge.bundle import check_writable
 from mbert_edge.errors import BundleError
 
 
@@ -20,6 +21,7 @@ def check_output(output: Path, force: bool, source: Path | None = None) -> None:
                           "choose another folder")
     if output.exists() and any(output.iterdir()) and not force:
         raise BundleError(f"{output} exists and is not empty; choose another folder or pass --force")
+    check_writable(output.parent, "the bundle")
 
 
 @contextmanager

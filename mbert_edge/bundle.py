@@ -28,6 +28,20 @@ BUILTIN_SAMPLE = "built-in sample"  # what the manifest records as the data of a
 Section = TypeVar("Section")
 
 
+def check_writable(folder: Path, what: str) -> None:
+    """Fail at once, as one line, where `what` could not be written into `folder` (or, when it does not exist
+    yet, into the nearest folder above it that does), rather than after the long work that would write it."""
+    existing = Path(folder).resolve()
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise BundleError(f"cannot write {what} in {folder} ({exc.strerror or exc}); choose a folder you can "
+                          "write to") from exc
+
+
 def sha256_file(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks so large models do not sit in memory twice."""
     digest = hashlib.sha256()

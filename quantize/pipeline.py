@@ -5,7 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mbert_edge.bundle import Bundle, Quantization, QuantizationConfig, weights_file
+from mbert_edge.bundle import Bundle, Quantization, QuantizationConfig, check_writable, weights_file
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.export.storage import store_model
 from mbert_edge.progress import Progress
@@ -49,6 +49,7 @@ def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
     if config.method not in METHODS:
         raise ValueError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     bundle = Bundle.open(path)
+    check_writable(bundle.path, "the INT8 model")
     fp32 = bundle.verify_file(bundle.models["fp32"])
     preset, flags = resolve_preset(config.preset)
     config = replace(config, preset=preset, min_agreement=config.agreement_threshold)

@@ -114,6 +114,9 @@ def test_predict_options_and_warnings_as_a_user_sees_them(seqcls_bundle):
     (("trim", "{bundle}", "{missing}", "--corpus", "{empty}"), "has no text"),
     (("verify", "{bundle}", "--data", "{labelled}"), "labels of fr: 7 is not one of the model's label ids 0..2"),
     (("verify", "{bundle}", "--data", "{blank_label}"), "labels must be one integer per line"),
+    (("verify", "{bundle}", "--precision", "fp32", "--out", "/proc/mbert-edge/report.json"), "cannot write report.json"),
+    (("bench", "{bundle}", "--out", "/proc/mbert-edge"), "cannot write the report files (--out) in /proc/mbert-edge"),
+    (("export", "{bundle}", "/proc/mbert-edge/b"), "cannot write the bundle in /proc/mbert-edge"),
 ])
 def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, fragment):
     (tmp_path / "binary.txt").write_bytes(b"ok\n\xff\xfe\x00 not text\n")

@@ -172,7 +172,7 @@ def run(bundle: str | Path, sentences: dict[str, list[str]], precisions: list[st
     }
     for precision in precisions:
         model = load(bundle, precision=precision)
-        usable = tuple(n for n in lengths if n <= model.max_length)
+        usable = tuple(sorted({min(n, model.max_length) for n in lengths}))  # capped at the max length
         with progress.bar(f"{precision}: latency by length", len(usable)) as advance:
             by_length = latency_by_length(model, usable, min_runs, max_seconds, advance)
         with progress.step(f"{precision}: end to end and throughput on {len(texts)} sentences"):

@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from ..bench.measure import BATCH_SIZES, LENGTHS
-from ..bundle import Bundle, RuntimeSettings
+from ..bundle import Bundle, RuntimeSettings, check_writable
 from ..progress import Progress
 from ..runtime import Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
@@ -146,6 +146,8 @@ def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float
            min_cosine: float | None, out: Path | None) -> None:
     """Re-run the accuracy report of BUNDLE's INT8 (or FP32) model against FP32 on any data."""
     opened = Bundle.open(bundle)
+    if out is not None:
+        check_writable(out.parent, out.name)
     texts = evaluation_texts(data, opened.manifest.labels if opened.task == "sequence-classification" else None)
     reference = Runner.open(opened, "fp32")
     candidate = reference if precision == "fp32" else Runner.open(opened, precision)
@@ -153,6 +155,7 @@ def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float
         report = compare(opened.task, reference, candidate, texts, advance=advance)
     click.echo(markdown(report))
     if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     failure = gate_failure(report, min_agreement if min_agreement is not None else 0.0,
                            min_cosine if min_cosine is not None else -1.0)
@@ -184,6 +187,10 @@ def bench(bundle: Path, data: Path | None, precision: str, lengths: str, batch_s
     opened = Bundle.open(bundle)
     if save and not sweep:
         raise click.UsageError("--save stores the thread sweep's recommendation: drop --no-threads")
+    if save:
+        check_writable(opened.path, "the thread setting (--save)")
+    if out is not None:
+        check_writable(out, "the report files (--out)")
     precisions = [p for p in ("fp32", "int8") if p in opened.models and precision in ("all", p)]
     if not precisions:
         opened.resolve_precision(precision)  # raises the usual "no int8 model; run quantize" error
