@@ -113,6 +113,24 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
     return Checkpoint(path, config, ARCHITECTURES[config.model_type], TASKS[task], pooling)
 
 
+def checked_labels(checkpoint: Checkpoint, labels: list[str] | None) -> list[str] | None:
+    """`--labels` stripped, or an ExportError: they name a classification head's outputs, each once, and as
+    many as a trained head of the task has."""
+    if labels is None:
+        return None
+    labels = [label.strip() for label in labels]
+    if checkpoint.task.name == "feature-extraction":
+        raise ExportError("--labels names a classification head's outputs; a feature-extraction export has none")
+    if not all(labels) or len(set(labels)) != len(labels):
+        raise ExportError(f"--labels must be distinct, non-empty names; got {','.join(labels)!r}")
+    architectures = getattr(checkpoint.config, "architectures", None) or []
+    trained = [a for a in architectures if ARCHITECTURE_TASKS.get(a) == checkpoint.task.name]
+    if trained and checkpoint.config.num_labels != len(labels):
+        raise ExportError(f"{checkpoint.path}'s {trained[0]} head has {checkpoint.config.num_labels} outputs but "
+                          f"--labels names {len(labels)}; name each output, in order")
+    return labels
+
+
 def load_model(checkpoint: Checkpoint, labels: list[str] | None = None) -> Any:
     """The PyTorch model with its task head, in eval mode, with eager attention (fusable by ONNX Runtime)."""
     import torch

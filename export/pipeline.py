@@ -15,7 +15,7 @@ from mbert_edge.runtime import Runner
 from mbert_edge.runtime.runner import session_options
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset
 
-from .checkpoint import inspect, load_model
+from .checkpoint import checked_labels, inspect, load_model
 from .fusion import contract_gaps, fuse
 from .graph import ExportWrapper, export_onnx
 from .parity import parity_report
@@ -76,6 +76,7 @@ def export_bundle(
     check_output(output, force, source)
     texts = parity_texts(data)
     checkpoint = inspect(model, task)
+    labels = checked_labels(checkpoint, labels)
     tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config)
     if tokenizer.get_vocab_size() > checkpoint.config.vocab_size:
         raise ExportError(f"{checkpoint.path}'s tokenizer has {tokenizer.get_vocab_size()} tokens but its model "

@@ -114,10 +114,18 @@ def test_sigterm_leaves_nothing_half_written(tmp_path, seqcls_checkpoint):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_new_head_with_labels(tmp_path, encoder_checkpoint):
+def test_new_head_with_labels(tmp_path, encoder_checkpoint, seqcls_checkpoint):
     bundle = export_bundle(str(encoder_checkpoint), tmp_path / "b", task="sequence-classification",
-                           labels=["no", "yes"])
+                           labels=[" no", "yes "])
     assert bundle.manifest.labels == ["no", "yes"]
+    for checkpoint, task, labels, message in [
+        (encoder_checkpoint, "auto", ["a", "b"], "a feature-extraction export has none"),
+        (encoder_checkpoint, "sequence-classification", ["a", "a"], "distinct, non-empty"),
+        (encoder_checkpoint, "sequence-classification", ["a", " "], "distinct, non-empty"),
+        (seqcls_checkpoint, "auto", ["a", "b"], "BertForSequenceClassification head has 3 outputs but --labels names 2"),
+    ]:
+        with pytest.raises(ExportError, match=message):
+            export_bundle(str(checkpoint), tmp_path / "c", task=task, labels=labels)
 
 
 def test_a_head_for_another_task_is_said_and_a_foreign_tokenizer_refused(tmp_path, seqcls_checkpoint):
