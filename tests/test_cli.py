@@ -143,6 +143,13 @@ def test_out_of_range_options_are_refused_before_any_work(tmp_path, seqcls_bundl
     assert not (tmp_path / "out").exists()
 
 
+def test_options_of_the_other_method_are_refused(seqcls_bundle):
+    for args, message in ((("--method", "dynamic", "--smoothing", "0.5"), "--smoothing applies to --method faithful"),
+                          (("--embedding-table", "per-tensor"), "--embedding-table applies to --method dynamic")):
+        result = run_cli("quantize", str(seqcls_bundle), *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+
+
 def test_corrupt_model_is_one_line(tmp_path, seqcls_bundle):
     broken = tmp_path / "broken"
     shutil.copytree(seqcls_bundle, broken)

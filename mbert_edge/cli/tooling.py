@@ -46,6 +46,12 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
                f"(max |ONNX - PyTorch| = {parity.max_abs_diff:.2e} over {len(parity.languages)} languages)")
 
 
+# The options that only one method reads (the manifest would record them as if used).
+METHOD_OPTIONS = {**dict.fromkeys(("per_channel", "embedding_table"), "dynamic"),
+                  **dict.fromkeys(("calibration", "smoothing", "fallback_target", "weight_format", "weight_rounding",
+                                   "outlier_channels"), "faithful")}
+
+
 @click.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--method", type=click.Choice(["faithful", "dynamic"]), default=DEFAULTS.method, show_default=True,
@@ -84,6 +90,10 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
               help="faithful: per layer, the input channels with the largest calibration peaks kept FP32.")
 def quantize(bundle: Path, **settings: Any) -> None:
     """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
+    given = click.get_current_context().get_parameter_source
+    for name, method in METHOD_OPTIONS.items():
+        if settings["method"] != method and given(name) == click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"--{name.replace('_', '-')} applies to --method {method} only")
     require_tooling()
     from ..quantize.pipeline import quantize_bundle
     from ..runtime.accuracy import markdown
