@@ -1,6 +1,7 @@
 """INT8 dynamic quantization with ONNX Runtime's quantizer, with settings chosen per CPU."""
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,14 @@ from .presets import REDUCE_RANGE
 # (unfused) the embedding table, half of M-BERT's parameters.
 QUANTIZED_OPS = ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"]
 EMBEDDING_TABLES = ("per-row", "per-tensor")
+
+
+class _NoPreprocessingAdvice(logging.Filter):
+    """ONNX Runtime's quantizer logs advice to pre-process the model (shape inference and folding, for image
+    models) on every call; the fused graph is quantized as it is by design, so users would only see noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
 
 def quantize_dynamic_int8(source: Path, target: Path, config: QuantizationConfig,
@@ -47,6 +56,8 @@ def quantize_dynamic_int8(source: Path, target: Path, config: QuantizationConfig
     done = replace(config, embedding_table="per-row" if per_row else "per-tensor")
     chosen = {"reduce_range": reduce_range, "weight_type": "int8", "activation_type": "uint8",
               "op_types": op_types}
+    advice = _NoPreprocessingAdvice()
+    logging.getLogger().addFilter(advice)
     try:
         quantize_dynamic(
             str(source), str(target), op_types_to_quantize=op_types, per_channel=config.per_channel,
@@ -55,6 +66,7 @@ def quantize_dynamic_int8(source: Path, target: Path, config: QuantizationConfig
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
     finally:
+        logging.getLogger().removeFilter(advice)
         if per_row:
             source.unlink(missing_ok=True)
     return done, chosen
