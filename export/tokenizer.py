@@ -27,17 +27,21 @@ def _from_vocab(vocab: Path, config: dict[str, Any]) -> Tokenizer:
     """WordPiece from vocab.txt with BertTokenizer's rules and defaults: lower-casing (default on),
     accent stripping (default: follow lower-casing), Chinese character splitting (default on)."""
     lowercase = config.get("do_lower_case", True)
-    built = BertWordPieceTokenizer(
-        str(vocab),
-        clean_text=True,
-        handle_chinese_chars=config.get("tokenize_chinese_chars", True),
-        strip_accents=config.get("strip_accents"),
-        lowercase=lowercase,
-        unk_token=_token(config, "unk"),
-        sep_token=_token(config, "sep"),
-        cls_token=_token(config, "cls"),
-        pad_token=_token(config, "pad"),
-    )
+    try:
+        built = BertWordPieceTokenizer(
+            str(vocab),
+            clean_text=True,
+            handle_chinese_chars=config.get("tokenize_chinese_chars", True),
+            strip_accents=config.get("strip_accents"),
+            lowercase=lowercase,
+            unk_token=_token(config, "unk"),
+            sep_token=_token(config, "sep"),
+            cls_token=_token(config, "cls"),
+            pad_token=_token(config, "pad"),
+        )
+    except TypeError as exc:  # tokenizers' "cls_token not found in the vocabulary"
+        raise ExportError(f"{vocab}: {exc}; name the vocabulary's own token in tokenizer_config.json "
+                          "(cls_token, sep_token, ...)") from exc
     return Tokenizer.from_str(built.to_str())
 
 

@@ -138,6 +138,10 @@ def test_a_head_for_another_task_is_said_and_a_foreign_tokenizer_refused(tmp_pat
     with pytest.raises(ExportError, match=r"tokenizer has \d+ tokens but its model \d+ embedding rows"):
         export_bundle(str(bigger), tmp_path / "c")
     assert not (tmp_path / "c").exists()
+    vocab = (bigger / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    (bigger / "vocab.txt").write_text("\n".join(t for t in vocab if t != "[CLS]") + "\n", encoding="utf-8")
+    with pytest.raises(ExportError, match="cls_token not found in the vocabulary; name the vocabulary's own"):
+        export_bundle(str(bigger), tmp_path / "c")
 
 
 def test_max_length_is_checked(tmp_path, seqcls_checkpoint):
