@@ -83,7 +83,7 @@ def start() -> Iterator:
 @pytest.fixture(scope="module")
 def seqcls_server(seqcls_bundle) -> Iterator[Server]:
     server = Server(seqcls_bundle, "--max-wait-ms", "20", "--max-input-texts", "40", "--max-body-bytes", "20000",
-                    "--concurrent-batches", "3", "--intra-op-threads", "1")
+                    "--max-input-tokens", "2048", "--concurrent-batches", "3", "--intra-op-threads", "1")
     yield server
     server.close()
 
@@ -142,7 +142,8 @@ def test_classification_routes_match_the_classifier(seqcls_server, seqcls_bundle
     assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("fp32", None, True)
     assert info["max_length"] == clf.max_length
     limits = info["limits"]
-    assert (limits["max_input_texts"], limits["concurrent_batches"], info["intra_op_threads"]) == (40, 3, 1)
+    assert (limits["max_input_texts"], limits["max_input_tokens"], limits["concurrent_batches"],
+            info["intra_op_threads"]) == (40, 2048, 3, 1)
 
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[0]}).json(), clf.predict(TEXTS[0]))
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[:5], "top_k": None}).json(),
@@ -268,6 +269,8 @@ def test_bad_requests_get_one_line_json_errors(seqcls_server):
         (seqcls_server.post("/predict", {"inputs": "a", "top_k": 0}), 422, "validation", "top_k"),
         (seqcls_server.post("/predict", {"inputs": "a", "truncation": "tail"}), 422, "validation", "tail"),
         (seqcls_server.post("/predict", {"inputs": ["a"] * 41}), 422, "too_many_texts", "41", "40"),
+        (seqcls_server.post("/predict", {"inputs": ["Guten Morgen " * 300] * 4, "truncation": "window"}), 422,
+         "too_many_tokens", "--max-input-tokens 2048"),
         (seqcls_server.post("/predict", {"inputs": "a" * 20001}), 413, "payload_too_large", "20000"),
         (httpx.post(url, content=iter([b'{"inputs": "', b"a" * 30000, b'"}'])), 413, "payload_too_large", "20000"),
         (httpx.get(f"{seqcls_server.url}/nowhere"), 404, "not_found", "/nowhere"),

@@ -52,6 +52,7 @@ class ServerSettings:
     max_wait_ms: float = 0.0
     max_concurrent_requests: int = 512
     max_input_texts: int = 256
+    max_input_tokens: int = 131_072
     max_body_bytes: int = 2_000_000
     concurrent_batches: int = 2
     intra_op_threads: int | None = None  # None: the runtime's choice (bench --save's, else the usable cores)
@@ -170,6 +171,11 @@ class Server:
         else:
             windows = await asyncio.to_thread(self._windows, parsed.texts, all_windows)
         costs = [sum(bucket_length(n, self.model.max_length) for n in lengths) for lengths in windows]
+        limit = self.settings.max_input_tokens
+        if sum(costs) > limit:  # one request must not hold the model for minutes (a 2 MB text read in windows)
+            raise RequestError(422, "too_many_tokens", f"the texts are {sum(costs)} tokens as the model runs them, "
+                                                       f"over this server's --max-input-tokens {limit}; send fewer "
+                                                       "or shorter texts, or truncation \"head\"")
         key, run = self._call(method, parsed.options)
         results = await self._unless_disconnected(request, self.batcher.submit(key, run, parsed.texts, costs))
         return results, sum(map(sum, windows))

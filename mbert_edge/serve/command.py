@@ -33,6 +33,9 @@ import click
               help="Above this many requests in flight, answer 429 at once.")
 @click.option("--max-input-texts", type=click.IntRange(1), default=256, show_default=True,
               help="Most texts in one request (more: 422).")
+@click.option("--max-input-tokens", type=click.IntRange(1), default=131_072, show_default=True,
+              help="Most tokens in one request, counted as the model runs them (each text's windows at their "
+                   "bucket lengths; more: 422). The default takes 256 texts of 512 tokens.")
 @click.option("--max-body-bytes", type=click.IntRange(1), default=2_000_000, show_default=True,
               help="Largest request body (larger: 413).")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
@@ -42,7 +45,7 @@ import click
                    "else the usable cores). With --workers N, keep N x threads within the cores.")
 def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: int, max_batch_size: int,
           max_wait_ms: float, concurrent_batches: int, max_concurrent_requests: int, max_input_texts: int,
-          max_body_bytes: int, workers: int, intra_op_threads: int | None) -> None:
+          max_input_tokens: int, max_body_bytes: int, workers: int, intra_op_threads: int | None) -> None:
     """Serve BUNDLE over HTTP: /predict, /ner, /embed, /v1/embeddings, /tokenize, /info, /health, /metrics,
     with requests micro-batched together."""
     try:
@@ -55,8 +58,8 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
         ) from exc
 
     settings = ServerSettings(str(bundle), precision, max_batch_tokens, max_batch_size, max_wait_ms,
-                              max_concurrent_requests, max_input_texts, max_body_bytes, concurrent_batches,
-                              intra_op_threads)
+                              max_concurrent_requests, max_input_texts, max_input_tokens, max_body_bytes,
+                              concurrent_batches, intra_op_threads)
     try:
         model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
     except ValueError as exc:  # the runtime's check of max_batch_tokens against the max length
