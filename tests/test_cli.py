@@ -171,13 +171,16 @@ def test_predict_serves_every_task(encoder_bundle, token_bundle):
     assert isinstance(tokens, list) and all({"entity", "score", "start", "end", "word"} <= set(t) for t in tokens)
 
 
-def test_info(seqcls_bundle):
+def test_info(seqcls_bundle, tmp_path):
     result = run_cli("info", str(seqcls_bundle))
     assert result.returncode == 0, result.stderr
     assert "sequence-classification" in result.stdout and "0=negative" in result.stdout
-    assert "parity" in result.stdout and "tha" in result.stdout
+    assert "parity" in result.stdout and "tha" in result.stdout and "MISSING" not in result.stdout
     raw = run_cli("info", str(seqcls_bundle), "--json")
     assert json.loads(raw.stdout)["task"] == "sequence-classification"
+    broken = Path(shutil.copytree(seqcls_bundle, tmp_path / "broken"))
+    (broken / "model.onnx.data").unlink()
+    assert "fp32: model.onnx (MISSING model.onnx.data: re-run export" in run_cli("info", str(broken)).stdout
 
 
 def test_demo_runs_offline(tmp_path):

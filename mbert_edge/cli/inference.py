@@ -103,7 +103,9 @@ def info(bundle: Path, as_json: bool) -> None:
     if m.pooling:
         click.echo(f"pooling      {m.pooling} (in the graph; the runtime L2-normalises)")
     for precision, name in m.models.items():
-        click.echo(f"model        {precision}: {name} ({size_text(opened.path / name)})")
+        missing = [f for f in opened.model_files(name) if not (opened.path / f).is_file()]
+        size = f"MISSING {', '.join(missing)}: re-run export or quantize" if missing else size_text(opened.path / name)
+        click.echo(f"model        {precision}: {name} ({size})")
     parity = m.export.parity
     click.echo(f"parity       max |ONNX - PyTorch| {parity.max_abs_diff:.2e} (atol {m.export.atol:g})")
     for lang, row in parity.languages.items():
