@@ -82,6 +82,8 @@ def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
     bundle.manifest.quantization = Quantization(config, flags, failure is None, report["overall"], reports, chosen)
     bundle.save()
     if failure is not None:
+        threshold = "--min-cosine" if bundle.task == "feature-extraction" else "--min-agreement"
+        advice = ADVICE[config.method].replace("--min-agreement", threshold)
         raise GateError(f"INT8 model rejected, the bundle keeps FP32 only: {failure} (report: "
-                        f"{bundle.path / reports[1]}); {ADVICE[config.method]}")
+                        f"{bundle.path / reports[1]}); {advice}")
     return report

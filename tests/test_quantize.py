@@ -138,6 +138,8 @@ def test_embedding_bundle_gate_uses_cosine(tmp_path, encoder_bundle):
     report = quantize_bundle(bundle, QuantizationConfig(min_cosine=-1.0))
     assert {"mean_cosine", "min_cosine"} <= set(report["overall"])
     assert -1.0 <= report["overall"]["min_cosine"] <= report["overall"]["mean_cosine"] <= 1.0 + 1e-6
+    with pytest.raises(GateError, match=r"min cosine 0\.\d{6} < 1\.0.*lower --min-cosine knowingly"):
+        quantize_bundle(bundle, QuantizationConfig(min_cosine=1.0))
 
 
 def test_quantize_and_verify_cli(bundle_copy, tmp_path, monkeypatch):

@@ -122,7 +122,7 @@ def gate_failure(report: dict[str, Any], min_agreement: float, min_cosine: float
         if "agreement" in row and name not in small and row["agreement"] < min_agreement:
             failing.append(f"{name} agreement {row['agreement']:.4f} < {min_agreement} ({row['decisions']} decisions)")
         if "min_cosine" in row and row["min_cosine"] < min_cosine:
-            failing.append(f"{name} min cosine {row['min_cosine']:.4f} < {min_cosine}")
+            failing.append(f"{name} min cosine {row['min_cosine']:.6f} < {min_cosine}")  # .4f showed 1.0000 < 1.0
     overall = report["overall"]
     if "agreement" in overall and min_agreement > 0:
         n, observed = overall["decisions"], overall["agreement"]
