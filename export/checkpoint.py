@@ -94,7 +94,8 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
             f"{path} is a {found} (model_type '{config.model_type}'); mbert-edge exports the encoders of "
             f"model_type {', '.join(ARCHITECTURES)}"
         )
-    known = [ARCHITECTURE_TASKS[a] for a in architectures if a in ARCHITECTURE_TASKS]
+    heads = _trained_heads(config)
+    known = list(heads.values())
     if task == "auto":
         if not known:
             raise ExportError(
@@ -105,12 +106,17 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
     if task not in TASKS:
         raise ExportError(f"unknown task '{task}'; choose one of auto, {', '.join(TASKS)}")
     if known and known[0] != task and "feature-extraction" not in (known[0], task):  # one head for another
-        warnings.warn(f"{path} is a {architectures[0]}; --task {task} exports it with a {task} head that was not "
+        warnings.warn(f"{path} is a {next(iter(heads))}; --task {task} exports it with a {task} head that was not "
                       "trained as one", stacklevel=2)
     if not any((path / name).is_file() for name in WEIGHT_FILES):
         raise ExportError(f"{path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); pass a complete checkpoint folder")
     pooling = _pooling_mode(path) if task == "feature-extraction" else None
     return Checkpoint(path, config, ARCHITECTURES[config.model_type], TASKS[task], pooling)
+
+
+def _trained_heads(config: Any) -> dict[str, str]:
+    """The checkpoint's head classes that mbert-edge knows (its `architectures`), each with its task."""
+    return {a: ARCHITECTURE_TASKS[a] for a in getattr(config, "architectures", None) or [] if a in ARCHITECTURE_TASKS}
 
 
 def checked_labels(checkpoint: Checkpoint, labels: list[str] | None) -> list[str] | None:
@@ -123,8 +129,7 @@ def checked_labels(checkpoint: Checkpoint, labels: list[str] | None) -> list[str
         raise ExportError("--labels names a classification head's outputs; a feature-extraction export has none")
     if not all(labels) or len(set(labels)) != len(labels):
         raise ExportError(f"--labels must be distinct, non-empty names; got {','.join(labels)!r}")
-    architectures = getattr(checkpoint.config, "architectures", None) or []
-    trained = [a for a in architectures if ARCHITECTURE_TASKS.get(a) == checkpoint.task.name]
+    trained = [a for a, task in _trained_heads(checkpoint.config).items() if task == checkpoint.task.name]
     if trained and checkpoint.config.num_labels != len(labels):
         raise ExportError(f"{checkpoint.path}'s {trained[0]} head has {checkpoint.config.num_labels} outputs but "
                           f"--labels names {len(labels)}; name each output, in order")

@@ -102,9 +102,10 @@ def evaluation_texts(data: str | Path | None, labels: list[str] | None = None) -
     """`--data` when given (labelled pairs allowed), else the built-in multilingual sample. With the model's
     `labels` (a classifier's), gold labels must be ids among them."""
     textset = load_textset(data) if data is not None else builtin_sample()
-    for group, gold in textset.labels.items():
-        wrong = sorted({label for label in gold if not 0 <= label < len(labels or [])})
-        if labels is not None and wrong:
-            raise DataError(f"labels of {group}: {wrong[0]} is not one of the model's label ids 0..{len(labels) - 1} "
-                            f"({', '.join(labels)})")
+    if labels is not None:
+        for group, gold in textset.labels.items():
+            wrong = sorted(set(gold) - set(range(len(labels))))
+            if wrong:
+                raise DataError(f"labels of {group}: {wrong[0]} is not one of the model's label ids "
+                                f"0..{len(labels) - 1} ({', '.join(labels)})")
     return textset

@@ -31,7 +31,8 @@ class _InputLines:
             raise click.UsageError("give texts as arguments or --input FILE (- for stdin)")
         self.texts, self.name, self.failure = texts, input_file, None
         try:  # opened now, so that an unreadable path fails before any work
-            self.stream = None if input_file is None else sys.stdin.buffer if input_file == "-" else open(input_file, "rb")
+            self.stream = (None if input_file is None else sys.stdin.buffer if input_file == "-"
+                           else open(input_file, "rb"))
         except OSError as exc:
             raise click.ClickException(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
 

@@ -110,7 +110,8 @@ def quantize(bundle: Path, **settings: Any) -> None:
               help="Comma-separated Unicode scripts to keep (latin,cyrillic,...): text in them gives identical outputs.")
 @click.option("--corpus", "corpora", multiple=True, type=click.Path(exists=True, path_type=Path),
               help="Keep the pieces this text uses (a file or a folder of <lang>.txt; repeatable).")
-@click.option("--min-count", type=click.IntRange(1), default=1, show_default=True, help="--corpus: keep pieces seen this often.")
+@click.option("--min-count", type=click.IntRange(1), default=1, show_default=True,
+              help="--corpus: keep pieces seen this often.")
 @click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
               help="--corpus: share of each file held out to measure coverage.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")

@@ -1,9 +1,9 @@
 """The HTTP routes (Starlette), after Hugging Face text-embeddings-inference where the task matches.
 
 The model is used through the runtime's task API (`predict`/`encode`, `tokenizer`, `max_length`, `precision`,
-`labels`, `task`, `default_truncation`) and its runner's `windows` (the token counts the batcher budgets) and `intra_op_threads`;
-beyond it, the runtime's `encodable` (lone surrogates, as the runtime replaces them). The manifest is read in
-`info_payload` alone.
+`labels`, `task`, `default_truncation`) and its runner's `windows` (the token counts the batcher budgets) and
+`intra_op_threads`; beyond it, the runtime's `encodable` (lone surrogates, as the runtime replaces them). The
+manifest is read in `info_payload` alone.
 """
 from __future__ import annotations
 
@@ -171,11 +171,11 @@ class Server:
         else:
             windows = await asyncio.to_thread(self._windows, parsed.texts, all_windows)
         costs = [sum(bucket_length(n, self.model.max_length) for n in lengths) for lengths in windows]
-        limit = self.settings.max_input_tokens
-        if sum(costs) > limit:  # one request must not hold the model for minutes (a 2 MB text read in windows)
-            raise RequestError(422, "too_many_tokens", f"the texts are {sum(costs)} tokens as the model runs them, "
-                                                       f"over this server's --max-input-tokens {limit}; send fewer "
-                                                       "or shorter texts, or truncation \"head\"")
+        cost, limit = sum(costs), self.settings.max_input_tokens
+        if cost > limit:  # one request must not hold the model for minutes (a 2 MB text read in windows)
+            raise RequestError(422, "too_many_tokens", f"the texts are {cost} tokens as the model runs them, over "
+                                                       f"this server's --max-input-tokens {limit}; send fewer or "
+                                                       "shorter texts, or truncation \"head\"")
         key, run = self._call(method, parsed.options)
         results = await self._unless_disconnected(request, self.batcher.submit(key, run, parsed.texts, costs))
         return results, sum(map(sum, windows))
