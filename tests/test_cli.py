@@ -171,6 +171,18 @@ def test_predict_serves_every_task(encoder_bundle, token_bundle):
     assert isinstance(tokens, list) and all({"entity", "score", "start", "end", "word"} <= set(t) for t in tokens)
 
 
+def test_info_names_each_methods_own_settings(faithful_bundle, seqcls_bundle, tmp_path):
+    """Faithful's line names its per-token scales and weights, not the dynamic method's per-channel switch."""
+    faithful = run_cli("info", str(faithful_bundle))
+    line = next(x for x in faithful.stdout.splitlines() if x.startswith("int8"))
+    assert "faithful (batch-invariant)" in line and "per-token activation scales" in line, line
+    assert "FP32 outlier channels" in line and "per-channel" not in line, line
+    dynamic = Path(shutil.copytree(seqcls_bundle, tmp_path / "dynamic"))
+    assert run_cli("quantize", str(dynamic), "--method", "dynamic", "--min-agreement", "0").returncode == 0
+    line = next(x for x in run_cli("info", str(dynamic)).stdout.splitlines() if x.startswith("int8"))
+    assert "per-channel True" in line and "per-token" not in line, line
+
+
 def test_info(seqcls_bundle, tmp_path):
     result = run_cli("info", str(seqcls_bundle))
     assert result.returncode == 0, result.stderr
