@@ -27,6 +27,16 @@ def test_export_missing_folder(tmp_path):
     assert_one_line_error(result, "does not exist")
 
 
+@pytest.mark.parametrize("args", [("export", "", "OUT"), ("export", "{tmp}", ""), ("quantize", ""), ("predict", "", "hi"),
+                                  ("info", ""), ("trim", "", "OUT", "--scripts", "latin"), ("batch", "", "x", "y"),
+                                  ("serve", "")])
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, args):
+    """pathlib reads "" as "." (`export "" OUT` said ". has no config.json")."""
+    result = run_cli(*(a.format(tmp=tmp_path) for a in args))
+    assert result.returncode == 2 and "is empty; pass a path" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and ". has no" not in result.stderr
+
+
 def test_export_unsupported_architecture(tmp_path):
     folder = tmp_path / "gpt2"
     folder.mkdir()

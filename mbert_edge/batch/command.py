@@ -6,15 +6,16 @@ from pathlib import Path
 import click
 
 from mbert_edge.bundle import Bundle
+from mbert_edge.cli.common import NonEmptyPath
 from mbert_edge.progress import Progress
 
 from mbert_edge.batch.formats import FORMATS
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
-@click.argument("output", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(exists=True, file_okay=False, path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=NonEmptyPath(exists=True, path_type=Path))
+@click.argument("output", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--text-column", default="text", show_default=True, help="The column holding the texts.")
 @click.option("--id-column", default=None,
               help="Keep only this input column beside the results (default: keep all input columns).")

@@ -12,6 +12,16 @@ DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.tx
              "(also one folder level down); default: the built-in multilingual sample.")
 
 
+class NonEmptyPath(click.Path):
+    """click.Path that refuses an empty argument: pathlib reads "" as the current folder, so `export "" OUT`
+    looked for a checkpoint in "." and said ". has no config.json"."""
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        if isinstance(value, str) and not value.strip():
+            self.fail("is empty; pass a path", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def size_text(path: Path) -> str:
     """A model's size on disk (graph and weights), for people."""
     return f"{model_bytes(path) / 1e6:.1f} MB" if path.is_file() else "missing"

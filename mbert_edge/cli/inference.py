@@ -17,7 +17,7 @@ from ..runtime.accuracy import compare, gate_failure, markdown
 from ..runtime.entities import AGGREGATIONS
 from ..runtime.runner import TRUNCATIONS
 from ..textdata import builtin_sample, evaluation_texts, load_textset
-from .common import DATA_HELP, numbers, size_text
+from .common import DATA_HELP, NonEmptyPath, numbers, size_text
 
 
 class _InputLines:
@@ -51,7 +51,7 @@ class _InputLines:
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", default=None, help="One text per line; - reads stdin.")
 @click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
@@ -84,7 +84,7 @@ def predict(bundle: Path, texts: tuple[str, ...], input_file: str | None, precis
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the raw manifest.")
 def info(bundle: Path, as_json: bool) -> None:
     """Describe BUNDLE: task, labels, models, parity and accuracy figures, versions."""
@@ -138,7 +138,7 @@ def info(bundle: Path, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None, help=DATA_HELP)
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True,
               help="The model compared with FP32 (fp32 reports task accuracy of the float model).")
@@ -170,7 +170,7 @@ def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
               help="Real sentences for end-to-end and throughput figures (default: the built-in sample).")
 @click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)

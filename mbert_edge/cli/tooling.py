@@ -12,14 +12,14 @@ from ..bundle import DEFAULT_MIN_AGREEMENT, TASKS, QuantizationConfig
 from ..progress import Progress
 from ..runtime import load
 from ..textdata import TextSet, builtin_sample, load_textset
-from .common import DATA_HELP, require_tooling, size_text
+from .common import DATA_HELP, NonEmptyPath, require_tooling, size_text
 
 DEFAULTS = QuantizationConfig()
 
 
 @click.command()
-@click.argument("model")
-@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("model", type=NonEmptyPath())
+@click.argument("output_dir", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--task", type=click.Choice(["auto", *TASKS]), default="auto", show_default=True,
               help="auto reads the checkpoint's architectures.")
 @click.option("--max-length", type=int, default=None, help="Token limit (default: the model's).")
@@ -53,7 +53,7 @@ METHOD_OPTIONS = {**dict.fromkeys(("per_channel", "embedding_table"), "dynamic")
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--method", type=click.Choice(["faithful", "dynamic"]), default=DEFAULTS.method, show_default=True,
               help="faithful: one activation scale per token, calibrated, batch-invariant; dynamic: ONNX Runtime's, "
                    "one scale per batch (faster to make, less faithful, results depend on batch-mates).")
@@ -104,8 +104,8 @@ def quantize(bundle: Path, **settings: Any) -> None:
 
 
 @click.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
-@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(path_type=Path))
+@click.argument("output_dir", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--scripts", default=None,
               help="Comma-separated Unicode scripts to keep (latin,cyrillic,...): text in them gives identical outputs.")
 @click.option("--corpus", "corpora", multiple=True, type=click.Path(exists=True, path_type=Path),
@@ -148,7 +148,7 @@ UNREADABLE = 0.5  # share of [UNK] tokens above which the demo says a sentence i
 
 
 @click.command()
-@click.argument("output_dir", type=click.Path(file_okay=False, path_type=Path), required=False)
+@click.argument("output_dir", type=NonEmptyPath(file_okay=False, path_type=Path), required=False)
 @click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it is not empty (the default cache folder "
                                             "is always replaced).")
 def demo(output_dir: Path | None, force: bool) -> None:

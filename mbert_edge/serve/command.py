@@ -12,9 +12,11 @@ from pathlib import Path
 
 import click
 
+from ..cli.common import NonEmptyPath
+
 
 @click.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
+@click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
