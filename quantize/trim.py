@@ -213,9 +213,8 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
 
 
 def coverage(original: Tokenizer, trimmed: Tokenizer, kept: list[int], texts: list[str]) -> float:
-    """Share of `texts` that tokenize to the same pieces after trimming (ids mapped back to the original)."""
-    if not texts:
-        return 1.0
+    """Share of `texts` (not empty) that tokenize to the same pieces after trimming (ids mapped back to the
+    original)."""
     old_ids = np.asarray(kept)
     same = sum(
         a.ids == old_ids[b.ids].tolist()
@@ -247,5 +246,5 @@ def trim(source: str | Path, output: str | Path, scripts: list[str] | None = Non
         record = {"mode": "corpus", "scripts": found, "min_count": min_count, "sentences": len(seen),
                   "holdout": holdout,
                   "coverage": {group: {"sentences": len(texts), "unchanged": coverage(tokenizer, trimmed, kept, texts)}
-                               for group, texts in held_out.items()}}
+                               for group, texts in held_out.items() if texts}}  # none held out: not measured
     return trim_bundle(bundle.path, output, kept, record, force)

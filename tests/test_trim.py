@@ -175,6 +175,8 @@ def test_unigram_vocabulary_trims_exactly(tmp_path, mode):
     trimmed = tmp_path / "trimmed"
     result = run_cli("trim", str(source), str(trimmed), *selector)
     assert result.returncode == 0, result.stderr
+    if mode == "corpus":  # nothing held out: no coverage claimed (it said "100.0% of 0 held-out sentences")
+        assert "coverage not measured" in result.stdout and "of 0 held-out" not in result.stdout, result.stdout
     manifest = json.loads((trimmed / "mbert_edge.json").read_text())
     assert manifest["vocab_size"] < json.loads((source / "mbert_edge.json").read_text())["vocab_size"]
     assert manifest["special_tokens"]["pad"] == {"token": "<pad>", "id": 1}  # <s> <pad> </s> <unk> come first

@@ -137,6 +137,8 @@ def trim(bundle: Path, output_dir: Path, scripts: str | None, corpora: tuple[Pat
                f"(scripts: {', '.join(record.scripts)}); {sizes}")
     for group, cover in (record.coverage or {}).items():
         click.echo(f"  {group}: {cover['unchanged']:.1%} of {cover['sentences']} held-out sentences tokenize unchanged")
+    if record.mode == "corpus" and not record.coverage:
+        click.echo("  coverage not measured: no sentence was held out (--holdout 0, or fewer than 1/holdout per file)")
 
 
 def _cache_folder() -> Path:
