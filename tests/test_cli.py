@@ -193,6 +193,12 @@ def test_info_names_each_methods_own_settings(faithful_bundle, seqcls_bundle, tm
     assert "per-channel True" in line and "per-token" not in line, line
 
 
+def test_a_cut_text_is_warned_about_with_the_options_command_line_spelling(seqcls_bundle):
+    result = run_cli("predict", str(seqcls_bundle), " ".join(["Guten Morgen"] * 400))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("Warning: ") and "--truncation window" in result.stderr, result.stderr
+
+
 def test_info(seqcls_bundle, tmp_path):
     result = run_cli("info", str(seqcls_bundle))
     assert result.returncode == 0, result.stderr

@@ -98,7 +98,8 @@ class TaskModel:
         if truncation is None and self.default_truncation == "head" and any(g[0].overflowing for g in windows):
             warnings.warn(
                 f"some texts are longer than {self.max_length} tokens and were cut to their first "
-                f"{self.max_length}; pass truncation='window' to read them whole",
+                f"{self.max_length}; pass truncation='window' (on the command line --truncation window) to read them "
+                "whole",
                 UserWarning,
                 stacklevel=4,
             )
