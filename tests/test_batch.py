@@ -144,6 +144,17 @@ def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
     assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.parametrize("bad_line", [3, 2501])  # in pyarrow's first block, and past it (1 MB blocks)
+def test_a_malformed_json_line_is_named_by_its_line_number(seqcls_bundle, tmp_path, bad_line):
+    """pyarrow names a 0-based row of the block it was parsing (line 2,501 was "row 1,522")."""
+    lines = [json.dumps({"text": f"Guten Morgen {i} " + "x" * 1000}) for i in range(3000)]
+    lines[bad_line - 1] = '{"text": "unclosed'
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.jsonl"), str(tmp_path / "out"))
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert f"in.jsonl line {bad_line} is not JSON" in run.stderr, run.stderr
+
+
 def test_top_k_is_refused_on_other_tasks(encoder_bundle, tmp_path):
     pq.write_table(corpus(5), tmp_path / "in.parquet")
     run = run_cli("batch", str(encoder_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--top-k", "2")

@@ -63,7 +63,33 @@ def open_input(files: list[Path], fmt: str, text_column: str) -> pa_ds.Dataset:
     try:
         return pa_ds.dataset([str(f) for f in files], format=file_format)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"cannot read {fmt} input: {str(exc).splitlines()[0]}") from exc
+        raise _unreadable(exc, files, fmt) from exc
+
+
+def _unreadable(exc: Exception, files: Iterable[Path | str], fmt: str) -> DataError:
+    """pyarrow's failure to read the input as one line, naming the line for JSON Lines."""
+    where = _unparsed(files, fmt) if isinstance(exc, pa.ArrowInvalid) else None
+    return DataError(f"cannot read the {fmt} input: {where or str(exc).splitlines()[0]}")
+
+
+def _format_name(dataset: pa_ds.Dataset) -> str:
+    return next(name for name, cls in FILE_FORMATS.items() if isinstance(dataset.format, cls))
+
+
+def _unparsed(files: Iterable[Path | str], fmt: str) -> str | None:
+    """Where a JSON Lines input first fails to parse, as a 1-based line of its file; read only once pyarrow has
+    failed, whose message names a 0-based row of the block it was parsing ("row 5000" for line 5001)."""
+    if fmt != "jsonl":
+        return None
+    for name in files:
+        with open(name, encoding="utf-8", errors="replace") as file:
+            for number, line in enumerate(file, 1):
+                try:
+                    if line.strip():
+                        json.loads(line)
+                except json.JSONDecodeError as exc:
+                    return f"{name} line {number} is not JSON ({exc.msg})"
+    return None
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -79,7 +105,15 @@ def record_batches(dataset: pa_ds.Dataset, rows: int) -> Iterator[pa.RecordBatch
     try:
         yield from dataset.to_batches(batch_size=rows)
     except pa.ArrowInvalid as exc:
-        raise DataError(f"cannot read the input: {str(exc).splitlines()[0]}") from exc
+        raise _unreadable(exc, dataset.files, _format_name(dataset)) from exc
+
+
+def row_count(dataset: pa_ds.Dataset) -> int:
+    """The dataset's rows (every file is read: a malformed row fails here, before any output)."""
+    try:
+        return dataset.count_rows()
+    except pa.ArrowInvalid as exc:
+        raise _unreadable(exc, dataset.files, _format_name(dataset)) from exc
 
 
 def regroup(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:

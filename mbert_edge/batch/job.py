@@ -20,7 +20,8 @@ from mbert_edge.errors import MbertEdgeError
 from mbert_edge.runtime import load
 from mbert_edge.progress import Progress
 
-from mbert_edge.batch.io import input_files, open_input, record_batches, regroup, write_json, write_parquet
+from mbert_edge.batch.io import (input_files, open_input, record_batches, regroup, row_count, write_json,
+                                 write_parquet)
 from mbert_edge.batch.results import ERROR_COLUMN, annotate, output_columns
 
 JOB_FILE = "_mbert_edge_batch.json"  # pyarrow and Ray skip names starting with "_" or "." when reading a folder
@@ -128,7 +129,7 @@ def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int 
     files, fmt = input_files(job.input, job.format)
     dataset = open_input(files, fmt, job.text_column)
     keep = kept_columns(dataset.schema.names, job, model.task)
-    total = dataset.count_rows()
+    total = row_count(dataset)
     if not total:
         raise MbertEdgeError(f"{job.input} has no rows")
     start_output(job.output, describe(job, model.task, model.precision, files, fmt, engine="local"))

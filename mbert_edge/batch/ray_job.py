@@ -27,7 +27,7 @@ from mbert_edge.errors import MbertEdgeError
 from mbert_edge.progress import Progress
 from mbert_edge.runtime import load
 
-from mbert_edge.batch.io import input_files, open_input, reader_options
+from mbert_edge.batch.io import input_files, open_input, reader_options, row_count
 from mbert_edge.batch.job import DONE_FILE, Job, Summary, describe, kept_columns, start_output, summarize
 from mbert_edge.batch.predictor import ray_predictor
 
@@ -58,7 +58,7 @@ def file_groups(files: list[Path], fmt: str, text_column: str, rows: int) -> lis
             groups.append(([], 0))
             schema = dataset.schema
         indices, held = groups[-1]
-        groups[-1] = (indices + [index], held + dataset.count_rows())
+        groups[-1] = (indices + [index], held + row_count(dataset))
     return groups
 
 
