@@ -2,6 +2,7 @@
 place only when complete, so a failed or interrupted run leaves nothing half-written."""
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -31,7 +32,8 @@ def staged_folder(output: str | Path, force: bool, source: Path | None = None) -
     output = Path(output).resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     check_output(output, force, source)
-    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}.partial-"))
+    _remove_abandoned(output)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f"{_staging_prefix(output)}{os.getpid()}-"))
     try:
         yield staging
         staging.chmod(0o755)  # mkdtemp makes it owner-only; a bundle is meant to be shared
@@ -47,3 +49,27 @@ def staged_folder(output: str | Path, force: bool, source: Path | None = None) -
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _staging_prefix(output: Path) -> str:
+    return f".{output.name}.partial-"
+
+
+def _remove_abandoned(output: Path) -> None:
+    """Remove `output`'s staging folders whose process is gone: a SIGKILL or a power cut runs no cleanup. The
+    staging folder's name carries its process id; a folder of a live process (another run) is left alone."""
+    prefix = _staging_prefix(output)
+    for folder in output.parent.glob(f"{prefix}*"):
+        pid = folder.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -112,6 +113,25 @@ def test_sigterm_leaves_nothing_half_written(tmp_path, seqcls_checkpoint):
     assert export.wait(timeout=120) == 128 + signal.SIGTERM
     assert export.stderr.read().strip().splitlines()[-1] == "Error: stopped by SIGTERM"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_killed_runs_staging_folder_goes_with_the_next_run(tmp_path, seqcls_checkpoint):
+    """SIGKILL runs no cleanup: the next export to the same folder removes the staging folder its dead process
+    left, and leaves a live process's alone."""
+    command = [sys.executable, "-m", "mbert_edge", "export", str(seqcls_checkpoint), str(tmp_path / "b")]
+    export = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=Path(__file__).parent)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".b.partial-*")):
+        assert export.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    export.kill()
+    export.wait(timeout=60)
+    abandoned = list(tmp_path.glob(".b.partial-*"))
+    assert len(abandoned) == 1 and abandoned[0].name.startswith(f".b.partial-{export.pid}-")
+    live = tmp_path / f".b.partial-{os.getpid()}-another-run"
+    live.mkdir()
+    assert subprocess.run(command, capture_output=True, cwd=Path(__file__).parent).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["b", live.name])
 
 
 def test_new_head_with_labels(tmp_path, encoder_checkpoint, seqcls_checkpoint):
