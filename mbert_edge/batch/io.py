@@ -78,7 +78,7 @@ def _format_name(dataset: pa_ds.Dataset) -> str:
 
 def _unparsed(files: Iterable[Path | str], fmt: str) -> str | None:
     """Where a JSON Lines input first fails to parse, as a 1-based line of its file; read only once pyarrow has
-    failed, whose message names a 0-based row of the block it was parsing ("row 5000" for line 5001)."""
+    failed, whose message names a 0-based row of the block it was parsing ("row 617" for line 40,001)."""
     if fmt != "jsonl":
         return None
     for name in files:
