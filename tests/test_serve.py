@@ -438,3 +438,32 @@ def test_a_request_whose_texts_fail_fails_alone():
     assert first == ["A", "B"] and third == ["D"]
     assert isinstance(second, ValueError) and str(second) == "a bad text"
     assert batches == [["a", "c", "d", "b", "bad"], ["a", "b"], ["c", "bad"], ["d"]]
+
+
+def test_idle_batch_slots_share_the_waiting_texts():
+    """With both slots idle, four waiting texts go two to each, run at once, rather than four to one slot."""
+    from mbert_edge.serve.batcher import BatchLimits, MicroBatcher
+    from mbert_edge.serve.metrics import ServerMetrics
+
+    lock, running, most, batches = threading.Lock(), [0], [0], []
+
+    def run(texts: list[str]) -> list[str]:
+        with lock:
+            batches.append(sorted(texts))
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return [text.upper() for text in texts]
+
+    async def scenario() -> list[list[str]]:
+        batcher = MicroBatcher(BatchLimits(max_tokens=512, max_size=32, max_wait=0.1), ServerMetrics(), 2)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher.submit("predict", run, [text], [4]) for text in "abcd"))
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(scenario()) == [["A"], ["B"], ["C"], ["D"]]
+    assert sorted(batches) == [["a", "b"], ["c", "d"]] and most[0] == 2
