@@ -185,3 +185,48 @@ def test_architectures_script_tabulates_each_task(tmp_path):
     for row in rows:
         assert float(row[3]) < 1e-4 and "Attention 2" in row[4]  # parity within the export's atol; fused
         assert all(0.9 <= float(figure.split(" / ")[0]) <= 1 for figure in (row[5], row[6].rstrip(" |")))
+
+
+ENGINES = {"ours FP32", "ours INT8 dynamic", "ours INT8 faithful (default)", "OpenVINO FP32 (f32)",
+           "OpenVINO FP32 (CPU default precision)", "OpenVINO INT8 static (NNCF PTQ)",
+           "OpenVINO INT8 weights + per-token activations", "CTranslate2 int8"}
+
+
+def test_engines_and_engine_profile_scripts(tmp_path, seqcls_checkpoint, seqcls_bundle, faithful_bundle):
+    """The peer engines beside ours on one tiny model: every variant timed, judged against FP32 and cold-started;
+    then both engines profiled by kind of work on the models the first script made."""
+    pytest.importorskip("openvino", reason="the peers extra (pip install '.[peers]') brings OpenVINO; .ci/run installs it")
+    dynamic = Path(shutil.copytree(seqcls_bundle, tmp_path / "dynamic"))
+    quantize_bundle(dynamic, QuantizationConfig(method="dynamic", min_agreement=0.0))
+    data, calibration = tmp_path / "data", tmp_path / "calibration"
+    for folder, lines in ((data, ["Guten Morgen.", "Wie geht es dir heute?", "Das ist sehr gut.", "Nein."] * 5),
+                          (calibration, ["Bonjour à tous.", "Ça va très bien ?", "Merci beaucoup."])):
+        folder.mkdir()
+        (folder / "text.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "engines.py", str(seqcls_bundle), "--dynamic", str(dynamic), "--faithful", str(faithful_bundle),
+         "--checkpoint", str(seqcls_checkpoint), "--data", str(data), "--calibration", str(calibration),
+         "--sentences", "16", "--rounds", "1", "--out", str(out)],
+        cwd=BENCHMARKS, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((out / "engines.json").read_text())
+    assert set(report["variants"]) == ENGINES
+    for name, row in report["variants"].items():
+        assert all(row["latency_ms"][n] > 0 for n in ("14", "32", "128")) and row["sentences_per_s"] > 0
+        assert row["batch_invariance"] >= 0 and (name == "ours FP32") == ("fidelity" not in row)
+        assert name == "CTranslate2 int8" or row["cold_start"]["seconds"] > 0
+    assert report["variants"]["OpenVINO FP32 (f32)"]["fidelity"]["agreement"] == 1.0
+    assert report["variants"]["ours INT8 faithful (default)"]["batch_invariance"] == 0.0
+    assert "| OpenVINO INT8 static (NNCF PTQ) |" in (out / "engines.md").read_text()
+    irs = sorted((out / "models").glob("*.xml"))
+    assert [ir.name for ir in irs] == ["fp32.xml", "int8_weights.xml", "static_int8.xml"]
+    profile_out = tmp_path / "profile.json"
+    result = subprocess.run(
+        [sys.executable, "engine_profile.py", "--bundle", str(faithful_bundle), *(a for ir in irs for a in ("--openvino", str(ir))),
+         "--lengths", "8", "--runs", "2", "--out", str(profile_out)], cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(profile_out.read_text())["results"]["8"]
+    assert set(rows) == {"ORT b", "OpenVINO fp32", "OpenVINO int8_weights", "OpenVINO static_int8"}
+    assert all(row["ms"]["GEMMs"] > 0 and row["wall_ms"] > 0 for row in rows.values())
+    assert rows["ORT b"]["nodes"]["quantization (per-row statistics, scales, corrections)"] > 0
