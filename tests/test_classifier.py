@@ -82,3 +82,24 @@ def test_runtime_does_not_import_torch(seqcls_bundle):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "label" in result.stdout
+
+
+@pytest.mark.parametrize("arguments, error, message", [
+    ({"top_k": 1.5}, TypeError, "top_k must be an int >= 1 or None, got float 1.5"),
+    ({"top_k": "2"}, TypeError, "top_k must be an int >= 1 or None, got str '2'"),
+    ({"top_k": True}, TypeError, "top_k must be an int >= 1 or None, got bool True"),
+    ({"top_k": 0}, ValueError, "top_k must be >= 1 or None, got 0"),
+    ({"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
+    ({"batch_size": 2.0}, TypeError, "batch_size must be an int >= 1, got float 2.0"),
+    ({"truncation": "tail"}, ValueError, "truncation must be one of head, window .or None for the default., got 'tail'"),
+    ({"truncation": 1}, TypeError, "truncation must be a str .head, window. or None, got int"),
+])
+def test_a_wrong_argument_is_named_before_any_work(seqcls_bundle, arguments, error, message):
+    """Each call argument is checked at the boundary with one error naming it (top_k=1.5 failed inside numpy,
+    top_k=True silently meant 1)."""
+    clf = Classifier(seqcls_bundle)
+    with pytest.raises(error, match=f"^{message}$"):
+        clf.predict(["Hallo Welt", "Привет"], **arguments)
+    with pytest.raises(TypeError, match="chunk_size must be an int >= 1, got float"):
+        next(clf.iter_predict(["Hallo"], chunk_size=0.5))
+    assert clf.predict("Hallo", top_k=None, batch_size=1, truncation=None)  # None: every label, the default cut

@@ -33,7 +33,7 @@ TEXTS = [s for group in builtin_sample().texts.values() for s in group[:2]]  # 3
 class Server:
     """`mbert-edge serve BUNDLE ...` on a free port; killed at teardown whatever happened."""
 
-    def __init__(self, bundle: Path, *options: str) -> None:
+    def __init__(self, bundle: Path, *options: str, env_key: str | None = None) -> None:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
@@ -41,7 +41,7 @@ class Server:
         self.process = subprocess.Popen(  # a session of its own: teardown kills it with any workers it started
             [sys.executable, "-m", "mbert_edge", "serve", str(bundle), "--port", str(self.port), *options],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent,
-            start_new_session=True)
+            start_new_session=True, env={**os.environ, **({"MBERT_EDGE_API_KEY": env_key} if env_key else {})})
         deadline = time.monotonic() + 60
         while True:
             assert self.process.poll() is None, self.process.communicate()[1]
@@ -71,8 +71,8 @@ class Server:
 def start() -> Iterator:
     servers: list[Server] = []
 
-    def starter(bundle: Path, *options: str) -> Server:
-        servers.append(Server(bundle, *options))
+    def starter(bundle: Path, *options: str, env_key: str | None = None) -> Server:
+        servers.append(Server(bundle, *options, env_key=env_key))
         return servers[-1]
 
     yield starter
@@ -253,11 +253,23 @@ def test_ner_routes_match_the_token_classifier(start, token_bundle):
     assert_error(server.post("/ner", {"inputs": "x", "top_k": 2}), 422, "validation", "top_k")
 
 
+JSON = {"content-type": "application/json"}
+
+
 def test_bad_requests_get_one_line_json_errors(seqcls_server):
     url = f"{seqcls_server.url}/predict"
     cases = [
-        (httpx.post(url, content=b"{not json"), 422, "validation", "not valid JSON"),
-        (httpx.post(url, content=b"[" * 5000 + b"]" * 5000), 422, "validation", "not valid JSON", "recursion"),
+        (httpx.post(url, content=b"{not json", headers=JSON), 422, "validation", "not valid JSON"),
+        (httpx.post(url, content=b"[" * 5000 + b"]" * 5000, headers=JSON), 422, "validation", "not valid JSON",
+         "recursion"),
+        (httpx.post(url, content=b'{"inputs": "a", "top_k": ' + b"9" * 5000 + b"}", headers=JSON), 422, "validation",
+         "not valid JSON", "4300 digits"),
+        (httpx.post(url, content=b'{"inputs": "a"}', headers={"content-type": "text/plain"}), 415,
+         "unsupported_media_type", "application/json", "text/plain"),
+        (httpx.post(url, content=b'{"inputs": "a"}'), 415, "unsupported_media_type", "no Content-Type"),
+        (httpx.post(f"{seqcls_server.url}/tokenize", data={"inputs": "a"}), 415, "unsupported_media_type",
+         "application/x-www-form-urlencoded"),
+        (seqcls_server.post("/predict", {"inputs": "a", "top_k": 1.5}), 422, "validation", "top_k", "number"),
         (seqcls_server.post("/predict", ["a"]), 422, "validation", "JSON object"),
         (seqcls_server.post("/predict", {"text": "a"}), 422, "validation", "unknown field 'text'"),
         (seqcls_server.post("/predict", {}), 422, "validation", "inputs is missing"),
@@ -272,16 +284,52 @@ def test_bad_requests_get_one_line_json_errors(seqcls_server):
         (seqcls_server.post("/predict", {"inputs": ["Guten Morgen " * 300] * 4, "truncation": "window"}), 422,
          "too_many_tokens", "--max-input-tokens 2048"),
         (seqcls_server.post("/predict", {"inputs": "a" * 20001}), 413, "payload_too_large", "20000"),
-        (httpx.post(url, content=iter([b'{"inputs": "', b"a" * 30000, b'"}'])), 413, "payload_too_large", "20000"),
+        (httpx.post(url, content=iter([b'{"inputs": "', b"a" * 30000, b'"}']), headers=JSON), 413, "payload_too_large",
+         "20000"),
         (httpx.get(f"{seqcls_server.url}/nowhere"), 404, "not_found", "/nowhere"),
         (httpx.get(url), 405, "method_not_allowed", "GET /predict"),
+        # No redirect whose Location comes from the client's Host header (it was 307 to http://evil.example/predict).
+        (httpx.post(f"{url}/", json={"inputs": "a"}, headers={"host": "evil.example"}), 404, "not_found", "/predict/"),
     ]
     for response, status, error_type, *fragments in cases:
         assert_error(response, status, error_type, *fragments)
     lone_surrogate = json.dumps({"inputs": "\ud800 lone surrogate"}).encode()  # escaped: valid JSON
-    assert httpx.post(url, content=lone_surrogate).status_code == 200
-    assert httpx.post(f"{seqcls_server.url}/tokenize", content=lone_surrogate).status_code == 200
+    assert httpx.post(url, content=lone_surrogate, headers=JSON).status_code == 200
+    assert httpx.post(f"{seqcls_server.url}/tokenize", content=lone_surrogate,
+                      headers={"content-type": "Application/JSON; charset=utf-8"}).status_code == 200
     assert seqcls_server.metric('mbert_edge_requests_total{route="/predict",status="413"}') == 2
+
+
+def test_an_api_key_guards_every_route_but_health(start, seqcls_bundle):
+    server = start(seqcls_bundle, "--api-key", "s3cret key")
+    assert server.process.stdout.readline().startswith(
+        f"mbert-edge serve: http://127.0.0.1:{server.port} {seqcls_bundle.name} (sequence-classification, precision ")
+    for route, method in (("/predict", "POST"), ("/tokenize", "POST"), ("/info", "GET"), ("/metrics", "GET"),
+                          ("/nowhere", "GET")):
+        for headers, why in (({}, "no API key"), ({"authorization": "Bearer s3cret"}, "a wrong API key"),
+                             ({"authorization": "s3cret key"}, "a wrong API key")):
+            response = httpx.request(method, f"{server.url}{route}", json={"inputs": "a"}, headers=headers)
+            assert_error(response, 401, "unauthorized", why, "Authorization: Bearer <key>")
+            assert response.headers["www-authenticate"] == "Bearer"
+    key = {"authorization": "Bearer s3cret key"}
+    assert httpx.post(f"{server.url}/predict", json={"inputs": "a"}, headers=key).status_code == 200
+    assert httpx.get(f"{server.url}/info", headers=key).json()["api_key_required"] is True
+    assert httpx.get(f"{server.url}/health").status_code == 200
+    public = start(seqcls_bundle, "--public-metrics", env_key="from the environment")
+    assert httpx.get(f"{public.url}/metrics").status_code == 200
+    assert httpx.get(f"{public.url}/info").status_code == 401
+    assert httpx.get(f"{public.url}/info", headers={"authorization": "Bearer from the environment"}).status_code == 200
+
+
+def test_listening_beyond_loopback_without_a_key_is_warned_about():
+    from mbert_edge.cli import serve  # the command's module through its package (as the CLI loads it)
+
+    exposure_warning = sys.modules[serve.callback.__module__].exposure_warning
+
+    assert exposure_warning("127.0.0.1", None) is None and exposure_warning("::1", None) is None
+    assert exposure_warning("0.0.0.0", "key") is None
+    assert "reachable from other machines, with no --api-key" in exposure_warning("0.0.0.0", None)
+    assert "--host 127.0.0.1" in exposure_warning("192.0.2.7", None)
 
 
 def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, seqcls_bundle):
@@ -300,6 +348,7 @@ def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, 
 
     answered, refused, seconds = asyncio.run(scenario())
     assert_error(refused, 429, "overloaded", "2 requests")
+    assert refused.headers["retry-after"] == "1"
     assert seconds < 1.5 and [r.status_code for r in answered] == [200, 200]
 
     with socket.create_connection(("127.0.0.1", server.port)) as client:  # sends 5 texts, leaves at once

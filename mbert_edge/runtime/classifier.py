@@ -9,6 +9,7 @@ import numpy as np
 
 from .model import PerText, TaskModel
 from .scores import sigmoid, softmax
+from .textinput import check_count
 
 Prediction = dict[str, Any]
 
@@ -51,8 +52,7 @@ class Classifier(TaskModel):
     ) -> Prediction | list[Prediction] | list[list[Prediction]]:
         """`{"label", "score"}` per text; with `top_k` > 1 (or None for all labels) a list of them,
         best first. A single string gives a single result."""
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        check_count("top_k", top_k, allow_none=True)
         k = len(self.labels) if top_k is None else min(top_k, len(self.labels))
 
         def ranked(items: list[str], per_text: PerText) -> list[Any]:

@@ -19,7 +19,7 @@ from tokenizers import Encoding, Tokenizer
 from ..bundle import Bundle
 from ..errors import BundleError
 from .runner import TRUNCATIONS, Runner
-from .textinput import as_text_list
+from .textinput import as_text_list, check_choice, check_count
 
 Result = TypeVar("Result")
 PerText = list[tuple[list[Encoding], list[np.ndarray]]]  # each text's windows and the graph's output for each
@@ -90,8 +90,8 @@ class TaskModel:
     def _per_text(self, texts: list[str], truncation: str | None, batch_size: int) -> PerText:
         """(windows, outputs) of each text: all windows of all texts are batched together. A text cut by the
         task's default "head" truncation is warned about (asking for "head" explicitly is not)."""
-        if truncation not in (None, *TRUNCATIONS):
-            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
+        check_choice("truncation", truncation, TRUNCATIONS)
+        check_count("batch_size", batch_size)
         windows = self.runner.windows(texts, truncation or self.default_truncation)
         if self._trimmed_unk_id is not None and not self._warned_unknown:
             self._check_unknown_rate(windows)
@@ -134,8 +134,7 @@ class TaskModel:
         memory bounded by `chunk_size` texts. Takes `predict`'s keyword arguments."""
         if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
             raise TypeError(f"texts must be an iterable of str, got {type(texts).__name__}")
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        check_count("chunk_size", chunk_size)
         source = iter(texts)
         for first in itertools.count(0, chunk_size):
             chunk = list(itertools.islice(source, chunk_size))

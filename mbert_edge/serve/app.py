@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Hashable
@@ -56,6 +57,8 @@ class ServerSettings:
     max_body_bytes: int = 2_000_000
     concurrent_batches: int = 2
     intra_op_threads: int | None = None  # None: the runtime's choice (bench --save's, else the usable cores)
+    api_key: str | None = None  # every route but /health (and /metrics when public) needs it as a Bearer token
+    public_metrics: bool = False
 
     def load(self) -> Any:
         """The bundle's model, loaded as the server runs it. `max_batch_tokens` also caps each session run's
@@ -87,6 +90,7 @@ def info_payload(model: Any, settings: ServerSettings) -> dict[str, Any]:
         "batch_invariant": model.precision == "fp32" or bool(config and config.batch_invariant),
         "version": mbert_edge.__version__,
         "limits": {k: v for k, v in asdict(settings).items() if k.startswith("max_") or k == "concurrent_batches"},
+        "api_key_required": settings.api_key is not None,
         "intra_op_threads": model.runner.intra_op_threads,
     }
 
@@ -106,12 +110,34 @@ class ConcurrencyLimit:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.limit:
             response = error_response(429, "overloaded", f"more than {self.limit} requests in flight; retry later")
+            response.headers["Retry-After"] = "1"
             return await response(scope, receive, send)
         self.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+
+
+class ApiKeyCheck:
+    """ASGI middleware: without `Authorization: Bearer <key>` a request gets 401, except /health (and /metrics
+    when `public_metrics`). The key is compared in constant time, so its bytes cannot be guessed by timing."""
+
+    def __init__(self, app: ASGIApp, key: str, public_metrics: bool) -> None:
+        self.app, self.expected = app, f"Bearer {key}".encode()
+        self.open_paths = {"/health", "/metrics"} if public_metrics else {"/health"}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.open_paths:
+            return await self.app(scope, receive, send)
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if not hmac.compare_digest(given, self.expected):
+            why = "a wrong API key" if given else "no API key"
+            response = error_response(401, "unauthorized", f"{why}: send the header 'Authorization: Bearer <key>' "
+                                                           "with the key this server was started with")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class Server:
@@ -134,7 +160,13 @@ class Server:
 
     async def _body(self, request: Request) -> bytes:
         """The request body, or a 413 as soon as it is over --max-body-bytes. (Starlette's own limit answers
-        a declared oversized length in plain text, whatever the app sends; every error here is JSON.)"""
+        a declared oversized length in plain text, whatever the app sends; every error here is JSON.)
+        Only JSON is taken (415 otherwise): a web page can send a plain-text body across origins without
+        asking, so accepting it would let any page a user visits run the model."""
+        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media_type != "application/json":
+            raise RequestError(415, "unsupported_media_type", f"the body must be sent as application/json, got "
+                                                              f"{media_type or 'no Content-Type'}")
         limit = self.settings.max_body_bytes
         too_large = RequestError(413, "payload_too_large", f"the body is over this server's --max-body-bytes {limit}")
         declared = request.headers.get("content-length", "")
@@ -289,14 +321,20 @@ class Server:
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
         ]
-        return Starlette(
+        middleware = [Middleware(RequestCounter, metrics=self.metrics, routes={r.path for r in routes})]
+        if self.settings.api_key is not None:  # before the concurrency limit: a refused caller takes no slot
+            middleware.append(Middleware(ApiKeyCheck, key=self.settings.api_key,
+                                         public_metrics=self.settings.public_metrics))
+        middleware.append(Middleware(ConcurrencyLimit, limit=self.settings.max_concurrent_requests))
+        app = Starlette(
             routes=routes,
-            middleware=[Middleware(RequestCounter, metrics=self.metrics, routes={r.path for r in routes}),
-                        Middleware(ConcurrencyLimit, limit=self.settings.max_concurrent_requests)],
+            middleware=middleware,
             exception_handlers={RequestError: self._request_error, HTTPException: self._http_error,
                                 ClientDisconnect: self._client_gone, Exception: self._unexpected},
             lifespan=self.lifespan,
         )
+        app.router.redirect_slashes = False  # its redirect's Location is built from the client's Host header
+        return app
 
     async def _request_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestError)

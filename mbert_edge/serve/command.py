@@ -3,16 +3,21 @@ it runs, so the other commands work without the [serve] extra."""
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import signal
 import socket
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..cli.common import NonEmptyPath
+
+if TYPE_CHECKING:
+    from ..runtime import TaskModel
 
 
 @click.command()
@@ -45,9 +50,14 @@ from ..cli.common import NonEmptyPath
 @click.option("--intra-op-threads", type=click.IntRange(1), default=None,
               help="ONNX Runtime threads of each worker's session (default: the bundle's `bench --save` figure, "
                    "else the usable cores). With --workers N, keep N x threads within the cores.")
+@click.option("--api-key", envvar="MBERT_EDGE_API_KEY", default=None,
+              help="Require 'Authorization: Bearer KEY' on every route but /health (401 otherwise); also read from "
+                   "MBERT_EDGE_API_KEY. TLS is the job of a proxy in front.")
+@click.option("--public-metrics", is_flag=True, help="With --api-key: let /metrics answer without the key too.")
 def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: int, max_batch_size: int,
           max_wait_ms: float, concurrent_batches: int, max_concurrent_requests: int, max_input_texts: int,
-          max_input_tokens: int, max_body_bytes: int, workers: int, intra_op_threads: int | None) -> None:
+          max_input_tokens: int, max_body_bytes: int, workers: int, intra_op_threads: int | None,
+          api_key: str | None, public_metrics: bool) -> None:
     """Serve BUNDLE over HTTP: /predict, /ner, /embed, /v1/embeddings, /tokenize, /info, /health, /metrics,
     with requests micro-batched together."""
     try:
@@ -59,14 +69,23 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
             f"serving needs the [serve] extra ({exc.name} is missing): pip install 'mbert-edge[serve]'"
         ) from exc
 
-    settings = ServerSettings(str(bundle), precision, max_batch_tokens, max_batch_size, max_wait_ms,
-                              max_concurrent_requests, max_input_texts, max_input_tokens, max_body_bytes,
-                              concurrent_batches, intra_op_threads)
+    if api_key is not None and not api_key.strip():
+        raise click.BadParameter("is empty; pass a key, or leave the option out to serve without one",
+                                 param_hint="--api-key")
+    settings = ServerSettings(
+        bundle=str(bundle), precision=precision, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
+        max_wait_ms=max_wait_ms, max_concurrent_requests=max_concurrent_requests, max_input_texts=max_input_texts,
+        max_input_tokens=max_input_tokens, max_body_bytes=max_body_bytes, concurrent_batches=concurrent_batches,
+        intra_op_threads=intra_op_threads, api_key=api_key, public_metrics=public_metrics)
     try:
         model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
     except ValueError as exc:  # the runtime's check of max_batch_tokens against the max length
         raise click.ClickException(f"--max-batch-tokens: {exc}") from exc
-    _check_address(host, port)
+    address = _check_address(host, port)
+    click.echo(startup_line(host, port, bundle, model))
+    warning = exposure_warning(address, api_key)
+    if warning:
+        click.echo(f"Warning: {warning}", err=True)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the previous handler:
     # with this one, that ends the process with exit code 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -81,9 +100,26 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
                     workers=workers, log_level="warning", lifespan="on")
 
 
-def _check_address(host: str, port: int) -> None:
-    """Fail as one line if the server could not listen on host:port (uvicorn would log its own error and
-    exit 3)."""
+def startup_line(host: str, port: int, bundle: Path, model: TaskModel) -> str:
+    """What the server says once, before it listens: where, which model, how it runs."""
+    quantization = model.bundle.manifest.quantization
+    method = f", {quantization.config.method} INT8" if model.precision == "int8" and quantization else ""
+    shown = f"[{host}]" if ":" in host else host
+    return (f"mbert-edge serve: http://{shown}:{port} {bundle.resolve().name} "
+            f"({model.task}, precision {model.precision}{method})")
+
+
+def exposure_warning(address: str, api_key: str | None) -> str | None:
+    """A warning when the server listens beyond this machine with no API key, else None."""
+    if api_key is not None or ipaddress.ip_address(address).is_loopback:
+        return None
+    return (f"listening on {address}, reachable from other machines, with no --api-key: anyone who can reach "
+            "it can run the model; pass --api-key (or MBERT_EDGE_API_KEY), or --host 127.0.0.1")
+
+
+def _check_address(host: str, port: int) -> str:
+    """The IP address host:port resolves to, after checking the server could listen there: fails as one line
+    otherwise (uvicorn would log its own error and exit 3)."""
     try:
         family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind) as probe:
@@ -92,3 +128,4 @@ def _check_address(host: str, port: int) -> None:
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another "
                                    f"--port or --host") from exc
+    return str(address[0])

@@ -60,7 +60,8 @@ def parse(raw: bytes, options: dict[str, Option], max_texts: int, texts_field: s
     """The request in `raw`, or a RequestError (422) naming what is wrong."""
     try:
         body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
+    # ValueError: besides malformed JSON, an integer of more than 4,300 digits; RecursionError: nested too deep.
+    except (ValueError, RecursionError) as exc:
         raise invalid(f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise invalid(f"the body must be a JSON object, got {json_type(body)}")
