@@ -88,3 +88,35 @@ def test_bad_truncation_and_stride(seqcls_bundle):
         Classifier(seqcls_bundle).predict("x", truncation="tail")
     with pytest.raises(ValueError, match="stride must be between 0 and 125"):
         Classifier(seqcls_bundle, stride=126)
+
+
+class _Inputs:
+    """What the runner reads of a session to cut windows (no graph is run here)."""
+
+    def get_inputs(self) -> list:
+        return []
+
+
+def test_a_head_is_read_from_a_prefix_equal_to_the_whole_texts_first_window(seqcls_bundle):
+    """`truncation="head"` tokenizes a prefix of a long text, not all of it (a 1 MB text built 1,053 windows to
+    keep one): for WordPiece, Unigram and byte-level BPE tokenizers, on texts with and without spaces, with
+    long space runs and a giant word at the cut, the head window is token for token the whole text's."""
+    from tokenizers import Tokenizer
+
+    from families import bpe_tokenizer, unigram_tokenizer
+    from mbert_edge.runtime.runner import Runner
+
+    sample = [s for group in builtin_sample().texts.values() for s in group]
+    texts = [LONG * 40, "".join(sample) * 40, "世界你好，我们" * 3000, "สวัสดีครับ" * 3000,
+             " " * 50_000 + "Guten Morgen " * 400, "x" * 20_000 + " " + LONG * 10, LONG[:700] + "y" * 30_000,
+             "kurz", LONG[:300]]
+    tokenizers = [Tokenizer.from_file(str(seqcls_bundle / "tokenizer.json")), unigram_tokenizer(), bpe_tokenizer()]
+    for tokenizer in tokenizers:
+        whole = Tokenizer.from_str(tokenizer.to_str())
+        whole.enable_truncation(64, stride=16)
+        runner = Runner(_Inputs(), tokenizer, 64, 0, "head-test")
+        for text, (head,) in zip(texts, runner.windows(texts, "head")):
+            expected = whole.encode(text)
+            assert (head.ids, head.offsets) == (expected.ids, expected.offsets), text[:40]
+            assert bool(head.overflowing) == bool(expected.overflowing)
+    assert len(runner._head_text(LONG * 40)) < len(LONG * 40) / 10  # the prefix is a small part of the text

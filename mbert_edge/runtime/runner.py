@@ -5,6 +5,7 @@ candidate models, and the benchmarks all run graphs through it, so there is one 
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,8 @@ from .integrity import check_graph, check_tokenizer, open_session
 from .textinput import encodable
 
 TRUNCATIONS = ("head", "window")
+HEAD_CHARS_PER_TOKEN = 8  # the first guess of a head window's characters per token; doubled until it holds
+_LAST_WORD = re.compile(r"\s+\S*\Z")
 
 
 def session_options(intra_op_threads: int | None = None, inter_op_threads: int = 1,
@@ -126,8 +129,27 @@ class Runner:
         overlapping by `stride` tokens ("window")."""
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
-        encodings = self.tokenizer.encode_batch([encodable(t) for t in texts])
-        return [[e] if truncation == "head" else [e, *e.overflowing] for e in encodings]
+        cleaned = [encodable(t) for t in texts]
+        if truncation == "head":
+            return [[e] for e in self.tokenizer.encode_batch([self._head_text(t) for t in cleaned])]
+        return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
+
+    def _head_text(self, text: str) -> str:
+        """A prefix of `text` whose first window is the whole text's, so a megabyte text read for its head
+        costs about what its head costs, not a thousand windows. A prefix holds when its first window overflows
+        and ends before the prefix's last word (which the cut may split) or, in text without spaces (Chinese,
+        Thai), in the prefix's first half; else the prefix doubles, up to the whole text."""
+        size = self.max_length * HEAD_CHARS_PER_TOKEN
+        while size < len(text):
+            prefix = text[:size]
+            last_word = _LAST_WORD.search(prefix)
+            boundary = size // 2 if last_word is None else last_word.start()
+            encoding = self.tokenizer.encode(prefix)
+            ends = [end for (_, end), special in zip(encoding.offsets, encoding.special_tokens_mask) if not special]
+            if encoding.overflowing and ends and ends[-1] <= boundary:
+                return prefix
+            size *= 2
+        return text
 
     def batches(self, windows: Sequence[Encoding], batch_size: int = 32) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """(window indices, ONNX feed) per batch: similar lengths together, padded to a bucket length."""
