@@ -385,8 +385,73 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(start, seqcls_bundle):
 
     for body, response in zip(bodies, asyncio.run(scenario())):
         assert response.status_code == 200, response.text
+        assert response.headers["connection"] == "close"  # keep-alive clients are told the server is going
         assert_close(response.json(), clf.predict(body["inputs"]))
     assert server.process.wait(timeout=30) == 0, server.process.communicate()[1]
+
+
+def test_sigterm_stops_within_the_graceful_timeout(start, seqcls_bundle):
+    """A request the model would hold past --graceful-timeout does not keep the server from exiting."""
+    server = start(seqcls_bundle, "--max-wait-ms", "20000", "--graceful-timeout", "1")
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        body = json.dumps({"inputs": "wartet"}).encode()
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        while server.metric("mbert_edge_queue_depth") < 1:
+            time.sleep(0.05)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=15)
+    assert time.monotonic() - started < 5
+
+
+def rss_kb(pid: int) -> int:
+    return int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("VmRSS")))
+
+
+def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
+    """500 connections sending their bodies a byte at a time take no concurrency slot and get 408 at the body
+    deadline; a normal client is answered meanwhile. Headers are capped before they are buffered (431), and
+    must arrive within the deadline too (408)."""
+    server = start(seqcls_bundle, "--max-concurrent-requests", "8", "--request-timeout", "3")
+    slow = []
+    try:
+        for _ in range(500):
+            connection = socket.create_connection(("127.0.0.1", server.port))
+            connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: 100\r\n\r\n{\"in")
+            slow.append(connection)
+        started = time.monotonic()
+        answer = httpx.post(f"{server.url}/predict", json={"inputs": "Guten Morgen"}, timeout=10)
+        assert answer.status_code == 200 and time.monotonic() - started < 1.0
+        slow[0].settimeout(10)
+        late = slow[0].recv(4096).decode()
+        assert late.startswith("HTTP/1.1 408") and "--request-timeout 3 s" in late and "connection: close" in late
+    finally:
+        for connection in slow:
+            connection.close()
+
+    before = rss_kb(server.process.pid)
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.settimeout(5)
+        started = time.monotonic()
+        client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+        sent, chunk = 0, b"a" * (1 << 20)
+        with contextlib.suppress(OSError):  # the server closes the connection while we still send
+            while sent < 64 << 20:
+                client.sendall(chunk)
+                sent += len(chunk)
+        refused = client.recv(4096).decode()
+    assert refused.startswith("HTTP/1.1 431") and "headers_too_large" in refused
+    assert time.monotonic() - started < 1.0 and sent < 64 << 20
+    assert rss_kb(server.process.pid) - before < 10 * 1024
+
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.settimeout(10)
+        client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        assert client.recv(4096).decode().startswith("HTTP/1.1 408")
+    assert httpx.get(f"{server.url}/health").status_code == 200
 
 
 def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):

@@ -13,7 +13,7 @@ import contextlib
 import hmac
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,12 +33,12 @@ from mbert_edge.runtime.textinput import encodable
 from . import schemas
 from .batcher import BatchLimits, MicroBatcher, Run
 from .metrics import RequestCounter, ServerMetrics
+from .protocol import GuardedHttpToolsProtocol
 from .schemas import RequestError
 
 SETTINGS_VARIABLE = "MBERT_EDGE_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker
 CLASSIFICATION, NER, EMBEDDING = "sequence-classification", "token-classification", "feature-extraction"
 INLINE_TOKENIZING = 4096  # characters: fewer are tokenized on the event loop (tens of µs), more in a thread
-INFERENCE_ROUTES = {"/predict", "/ner", "/embed", "/v1/embeddings", "/tokenize"}
 T = TypeVar("T")
 
 
@@ -59,6 +59,9 @@ class ServerSettings:
     intra_op_threads: int | None = None  # None: the runtime's choice (bench --save's, else the usable cores)
     api_key: str | None = None  # every route but /health (and /metrics when public) needs it as a Bearer token
     public_metrics: bool = False
+    request_timeout: float = 10.0  # seconds for a request's headers, and again for its body, to arrive
+    max_header_bytes: int = 64 * 1024
+    graceful_timeout: float = 30.0
 
     def load(self) -> Any:
         """The bundle's model, loaded as the server runs it. `max_batch_tokens` also caps each session run's
@@ -99,26 +102,6 @@ def error_response(status: int, error_type: str, message: str) -> JSONResponse:
     return JSONResponse({"error": message, "error_type": error_type}, status_code=status)
 
 
-class ConcurrencyLimit:
-    """ASGI middleware: above `limit` inference requests in flight, answer 429 at once instead of queueing."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit, self.in_flight = app, limit, 0
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in INFERENCE_ROUTES:
-            return await self.app(scope, receive, send)
-        if self.in_flight >= self.limit:
-            response = error_response(429, "overloaded", f"more than {self.limit} requests in flight; retry later")
-            response.headers["Retry-After"] = "1"
-            return await response(scope, receive, send)
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1
-
-
 class ApiKeyCheck:
     """ASGI middleware: without `Authorization: Bearer <key>` a request gets 401, except /health (and /metrics
     when `public_metrics`). The key is compared in constant time, so its bytes cannot be guessed by timing."""
@@ -150,6 +133,7 @@ class Server:
             BatchLimits(settings.max_batch_tokens, settings.max_batch_size, settings.max_wait_ms / 1000),
             self.metrics, settings.concurrent_batches)
         self.ready = False
+        self.in_flight = 0
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -158,11 +142,27 @@ class Server:
             raise RequestError(400, "wrong_task", f"this server runs a {self.model.task} bundle; {route} serves "
                                                   f"{' and '.join(tasks)} bundles")
 
+    def _inference(self, handler: Callable[[Request, bytes], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+        """An inference route: its body read (within --request-timeout), then a concurrency slot taken (429
+        above --max-concurrent-requests), so a client that sends its body slowly holds no slot."""
+        async def endpoint(request: Request) -> Response:
+            raw = await self._body(request)
+            if self.in_flight >= self.settings.max_concurrent_requests:
+                raise RequestError(429, "overloaded", f"more than {self.settings.max_concurrent_requests} requests in "
+                                                      "flight; retry later")
+            self.in_flight += 1
+            try:
+                return await handler(request, raw)
+            finally:
+                self.in_flight -= 1
+        return endpoint
+
     async def _body(self, request: Request) -> bytes:
-        """The request body, or a 413 as soon as it is over --max-body-bytes. (Starlette's own limit answers
-        a declared oversized length in plain text, whatever the app sends; every error here is JSON.)
-        Only JSON is taken (415 otherwise): a web page can send a plain-text body across origins without
-        asking, so accepting it would let any page a user visits run the model."""
+        """The request body, or a 413 as soon as it is over --max-body-bytes, or a 408 when it has not all
+        arrived within --request-timeout. (Starlette's own limit answers a declared oversized length in plain
+        text, whatever the app sends; every error here is JSON.) Only JSON is taken (415 otherwise): a web
+        page can send a plain-text body across origins without asking, so accepting it would let any page a
+        user visits run the model."""
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
             raise RequestError(415, "unsupported_media_type", f"the body must be sent as application/json, got "
@@ -172,13 +172,21 @@ class Server:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise too_large
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+        async def read() -> bytes:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise too_large
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+        try:
+            return await asyncio.wait_for(read(), self.settings.request_timeout)
+        except asyncio.TimeoutError:
+            raise RequestError(408, "request_timeout", f"the body did not arrive within this server's "
+                                                       f"--request-timeout {self.settings.request_timeout:g} s") from None
 
     def _parse(self, raw: bytes, options: dict[str, schemas.Option], texts_field: str = "inputs") -> schemas.TextRequest:
         return schemas.parse(raw, options, self.settings.max_input_texts, texts_field)
@@ -231,35 +239,31 @@ class Server:
 
     # -- routes -------------------------------------------------------------------------------------
 
-    async def predict(self, request: Request) -> Response:
+    async def predict(self, request: Request, raw: bytes) -> Response:
         """POST /predict: labels and scores, or entities on a token-classification bundle."""
         if self.model.task == NER:
-            return await self.ner(request)
-        raw = await self._body(request)  # read first, so that an oversized body is always a 413
+            return await self.ner(request, raw)
         self._require("/predict", CLASSIFICATION, NER)
         parsed = self._parse(raw, schemas.CLASSIFY)
         results, _ = await self._run(request, "predict", parsed)
         return JSONResponse(results[0] if parsed.single else results)
 
-    async def ner(self, request: Request) -> Response:
+    async def ner(self, request: Request, raw: bytes) -> Response:
         """POST /ner: entities with character offsets."""
-        raw = await self._body(request)
         self._require(request.url.path, NER)
         parsed = self._parse(raw, schemas.NER)
         results, _ = await self._run(request, "predict", parsed)
         return JSONResponse(results[0] if parsed.single else results)
 
-    async def embed(self, request: Request) -> Response:
+    async def embed(self, request: Request, raw: bytes) -> Response:
         """POST /embed: one vector per input (a list of vectors also for a single string, as TEI)."""
-        raw = await self._body(request)
         self._require("/embed", EMBEDDING)
         parsed = self._parse(raw, schemas.EMBED)
         vectors, _ = await self._run(request, "encode", parsed)
         return JSONResponse([vector.tolist() for vector in vectors])
 
-    async def openai_embeddings(self, request: Request) -> Response:
+    async def openai_embeddings(self, request: Request, raw: bytes) -> Response:
         """POST /v1/embeddings: OpenAI's request and response shape (unit vectors, float or base64)."""
-        raw = await self._body(request)
         self._require("/v1/embeddings", EMBEDDING)
         parsed = self._parse(raw, schemas.OPENAI_EMBED, texts_field="input")
         encoding = parsed.options.get("encoding_format", "float")
@@ -273,9 +277,9 @@ class Server:
                              "model": parsed.options.get("model", Path(self.settings.bundle).resolve().name),
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-    async def tokenize(self, request: Request) -> Response:
+    async def tokenize(self, request: Request, raw: bytes) -> Response:
         """POST /tokenize: the tokens of each input's first window (what `truncation="head"` reads)."""
-        parsed = self._parse(await self._body(request), schemas.TOKENIZE)
+        parsed = self._parse(raw, schemas.TOKENIZE)
         special = parsed.options.get("add_special_tokens", True)
         texts = [encodable(t) for t in parsed.texts]
         encodings = await asyncio.to_thread(self.model.tokenizer.encode_batch, texts, add_special_tokens=special)
@@ -312,20 +316,19 @@ class Server:
 
     def app(self) -> Starlette:
         routes = [
-            Route("/predict", self.predict, methods=["POST"]),
-            Route("/ner", self.ner, methods=["POST"]),
-            Route("/embed", self.embed, methods=["POST"]),
-            Route("/v1/embeddings", self.openai_embeddings, methods=["POST"]),
-            Route("/tokenize", self.tokenize, methods=["POST"]),
+            Route("/predict", self._inference(self.predict), methods=["POST"]),
+            Route("/ner", self._inference(self.ner), methods=["POST"]),
+            Route("/embed", self._inference(self.embed), methods=["POST"]),
+            Route("/v1/embeddings", self._inference(self.openai_embeddings), methods=["POST"]),
+            Route("/tokenize", self._inference(self.tokenize), methods=["POST"]),
             Route("/info", self.info, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
         ]
         middleware = [Middleware(RequestCounter, metrics=self.metrics, routes={r.path for r in routes})]
-        if self.settings.api_key is not None:  # before the concurrency limit: a refused caller takes no slot
+        if self.settings.api_key is not None:
             middleware.append(Middleware(ApiKeyCheck, key=self.settings.api_key,
                                          public_metrics=self.settings.public_metrics))
-        middleware.append(Middleware(ConcurrencyLimit, limit=self.settings.max_concurrent_requests))
         app = Starlette(
             routes=routes,
             middleware=middleware,
@@ -338,7 +341,12 @@ class Server:
 
     async def _request_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestError)
-        return error_response(exc.status, exc.error_type, str(exc))
+        response = error_response(exc.status, exc.error_type, str(exc))
+        if exc.status == 429:
+            response.headers["Retry-After"] = "1"
+        elif exc.status == 408:  # the rest of a late body may still come: do not read it as the next request
+            response.headers["Connection"] = "close"
+        return response
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -362,5 +370,6 @@ def app_from_environment() -> Starlette:
     """uvicorn's app factory for `--workers N`: each worker loads the model from the settings the command
     put in the environment."""
     settings = ServerSettings(**json.loads(os.environ[SETTINGS_VARIABLE]))
+    GuardedHttpToolsProtocol.limit(settings.max_header_bytes, settings.request_timeout)
     return create_app(settings.load(), settings)
 

@@ -54,16 +54,27 @@ if TYPE_CHECKING:
               help="Require 'Authorization: Bearer KEY' on every route but /health (401 otherwise); also read from "
                    "MBERT_EDGE_API_KEY. TLS is the job of a proxy in front.")
 @click.option("--public-metrics", is_flag=True, help="With --api-key: let /metrics answer without the key too.")
+@click.option("--request-timeout", type=click.FloatRange(0, min_open=True), default=10.0, show_default=True,
+              help="Seconds a request's headers, and then its body, may take to arrive (408 after). The model's own "
+                   "time is not counted; a request holds a concurrency slot only once its body is read.")
+@click.option("--keep-alive-timeout", type=click.FloatRange(0, min_open=True), default=5.0, show_default=True,
+              help="Seconds an idle keep-alive connection stays open.")
+@click.option("--max-header-bytes", type=click.IntRange(1024), default=64 * 1024, show_default=True,
+              help="Largest request line plus headers (larger: 431 and the connection closes).")
+@click.option("--graceful-timeout", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
+              help="On SIGTERM, seconds to finish the requests in flight before the server stops anyway.")
 def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: int, max_batch_size: int,
           max_wait_ms: float, concurrent_batches: int, max_concurrent_requests: int, max_input_texts: int,
           max_input_tokens: int, max_body_bytes: int, workers: int, intra_op_threads: int | None,
-          api_key: str | None, public_metrics: bool) -> None:
+          api_key: str | None, public_metrics: bool, request_timeout: float, keep_alive_timeout: float,
+          max_header_bytes: int, graceful_timeout: float) -> None:
     """Serve BUNDLE over HTTP: /predict, /ner, /embed, /v1/embeddings, /tokenize, /info, /health, /metrics,
     with requests micro-batched together."""
     try:
         import uvicorn
 
         from .app import SETTINGS_VARIABLE, ServerSettings, create_app
+        from .protocol import GuardedHttpToolsProtocol
     except ImportError as exc:
         raise click.ClickException(
             f"serving needs the [serve] extra ({exc.name} is missing): pip install 'mbert-edge[serve]'"
@@ -76,7 +87,8 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
         bundle=str(bundle), precision=precision, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms, max_concurrent_requests=max_concurrent_requests, max_input_texts=max_input_texts,
         max_input_tokens=max_input_tokens, max_body_bytes=max_body_bytes, concurrent_batches=concurrent_batches,
-        intra_op_threads=intra_op_threads, api_key=api_key, public_metrics=public_metrics)
+        intra_op_threads=intra_op_threads, api_key=api_key, public_metrics=public_metrics,
+        request_timeout=request_timeout, max_header_bytes=max_header_bytes, graceful_timeout=graceful_timeout)
     try:
         model = settings.load()  # a bad bundle or option fails here, as one line, before the port is taken
     except ValueError as exc:  # the runtime's check of max_batch_tokens against the max length
@@ -89,15 +101,17 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the previous handler:
     # with this one, that ends the process with exit code 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    served = {"host": host, "port": port, "log_level": "warning", "lifespan": "on", "http": GuardedHttpToolsProtocol,
+              "timeout_keep_alive": keep_alive_timeout, "timeout_graceful_shutdown": graceful_timeout}
     if workers == 1:
-        uvicorn.run(create_app(model, settings), host=host, port=port, log_level="warning", lifespan="on")
+        GuardedHttpToolsProtocol.limit(max_header_bytes, request_timeout)
+        uvicorn.run(create_app(model, settings), **served)
         return
     del model  # each worker loads its own
     os.environ[SETTINGS_VARIABLE] = json.dumps(dataclasses.asdict(settings))
     with tempfile.TemporaryDirectory(prefix="mbert-edge-metrics-") as shared:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)  # /metrics adds up every worker's figures
-        uvicorn.run("mbert_edge.serve.app:app_from_environment", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning", lifespan="on")
+        uvicorn.run("mbert_edge.serve.app:app_from_environment", factory=True, workers=workers, **served)
 
 
 def startup_line(host: str, port: int, bundle: Path, model: TaskModel) -> str:
