@@ -581,3 +581,33 @@ def test_idle_batch_slots_share_the_waiting_texts():
 
     assert asyncio.run(scenario()) == [["A"], ["B"], ["C"], ["D"]]
     assert sorted(batches) == [["a", "b"], ["c", "d"]] and most[0] == 2
+
+
+@pytest.mark.parametrize("bundle_fixture", ["seqcls_bundle", "token_bundle", "encoder_bundle"])
+def test_the_published_api_holds_under_fuzzing(start, request, bundle_fixture, tmp_path):
+    """schemathesis reads the live server's /openapi.json and sends it generated requests, valid and invalid
+    (bounded examples, a fixed seed): no 500, every answer as the document says."""
+    st = Path(sys.executable).parent / "st"
+    if not st.exists():
+        pytest.skip("schemathesis is not installed (the [test] extra brings it)")
+    server = start(request.getfixturevalue(bundle_fixture), "--max-input-texts", "8")
+    document = httpx.get(f"{server.url}/openapi.json").json()
+    assert document["openapi"] == "3.1.0" and "/tokenize" in document["paths"]
+    done = subprocess.run([str(st), "run", f"{server.url}/openapi.json", "--max-examples", "25", "--seed", "1",
+                           "--checks", "all", "--request-timeout", "30", "--workers", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "No issues found" in done.stdout
+
+
+def test_the_api_documents_in_docs_are_the_servers(tmp_path):
+    """docs/http-api holds each task's document as a server with default limits publishes it."""
+    from mbert_edge.bundle import TASKS
+    from mbert_edge.serve.app import ServerSettings
+    from mbert_edge.serve.openapi import openapi
+
+    docs = Path(__file__).resolve().parents[1] / "docs" / "http-api"
+    for task in TASKS:
+        expected = openapi(task, ServerSettings(bundle="").max_input_texts)
+        assert json.loads((docs / f"openapi-{task}.json").read_text()) == expected, (
+            f"regenerate with: python -m mbert_edge.serve.openapi {docs}")

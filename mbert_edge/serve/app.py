@@ -33,11 +33,11 @@ from mbert_edge.runtime.textinput import encodable
 from . import schemas
 from .batcher import BatchLimits, MicroBatcher, Run
 from .metrics import RequestCounter, ServerMetrics
+from .openapi import CLASSIFICATION, EMBEDDING, NER, openapi
 from .protocol import GuardedHttpToolsProtocol
 from .schemas import RequestError
 
 SETTINGS_VARIABLE = "MBERT_EDGE_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker
-CLASSIFICATION, NER, EMBEDDING = "sequence-classification", "token-classification", "feature-extraction"
 INLINE_TOKENIZING = 4096  # characters: fewer are tokenized on the event loop (tens of µs), more in a thread
 T = TypeVar("T")
 
@@ -292,6 +292,10 @@ class Server:
     async def info(self, request: Request) -> Response:
         return JSONResponse(info_payload(self.model, self.settings))
 
+    async def openapi_document(self, request: Request) -> Response:
+        return JSONResponse(openapi(self.model.task, self.settings.max_input_texts, self.settings.api_key is not None,
+                                    self.settings.public_metrics))
+
     async def health(self, request: Request) -> Response:
         if not self.ready:
             return error_response(503, "unavailable", "the model has not answered its load-time check yet")
@@ -322,6 +326,7 @@ class Server:
             Route("/v1/embeddings", self._inference(self.openai_embeddings), methods=["POST"]),
             Route("/tokenize", self._inference(self.tokenize), methods=["POST"]),
             Route("/info", self.info, methods=["GET"]),
+            Route("/openapi.json", self.openapi_document, methods=["GET"]),
             Route("/health", self.health, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
         ]
@@ -350,8 +355,10 @@ class Server:
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, str(exc.detail).lower().replace(" ", "_"),
-                              f"{exc.detail}: {request.method} {request.url.path}")
+        response = error_response(exc.status_code, str(exc.detail).lower().replace(" ", "_"),
+                                  f"{exc.detail}: {request.method} {request.url.path}")
+        response.headers.update(exc.headers or {})  # 405's Allow
+        return response
 
     async def _client_gone(self, request: Request, exc: Exception) -> Response:
         return Response(status_code=499)  # nginx's "client closed request": nobody reads it, the metrics do
