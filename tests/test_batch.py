@@ -19,6 +19,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 pa_csv = pytest.importorskip("pyarrow.csv")
 
 from mbert_edge import Classifier, Embedder, TokenClassifier  # noqa: E402
+from mbert_edge.batch import ray_predictor  # noqa: E402
 from mbert_edge.batch.job import Job, run_local  # noqa: E402
 from mbert_edge.textdata import builtin_sample  # noqa: E402
 
@@ -40,6 +41,10 @@ def good_texts(table: pa.Table) -> list[str]:
 
 def results_of(output: Path) -> pa.Table:
     return pq.read_table(output)
+
+
+def entity_spans(rows: list[list[dict]]) -> list[list[tuple]]:
+    return [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in row] for row in rows]
 
 
 def test_classification_matches_predict_and_counts_bad_rows(seqcls_bundle, tmp_path):
@@ -107,8 +112,7 @@ def test_embeddings_and_entities(encoder_bundle, token_bundle, tmp_path):
     entities = [e for e, error in zip(*results_of(tmp_path / token_bundle.name).select(["entities", "error"])
                                       .to_pydict().values()) if error is None]
     expected = TokenClassifier(token_bundle).predict(good_texts(table))
-    assert [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in row] for row in entities] == \
-        [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in row] for row in expected]
+    assert entity_spans(entities) == entity_spans(expected)
     assert sum(map(len, entities)) > 0  # the random model does tag something, so the comparison has content
 
 
@@ -153,6 +157,28 @@ def test_a_malformed_json_line_is_named_by_its_line_number(seqcls_bundle, tmp_pa
     run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.jsonl"), str(tmp_path / "out"))
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
     assert f"in.jsonl line {bad_line} is not JSON" in run.stderr, run.stderr
+
+
+def test_truncation_reaches_the_model_and_is_kept_on_resume(token_bundle, tmp_path):
+    """A text over the 128-token max length: --truncation head tags only its first window, window all of it,
+    as `predict` does (on one machine, and in the Ray actors' predictor); a rerun with another truncation is
+    refused, as with other settings."""
+    long_text = " ".join(good_texts(corpus(40)))
+    pq.write_table(pa.table({"text": [long_text, "Angela Merkel"]}), tmp_path / "in.parquet")
+    model, spans = TokenClassifier(token_bundle), {}
+    for truncation in ("head", "window"):
+        run = run_cli("batch", str(token_bundle), str(tmp_path / "in.parquet"), str(tmp_path / truncation),
+                      "--truncation", truncation)
+        assert run.returncode == 0, run.stderr
+        spans[truncation] = entity_spans(results_of(tmp_path / truncation).column("entities").to_pylist())
+        assert spans[truncation] == entity_spans(model.predict([long_text, "Angela Merkel"], truncation=truncation))
+        predictor = ray_predictor(token_bundle, truncation=truncation)()
+        assert entity_spans(predictor(pq.read_table(tmp_path / "in.parquet")).column("entities").to_pylist()) == \
+            spans[truncation]
+    assert max(end for *_, end in spans["head"][0]) < len(long_text) // 2 < max(end for *_, end in spans["window"][0])
+    again = run_cli("batch", str(token_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "window"),
+                    "--truncation", "head")
+    assert again.returncode == 1 and "(truncation differ)" in again.stderr
 
 
 def test_top_k_is_refused_on_other_tasks(encoder_bundle, tmp_path):

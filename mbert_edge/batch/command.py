@@ -8,6 +8,7 @@ import click
 from mbert_edge.bundle import Bundle
 from mbert_edge.cli.common import NonEmptyPath
 from mbert_edge.progress import Progress
+from mbert_edge.runtime.runner import TRUNCATIONS
 
 from mbert_edge.batch.formats import FORMATS
 
@@ -25,6 +26,9 @@ from mbert_edge.batch.formats import FORMATS
 @click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
 @click.option("--top-k", type=click.IntRange(1), default=None,
               help="Classification: this many labels per text, as lists (default 1: a label and a score).")
+@click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,
+              help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
+                   "classification, window otherwise).")
 @click.option("--part-rows", type=click.IntRange(1), default=10_000, show_default=True,
               help="Rows per output part: the unit of resumption (and of memory) on one machine. On Ray, input files "
                    "run in groups of at least this many rows (the unit of resumption there), in parts of Ray Data's blocks.")
@@ -36,8 +40,8 @@ from mbert_edge.batch.formats import FORMATS
 @click.option("--threads-per-worker", type=click.IntRange(1), default=1, show_default=True,
               help="--ray: CPUs each actor reserves, and ONNX Runtime threads it runs.")
 def batch(bundle: Path, input_path: Path, output: Path, text_column: str, id_column: str | None, fmt: str | None,
-          batch_size: int, precision: str, top_k: int | None, part_rows: int, ray_address: str | None,
-          workers: int | None, threads_per_worker: int) -> None:
+          batch_size: int, precision: str, top_k: int | None, truncation: str | None, part_rows: int,
+          ray_address: str | None, workers: int | None, threads_per_worker: int) -> None:
     """Run BUNDLE on the text column of INPUT (a Parquet, JSON Lines or CSV file, or a folder of them) and
     write OUTPUT: a folder of Parquet parts with the input's columns, the results (label and score, entities,
     or an embedding) and an `error` column for rows that have no result. Rerun the same command to resume."""
@@ -49,7 +53,8 @@ def batch(bundle: Path, input_path: Path, output: Path, text_column: str, id_col
     task = Bundle.open(bundle).task
     if top_k is not None and task != "sequence-classification":
         raise click.UsageError(f"{bundle} is a {task} bundle; --top-k applies to sequence-classification bundles only")
-    job = Job(bundle, input_path, output, text_column, id_column, fmt, precision, batch_size, top_k, part_rows)
+    job = Job(bundle, input_path, output, text_column, id_column, fmt, precision, batch_size, top_k, truncation,
+              part_rows)
     if ray_address is None:
         if workers is not None or threads_per_worker != 1:
             raise click.UsageError("--workers and --threads-per-worker apply to --ray runs only")

@@ -41,6 +41,7 @@ class Job:
     precision: str = "auto"
     batch_size: int = 32
     top_k: int | None = None
+    truncation: str | None = None
     part_rows: int = 10_000
 
 
@@ -141,6 +142,7 @@ def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int 
         for index, part in enumerate(regroup(record_batches(dataset, min(job.part_rows, 1 << 16)), job.part_rows)):
             if index not in done:
                 write_parquet(annotate(model, part, job.text_column, keep=keep, batch_size=job.batch_size,
-                                       top_k=job.top_k, advance=advance), part_path(job.output, index))
+                                       top_k=job.top_k, truncation=job.truncation, advance=advance),
+                              part_path(job.output, index))
     (job.output / DONE_FILE).touch()
     return summarize(job.output, len(sizes) - len(done), len(done), remaining, time.perf_counter() - start)

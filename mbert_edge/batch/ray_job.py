@@ -139,7 +139,8 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int,
     schema = open_input(files, fmt, job.text_column).schema  # the whole input's, as the local path reads it
     predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, schema=schema,
                               keep=kept_columns(schema.names, job, task), precision=precision,
-                              intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k)
+                              intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k,
+                              truncation=job.truncation)
     workers = connect(address, workers, threads)
     start = time.perf_counter()
     context = ray.data.DataContext.get_current()

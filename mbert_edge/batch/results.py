@@ -41,10 +41,10 @@ def row_errors(texts: pa.ChunkedArray) -> list[str | None]:
             for valid, empty in zip(pc.is_valid(texts).to_pylist(), blank)]
 
 
-def _predict(model: TaskModel, texts: list[str], batch_size: int, top_k: int | None,
+def _predict(model: TaskModel, texts: list[str], batch_size: int, top_k: int | None, truncation: str | None,
              advance: Callable[[int], None], chunk_size: int) -> list[Any]:
     """The model's results for `texts`, streamed `chunk_size` at a time so that `advance` moves with them."""
-    options: dict[str, Any] = {"batch_size": batch_size}
+    options: dict[str, Any] = {"batch_size": batch_size, "truncation": truncation}
     if model.task == "sequence-classification":
         options["top_k"] = top_k or 1
     stream = model.iter_predict(texts, chunk_size=chunk_size, **options)
@@ -78,15 +78,16 @@ def _columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[st
 
 
 def annotate(model: TaskModel, table: pa.Table, text_column: str, *, keep: list[str] | None = None,
-             batch_size: int = 32, top_k: int | None = None, advance: Callable[[int], None] = lambda n: None,
-             chunk_size: int | None = None) -> pa.Table:
+             batch_size: int = 32, top_k: int | None = None, truncation: str | None = None,
+             advance: Callable[[int], None] = lambda n: None, chunk_size: int | None = None) -> pa.Table:
     """`table` (or its `keep` columns) with the results of `model` on `text_column`, and an `error` column
-    that names why a row has no result. Bad rows never stop the others."""
+    that names why a row has no result. Bad rows never stop the others. `truncation`: as the model's
+    `predict` takes it (None: the task's default)."""
     texts = as_text(table.column(text_column))
     errors = row_errors(texts)
     good = [row for row, error in enumerate(errors) if error is None]
     chosen = pc.take(texts, pa.array(good, pa.int64())).to_pylist() if good else []
-    predicted = _predict(model, chosen, batch_size, top_k, advance, chunk_size or 8 * batch_size)
+    predicted = _predict(model, chosen, batch_size, top_k, truncation, advance, chunk_size or 8 * batch_size)
     advance(len(errors) - len(good))
     results: list[Any] = [None] * len(errors)
     for row, result in zip(good, predicted):
