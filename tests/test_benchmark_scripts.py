@@ -230,3 +230,17 @@ def test_engines_and_engine_profile_scripts(tmp_path, seqcls_checkpoint, seqcls_
     assert set(rows) == {"ORT b", "OpenVINO fp32", "OpenVINO int8_weights", "OpenVINO static_int8"}
     assert all(row["ms"]["GEMMs"] > 0 and row["wall_ms"] > 0 for row in rows.values())
     assert rows["ORT b"]["nodes"]["quantization (per-row statistics, scales, corrections)"] > 0
+
+
+def test_serve_memory_script_measures_head_and_window(tmp_path, seqcls_bundle):
+    text = tmp_path / "text.txt"
+    text.write_text("Guten Morgen, wie geht es dir heute? " * 50, encoding="utf-8")
+    result = subprocess.run([sys.executable, "serve_memory.py", str(seqcls_bundle), "--text", str(text), "--clients", "2",
+                             "--megabytes", "0.05"], cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split(" | ") for line in result.stdout.splitlines() if line.startswith(("| head", "| window"))]
+    assert [row[0] for row in rows] == ["| head", "| window"]
+    for row in rows:
+        idle, peak, grown, cpu = (float(x) for x in row[1:5])
+        assert idle > 0 and peak >= grown >= 0 and cpu > 0
+    assert "{200: 2}" in rows[0][5]

@@ -120,3 +120,17 @@ def test_a_head_is_read_from_a_prefix_equal_to_the_whole_texts_first_window(seqc
             assert (head.ids, head.offsets) == (expected.ids, expected.offsets), text[:40]
             assert bool(head.overflowing) == bool(expected.overflowing)
     assert len(runner._head_text(LONG * 40)) < len(LONG * 40) / 10  # the prefix is a small part of the text
+
+
+def test_a_text_over_max_windows_is_refused_before_it_is_read_whole(seqcls_bundle):
+    """truncation='window' reads at most `max_windows` windows of a text (default: 131,072 tokens' worth); a
+    longer text is one ValueError naming the limit, found from a prefix of the text."""
+    clf = Classifier(seqcls_bundle, max_windows=3)
+    assert clf.runner.max_windows == 3 and Classifier(seqcls_bundle).runner.max_windows > 100
+    long_text = LONG * 2000  # about 2 MB
+    with pytest.raises(ValueError, match=r"^text 1 is longer than 3 windows of \d+ tokens \(the max_windows limit\)"):
+        clf.predict(["kurz", long_text], truncation="window")
+    fits = next(LONG[:n] for n in range(100, len(LONG), 50) if len(clf.runner.windows([LONG[:n]], "window")[0]) == 3)
+    clf.predict(fits, truncation="window")
+    with pytest.raises(ValueError, match="max_windows must be >= 1, got 0"):
+        Classifier(seqcls_bundle, max_windows=0)

@@ -452,6 +452,13 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
         client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
         assert client.recv(4096).decode().startswith("HTTP/1.1 408")
     assert httpx.get(f"{server.url}/health").status_code == 200
+    # A body far over the header cap, arriving in the same reads as the headers, is not counted as headers.
+    body = json.dumps({"inputs": "Guten Morgen " * 40_000, "truncation": "head"}).encode()
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.settimeout(30)
+        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        assert client.recv(4096).decode().startswith("HTTP/1.1 200")
 
 
 def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):

@@ -39,6 +39,7 @@ class TaskModel:
         *,
         stride: int | None = None,
         max_batch_tokens: int = 8192,
+        max_windows: int | None = None,
         intra_op_threads: int | None = None,
         inter_op_threads: int = 1,
         options: ort.SessionOptions | None = None,
@@ -47,8 +48,10 @@ class TaskModel:
     ) -> None:
         """`precision`: "auto" (INT8 when the bundle has it), "int8" or "fp32". `stride`: tokens shared by
         consecutive windows of a long text (default a quarter of the max length). `max_batch_tokens`: cap on
-        padded tokens per batch, which bounds activation memory. `options` replaces the session options;
-        `session_config` adds ONNX Runtime config entries to the default ones.
+        padded tokens per batch, which bounds activation memory. `max_windows`: most windows a text read
+        with truncation="window" may take (default: as many as span 131,072 tokens; longer: ValueError).
+        `options` replaces the session options; `session_config` adds ONNX Runtime config entries to the
+        default ones.
         `path` may be an opened `Bundle` (its manifest is then not read again)."""
         self.bundle = path if isinstance(path, Bundle) else Bundle.open(path)
         if self.bundle.task != self.task:
@@ -58,6 +61,7 @@ class TaskModel:
             )
         self.precision = self.bundle.resolve_precision(precision)
         self.runner = Runner.open(self.bundle, self.precision, stride=stride, max_batch_tokens=max_batch_tokens,
+                                  max_windows=max_windows,
                                   intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
                                   options=options, session_config=session_config, verify_hashes=verify_hashes)
         trim = self.bundle.manifest.trim

@@ -22,6 +22,7 @@ from .integrity import check_graph, check_tokenizer, open_session
 from .textinput import encodable
 
 TRUNCATIONS = ("head", "window")
+DEFAULT_MAX_TEXT_TOKENS = 131_072  # a text read in windows may span this many tokens unless `max_windows` says
 HEAD_CHARS_PER_TOKEN = 8  # the first guess of a head window's characters per token; doubled until it holds
 _LAST_WORD = re.compile(r"\s+\S*\Z")
 
@@ -60,10 +61,12 @@ class Runner:
     serves many threads (ONNX Runtime runs concurrent calls on one session)."""
 
     def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, max_length: int, pad_id: int,
-                 name: str, *, stride: int | None = None, max_batch_tokens: int = 8192) -> None:
+                 name: str, *, stride: int | None = None, max_batch_tokens: int = 8192,
+                 max_windows: int | None = None) -> None:
         """`stride`: tokens shared by consecutive windows of a long text (default a quarter of the max
         length). `max_batch_tokens`: cap on padded tokens per batch, which bounds activation memory.
-        `name` says which graph this is in reports (a bundle file, or a candidate's)."""
+        `max_windows`: most windows one text may be read in (default: as many as span 131,072 tokens); a
+        longer text is refused before it is tokenized whole. `name` says which graph this is in reports."""
         if max_batch_tokens < max_length:
             raise ValueError(f"max_batch_tokens must be at least the max length {max_length}, got {max_batch_tokens}")
         content = max_length - tokenizer.num_special_tokens_to_add(False)  # tokens per window
@@ -75,12 +78,16 @@ class Runner:
         self.session, self.tokenizer, self.max_length, self.pad_id, self.name = session, tokenizer, max_length, pad_id, name
         self.max_batch_tokens = max_batch_tokens
         self.window_step = content - self.stride  # tokens from one window's start to the next's
+        self.max_windows = -(-DEFAULT_MAX_TEXT_TOKENS // self.window_step) if max_windows is None else max_windows
+        if self.max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1, got {max_windows}")
         self.input_names = [i.name for i in session.get_inputs()]
 
     @classmethod
     def open(cls, bundle: Bundle, precision: str = "auto", *, stride: int | None = None, max_batch_tokens: int = 8192,
-             intra_op_threads: int | None = None, inter_op_threads: int = 1, options: ort.SessionOptions | None = None,
-             session_config: Mapping[str, str] | None = None, verify_hashes: bool = True) -> "Runner":
+             max_windows: int | None = None, intra_op_threads: int | None = None, inter_op_threads: int = 1,
+             options: ort.SessionOptions | None = None, session_config: Mapping[str, str] | None = None,
+             verify_hashes: bool = True) -> "Runner":
         """The runner of a bundle's model (`precision` "auto" takes INT8 when there is one), after the load-time
         checks: files present, hashes, tokenizer and graph belong to the manifest. Intra-op threads: the
         argument, else the manifest's from `mbert-edge bench --save`, else the usable cores."""
@@ -109,7 +116,7 @@ class Runner:
         if precision == "int8":
             _warn_if_int8_is_slow()
         return cls(opened, tokenizer, manifest.max_length, manifest.special_tokens["pad"].id, model_file,
-                   stride=stride, max_batch_tokens=max_batch_tokens)
+                   stride=stride, max_batch_tokens=max_batch_tokens, max_windows=max_windows)
 
     @property
     def intra_op_threads(self) -> int:
@@ -122,17 +129,32 @@ class Runner:
         session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), session_options(),
                                        providers=["CPUExecutionProvider"])
         return Runner(session, self.tokenizer, self.max_length, self.pad_id, name, stride=self.stride,
-                      max_batch_tokens=self.max_batch_tokens)
+                      max_batch_tokens=self.max_batch_tokens, max_windows=self.max_windows)
 
-    def windows(self, texts: Sequence[str], truncation: str) -> list[list[Encoding]]:
+    def windows(self, texts: Sequence[str], truncation: str, max_windows: int | None = None) -> list[list[Encoding]]:
         """Each text's token windows: its first `max_length` tokens ("head"), or all of it in windows
-        overlapping by `stride` tokens ("window")."""
+        overlapping by `stride` tokens ("window"), at most `max_windows` (default the runner's) of them: a
+        longer text raises ValueError, found by tokenizing a prefix, not the whole text."""
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
         cleaned = [encodable(t) for t in texts]
         if truncation == "head":
             return [[e] for e in self.tokenizer.encode_batch([self._head_text(t) for t in cleaned])]
+        limit = max_windows or self.max_windows
+        for index, text in enumerate(cleaned):
+            self._check_window_count(text, limit, index)
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
+
+    def _check_window_count(self, text: str, limit: int, index: int) -> None:
+        """Raise ValueError when `text` needs more than `limit` windows, tokenizing prefixes of about
+        `limit` + 1 windows' length (doubled while they fit), never more than twice that."""
+        size = (limit + 1) * self.max_length * HEAD_CHARS_PER_TOKEN
+        while size < len(text):
+            windows = 1 + len(self.tokenizer.encode(text[:size]).overflowing)
+            if windows > limit:
+                raise ValueError(f"text {index} is longer than {limit} windows of {self.max_length} tokens (the "
+                                 f"max_windows limit); read its head (truncation='head') or raise max_windows")
+            size *= 2
 
     def _head_text(self, text: str) -> str:
         """A prefix of `text` whose first window is the whole text's, so a megabyte text read for its head

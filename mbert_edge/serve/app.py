@@ -192,8 +192,15 @@ class Server:
         return schemas.parse(raw, options, self.settings.max_input_texts, texts_field)
 
     def _windows(self, texts: list[str], all_windows: bool) -> list[list[int]]:
-        """Each text's windows' token counts, as the model will see them."""
-        windows = self.model.runner.windows(texts, "window" if all_windows else "head")
+        """Each text's windows' token counts, as the model will see them. A text with more windows than
+        --max-input-tokens can pay for is refused before it is tokenized whole."""
+        runner = self.model.runner
+        affordable = self.settings.max_input_tokens // runner.window_step + 2
+        try:
+            windows = runner.windows(texts, "window" if all_windows else "head", max_windows=affordable)
+        except ValueError as exc:
+            raise RequestError(422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens "
+                                                       f"{self.settings.max_input_tokens}") from exc
         return [[len(w) for w in group] for group in windows]
 
     def _call(self, method: str, options: dict[str, Any]) -> tuple[Hashable, Run]:

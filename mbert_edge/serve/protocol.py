@@ -27,11 +27,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._awaiting_headers = True  # bytes received now belong to a request line and headers
         self._header_bytes = 0
+        self._tail = b""  # the last bytes of the previous read, where a header terminator may have begun
         self._header_deadline: asyncio.TimerHandle | None = None
 
     def data_received(self, data: bytes) -> None:
         if self._awaiting_headers:
-            self._header_bytes += len(data)
+            # Only the bytes up to the blank line that ends the headers count: the body may share their read.
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            self._header_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
+            self._tail = seen[-3:] if end < 0 else b""
             if self._header_bytes > self.max_header_bytes:
                 return self._refuse(431, "headers_too_large",
                                     f"the request's headers are over this server's {self.max_header_bytes} bytes")
@@ -40,7 +45,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().data_received(data)
 
     def on_headers_complete(self) -> None:
-        self._awaiting_headers, self._header_bytes = False, 0
+        self._awaiting_headers, self._header_bytes, self._tail = False, 0, b""
         self._cancel_deadline()
         super().on_headers_complete()
 
