@@ -149,14 +149,54 @@ def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
 
 
 @pytest.mark.parametrize("bad_line", [3, 2501])  # in pyarrow's first block, and past it (1 MB blocks)
-def test_a_malformed_json_line_is_named_by_its_line_number(seqcls_bundle, tmp_path, bad_line):
-    """pyarrow names a 0-based row of the block it was parsing (line 2,501 was "row 1,522")."""
+@pytest.mark.parametrize("bad, message", [('{"text": "unclosed', "{line} is not JSON"),
+                                          ('{"text": 5}', "{line}: its text is a number, where earlier rows have a string")])
+def test_a_malformed_json_line_is_named_by_its_line_number(seqcls_bundle, tmp_path, bad_line, bad, message):
+    """pyarrow names a 0-based row of the block it was parsing (line 2,501 was "row 1,522"), also when a
+    field changes type."""
     lines = [json.dumps({"text": f"Guten Morgen {i} " + "x" * 1000}) for i in range(3000)]
-    lines[bad_line - 1] = '{"text": "unclosed'
+    lines[bad_line - 1] = bad
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.jsonl"), str(tmp_path / "out"))
     assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
-    assert f"in.jsonl line {bad_line} is not JSON" in run.stderr, run.stderr
+    assert message.format(line=f"in.jsonl line {bad_line}") in run.stderr, run.stderr
+
+
+def test_a_malformed_csv_row_is_named_by_its_file_and_line(seqcls_bundle, tmp_path):
+    """pyarrow's CSV row numbers skip blank lines ("Row #2501" for line 2,502 here) and name no file."""
+    lines = ["id,text"] + [f"{i},Guten Morgen {i} " + "x" * 1000 for i in range(3000)]
+    lines[2501] = "2501,Guten Morgen,again"
+    lines.insert(5, "")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("id,text\n1,Merci\n", encoding="utf-8")
+    (tmp_path / "in" / "b.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in"), str(tmp_path / "out"))
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert "b.csv line 2503: CSV parse error: Expected 2 columns, got 3" in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_rows_that_are_not_utf8_get_an_error_naming_their_line(seqcls_bundle, tmp_path, fmt):
+    """An invalid byte in a row's text, or in another column the output keeps, gives that row an error naming
+    the column and the file's line (a blank line, which the reader skips, still counts), in parts of 2 rows;
+    the other rows get their results and the job completes."""
+    rows = [{"id": 0, "text": "Guten Morgen", "source": "a"}, {"id": 1, "text": "Schlecht BAD", "source": "b"},
+            {"id": 2, "text": "Merci", "source": "cBAD"}, {"id": 3, "text": "Dobré ráno", "source": "d"}]
+    lines = [json.dumps(row, ensure_ascii=False) if fmt == "jsonl" else ",".join(map(str, row.values()))
+             for row in rows]
+    lines = ([] if fmt == "jsonl" else ["id,text,source"]) + lines[:1] + [""] + lines[1:]
+    (tmp_path / f"in.{fmt}").write_bytes("\n".join(lines).encode("utf-8").replace(b"BAD", b"\xff") + b"\n")
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / f"in.{fmt}"), str(tmp_path / "out"), "--part-rows", "2")
+    assert run.returncode == 0, run.stderr
+    assert "rows with an error: 2 (not UTF-8 in source 1, not UTF-8 in text 1)" in run.stdout
+    out = results_of(tmp_path / "out").to_pylist()
+    header = int(fmt == "csv")  # rows 1 and 2 are on lines 3 and 4 of the JSON Lines file, after the blank one
+    assert [row["error"] for row in out] == [None, f"not UTF-8 in text: in.{fmt} line {3 + header}",
+                                             f"not UTF-8 in source: in.{fmt} line {4 + header}", None]
+    assert (out[1]["text"], out[2]["source"]) == ("Schlecht \ufffd", "c\ufffd")  # the output is UTF-8
+    expected = Classifier(seqcls_bundle).predict(["Guten Morgen", "Dobré ráno"])
+    assert [(row["label"], row["score"]) for row in out if row["error"] is None] == \
+        [(want["label"], pytest.approx(want["score"], abs=1e-6)) for want in expected]
 
 
 def test_truncation_reaches_the_model_and_is_kept_on_resume(token_bundle, tmp_path):

@@ -1,8 +1,10 @@
 """Reading the input files in record batches and writing output files whole or not at all (pyarrow)."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,24 +53,52 @@ def _has_content(path: Path) -> bool:
 
 def reader_options(fmt: str, text_column: str) -> dict[str, Any]:
     """pyarrow's reading options, shared by the local reader and Ray's `read_*`: CSV reads the text column
-    as strings, so texts that look like numbers stay texts."""
+    as strings, so texts that look like numbers stay texts, and leaves strings' bytes unchecked, as the JSON
+    reader does, so that a row that is not UTF-8 gets an error of its own (`results.annotate`)."""
     if fmt == "csv":
-        return {"convert_options": pa_csv.ConvertOptions(column_types={text_column: pa.string()})}
+        return {"convert_options": pa_csv.ConvertOptions(column_types={text_column: pa.string()}, check_utf8=False)}
     return {}
 
 
 def open_input(files: list[Path], fmt: str, text_column: str) -> pa_ds.Dataset:
-    """All files as one dataset (one schema), read lazily."""
+    """All files as one dataset (one schema, the first file's), read lazily."""
     file_format = FILE_FORMATS[fmt](**reader_options(fmt, text_column))
     try:
         return pa_ds.dataset([str(f) for f in files], format=file_format)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise _unreadable(exc, files, fmt) from exc
+    except (pa.ArrowInvalid, OSError) as exc:  # pyarrow reads only the first file here, for the schema
+        raise _unreadable(exc, files[0], fmt) from exc
 
 
-def _unreadable(exc: Exception, files: Iterable[Path | str], fmt: str) -> DataError:
-    """pyarrow's failure to read the input as one line, naming the line for JSON Lines."""
-    where = _unparsed(files, fmt) if isinstance(exc, pa.ArrowInvalid) else None
+def row_lines(path: Path | str, fmt: str) -> Iterator[int]:
+    """The 1-based line of each row of a CSV file (its header first) or JSON Lines file as pyarrow reads them,
+    one a line, blank ones skipped. Counted here: pyarrow names no line of a file (its CSV row numbers skip
+    blank lines, its JSON ones count from the start of the block it was parsing)."""
+    with open(path, "rb") as file:
+        for number, line in enumerate(file, 1):
+            if line.strip() if fmt == "jsonl" else line.rstrip(b"\r\n"):
+                yield number
+
+
+class RowLines:
+    """Where each row of a CSV or JSON Lines input is (its file's name and line), for rows asked for in
+    increasing order: the files are read once, forward."""
+
+    def __init__(self, files: list[Path], fmt: str) -> None:
+        self.lines = ((path.name, line) for path in files
+                      for line in itertools.islice(row_lines(path, fmt), int(fmt == "csv"), None))
+        self.next = 0
+
+    def __call__(self, row: int) -> str:
+        name, line = next(itertools.islice(self.lines, row - self.next, None))
+        self.next = row + 1
+        return f"{name} line {line}"
+
+
+def _unreadable(exc: Exception, path: Path | str, fmt: str) -> DataError:
+    """pyarrow's failure to read the input file `path` as one line, naming the file's line where pyarrow names
+    a row of its own count."""
+    locate = {"csv": _csv_failure, "jsonl": _json_failure}.get(fmt)
+    where = locate(path, str(exc)) if locate and isinstance(exc, pa.ArrowInvalid) else None
     return DataError(f"cannot read the {fmt} input: {where or str(exc).splitlines()[0]}")
 
 
@@ -76,19 +106,35 @@ def _format_name(dataset: pa_ds.Dataset) -> str:
     return next(name for name, cls in FILE_FORMATS.items() if isinstance(dataset.format, cls))
 
 
-def _unparsed(files: Iterable[Path | str], fmt: str) -> str | None:
-    """Where a JSON Lines input first fails to parse, as a 1-based line of its file; read only once pyarrow has
-    failed, whose message names a 0-based row of the block it was parsing ("row 617" for line 40,001)."""
-    if fmt != "jsonl":
+def _csv_failure(path: Path | str, message: str) -> str | None:
+    """pyarrow's CSV failure `message` with its row number (which skips blank lines) made the file's line."""
+    row = re.search(r"Row #(\d+): ", message)
+    if row is None:
         return None
-    for name in files:
-        with open(name, encoding="utf-8", errors="replace") as file:
-            for number, line in enumerate(file, 1):
-                try:
-                    if line.strip():
-                        json.loads(line)
-                except json.JSONDecodeError as exc:
-                    return f"{name} line {number} is not JSON ({exc.msg})"
+    line = next(itertools.islice(row_lines(path, "csv"), int(row[1]) - 1, None), None)
+    return f"{path} line {line}: {message.rsplit('Invalid: ', 1)[-1].replace(row[0], '')}" if line else None
+
+
+JSON_TYPES = {str: "string", bool: "boolean", int: "number", float: "number", list: "array", dict: "object"}
+
+
+def _json_failure(path: Path | str, message: str) -> str | None:
+    """The first line of `path` that is not JSON, or whose value in the column pyarrow's failure `message`
+    names has the JSON type it says the column changed to: the message names a 0-based row of the block pyarrow
+    was parsing ("row 617" for line 40,001)."""
+    changed = re.search(r"Column\(/([^)]*)\) changed from (\w+) to (\w+)", message)
+    keys = changed[1].split("/") if changed else []
+    with open(path, encoding="utf-8", errors="replace") as file:
+        for number, line in enumerate(file, 1):
+            try:
+                value = json.loads(line) if line.strip() else None
+            except json.JSONDecodeError as exc:
+                return f"{path} line {number} is not JSON ({exc.msg})"
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if changed and JSON_TYPES.get(type(value)) == changed[3]:
+                return (f"{path} line {number}: its {'.'.join(keys)} is a {changed[3]}, where earlier rows have a "
+                        f"{changed[2]}")
     return None
 
 
@@ -100,20 +146,23 @@ def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def _by_file(dataset: pa_ds.Dataset, read: Callable[[pa_ds.FileFragment], Iterable[Any]]) -> Iterator[Any]:
+    """What `read` gives for each file of the dataset, in order; a failure names its file."""
+    for fragment in dataset.get_fragments():
+        try:
+            yield from read(fragment)
+        except pa.ArrowInvalid as exc:
+            raise _unreadable(exc, fragment.path, _format_name(dataset)) from exc
+
+
 def record_batches(dataset: pa_ds.Dataset, rows: int) -> Iterator[pa.RecordBatch]:
     """The dataset's rows in input order, in record batches of at most `rows` rows."""
-    try:
-        yield from dataset.to_batches(batch_size=rows)
-    except pa.ArrowInvalid as exc:
-        raise _unreadable(exc, dataset.files, _format_name(dataset)) from exc
+    return _by_file(dataset, lambda fragment: fragment.to_batches(schema=dataset.schema, batch_size=rows))
 
 
 def row_count(dataset: pa_ds.Dataset) -> int:
     """The dataset's rows (every file is read: a malformed row fails here, before any output)."""
-    try:
-        return dataset.count_rows()
-    except pa.ArrowInvalid as exc:
-        raise _unreadable(exc, dataset.files, _format_name(dataset)) from exc
+    return sum(_by_file(dataset, lambda fragment: [fragment.count_rows()]))
 
 
 def regroup(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from mbert_edge.errors import MbertEdgeError
 from mbert_edge.runtime import load
 from mbert_edge.progress import Progress
 
-from mbert_edge.batch.io import (input_files, open_input, record_batches, regroup, row_count, write_json,
-                                 write_parquet)
+from mbert_edge.batch.io import (RowLines, input_files, open_input, record_batches, regroup, row_count,
+                                 write_json, write_parquet)
 from mbert_edge.batch.results import ERROR_COLUMN, annotate, output_columns
 
 JOB_FILE = "_mbert_edge_batch.json"  # pyarrow and Ray skip names starting with "_" or "." when reading a folder
@@ -115,12 +116,15 @@ def part_path(output: Path, index: int) -> Path:
 
 
 def summarize(output: Path, parts_written: int, parts_skipped: int, rows_run: int | None, seconds: float) -> Summary:
-    """The figures of a finished output, counted from its files (so a resumed run counts every part);
-    `rows_run`: the rows this run predicted (None: all)."""
+    """The figures of a finished output, counted from its files (so a resumed run counts every part), errors
+    by kind (what precedes a ": " naming where the row was read); `rows_run`: the rows this run predicted
+    (None: all)."""
     errors = pq.read_table(output, columns=[ERROR_COLUMN]).column(0)
-    counts = {row["values"]: row["counts"] for row in pc.value_counts(errors.drop_null()).to_pylist()}
+    counts: Counter[str] = Counter()
+    for row in pc.value_counts(errors.drop_null()).to_pylist():
+        counts[row["values"].split(": ")[0]] += row["counts"]
     rows_run = len(errors) if rows_run is None else rows_run
-    return Summary(len(errors), counts, parts_written, parts_skipped, rows_run, seconds, output)
+    return Summary(len(errors), dict(counts), parts_written, parts_skipped, rows_run, seconds, output)
 
 
 def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int | None = None) -> Summary:
@@ -137,12 +141,14 @@ def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int 
     sizes = [min(job.part_rows, total - start) for start in range(0, total, job.part_rows)]
     done = {index for index in range(len(sizes)) if part_path(job.output, index).exists()}
     remaining = total - sum(sizes[index] for index in done)
+    lines = None if fmt == "parquet" else RowLines(files, fmt)
     start = time.perf_counter()
     with progress.bar(f"{model.task} ({model.precision}) -> {job.output}", remaining, unit="rows") as advance:
         for index, part in enumerate(regroup(record_batches(dataset, min(job.part_rows, 1 << 16)), job.part_rows)):
             if index not in done:
+                locate = None if lines is None else lambda row, first=index * job.part_rows: lines(first + row)
                 write_parquet(annotate(model, part, job.text_column, keep=keep, batch_size=job.batch_size,
-                                       top_k=job.top_k, truncation=job.truncation, advance=advance),
+                                       top_k=job.top_k, truncation=job.truncation, advance=advance, locate=locate),
                               part_path(job.output, index))
     (job.output / DONE_FILE).touch()
     return summarize(job.output, len(sizes) - len(done), len(done), remaining, time.perf_counter() - start)

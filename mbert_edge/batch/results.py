@@ -32,6 +32,34 @@ def as_text(texts: pa.ChunkedArray) -> pa.ChunkedArray:
     return texts
 
 
+def not_utf8(table: pa.Table, names: list[str],
+             locate: Callable[[int], str] | None) -> tuple[pa.Table, list[str | None]]:
+    """`table` with the bytes that are not UTF-8 in its string columns `names` replaced (U+FFFD), and per row
+    None, or which of those columns were not UTF-8 and (by `locate`) where the row was read. pyarrow's JSON
+    reader, and its CSV reader as `io.reader_options` sets it, leave strings' bytes unchecked; a column is
+    checked whole by pyarrow (`validate`), and only one that fails is decoded here, a row at a time."""
+    bad: list[list[str]] = [[] for _ in range(len(table))]
+    for name in dict.fromkeys(names):
+        column = table.column(name)
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            raw = column.cast(pa.large_binary()).to_pylist()
+        texts = [None if value is None else value.decode("utf-8", "replace") for value in raw]
+        table = table.set_column(table.column_names.index(name), name, pa.array(texts, column.type))
+        for row, (value, text) in enumerate(zip(raw, texts)):
+            if text is not None and text.encode("utf-8") != value:
+                bad[row].append(name)
+    errors: list[str | None] = [None] * len(table)
+    for row, columns in enumerate(bad):
+        if columns:
+            errors[row] = f"not UTF-8 in {', '.join(columns)}" + (f": {locate(row)}" if locate else "")
+    return table, errors
+
+
 def row_errors(texts: pa.ChunkedArray) -> list[str | None]:
     """Per row: None for a text the model can read, else why not (null, empty or blank, not a string)."""
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
@@ -79,12 +107,15 @@ def _columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[st
 
 def annotate(model: TaskModel, table: pa.Table, text_column: str, *, keep: list[str] | None = None,
              batch_size: int = 32, top_k: int | None = None, truncation: str | None = None,
-             advance: Callable[[int], None] = lambda n: None, chunk_size: int | None = None) -> pa.Table:
+             advance: Callable[[int], None] = lambda n: None, chunk_size: int | None = None,
+             locate: Callable[[int], str] | None = None) -> pa.Table:
     """`table` (or its `keep` columns) with the results of `model` on `text_column`, and an `error` column
     that names why a row has no result. Bad rows never stop the others. `truncation`: as the model's
-    `predict` takes it (None: the task's default)."""
+    `predict` takes it (None: the task's default); `locate`: where a row of `table` was read, named in the
+    error of a row that is not UTF-8."""
+    table, unreadable = not_utf8(table, [text_column, *(keep or table.column_names)], locate)
     texts = as_text(table.column(text_column))
-    errors = row_errors(texts)
+    errors = [error or other for error, other in zip(unreadable, row_errors(texts))]
     good = [row for row, error in enumerate(errors) if error is None]
     chosen = pc.take(texts, pa.array(good, pa.int64())).to_pylist() if good else []
     predicted = _predict(model, chosen, batch_size, top_k, truncation, advance, chunk_size or 8 * batch_size)
