@@ -401,8 +401,11 @@ def test_sigterm_stops_within_the_graceful_timeout(start, seqcls_bundle):
             time.sleep(0.05)
         started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        server.process.wait(timeout=15)
+        assert server.process.wait(timeout=15) == 0
+        client.settimeout(5)
+        answer = client.recv(4096).decode()
     assert time.monotonic() - started < 5
+    assert answer.startswith("HTTP/1.1 503") and "shutting_down" in answer and "connection: close" in answer
 
 
 def rss_kb(pid: int) -> int:

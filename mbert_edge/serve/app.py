@@ -153,6 +153,11 @@ class Server:
             self.in_flight += 1
             try:
                 return await handler(request, raw)
+            except asyncio.CancelledError:  # uvicorn cancels what --graceful-timeout did not let finish
+                response = error_response(503, "shutting_down", "the server stopped before this request was answered "
+                                                                 "(--graceful-timeout); send it again")
+                response.headers["Connection"] = "close"
+                return response
             finally:
                 self.in_flight -= 1
         return endpoint
