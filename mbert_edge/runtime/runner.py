@@ -24,6 +24,7 @@ from .textinput import encodable
 TRUNCATIONS = ("head", "window")
 DEFAULT_MAX_TEXT_TOKENS = 131_072  # a text read in windows may span this many tokens unless `max_windows` says
 HEAD_CHARS_PER_TOKEN = 8  # the first guess of a head window's characters per token; doubled until it holds
+COUNT_CHUNK = 65_536  # characters tokenized at a time when a text's tokens are only counted
 _LAST_WORD = re.compile(r"\s+\S*\Z")
 
 
@@ -78,6 +79,8 @@ class Runner:
         self.session, self.tokenizer, self.max_length, self.pad_id, self.name = session, tokenizer, max_length, pad_id, name
         self.max_batch_tokens = max_batch_tokens
         self.window_step = content - self.stride  # tokens from one window's start to the next's
+        self._counter = Tokenizer.from_str(tokenizer.to_str())  # counts tokens: no truncation, so no windows
+        self._counter.no_truncation()
         self.max_windows = -(-DEFAULT_MAX_TEXT_TOKENS // self.window_step) if max_windows is None else max_windows
         if self.max_windows < 1:
             raise ValueError(f"max_windows must be >= 1, got {max_windows}")
@@ -146,15 +149,21 @@ class Runner:
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
 
     def _check_window_count(self, text: str, limit: int, index: int) -> None:
-        """Raise ValueError when `text` needs more than `limit` windows, tokenizing prefixes of about
-        `limit` + 1 windows' length (doubled while they fit), never more than twice that."""
-        size = (limit + 1) * self.max_length * HEAD_CHARS_PER_TOKEN
-        while size < len(text):
-            windows = 1 + len(self.tokenizer.encode(text[:size]).overflowing)
-            if windows > limit:
+        """Raise ValueError when `text` needs more than `limit` windows. Its tokens are counted in chunks of
+        `COUNT_CHUNK` characters cut at spaces (one chunk's tokens in memory at a time), stopping as soon as
+        they are over what `limit` windows hold: a megabyte text is refused without its windows being built."""
+        capacity = (self.max_length - self.tokenizer.num_special_tokens_to_add(False)) + (limit - 1) * self.window_step
+        if 4 * len(text) <= capacity:  # a character is at most 4 tokens (its UTF-8 bytes, for byte-level BPE)
+            return
+        counted, start = 0, 0
+        while start < len(text):
+            end = len(text) if start + COUNT_CHUNK >= len(text) else max(text.rfind(" ", start, start + COUNT_CHUNK) + 1,
+                                                                          start + COUNT_CHUNK // 2)
+            counted += len(self._counter.encode(text[start:end], add_special_tokens=False).ids)
+            if counted > capacity:
                 raise ValueError(f"text {index} is longer than {limit} windows of {self.max_length} tokens (the "
                                  f"max_windows limit); read its head (truncation='head') or raise max_windows")
-            size *= 2
+            start = end
 
     def _head_text(self, text: str) -> str:
         """A prefix of `text` whose first window is the whole text's, so a megabyte text read for its head
