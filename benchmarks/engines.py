@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import sys
-import time
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
