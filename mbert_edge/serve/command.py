@@ -10,7 +10,7 @@ import signal
 import socket
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -101,7 +101,7 @@ def serve(bundle: Path, host: str, port: int, precision: str, max_batch_tokens: 
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again for the previous handler:
     # with this one, that ends the process with exit code 0.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    served = {"host": host, "port": port, "log_level": "warning", "lifespan": "on", "http": GuardedHttpToolsProtocol,
+    served: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "lifespan": "on", "http": GuardedHttpToolsProtocol,
               "timeout_keep_alive": keep_alive_timeout, "timeout_graceful_shutdown": graceful_timeout}
     if workers == 1:
         GuardedHttpToolsProtocol.limit(max_header_bytes, request_timeout)
