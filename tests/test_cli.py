@@ -231,3 +231,14 @@ def test_demo_runs_offline(tmp_path):
     (tmp_path / "notes.txt").write_text("the user's")  # a folder of the user's is not replaced without --force
     assert_one_line_error(run_cli("demo", str(tmp_path), env=env), "exists and is not empty", "--force")
     assert (tmp_path / "notes.txt").read_text() == "the user's"
+
+
+def test_every_option_of_every_command_has_help_text():
+    import click
+
+    import mbert_edge.cli as cli
+
+    group = next(value for value in vars(cli).values() if isinstance(value, click.Group))
+    missing = [f"{name} {param.opts[0]}" for name, command in group.commands.items() for param in command.params
+               if isinstance(param, click.Option) and not param.help]
+    assert missing == []

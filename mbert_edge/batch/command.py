@@ -22,8 +22,10 @@ from mbert_edge.batch.formats import FORMATS
               help="Keep only this input column beside the results (default: keep all input columns).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Input format (default: from the file names).")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
+              help="Texts (their windows) run through the model together.")
+@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True,
+              help="Which model of the bundle: auto takes INT8 when the bundle has it.")
 @click.option("--top-k", type=click.IntRange(1), default=None,
               help="Classification: this many labels per text, as lists (default 1: a label and a score).")
 @click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,

@@ -54,8 +54,10 @@ class _InputLines:
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", default=None, help="One text per line; - reads stdin.")
-@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True,
+              help="Which model of the bundle: auto takes INT8 when the bundle has it.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
+              help="Texts (their windows) run through the model together.")
 @click.option("--top-k", type=click.IntRange(1), default=None,
               help="Classification: this many labels per text (default 1).")
 @click.option("--aggregation", type=click.Choice(AGGREGATIONS), default=None,
@@ -173,14 +175,16 @@ def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
               help="Real sentences for end-to-end and throughput figures (default: the built-in sample).")
-@click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
+@click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True,
+              help="Which of the bundle's models to measure.")
 @click.option("--lengths", default=",".join(map(str, LENGTHS)), show_default=True, help="Exact sequence lengths.")
 @click.option("--batch-sizes", default=",".join(map(str, BATCH_SIZES)), show_default=True,
               help="Throughput batch sizes.")
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Minimum timed runs per figure.")
 @click.option("--max-seconds", type=float, default=3.0, show_default=True,
               help="Keep sampling fast figures up to this long (up to 10x --runs).")
-@click.option("--cold-start/--no-cold-start", default=True, show_default=True)
+@click.option("--cold-start/--no-cold-start", default=True, show_default=True,
+              help="Also time fresh processes importing, loading and predicting once, and their peak RSS.")
 @click.option("--threads/--no-threads", "sweep", default=True, show_default=True, help="Sweep intra-op threads.")
 @click.option("--save", is_flag=True, help="Store the recommended thread count in the bundle's manifest.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True,
+              help="Which model of the bundle: auto takes INT8 when the bundle has it.")
 @click.option("--max-batch-tokens", type=click.IntRange(1), default=512, show_default=True,
               help="A batch holds at most this many tokens (each text's windows at their bucket lengths), and "
                    "each model run within it at most this many padded tokens. At least the bundle's max length.")
