@@ -59,8 +59,14 @@ def test_odd_text(models, kind, name):
 
 @pytest.mark.parametrize("kind", ["classifier", "ner", "embedder"])
 def test_a_megabyte_of_text(models, kind):
+    """A megabyte of text is read whole in windows when `max_windows` allows it; by default (131,072 tokens'
+    worth of windows) the NER and embedding classes, which read texts whole, refuse it in one line."""
     model = models[kind]
     assert len(MEGABYTE.encode()) >= 2**20
+    if kind != "classifier":  # the classifier reads the head by default
+        with pytest.raises(ValueError, match=r"^text 0 is longer than \d+ windows .* raise max_windows$"):
+            run(model, [MEGABYTE, "kurz"])
+        model = type(model)(model.bundle, max_windows=100_000)
     if kind == "ner":  # every token, to show the text is read whole: entities reach its end
         results = model.predict([MEGABYTE, "kurz"], aggregation="none", ignore_labels=())
         assert results[0][-1]["end"] > len(MEGABYTE) - 10
