@@ -291,3 +291,18 @@ def test_progress_bar_in_a_terminal(seqcls_bundle, tmp_path):
     code, screen = run_cli_in_terminal("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"))
     assert code == 0, screen
     assert "200/200" in screen and "rows/s" in screen and "200 rows in" in screen
+
+
+def test_a_text_too_long_to_read_whole_is_its_rows_error(token_bundle, tmp_path):
+    """A text over the model's max_windows (default 131,072 tokens' worth) read with the NER default, windows,
+    is an error row naming the fix; the other rows get their entities and the job finishes."""
+    huge = " ".join(good_texts(corpus(40))) * 600  # about 1.4 MB
+    pq.write_table(pa.table({"text": ["Angela Merkel", huge, "Paris"]}), tmp_path / "in.parquet")
+    run = run_cli("batch", str(token_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"))
+    assert run.returncode == 0, run.stderr
+    rows = results_of(tmp_path / "out").select(["entities", "error"]).to_pylist()
+    assert rows[1]["entities"] is None and rows[1]["error"].startswith("over ")
+    assert rows[1]["error"].endswith("windows of 128 tokens; pass --truncation head")
+    assert [r["error"] for r in rows[::2]] == [None, None]
+    assert entity_spans([r["entities"] for r in rows[::2]]) == entity_spans(TokenClassifier(token_bundle).predict(
+        ["Angela Merkel", "Paris"]))

@@ -118,6 +118,13 @@ def annotate(model: TaskModel, table: pa.Table, text_column: str, *, keep: list[
     errors = [error or other for error, other in zip(unreadable, row_errors(texts))]
     good = [row for row, error in enumerate(errors) if error is None]
     chosen = pc.take(texts, pa.array(good, pa.int64())).to_pylist() if good else []
+    if (truncation or model.default_truncation) == "window":  # a text too long to read whole is its row's error
+        runner = model.runner
+        for row, text in zip(good, chosen):
+            if runner.exceeds_max_windows(text):
+                errors[row] = f"over {runner.max_windows} windows of {runner.max_length} tokens; pass --truncation head"
+        kept = [(row, text) for row, text in zip(good, chosen) if errors[row] is None]
+        good, chosen = [row for row, _ in kept], [text for _, text in kept]
     predicted = _predict(model, chosen, batch_size, top_k, truncation, advance, chunk_size or 8 * batch_size)
     advance(len(errors) - len(good))
     results: list[Any] = [None] * len(errors)

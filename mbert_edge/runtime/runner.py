@@ -145,25 +145,28 @@ class Runner:
             return [[e] for e in self.tokenizer.encode_batch([self._head_text(t) for t in cleaned])]
         limit = max_windows or self.max_windows
         for index, text in enumerate(cleaned):
-            self._check_window_count(text, limit, index)
+            if self.exceeds_max_windows(text, limit):
+                raise ValueError(f"text {index} is longer than {limit} windows of {self.max_length} tokens (the "
+                                 f"max_windows limit); read its head (truncation='head') or raise max_windows")
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
 
-    def _check_window_count(self, text: str, limit: int, index: int) -> None:
-        """Raise ValueError when `text` needs more than `limit` windows. Its tokens are counted in chunks of
-        `COUNT_CHUNK` characters cut at spaces (one chunk's tokens in memory at a time), stopping as soon as
-        they are over what `limit` windows hold: a megabyte text is refused without its windows being built."""
+    def exceeds_max_windows(self, text: str, max_windows: int | None = None) -> bool:
+        """Whether `text` needs more than `max_windows` (default the runner's) windows. Its tokens are counted in
+        chunks of `COUNT_CHUNK` characters cut at spaces (one chunk's tokens in memory at a time), stopping as
+        soon as they are over what the windows hold: a megabyte text is judged without its windows being built."""
+        limit = max_windows or self.max_windows
         capacity = (self.max_length - self.tokenizer.num_special_tokens_to_add(False)) + (limit - 1) * self.window_step
         if 4 * len(text) <= capacity:  # a character is at most 4 tokens (its UTF-8 bytes, for byte-level BPE)
-            return
+            return False
         counted, start = 0, 0
         while start < len(text):
             end = len(text) if start + COUNT_CHUNK >= len(text) else max(text.rfind(" ", start, start + COUNT_CHUNK) + 1,
                                                                           start + COUNT_CHUNK // 2)
             counted += len(self._counter.encode(text[start:end], add_special_tokens=False).ids)
             if counted > capacity:
-                raise ValueError(f"text {index} is longer than {limit} windows of {self.max_length} tokens (the "
-                                 f"max_windows limit); read its head (truncation='head') or raise max_windows")
+                return True
             start = end
+        return False
 
     def _head_text(self, text: str) -> str:
         """A prefix of `text` whose first window is the whole text's, so a megabyte text read for its head
