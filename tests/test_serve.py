@@ -321,6 +321,18 @@ def test_an_api_key_guards_every_route_but_health(start, seqcls_bundle):
     assert httpx.get(f"{public.url}/info", headers={"authorization": "Bearer from the environment"}).status_code == 200
 
 
+def test_a_text_the_token_budget_admits_is_read_whole(start, encoder_bundle):
+    """--max-input-tokens above the runtime's default window limit (131,072 tokens' worth): a text between the
+    two is read whole, as the in-process model does when its max_windows allows it."""
+    server = start(encoder_bundle, "--max-input-tokens", "400000", "--max-body-bytes", "3000000")
+    text = "Angela Merkel besuchte Paris. " * 9_000
+    model = Embedder(encoder_bundle, max_windows=10_000)
+    assert 1_400 < len(model.runner.windows([text], "window")[0]) < 400_000 // model.max_length
+    answer = server.post("/embed", {"inputs": text})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()[0], model.encode(text), atol=1e-5)
+
+
 def test_listening_beyond_loopback_without_a_key_is_warned_about():
     from mbert_edge.cli import serve  # the command's module through its package (as the CLI loads it)
 

@@ -68,8 +68,12 @@ class ServerSettings:
         padded tokens: the runtime sorts a batch by length and runs it in pieces padded to their own bucket.
         Random sentences padded to the longest of 32 ran at 31-34 sentences/s on the mBERT-shaped INT8 model,
         in pieces of at most 512 padded tokens at 69-75 (1024: 48, 2048: 40-42; measured side by side)."""
-        return mbert_edge.load(self.bundle, precision=self.precision, max_batch_tokens=self.max_batch_tokens,
-                               intra_op_threads=self.intra_op_threads, session_config=SERVER_SESSION_CONFIG)
+        model = mbert_edge.load(self.bundle, precision=self.precision, max_batch_tokens=self.max_batch_tokens,
+                                intra_op_threads=self.intra_op_threads, session_config=SERVER_SESSION_CONFIG)
+        # A text the token budget admits is read whole, whatever the runtime's default window limit (set before
+        # the model serves anything).
+        model.runner.max_windows = self.max_input_tokens // model.runner.window_step + 2
+        return model
 
 
 # ONNX Runtime's intra-op threads not spinning after each run: in a server they would take the cores from the
@@ -199,10 +203,8 @@ class Server:
     def _windows(self, texts: list[str], all_windows: bool) -> list[list[int]]:
         """Each text's windows' token counts, as the model will see them. A text with more windows than
         --max-input-tokens can pay for is refused before it is tokenized whole."""
-        runner = self.model.runner
-        affordable = self.settings.max_input_tokens // runner.window_step + 2
         try:
-            windows = runner.windows(texts, "window" if all_windows else "head", max_windows=affordable)
+            windows = self.model.runner.windows(texts, "window" if all_windows else "head")
         except ValueError as exc:
             raise RequestError(422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens "
                                                        f"{self.settings.max_input_tokens}") from exc
