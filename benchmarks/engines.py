@@ -41,7 +41,7 @@ from mbert_edge.bundle import Bundle
 from mbert_edge.runtime.accuracy import compare
 from mbert_edge.runtime.batching import padded_inputs
 from mbert_edge.runtime.cpus import available_cpus, cpu_flags, cpu_model
-from openvino_session import OpenVINOSession
+from openvino_session import InputInfo, OpenVINOSession
 from mbert_edge.runtime.runner import Runner
 from mbert_edge.textdata import TextSet, load_textset
 
@@ -74,9 +74,9 @@ class CTranslate2Session:
         self.encoder = ctranslate2.Encoder(str(folder), device="cpu", intra_threads=threads, compute_type="int8")
         weights = load_file(str(checkpoint / "model.safetensors"))
         self.head = weights["classifier.weight"].T, weights["classifier.bias"]
-        self.inputs = [type("Input", (), {"name": name})() for name in input_names]
+        self.inputs = [InputInfo(name) for name in input_names]
 
-    def get_inputs(self) -> list[Any]:
+    def get_inputs(self) -> list[InputInfo]:
         return self.inputs
 
     def run(self, output_names: None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -17,7 +17,7 @@ NON_LATIN = ["cmn", "ara", "hin", "tha"]
 
 
 def tatoeba_subset(folder: Path, per_language: int) -> Path | None:
-    """The first sentences of every Tatoeba language (the full files are checked by hand: see README)."""
+    """The first sentences of every Tatoeba language."""
     try:
         source = needs_shared("tatoeba")
     except pytest.skip.Exception:

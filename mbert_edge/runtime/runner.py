@@ -79,8 +79,6 @@ class Runner:
         self.session, self.tokenizer, self.max_length, self.pad_id, self.name = session, tokenizer, max_length, pad_id, name
         self.max_batch_tokens = max_batch_tokens
         self.window_step = content - self.stride  # tokens from one window's start to the next's
-        self._counter = Tokenizer.from_str(tokenizer.to_str())  # counts tokens: no truncation, so no windows
-        self._counter.no_truncation()
         self.max_windows = -(-DEFAULT_MAX_TEXT_TOKENS // self.window_step) if max_windows is None else max_windows
         if self.max_windows < 1:
             raise ValueError(f"max_windows must be >= 1, got {max_windows}")
@@ -134,28 +132,27 @@ class Runner:
         return Runner(session, self.tokenizer, self.max_length, self.pad_id, name, stride=self.stride,
                       max_batch_tokens=self.max_batch_tokens, max_windows=self.max_windows)
 
-    def windows(self, texts: Sequence[str], truncation: str, max_windows: int | None = None) -> list[list[Encoding]]:
+    def windows(self, texts: Sequence[str], truncation: str) -> list[list[Encoding]]:
         """Each text's token windows: its first `max_length` tokens ("head"), or all of it in windows
-        overlapping by `stride` tokens ("window"), at most `max_windows` (default the runner's) of them: a
-        longer text raises ValueError, found by tokenizing a prefix, not the whole text."""
+        overlapping by `stride` tokens ("window"), at most `max_windows` of them: a longer text raises
+        ValueError before its windows are built."""
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
         cleaned = [encodable(t) for t in texts]
         if truncation == "head":
             return [[e] for e in self.tokenizer.encode_batch([self._head_text(t) for t in cleaned])]
-        limit = max_windows or self.max_windows
         for index, text in enumerate(cleaned):
-            if self.exceeds_max_windows(text, limit):
-                raise ValueError(f"text {index} is longer than {limit} windows of {self.max_length} tokens (the "
-                                 f"max_windows limit); read its head (truncation='head') or raise max_windows")
+            if self.exceeds_max_windows(text):
+                raise ValueError(f"text {index} is longer than {self.max_windows} windows of {self.max_length} "
+                                 f"tokens (the max_windows limit); read its head (truncation='head') or raise max_windows")
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
 
-    def exceeds_max_windows(self, text: str, max_windows: int | None = None) -> bool:
-        """Whether `text` needs more than `max_windows` (default the runner's) windows. Its tokens are counted in
+    def exceeds_max_windows(self, text: str) -> bool:
+        """Whether `text` needs more than `max_windows` windows. Its tokens are counted in
         chunks of `COUNT_CHUNK` characters cut at spaces (one chunk's tokens in memory at a time), stopping as
         soon as they are over what the windows hold: a megabyte text is judged without its windows being built."""
-        limit = max_windows or self.max_windows
-        capacity = (self.max_length - self.tokenizer.num_special_tokens_to_add(False)) + (limit - 1) * self.window_step
+        content = self.max_length - self.tokenizer.num_special_tokens_to_add(False)
+        capacity = content + (self.max_windows - 1) * self.window_step
         if 4 * len(text) <= capacity:  # a character is at most 4 tokens (its UTF-8 bytes, for byte-level BPE)
             return False
         counted, start = 0, 0
@@ -167,6 +164,14 @@ class Runner:
                 return True
             start = end
         return False
+
+    @functools.cached_property
+    def _counter(self) -> Tokenizer:
+        """The tokenizer without truncation, to count a long text's tokens without building windows (made on
+        first use: most runners never see a text that long, and copying mBERT's tokenizer takes a while)."""
+        counter = Tokenizer.from_str(self.tokenizer.to_str())
+        counter.no_truncation()
+        return counter
 
     def _head_text(self, text: str) -> str:
         """A prefix of `text` whose first window is the whole text's, so a megabyte text read for its head
