@@ -155,7 +155,7 @@ def test_progress_bar_on_ray_in_a_terminal(seqcls_bundle, ray_address, tmp_path)
 
 
 def test_predictor_in_a_users_pipeline(seqcls_bundle, ray_address, tmp_path):
-    """The README's example: the helper's class in a user's own Ray Data pipeline."""
+    """docs/batch.md's example: the helper's class in a user's own Ray Data pipeline."""
     table = corpus(200)
     Predictor = ray_predictor(seqcls_bundle, text_column="text", keep=["id"])
     refs = (ray.data.from_arrow(table)
