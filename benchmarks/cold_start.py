@@ -1,6 +1,6 @@
 """Where a cold start goes: each step of loading a bundle timed alone, in fresh processes.
 
-    python benchmarks/cold_start.py BUNDLE [--precision int8] [--runs 5]
+    python benchmarks/cold_start.py BUNDLE [--precision int8] [--runs 5] [--json FILE]
 
 A cold start (`mbert-edge bench`, `peers.py`) is import + load + first prediction in a new process. This script
 splits it into the steps the runtime takes, each timed on its own in the same fresh process: the imports
@@ -70,7 +70,9 @@ def step_times(bundle: Path, precision: str, runs: int) -> dict[str, float]:
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="int8", show_default=True)
 @click.option("--runs", default=5, show_default=True, help="Fresh processes per measurement.")
-def main(bundle: Path, precision: str, runs: int) -> None:
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures here as JSON.")
+def main(bundle: Path, precision: str, runs: int, json_file: Path | None) -> None:
     steps = step_times(bundle, precision, runs)
     whole = cold_start(bundle, precision, runs)
     unpacked = steps.pop("build the session, pre-packing off")
@@ -82,6 +84,9 @@ def main(bundle: Path, precision: str, runs: int) -> None:
     click.echo(f"| **cold start as measured (import + load + first prediction)** | **{whole['seconds']:.3f}** |")
     click.echo(f"| (the session build with weight pre-packing off, for comparison) | {unpacked:.3f} |")
     click.echo(f"\npeak RSS of the cold start: {whole['peak_rss_mb']:.0f} MB")
+    if json_file:
+        json_file.write_text(json.dumps({"steps_s": steps, "prepacking_off_build_s": unpacked, "cold_start": whole},
+                                        indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Batch-1 latency of bundle models at exact sequence lengths (the graph alone, no tokenisation), side by side.
 
-    python benchmarks/latency.py BUNDLE [BUNDLE ...] [--lengths 32,128] [--rounds 5] [--precision int8]
+    python benchmarks/latency.py BUNDLE [BUNDLE ...] [--lengths 32,128] [--rounds 5] [--precision int8] [--json FILE]
 
 Every (bundle, precision) session is loaded in this process with the runtime's own settings and timed in
 alternating rounds (`mbert_edge.bench.measure.side_by_side`: p50 ms, the median of the round medians), since this
@@ -10,6 +10,7 @@ first row.
 from __future__ import annotations
 
 import functools
+import json
 from pathlib import Path
 
 import click
@@ -23,7 +24,9 @@ from mbert_edge.runtime import load
 @click.option("--lengths", default="32,128", show_default=True)
 @click.option("--rounds", default=5, show_default=True, help="Alternating rounds of 15 timed runs per model.")
 @click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
-def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str) -> None:
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures here as JSON.")
+def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str, json_file: Path | None) -> None:
     sizes = [int(x) for x in lengths.split(",")]
     models = {f"{path.name} {p}": load(path, precision=p) for path in bundles
               for p in Bundle.open(path).models if precision in ("all", p)}
@@ -35,6 +38,8 @@ def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str) -
     for name, model in models.items():
         cells = [f"{timed[n][name]:.1f} ({timed[n][name] / timed[n][first]:.2f}x)" for n in sizes]
         click.echo(f"| {name} | {model_bytes(model.bundle.file(model.runner.name)) / 1e6:.0f} | " + " | ".join(cells) + " |")
+    if json_file:
+        json_file.write_text(json.dumps({"p50_ms": {str(n): timed[n] for n in sizes}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

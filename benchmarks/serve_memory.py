@@ -1,7 +1,7 @@
 """`mbert-edge serve` under megabyte texts: peak RSS and CPU seconds per request while 8 clients at once each
 send one text of about 1 MB (inside the default 2 MB body limit), read for its head and in windows.
 
-    python benchmarks/serve_memory.py BUNDLE --text FILE [--clients 8] [--megabytes 1]
+    python benchmarks/serve_memory.py BUNDLE --text FILE [--clients 8] [--megabytes 1] [--json FILE]
 
 The text is FILE's content repeated up to the size. The server runs with its defaults (a window request of that
 size is over --max-input-tokens: it is answered 422, and what that costs is the figure). Peak RSS is the server
@@ -10,6 +10,7 @@ process's VmHWM, reset once the server is idle (`/proc/PID/clear_refs`, Linux); 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -43,13 +44,16 @@ async def send_all(url: str, text: str, truncation: str, clients: int) -> list[i
 @click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--clients", default=8, show_default=True)
 @click.option("--megabytes", default=1.0, show_default=True)
-def main(bundle: Path, text_file: Path, clients: int, megabytes: float) -> None:
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures here as JSON.")
+def main(bundle: Path, text_file: Path, clients: int, megabytes: float, json_file: Path | None) -> None:
     source = text_file.read_text(encoding="utf-8")
     size = int(megabytes * 1_000_000)
     text = (source * (size // len(source) + 1))[:size]
     click.echo(f"CPU flags: {' '.join(sorted(cpu_flags()))}; {clients} clients x {len(text.encode()) / 1e6:.2f} MB")
     click.echo("\n| truncation | idle RSS MB | peak RSS MB | peak - idle MB | CPU s per request | statuses |")
     click.echo("|---|---|---|---|---|---|")
+    rows = []
     for truncation in ("head", "window"):
         server = Server(bundle, "auto", ())
         try:
@@ -62,6 +66,11 @@ def main(bundle: Path, text_file: Path, clients: int, megabytes: float) -> None:
             server.stop()
         counted = {s: statuses.count(s) for s in sorted(set(statuses))}
         click.echo(f"| {truncation} | {idle:.0f} | {peak:.0f} | {peak - idle:.0f} | {spent / clients:.3f} | {counted} |")
+        rows.append({"truncation": truncation, "idle_rss_mb": idle, "peak_rss_mb": peak,
+                     "cpu_s_per_request": spent / clients, "statuses": counted})
+    if json_file:
+        json_file.write_text(json.dumps({"cpu_flags": sorted(cpu_flags()), "clients": clients,
+                                         "megabytes": len(text.encode()) / 1e6, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

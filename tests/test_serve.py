@@ -347,21 +347,20 @@ def test_listening_beyond_loopback_without_a_key_is_warned_about():
 def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, seqcls_bundle):
     server = start(seqcls_bundle, "--max-concurrent-requests", "2", "--max-wait-ms", "3000", "--max-batch-size", "64")
 
-    async def scenario() -> tuple[list[httpx.Response], httpx.Response, float]:
+    async def scenario() -> tuple[list[httpx.Response], httpx.Response, bool]:
         async with httpx.AsyncClient(timeout=60) as client:
             waiting = [asyncio.ensure_future(client.post(f"{server.url}/predict", json={"inputs": TEXTS[:2]}))
                        for _ in range(2)]
             while server.metric("mbert_edge_queue_depth") < 4:  # both are in the queue, waiting 3 s for more
                 await asyncio.sleep(0.05)
-            started = time.monotonic()
             refused = await client.post(f"{server.url}/tokenize", json={"inputs": "x"})
-            seconds = time.monotonic() - started
-            return await asyncio.gather(*waiting), refused, seconds
+            before_them = not any(request.done() for request in waiting)
+            return await asyncio.gather(*waiting), refused, before_them
 
-    answered, refused, seconds = asyncio.run(scenario())
+    answered, refused, before_them = asyncio.run(scenario())
     assert_error(refused, 429, "overloaded", "2 requests")
     assert refused.headers["retry-after"] == "1"
-    assert seconds < 1.5 and [r.status_code for r in answered] == [200, 200]
+    assert before_them and [r.status_code for r in answered] == [200, 200]  # refused at once, not after a slot freed
 
     with socket.create_connection(("127.0.0.1", server.port)) as client:  # sends 5 texts, leaves at once
         body = json.dumps({"inputs": TEXTS[:5]}).encode()
@@ -411,12 +410,10 @@ def test_sigterm_stops_within_the_graceful_timeout(start, seqcls_bundle):
                        b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         while server.metric("mbert_edge_queue_depth") < 1:
             time.sleep(0.05)
-        started = time.monotonic()
         server.process.send_signal(signal.SIGTERM)
-        assert server.process.wait(timeout=15) == 0
+        assert server.process.wait(timeout=15) == 0  # the request alone would hold it 20 s
         client.settimeout(5)
         answer = client.recv(4096).decode()
-    assert time.monotonic() - started < 5
     assert answer.startswith("HTTP/1.1 503") and "shutting_down" in answer and "connection: close" in answer
 
 
@@ -429,7 +426,7 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
     """500 connections sending their bodies a byte at a time take no concurrency slot and get 408 at the body
     deadline; a normal client is answered meanwhile. Headers are capped before they are buffered (431), and
     must arrive within the deadline too (408)."""
-    server = start(seqcls_bundle, "--max-concurrent-requests", "8", "--request-timeout", "3")
+    server = start(seqcls_bundle, "--max-concurrent-requests", "8", "--request-timeout", "4")
     slow = []
     try:
         for _ in range(500):
@@ -437,12 +434,14 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
             connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                b"Content-Length: 100\r\n\r\n{\"in")
             slow.append(connection)
-        started = time.monotonic()
         answer = httpx.post(f"{server.url}/predict", json={"inputs": "Guten Morgen"}, timeout=10)
-        assert answer.status_code == 200 and time.monotonic() - started < 1.0
+        slow[0].setblocking(False)
+        with pytest.raises(BlockingIOError):  # answered while the slow bodies are still being waited for
+            slow[0].recv(4096)
+        assert answer.status_code == 200
         slow[0].settimeout(10)
         late = slow[0].recv(4096).decode()
-        assert late.startswith("HTTP/1.1 408") and "--request-timeout 3 s" in late and "connection: close" in late
+        assert late.startswith("HTTP/1.1 408") and "--request-timeout 4 s" in late and "connection: close" in late
     finally:
         for connection in slow:
             connection.close()
@@ -450,7 +449,6 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
     before = rss_kb(server.process.pid)
     with socket.create_connection(("127.0.0.1", server.port)) as client:
         client.settimeout(5)
-        started = time.monotonic()
         client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ")
         sent, chunk = 0, b"a" * (1 << 20)
         with contextlib.suppress(OSError):  # the server closes the connection while we still send
@@ -459,7 +457,7 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
                 sent += len(chunk)
         refused = client.recv(4096).decode()
     assert refused.startswith("HTTP/1.1 431") and "headers_too_large" in refused
-    assert time.monotonic() - started < 1.0 and sent < 64 << 20
+    assert sent < 64 << 20  # refused before the header was read whole
     assert rss_kb(server.process.pid) - before < 10 * 1024
 
     with socket.create_connection(("127.0.0.1", server.port)) as client:
