@@ -8,6 +8,7 @@ and INT8 against FP32 on the built-in sample (agreement, or mean / min cosine fo
 Random heads give near ties, so agreement here shows the pipeline works on each graph, not a model's accuracy
 (the fine-tuned MiniLM classifier is the accuracy benchmark).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,11 @@ from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.runtime.cpus import cpu_flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from families import write_family_checkpoint  # noqa: E402  (the tests' tiny checkpoints, built the same way)
+from families import write_family_checkpoint
 
 CASES = [(family, task) for family in ("distilbert", "roberta", "xlm-roberta") for task in TASKS] + [
-    ("bert", "feature-extraction")]
+    ("bert", "feature-extraction")
+]
 
 
 def int8_figure(report: dict) -> str:
@@ -40,11 +42,18 @@ def int8_figure(report: dict) -> str:
 @click.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the table here.")
 @click.option("--family", "families", multiple=True, help="Only these model types (repeatable; default all).")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the figures here as JSON.")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures here as JSON.",
+)
 def main(out: Path | None, families: tuple[str, ...], json_file: Path | None) -> None:
-    rows = ["| architecture | task | tokenizer | parity max abs diff | fused operators | INT8 faithful | INT8 dynamic |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| architecture | task | tokenizer | parity max abs diff | fused operators | INT8 faithful | INT8 dynamic |",
+        "|---|---|---|---|---|---|---|",
+    ]
     records = []
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
@@ -57,20 +66,36 @@ def main(out: Path | None, families: tuple[str, ...], json_file: Path | None) ->
             reports = {}
             for method in ("faithful", "dynamic"):
                 copy = Path(shutil.copytree(bundle, root / name / method))
-                reports[method] = quantize_bundle(copy, QuantizationConfig(method=method, min_agreement=0.0,
-                                                                           min_cosine=0.0))
+                reports[method] = quantize_bundle(
+                    copy, QuantizationConfig(method=method, min_agreement=0.0, min_cosine=0.0)
+                )
             figures = [int8_figure(report) for report in reports.values()]
             fused = manifest.optimization
             counts = ", ".join(f"{op} {n}" for op, n in fused.fused_operators.items() if n and op != "nodes")
             counts += f" ({fused.fused_operators['nodes']} nodes)"
-            rows.append(f"| {family} | {task} | {tokenizer} | {fused.parity.max_abs_diff:.1e} | {counts} | "
-                        f"{figures[0]} | {figures[1]} |")
+            rows.append(
+                f"| {family} | {task} | {tokenizer} | {fused.parity.max_abs_diff:.1e} | {counts} | "
+                f"{figures[0]} | {figures[1]} |"
+            )
             click.echo(rows[-1], err=True)
-            records.append({"family": family, "task": task, "tokenizer": tokenizer,
-                            "parity_max_abs_diff": fused.parity.max_abs_diff, "fused_operators": fused.fused_operators,
-                            "int8": {method: report["overall"] for method, report in reports.items()}})
-    table = "\n".join([f"CPU flags: {', '.join(sorted(cpu_flags()))}; built-in sample (60 sentences, 17 languages); "
-                       "embeddings: mean / min cosine.", "", *rows])
+            records.append(
+                {
+                    "family": family,
+                    "task": task,
+                    "tokenizer": tokenizer,
+                    "parity_max_abs_diff": fused.parity.max_abs_diff,
+                    "fused_operators": fused.fused_operators,
+                    "int8": {method: report["overall"] for method, report in reports.items()},
+                }
+            )
+    table = "\n".join(
+        [
+            f"CPU flags: {', '.join(sorted(cpu_flags()))}; built-in sample (60 sentences, 17 languages); "
+            "embeddings: mean / min cosine.",
+            "",
+            *rows,
+        ]
+    )
     click.echo(table)
     if out:
         out.write_text(table + "\n", encoding="utf-8")

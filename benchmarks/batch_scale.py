@@ -11,6 +11,7 @@ actors' start included). Peak RSS is each process's high-water mark (VmHWM): the
 Ray every actor (sampled from /proc while it runs). Label agreement with the single-process run is reported
 too: plain dynamic INT8 is not batch-invariant, so Ray's different batch-mates may flip close calls.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,13 @@ def run(args: list[str], env: dict[str, str]) -> dict:
     """Run the command, sampling peak RSS of it and of any map actors every 0.2 s."""
     earlier = set(actor_pids())  # a previous run's actors may still be exiting
     start = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "mbert_edge", *args], stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True, env={**os.environ, **env})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mbert_edge", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **env},
+    )
     actors: dict[int, float] = {}
     driver = 0.0
     while process.poll() is None:
@@ -74,9 +80,15 @@ def run(args: list[str], env: dict[str, str]) -> dict:
     rows, seconds = RATE.search(out).groups()
     rows = int(rows.replace(",", ""))
     seconds = max(float(seconds), 0.1)  # the summary prints seconds to 0.1 s: a shorter run counts as 0.1 s
-    return {"summary": out.strip(), "rows": rows, "wall_s": round(wall, 1),
-            "rows_per_s_end_to_end": round(rows / wall, 2), "rows_per_s_command": round(rows / seconds, 2),
-            "peak_rss_mb_command": round(driver, 1), "peak_rss_mb_actors": sorted(round(v, 1) for v in actors.values())}
+    return {
+        "summary": out.strip(),
+        "rows": rows,
+        "wall_s": round(wall, 1),
+        "rows_per_s_end_to_end": round(rows / wall, 2),
+        "rows_per_s_command": round(rows / seconds, 2),
+        "peak_rss_mb_command": round(driver, 1),
+        "peak_rss_mb_actors": sorted(round(v, 1) for v in actors.values()),
+    }
 
 
 @click.command()
@@ -84,54 +96,90 @@ def run(args: list[str], env: dict[str, str]) -> dict:
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Folder of <lang>.txt.")
 @click.option("--rows", type=int, default=24_000, show_default=True)
 @click.option("--precision", default="int8", show_default=True)
-@click.option("--rounds", type=click.IntRange(1), default=2, show_default=True,
-              help="Runs of every configuration, in alternating order.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write batch_scale.json here.")
+@click.option(
+    "--rounds",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Runs of every configuration, in alternating order.",
+)
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write batch_scale.json here."
+)
 def main(bundle: Path, data: Path, rows: int, precision: str, rounds: int, out: Path | None) -> None:
     sentences = [s for group in load_textset(data).texts.values() for s in group]
     texts = [sentences[i % len(sentences)] for i in range(rows)]
     cores = available_cpus()
-    configs = {"single process, all threads": [],
-               f"Ray, 1 worker x {cores} threads": ["--ray", "--workers", "1", "--threads-per-worker", str(cores)],
-               f"Ray, {cores} workers x 1 thread": ["--ray", "--workers", str(cores), "--threads-per-worker", "1"]}
+    configs = {
+        "single process, all threads": [],
+        f"Ray, 1 worker x {cores} threads": ["--ray", "--workers", "1", "--threads-per-worker", str(cores)],
+        f"Ray, {cores} workers x 1 thread": ["--ray", "--workers", str(cores), "--threads-per-worker", "1"],
+    }
     # A local Ray instance on 127.0.0.1 only, its workers at the single process's priority (Ray starts them at
     # niceness 15, which on a shared machine hands their CPU time to everyone else's processes).
     env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_worker_niceness": "0"}
-    results = {"machine": {"cpu": cpu_model(), "usable_cores": cores,
-                           "flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni"})},
-               "rows": rows, "distinct_sentences": len(set(texts)), "precision": precision, "runs": {}}
+    results = {
+        "machine": {
+            "cpu": cpu_model(),
+            "usable_cores": cores,
+            "flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni"}),
+        },
+        "rows": rows,
+        "distinct_sentences": len(set(texts)),
+        "precision": precision,
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory() as work:
         source = Path(work) / "sentences.parquet"
         pq.write_table(pa.table({"id": pa.array(range(rows), pa.int64()), "text": texts}), source)
         reference = None
         for round_ in range(rounds):  # ABC, CBA, ...: drift on a shared machine falls on every configuration
-            for name, extra in (configs.items() if round_ % 2 == 0 else reversed(configs.items())):
+            for name, extra in configs.items() if round_ % 2 == 0 else reversed(configs.items()):
                 target = Path(work) / f"out-{round_}-{len(results['runs'].get(name, []))}-{name[:6]}"
                 click.echo(f"round {round_ + 1}: {name} ...", err=True)
-                result = run(["batch", str(bundle), str(source), str(target), "--precision", precision,
-                              "--id-column", "id", *extra], env)
+                result = run(
+                    [
+                        "batch",
+                        str(bundle),
+                        str(source),
+                        str(target),
+                        "--precision",
+                        precision,
+                        "--id-column",
+                        "id",
+                        *extra,
+                    ],
+                    env,
+                )
                 labels = pq.read_table(target).sort_by("id").column("label").to_pylist()
                 reference = reference if reference is not None else labels if extra == [] else None
                 if reference is not None:
                     result["label_agreement_with_single"] = round(
-                        sum(a == b for a, b in zip(labels, reference)) / rows, 4)
+                        sum(a == b for a, b in zip(labels, reference)) / rows, 4
+                    )
                 results["runs"].setdefault(name, []).append(result)
                 click.echo(json.dumps(result), err=True)
     mean = {name: sum(r["rows_per_s_command"] for r in runs) / len(runs) for name, runs in results["runs"].items()}
     single = mean["single process, all threads"]
     results["mean_rows_per_s_command"] = {name: round(v, 2) for name, v in mean.items()}
     results["ray_best_share_of_single"] = round(max(v for n, v in mean.items() if n.startswith("Ray")) / single, 3)
-    click.echo("| configuration | rows/s (command), mean and per round | rows/s end to end | peak RSS MB: command | "
-               "actors | labels = single |\n|---|---|---|---|---|---|")
+    click.echo(
+        "| configuration | rows/s (command), mean and per round | rows/s end to end | peak RSS MB: command | "
+        "actors | labels = single |\n|---|---|---|---|---|---|"
+    )
     for name, runs in results["runs"].items():
         actors = sorted({round(v) for r in runs for v in r["peak_rss_mb_actors"]})
         per_round = ", ".join(f"{r['rows_per_s_command']:.1f}" for r in runs)
         end_to_end = ", ".join(f"{r['rows_per_s_end_to_end']:.1f}" for r in runs)
-        click.echo(f"| {name} | **{mean[name]:.1f}** ({per_round}) | {end_to_end} | "
-                   f"{max(r['peak_rss_mb_command'] for r in runs):.0f} | {', '.join(map(str, actors)) or '-'} | "
-                   f"{', '.join(str(r.get('label_agreement_with_single', '-')) for r in runs)} |")
-    click.echo(f"Ray's best: {results['ray_best_share_of_single']:.1%} of the single process (mean command figures); "
-               f"CPU {results['machine']['cpu']}, flags {', '.join(results['machine']['flags'])}")
+        click.echo(
+            f"| {name} | **{mean[name]:.1f}** ({per_round}) | {end_to_end} | "
+            f"{max(r['peak_rss_mb_command'] for r in runs):.0f} | {', '.join(map(str, actors)) or '-'} | "
+            f"{', '.join(str(r.get('label_agreement_with_single', '-')) for r in runs)} |"
+        )
+    click.echo(
+        f"Ray's best: {results['ray_best_share_of_single']:.1%} of the single process (mean command figures); "
+        f"CPU {results['machine']['cpu']}, flags {', '.join(results['machine']['flags'])}"
+    )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "batch_scale.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

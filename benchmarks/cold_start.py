@@ -9,6 +9,7 @@ building the ONNX Runtime session (and a second build with pre-packing off, to s
 the integer weights), and the first run (the runtime's load-time check). The whole cold start is then measured
 as users see it (the runtime overlaps hashing with the other steps). Medians over `--runs` processes.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,17 +52,26 @@ ort.InferenceSession(str(bundle.file(name)), unpacked, providers=["CPUExecutionP
 marks.append(time.perf_counter())
 print(json.dumps([b - a for a, b in zip(marks, marks[1:])]))
 """
-NAMES = ["import numpy", "import onnxruntime", "import tokenizers", "import the rest of mbert_edge",
-         "parse tokenizer.json", "sha256 of the model files", "build the session",
-         "first run (the load-time check: 3 tokens)", "build the session, pre-packing off"]
+NAMES = [
+    "import numpy",
+    "import onnxruntime",
+    "import tokenizers",
+    "import the rest of mbert_edge",
+    "parse tokenizer.json",
+    "sha256 of the model files",
+    "build the session",
+    "first run (the load-time check: 3 tokens)",
+    "build the session, pre-packing off",
+]
 
 
 def step_times(bundle: Path, precision: str, runs: int) -> dict[str, float]:
     """Median seconds of each step over `runs` fresh processes."""
     samples = []
     for _ in range(runs):
-        done = subprocess.run([sys.executable, "-c", STEPS, str(bundle), precision],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", STEPS, str(bundle), precision], capture_output=True, text=True, check=True
+        )
         samples.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return dict(zip(NAMES, np.median(np.array(samples), axis=0).tolist()))
 
@@ -70,8 +80,13 @@ def step_times(bundle: Path, precision: str, runs: int) -> dict[str, float]:
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="int8", show_default=True)
 @click.option("--runs", default=5, show_default=True, help="Fresh processes per measurement.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the figures here as JSON.")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures here as JSON.",
+)
 def main(bundle: Path, precision: str, runs: int, json_file: Path | None) -> None:
     steps = step_times(bundle, precision, runs)
     whole = cold_start(bundle, precision, runs)
@@ -85,8 +100,9 @@ def main(bundle: Path, precision: str, runs: int, json_file: Path | None) -> Non
     click.echo(f"| (the session build with weight pre-packing off, for comparison) | {unpacked:.3f} |")
     click.echo(f"\npeak RSS of the cold start: {whole['peak_rss_mb']:.0f} MB")
     if json_file:
-        json_file.write_text(json.dumps({"steps_s": steps, "prepacking_off_build_s": unpacked, "cold_start": whole},
-                                        indent=2) + "\n")
+        json_file.write_text(
+            json.dumps({"steps_s": steps, "prepacking_off_build_s": unpacked, "cold_start": whole}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ per-row scales (the faithful method's int8 Gather + per-row scale), as table err
 BUNDLE: a fused FP32 bundle. Agreement is measured for plain dynamic per-channel INT8 with the embedding
 table per tensor, kept FP32, or per row (everything else the same), against the FP32 model on `--data`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,15 +65,23 @@ def main(bundle: Path, workdir: Path, data: Path) -> None:
     preset, _ = resolve_preset("auto")
     reference = Runner.open(opened, "fp32")
     texts = load_textset(data)
-    click.echo("\nplain dynamic per-channel INT8 vs FP32:\n| embedding table | agreement | worst group | accuracy |\n|---|---|---|---|")
-    for name, ops, table in (("int8, per tensor", QUANTIZED_OPS, "per-tensor"),
-                             ("fp32", ["MatMul", "Attention"], "per-tensor"),
-                             ("int8, per row", QUANTIZED_OPS, "per-row")):
+    click.echo(
+        "\nplain dynamic per-channel INT8 vs FP32:\n| embedding table | agreement | worst group | accuracy |\n|---|---|---|---|"
+    )
+    for name, ops, table in (
+        ("int8, per tensor", QUANTIZED_OPS, "per-tensor"),
+        ("fp32", ["MatMul", "Attention"], "per-tensor"),
+        ("int8, per row", QUANTIZED_OPS, "per-row"),
+    ):
         target = workdir / f"model.{name.replace(', ', '-')}.onnx"
-        quantize_dynamic_int8(fp32, target, QuantizationConfig(method="dynamic", preset=preset, embedding_table=table), op_types=ops)
+        quantize_dynamic_int8(
+            fp32, target, QuantizationConfig(method="dynamic", preset=preset, embedding_table=table), op_types=ops
+        )
         report = compare(opened.task, reference, reference.with_graph(target, target.name), texts)["overall"]
-        click.echo(f"| {name} | {report['agreement']:.4f} | {report['worst_group']} {report['worst_agreement']:.4f} | "
-                   f"{report.get('accuracy_reference', float('nan')):.4f} -> {report.get('accuracy_candidate', float('nan')):.4f} |")
+        click.echo(
+            f"| {name} | {report['agreement']:.4f} | {report['worst_group']} {report['worst_agreement']:.4f} | "
+            f"{report.get('accuracy_reference', float('nan')):.4f} -> {report.get('accuracy_candidate', float('nan')):.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ Figures, all variants timed in alternating rounds in this process, 2 threads (th
 - batch invariance: max |output alone - output in a batch of 16 mixed-length texts padded to the longest|;
 - cold start (fresh process: import, load, first prediction) and its peak RSS.
 """
+
 from __future__ import annotations
 
 import functools
@@ -34,14 +35,14 @@ from typing import Any
 
 import click
 import numpy as np
+from openvino_session import InputInfo, OpenVINOSession
 
-from mbert_edge.bench.measure import script_cold_start, side_by_side, time_calls
 from mbert_edge.bench.measure import cold_start as bundle_cold_start
+from mbert_edge.bench.measure import script_cold_start, side_by_side, time_calls
 from mbert_edge.bundle import Bundle
 from mbert_edge.runtime.accuracy import compare
 from mbert_edge.runtime.batching import padded_inputs
 from mbert_edge.runtime.cpus import available_cpus, cpu_flags, cpu_model
-from openvino_session import InputInfo, OpenVINOSession
 from mbert_edge.runtime.runner import Runner
 from mbert_edge.textdata import TextSet, load_textset
 
@@ -82,7 +83,9 @@ class CTranslate2Session:
     def run(self, output_names: None, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
         lengths = feed["attention_mask"].sum(1)
         ids = [row[:n].tolist() for row, n in zip(feed["input_ids"], lengths)]
-        types = [row[:n].tolist() for row, n in zip(feed["token_type_ids"], lengths)] if "token_type_ids" in feed else None
+        types = (
+            [row[:n].tolist() for row, n in zip(feed["token_type_ids"], lengths)] if "token_type_ids" in feed else None
+        )
         pooled = np.array(self.encoder.forward_batch(ids, token_type_ids=types).pooler_output)
         return [pooled @ self.head[0] + self.head[1]]
 
@@ -98,8 +101,12 @@ def openvino_models(fp32_onnx: Path, calibration: Runner, texts: list[str], work
         ov.save_model(ov.convert_model(fp32_onnx), paths["fp32"], compress_to_fp16=False)
     if not paths["static"].exists():
         feeds = [feed for _, feed in calibration.batches([g[0] for g in calibration.windows(texts, "head")], 1)]
-        quantized = nncf.quantize(ov.convert_model(fp32_onnx), nncf.Dataset(feeds), subset_size=len(feeds),
-                                  model_type=nncf.ModelType.TRANSFORMER)
+        quantized = nncf.quantize(
+            ov.convert_model(fp32_onnx),
+            nncf.Dataset(feeds),
+            subset_size=len(feeds),
+            model_type=nncf.ModelType.TRANSFORMER,
+        )
         ov.save_model(quantized, paths["static"], compress_to_fp16=False)
     if not paths["weights"].exists():
         compressed = nncf.compress_weights(ov.convert_model(fp32_onnx), mode=nncf.CompressWeightsMode.INT8_ASYM)
@@ -153,17 +160,21 @@ def batch_invariance(runner: Runner, texts: list[str], size: int = 16) -> float:
     encodings = [g[0] for g in runner.windows(texts, "head")]
     worst = 0.0
     for first in range(0, len(encodings) - size + 1, size):
-        group = encodings[first:first + size]
-        (mixed,) = runner.session.run(None, padded_inputs(group, max(map(len, group)), runner.input_names, runner.pad_id))[:1]
+        group = encodings[first : first + size]
+        (mixed,) = runner.session.run(
+            None, padded_inputs(group, max(map(len, group)), runner.input_names, runner.pad_id)
+        )[:1]
         for row, encoding in zip(mixed, group):
-            (alone,) = runner.session.run(None, padded_inputs([encoding], len(encoding), runner.input_names,
-                                                              runner.pad_id))[:1]
+            (alone,) = runner.session.run(
+                None, padded_inputs([encoding], len(encoding), runner.input_names, runner.pad_id)
+            )[:1]
             worst = max(worst, float(np.abs(alone[0] - row).max()))
     return worst
 
 
-def fidelity(task: str, reference: Runner, candidate: Runner, textset: TextSet,
-             reference_outputs: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+def fidelity(
+    task: str, reference: Runner, candidate: Runner, textset: TextSet, reference_outputs: dict[str, list[np.ndarray]]
+) -> dict[str, Any]:
     overall = compare(task, reference, candidate, textset, reference_outputs=reference_outputs)["overall"]
     keys = ("mean_cosine", "min_cosine") if task == "feature-extraction" else ("agreement", "worst_agreement")
     return {**{k: overall[k] for k in keys}, "worst_group": overall["worst_group"]}
@@ -171,23 +182,57 @@ def fidelity(task: str, reference: Runner, candidate: Runner, textset: TextSet,
 
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--dynamic", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="The same model quantized with --method dynamic.")
-@click.option("--faithful", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True,
-              help="The same model quantized with --method faithful (the default).")
-@click.option("--checkpoint", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="The transformers checkpoint, for CTranslate2 (left out without it).")
-@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True,
-              help="Held-out texts: fidelity on all of them; latency and throughput sentences from them.")
-@click.option("--calibration", type=click.Path(exists=True, path_type=Path), required=True,
-              help="Texts NNCF calibrates static INT8 on (not in --data).")
+@click.option(
+    "--dynamic",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="The same model quantized with --method dynamic.",
+)
+@click.option(
+    "--faithful",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="The same model quantized with --method faithful (the default).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="The transformers checkpoint, for CTranslate2 (left out without it).",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Held-out texts: fidelity on all of them; latency and throughput sentences from them.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="Texts NNCF calibrates static INT8 on (not in --data).",
+)
 @click.option("--sentences", default=1000, show_default=True, help="Held-out sentences for batch-32 throughput.")
 @click.option("--rounds", default=5, show_default=True, help="Alternating rounds of the latency timings.")
-@click.option("--work", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the OpenVINO and CTranslate2 models are made (reused when present) [default: OUT/models].")
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the OpenVINO and CTranslate2 models are made (reused when present) [default: OUT/models].",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def main(bundle: Path, dynamic: Path, faithful: Path, checkpoint: Path | None, data: Path, calibration: Path,
-         sentences: int, rounds: int, work: Path | None, out: Path) -> None:
+def main(
+    bundle: Path,
+    dynamic: Path,
+    faithful: Path,
+    checkpoint: Path | None,
+    data: Path,
+    calibration: Path,
+    sentences: int,
+    rounds: int,
+    work: Path | None,
+    out: Path,
+) -> None:
     threads = available_cpus()
     fp32 = Bundle.open(bundle)
     task = fp32.task
@@ -204,16 +249,21 @@ def main(bundle: Path, dynamic: Path, faithful: Path, checkpoint: Path | None, d
         "ours INT8 dynamic": Runner.open(Bundle.open(dynamic), "int8", intra_op_threads=threads),
         "ours INT8 faithful (default)": Runner.open(Bundle.open(faithful), "int8", intra_op_threads=threads),
     }
-    cold_configs = {"OpenVINO FP32 (f32)": (ir["fp32"], {"INFERENCE_PRECISION_HINT": "f32"}),
-                    "OpenVINO FP32 (CPU default precision)": (ir["fp32"], {}),
-                    "OpenVINO INT8 static (NNCF PTQ)": (ir["static"], {"INFERENCE_PRECISION_HINT": "f32"}),
-                    "OpenVINO INT8 weights + per-token activations": (
-                        ir["weights"], {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": DYNAMIC_GROUP})}
+    cold_configs = {
+        "OpenVINO FP32 (f32)": (ir["fp32"], {"INFERENCE_PRECISION_HINT": "f32"}),
+        "OpenVINO FP32 (CPU default precision)": (ir["fp32"], {}),
+        "OpenVINO INT8 static (NNCF PTQ)": (ir["static"], {"INFERENCE_PRECISION_HINT": "f32"}),
+        "OpenVINO INT8 weights + per-token activations": (
+            ir["weights"],
+            {"INFERENCE_PRECISION_HINT": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": DYNAMIC_GROUP},
+        ),
+    }
     precisions = {}
     for name, (path, config) in cold_configs.items():
         precision = config.get("INFERENCE_PRECISION_HINT")
-        session = OpenVINOSession(path, threads, precision,
-                                  {k: v for k, v in config.items() if k != "INFERENCE_PRECISION_HINT"})
+        session = OpenVINOSession(
+            path, threads, precision, {k: v for k, v in config.items() if k != "INFERENCE_PRECISION_HINT"}
+        )
         precisions[name] = session.inference_precision
         runners[name] = _runner_over(reference, session, name)
     if checkpoint is not None and task == "sequence-classification":
@@ -231,31 +281,50 @@ def main(bundle: Path, dynamic: Path, faithful: Path, checkpoint: Path | None, d
     rates: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(3):
         for name, runner in runners.items():
-            seconds = float(time_calls(lambda: predict(runner, throughput_texts, 32), 1, 0.0, warmup=1).min())
+            seconds = float(
+                time_calls(functools.partial(predict, runner, throughput_texts, 32), 1, 0.0, warmup=1).min()
+            )
             rates[name].append(len(throughput_texts) / seconds)
     click.echo("fidelity and batch invariance ...", err=True)
-    mixed = held_out[::max(1, len(held_out) // 64)][:64]
+    mixed = held_out[:: max(1, len(held_out) // 64)][:64]
     textset = load_textset(data)
     reference_outputs = {name: reference.head_outputs(texts) for name, texts in textset.texts.items()}
     rows: dict[str, dict[str, Any]] = {}
     for name, runner in runners.items():
-        rows[name] = {"latency_ms": {n: latency[n][name] for n in latency}, "sentences_per_s": float(np.median(rates[name])),
-                      "batch_invariance": batch_invariance(runner, mixed)}
+        rows[name] = {
+            "latency_ms": {n: latency[n][name] for n in latency},
+            "sentences_per_s": float(np.median(rates[name])),
+            "batch_invariance": batch_invariance(runner, mixed),
+        }
         if runner is not reference:
             rows[name]["fidelity"] = fidelity(task, reference, runner, textset, reference_outputs)
     click.echo("cold starts ...", err=True)
-    for name, path in (("ours FP32", bundle), ("ours INT8 dynamic", dynamic), ("ours INT8 faithful (default)", faithful)):
+    for name, path in (
+        ("ours FP32", bundle),
+        ("ours INT8 dynamic", dynamic),
+        ("ours INT8 faithful (default)", faithful),
+    ):
         rows[name]["cold_start"] = bundle_cold_start(path, "fp32" if name == "ours FP32" else "int8")
     for name, (path, config) in cold_configs.items():
-        rows[name]["cold_start"] = _median_cold_start(OPENVINO_COLD_START, str(path), str(fp32.file("tokenizer.json")),
-                                                      str(threads), repr(config))
+        rows[name]["cold_start"] = _median_cold_start(
+            OPENVINO_COLD_START, str(path), str(fp32.file("tokenizer.json")), str(threads), repr(config)
+        )
     results = {
-        "machine": {"cpu": cpu_model(), "cores": threads, "flags": sorted(cpu_flags()),
-                    "python": platform.python_version(),
-                    "versions": {p: version(p) for p in ("onnxruntime", "openvino", "nncf", "ctranslate2", "mbert-edge")
-                                 if _installed(p)}},
-        "bundle": str(bundle), "task": task, "data": str(data), "throughput_sentences": len(throughput_texts),
-        "openvino_precision": precisions, "variants": rows,
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": threads,
+            "flags": sorted(cpu_flags()),
+            "python": platform.python_version(),
+            "versions": {
+                p: version(p) for p in ("onnxruntime", "openvino", "nncf", "ctranslate2", "mbert-edge") if _installed(p)
+            },
+        },
+        "bundle": str(bundle),
+        "task": task,
+        "data": str(data),
+        "throughput_sentences": len(throughput_texts),
+        "openvino_precision": precisions,
+        "variants": rows,
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "engines.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -268,11 +337,15 @@ def markdown(results: dict[str, Any]) -> str:
     machine = results["machine"]
     embeddings = results["task"] == "feature-extraction"
     fidelity_head = "cosine mean / min" if embeddings else "agreement (worst group)"
-    lines = [f"{machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}; "
-             + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
-             + f"; OpenVINO default precision here: {results['openvino_precision']['OpenVINO FP32 (CPU default precision)']}.",
-             "", f"| variant | ms at {' / '.join(map(str, LENGTHS))} tokens (batch 1) | sentences/s (batch 32) | "
-                 f"{fidelity_head} | batch invariance | cold start s | peak RSS MB |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}; "
+        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+        + f"; OpenVINO default precision here: {results['openvino_precision']['OpenVINO FP32 (CPU default precision)']}.",
+        "",
+        f"| variant | ms at {' / '.join(map(str, LENGTHS))} tokens (batch 1) | sentences/s (batch 32) | "
+        f"{fidelity_head} | batch invariance | cold start s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, row in results["variants"].items():
         ms = " / ".join(f"{row['latency_ms'][str(n)]:.1f}" for n in LENGTHS)
         fid = row.get("fidelity")
@@ -284,14 +357,22 @@ def markdown(results: dict[str, Any]) -> str:
             shown = f"{fid['agreement']:.4f} ({fid['worst_group']} {fid['worst_agreement']:.3f})"
         cold = row.get("cold_start")
         started = f"{cold['seconds']:.2f} | {cold['peak_rss_mb']:.0f}" if cold else "not measured | not measured"
-        lines.append(f"| {name} | {ms} | {row['sentences_per_s']:.0f} | {shown} | {row['batch_invariance']:.1e} | "
-                     f"{started} |")
+        lines.append(
+            f"| {name} | {ms} | {row['sentences_per_s']:.0f} | {shown} | {row['batch_invariance']:.1e} | {started} |"
+        )
     return "\n".join(lines)
 
 
 def _runner_over(reference: Runner, session: Any, name: str) -> Runner:
-    return Runner(session, reference.tokenizer, reference.max_length, reference.pad_id, name,
-                  stride=reference.stride, max_batch_tokens=reference.max_batch_tokens)
+    return Runner(
+        session,
+        reference.tokenizer,
+        reference.max_length,
+        reference.pad_id,
+        name,
+        stride=reference.stride,
+        max_batch_tokens=reference.max_batch_tokens,
+    )
 
 
 def _cycling(call: Callable[[list[str], int], Any], texts: list[str]) -> Callable[[], Any]:
@@ -301,8 +382,10 @@ def _cycling(call: Callable[[list[str], int], Any], texts: list[str]) -> Callabl
 
 def _median_cold_start(script: str, *args: str, runs: int = 3) -> dict[str, float]:
     samples = [script_cold_start(script, *args) for _ in range(runs)]
-    return {"seconds": float(np.median([s["seconds"] for s in samples])),
-            "peak_rss_mb": float(np.median([s["peak_rss_mb"] for s in samples]))}
+    return {
+        "seconds": float(np.median([s["seconds"] for s in samples])),
+        "peak_rss_mb": float(np.median([s["peak_rss_mb"] for s in samples])),
+    }
 
 
 def _installed(package: str) -> bool:

@@ -13,6 +13,7 @@ the least any per-row scheme must do with stock operators: per MatMul one `Reduc
 
 Then time OUT_BUNDLE beside the plain and faithful bundles with `latency.py` or `op_profile.py`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -33,14 +34,21 @@ def row_floor_nodes(graph: onnx.GraphProto, x: str, matmul: onnx.NodeProto) -> l
     cheapest is one QuantizeLinear of the scale by a tiny scale (all 255)."""
     columns = next(numpy_helper.to_array(i).shape[0] for i in graph.initializer if i.name == matmul.input[1])
     p = matmul.name
-    graph.initializer.extend([numpy_helper.from_array(np.array([-1], np.int64), f"{p}.floor_axis"),
-                              numpy_helper.from_array(np.array(1 / 127, np.float32), f"{p}.floor_inv127")])
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(np.array([-1], np.int64), f"{p}.floor_axis"),
+            numpy_helper.from_array(np.array(1 / 127, np.float32), f"{p}.floor_inv127"),
+        ]
+    )
     matmul.input[0], matmul.input[2] = f"{p}.floor_q", f"{p}.floor_scale"
-    return [helper.make_node("ReduceMax", [x, f"{p}.floor_axis"], [f"{p}.floor_max"], keepdims=1),
-            helper.make_node("Mul", [f"{p}.floor_max", f"{p}.floor_inv127"], [f"{p}.floor_scale"]),
-            helper.make_node("QuantizeLinear", [f"{p}.floor_scale", "floor.tiny", "floor.u8"], [f"{p}.floor_zero"]),
-            helper.make_node("QuantizeLinear", [x, f"{p}.floor_scale", f"{p}.floor_zero"], [f"{p}.floor_q"],
-                             axis=-1, block_size=columns)]
+    return [
+        helper.make_node("ReduceMax", [x, f"{p}.floor_axis"], [f"{p}.floor_max"], keepdims=1),
+        helper.make_node("Mul", [f"{p}.floor_max", f"{p}.floor_inv127"], [f"{p}.floor_scale"]),
+        helper.make_node("QuantizeLinear", [f"{p}.floor_scale", "floor.tiny", "floor.u8"], [f"{p}.floor_zero"]),
+        helper.make_node(
+            "QuantizeLinear", [x, f"{p}.floor_scale", f"{p}.floor_zero"], [f"{p}.floor_q"], axis=-1, block_size=columns
+        ),
+    ]
 
 
 def probe(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
@@ -54,8 +62,12 @@ def probe(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     if mode == "row-floor":
-        graph.initializer.extend([numpy_helper.from_array(np.array(1e-30, np.float32), "floor.tiny"),
-                                  numpy_helper.from_array(np.array(0, np.uint8), "floor.u8")])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(np.array(1e-30, np.float32), "floor.tiny"),
+                numpy_helper.from_array(np.array(0, np.uint8), "floor.u8"),
+            ]
+        )
     nodes = []  # the graph's order, each quantization just before its MatMul (its input comes earlier)
     for node in graph.node:
         if node.op_type == "MatMulIntegerToFloat":
@@ -71,8 +83,9 @@ def probe(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
                     nodes.extend(row_floor_nodes(graph, x, node))
                 else:
                     q, scale, zero = (f"{node.name}.dql_{s}" for s in ("q", "scale", "zero"))
-                    nodes.append(helper.make_node("DynamicQuantizeLinear", [x], [q, scale, zero],
-                                                  name=f"{node.name}.dql"))
+                    nodes.append(
+                        helper.make_node("DynamicQuantizeLinear", [x], [q, scale, zero], name=f"{node.name}.dql")
+                    )
                     node.input[0], node.input[2], node.input[4] = q, scale, zero
         nodes.append(node)
     needed = {o.name for o in graph.output}
@@ -93,9 +106,15 @@ def probe(model: onnx.ModelProto, mode: str) -> onnx.ModelProto:
 @click.command()
 @click.argument("faithful", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(path_type=Path))
-@click.option("--probe", "mode", type=click.Choice(["per-tensor", "per-row", "row-floor"]), default="per-tensor",
-              show_default=True, help="per-row: drop only the corrections; per-tensor: also swap the per-row "
-              "quantization for DynamicQuantizeLinear; row-floor: for the cheapest per-row quantization.")
+@click.option(
+    "--probe",
+    "mode",
+    type=click.Choice(["per-tensor", "per-row", "row-floor"]),
+    default="per-tensor",
+    show_default=True,
+    help="per-row: drop only the corrections; per-tensor: also swap the per-row "
+    "quantization for DynamicQuantizeLinear; row-floor: for the cheapest per-row quantization.",
+)
 def main(faithful: Path, out: Path, mode: str) -> None:
     shutil.rmtree(out, ignore_errors=True)
     shutil.copytree(faithful, out)

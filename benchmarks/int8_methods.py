@@ -6,6 +6,7 @@ batch-1 latency at 32 and 128 tokens, and file size.
 Each method quantizes a copy of BUNDLE in WORKDIR with `quantize_bundle` (the code behind
 `mbert-edge quantize`), so every row can be reproduced with `mbert-edge quantize --method ...`.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -19,10 +20,10 @@ from mbert_edge.bundle import QuantizationConfig, model_bytes
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.runtime import TaskModel, load
 
-PER_TOKEN = dict(method="faithful", smoothing=None, weight_rounding="nearest", outlier_channels=0)
+PER_TOKEN = {"method": "faithful", "smoothing": None, "weight_rounding": "nearest", "outlier_channels": 0}
 METHODS = {
-    "plain per-tensor": dict(method="dynamic", per_channel=False),
-    "per-channel": dict(method="dynamic", per_channel=True),
+    "plain per-tensor": {"method": "dynamic", "per_channel": False},
+    "per-channel": {"method": "dynamic", "per_channel": True},
     "per-token": PER_TOKEN,
     "+ GPTQ": {**PER_TOKEN, "weight_rounding": "gptq"},
     "+ outlier channels": {**PER_TOKEN, "weight_rounding": "gptq", "outlier_channels": 4},
@@ -38,10 +39,21 @@ METHODS = {
 @click.option("--calibration", type=click.Path(exists=True, path_type=Path), default=None)
 @click.option("--methods", default=",".join(METHODS), show_default=True)
 @click.option("--runs", default=30, show_default=True, help="Latency repetitions per length.")
-@click.option("--weight-format", type=click.Choice(["s8", "s7", "u8", "p8"]), default=None,
-              help="Faithful rows' weight format (default: the preset's).")
-def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | None, methods: str, runs: int,
-         weight_format: str | None) -> None:
+@click.option(
+    "--weight-format",
+    type=click.Choice(["s8", "s7", "u8", "p8"]),
+    default=None,
+    help="Faithful rows' weight format (default: the preset's).",
+)
+def main(
+    bundle: Path,
+    workdir: Path,
+    data: Path | None,
+    calibration: Path | None,
+    methods: str,
+    runs: int,
+    weight_format: str | None,
+) -> None:
     def figures(model: TaskModel) -> tuple[str, str, float]:
         """s32 and s128 p50 ms, and the model's size in MB."""
         s32, s128 = (np.median(graph_seconds(model, n, runs, warmup=5)) * 1e3 for n in (32, 128))
@@ -53,13 +65,29 @@ def main(bundle: Path, workdir: Path, data: Path | None, calibration: Path | Non
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(bundle, target)
         faithful = {"weight_format": weight_format} if METHODS[name]["method"] == "faithful" else {}
-        config = QuantizationConfig(data=data and str(data), calibration=calibration and str(calibration),
-                                    min_agreement=0.0, min_cosine=-1.0, **METHODS[name], **faithful)
+        config = QuantizationConfig(
+            data=data and str(data),
+            calibration=calibration and str(calibration),
+            min_agreement=0.0,
+            min_cosine=-1.0,
+            **METHODS[name],
+            **faithful,
+        )
         overall = quantize_bundle(target, config)["overall"]
-        accuracy = (f"{overall['accuracy_reference']:.4f} → {overall['accuracy_candidate']:.4f}"
-                    if "accuracy_candidate" in overall else "")
-        rows.append((name, f"{overall['agreement']:.4f}", f"{overall['worst_group']} {overall['worst_agreement']:.4f}",
-                     accuracy, *figures(load(target, precision="int8"))))
+        accuracy = (
+            f"{overall['accuracy_reference']:.4f} → {overall['accuracy_candidate']:.4f}"
+            if "accuracy_candidate" in overall
+            else ""
+        )
+        rows.append(
+            (
+                name,
+                f"{overall['agreement']:.4f}",
+                f"{overall['worst_group']} {overall['worst_agreement']:.4f}",
+                accuracy,
+                *figures(load(target, precision="int8")),
+            )
+        )
     click.echo("| method | agreement | worst group | accuracy fp32 → int8 | s32 ms | s128 ms | size MB |")
     click.echo("|---|---|---|---|---|---|---|")
     for row in rows:

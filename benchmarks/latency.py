@@ -7,6 +7,7 @@ alternating rounds (`mbert_edge.bench.measure.side_by_side`: p50 ms, the median 
 machine drifts more between runs minutes apart than the models differ. Each row also gives its ratio to the
 first row.
 """
+
 from __future__ import annotations
 
 import functools
@@ -19,25 +20,42 @@ from mbert_edge.bench.measure import exact_length_feed, side_by_side
 from mbert_edge.bundle import Bundle, model_bytes
 from mbert_edge.runtime import load
 
+
 @click.command()
 @click.argument("bundles", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--lengths", default="32,128", show_default=True)
 @click.option("--rounds", default=5, show_default=True, help="Alternating rounds of 15 timed runs per model.")
 @click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the figures here as JSON.")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures here as JSON.",
+)
 def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str, json_file: Path | None) -> None:
     sizes = [int(x) for x in lengths.split(",")]
-    models = {f"{path.name} {p}": load(path, precision=p) for path in bundles
-              for p in Bundle.open(path).models if precision in ("all", p)}
-    timed = {n: side_by_side({name: functools.partial(m.session.run, None, exact_length_feed(m, n))
-                              for name, m in models.items()}, rounds) for n in sizes}
+    models = {
+        f"{path.name} {p}": load(path, precision=p)
+        for path in bundles
+        for p in Bundle.open(path).models
+        if precision in ("all", p)
+    }
+    timed = {
+        n: side_by_side(
+            {name: functools.partial(m.session.run, None, exact_length_feed(m, n)) for name, m in models.items()},
+            rounds,
+        )
+        for n in sizes
+    }
     first = next(iter(models))
     click.echo("| model | size MB | " + " | ".join(f"s{n} p50 ms (vs first)" for n in sizes) + " |")
     click.echo("|---" * (2 + len(sizes)) + "|")
     for name, model in models.items():
         cells = [f"{timed[n][name]:.1f} ({timed[n][name] / timed[n][first]:.2f}x)" for n in sizes]
-        click.echo(f"| {name} | {model_bytes(model.bundle.file(model.runner.name)) / 1e6:.0f} | " + " | ".join(cells) + " |")
+        click.echo(
+            f"| {name} | {model_bytes(model.bundle.file(model.runner.name)) / 1e6:.0f} | " + " | ".join(cells) + " |"
+        )
     if json_file:
         json_file.write_text(json.dumps({"p50_ms": {str(n): timed[n] for n in sizes}}, indent=2) + "\n")
 

@@ -11,6 +11,7 @@ protobuf's 2 GiB: the path of models that need external data throughout).
 No multilingual weights can be downloaded here; these models are right for size, speed and tokenizer
 behaviour, not for accuracy (use the fine-tuned MiniLM for that).
 """
+
 from __future__ import annotations
 
 import json
@@ -31,6 +32,7 @@ def unigram_tokenizer_json(rows: int) -> str:
     """A Unigram tokenizer trained on Tatoeba (XLM-R's pre-tokenizer and frame), padded to `rows` pieces with
     unused fillers scored below every real piece."""
     import json as json_
+
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
     tokenizer = Tokenizer(models.Unigram())
@@ -38,10 +40,12 @@ def unigram_tokenizer_json(rows: int) -> str:
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
     tokenizer.decoder = decoders.Metaspace()
     lines = [line for path in sorted(TATOEBA.glob("*.txt")) for line in path.read_text(encoding="utf-8").splitlines()]
-    tokenizer.train_from_iterator(lines, trainers.UnigramTrainer(vocab_size=60_000, special_tokens=XLMR_SPECIALS,
-                                                                 unk_token="<unk>"))
+    tokenizer.train_from_iterator(
+        lines, trainers.UnigramTrainer(vocab_size=60_000, special_tokens=XLMR_SPECIALS, unk_token="<unk>")
+    )
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)]
+    )
     data = json_.loads(tokenizer.to_str())
     vocab = data["model"]["vocab"]
     lowest = min(score for _, score in vocab)
@@ -53,8 +57,9 @@ def unigram_tokenizer_json(rows: int) -> str:
 @click.option("--vocab", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEFAULT_VOCAB)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True)
 @click.option("--seed", default=0, show_default=True)
-@click.option("--architecture", type=click.Choice(["bert", "xlm-roberta", "xlm-roberta-large"]), default="bert",
-              show_default=True)
+@click.option(
+    "--architecture", type=click.Choice(["bert", "xlm-roberta", "xlm-roberta-large"]), default="bert", show_default=True
+)
 def main(vocab: Path, out: Path, seed: int, architecture: str) -> None:
     import torch
     import transformers
@@ -63,8 +68,15 @@ def main(vocab: Path, out: Path, seed: int, architecture: str) -> None:
         click.echo(f"cached: {out}")
         return
     torch.manual_seed(seed)
-    shape = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072, num_labels=3,
-                 id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)})
+    shape = {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "num_labels": 3,
+        "id2label": dict(enumerate(LABELS)),
+        "label2id": {label: i for i, label in enumerate(LABELS)},
+    }
     if architecture == "xlm-roberta-large":
         shape.update(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,8 +86,15 @@ def main(vocab: Path, out: Path, seed: int, architecture: str) -> None:
         (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "model_max_length": 512}))
     else:
         config = transformers.XLMRobertaConfig(
-            vocab_size=XLMR_ROWS, max_position_embeddings=514, type_vocab_size=1, pad_token_id=1, bos_token_id=0,
-            eos_token_id=2, architectures=["XLMRobertaForSequenceClassification"], **shape)
+            vocab_size=XLMR_ROWS,
+            max_position_embeddings=514,
+            type_vocab_size=1,
+            pad_token_id=1,
+            bos_token_id=0,
+            eos_token_id=2,
+            architectures=["XLMRobertaForSequenceClassification"],
+            **shape,
+        )
         (out / "tokenizer.json").write_text(unigram_tokenizer_json(XLMR_ROWS), encoding="utf-8")
         (out / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
     model = getattr(transformers, config.architectures[0])(config)

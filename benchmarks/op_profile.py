@@ -9,6 +9,7 @@ the timed ones (the last `--runs` "model_run" events) are read, each node's kern
 type and divided by the runs: ms per call. The profiler's overhead inflates small nodes a little, equally for
 every model; the wall column is timed without profiling, all models in alternating rounds (`side_by_side`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -66,33 +67,51 @@ def model_label(model: TaskModel) -> str:
 @click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="int8", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
 def main(bundles: tuple[Path, ...], lengths: str, batch: int, runs: int, precision: str, out: Path | None) -> None:
-    models = {model_label(m): m for m in (load(path, precision=p, verify_hashes=False) for path in bundles
-                                          for p in Bundle.open(path).models if precision in ("all", p))}
+    models = {
+        model_label(m): m
+        for m in (
+            load(path, precision=p, verify_hashes=False)
+            for path in bundles
+            for p in Bundle.open(path).models
+            if precision in ("all", p)
+        )
+    }
     results = {}
-    click.echo(f"CPU flags: {', '.join(sorted(cpu_flags()))}; onnxruntime {ort.__version__}; batch {batch}; "
-               "ms per call")
+    click.echo(
+        f"CPU flags: {', '.join(sorted(cpu_flags()))}; onnxruntime {ort.__version__}; batch {batch}; ms per call"
+    )
     for length in (int(n) for n in lengths.split(",")):
-        feeds = {name: {k: np.repeat(v, batch, axis=0) for k, v in exact_length_feed(m, length).items()}
-                 for name, m in models.items()}
+        feeds = {
+            name: {k: np.repeat(v, batch, axis=0) for k, v in exact_length_feed(m, length).items()}
+            for name, m in models.items()
+        }
         wall = side_by_side({name: functools.partial(m.session.run, None, feeds[name]) for name, m in models.items()})
         profiles = {name: op_times(m.bundle.file(m.runner.name), feeds[name], runs) for name, m in models.items()}
         totals = {name: sum(times.values()) for name, (times, _) in profiles.items()}
-        ops = sorted({op for times, _ in profiles.values() for op in times},
-                     key=lambda op: -max(times[op] for times, _ in profiles.values()))
+        ops = sorted(
+            {op for times, _ in profiles.values() for op in times},
+            key=lambda op: -max(times[op] for times, _ in profiles.values()),
+        )
         shown = [op for op in ops if any(times[op] >= SHOWN * totals[n] for n, (times, _) in profiles.items())]
         names = list(models)
         click.echo(f"\n{length} tokens\n\n| operator | " + " | ".join(f"{n} ms (nodes)" for n in names) + " |")
         click.echo("|---" * (len(names) + 1) + "|")
         for op in shown:
-            click.echo(f"| {op} | " + " | ".join(f"{profiles[n][0][op]:.2f} ({profiles[n][1][op]})" for n in names) + " |")
+            click.echo(
+                f"| {op} | " + " | ".join(f"{profiles[n][0][op]:.2f} ({profiles[n][1][op]})" for n in names) + " |"
+            )
         rest = {n: totals[n] - sum(profiles[n][0][op] for op in shown) for n in names}
         others = {n: sum(c for op, c in profiles[n][1].items() if op not in shown) for n in names}
         click.echo("| other operators | " + " | ".join(f"{rest[n]:.2f} ({others[n]})" for n in names) + " |")
-        click.echo("| **all kernels** | " + " | ".join(f"{totals[n]:.2f} ({sum(profiles[n][1].values())})"
-                                                       for n in names) + " |")
+        click.echo(
+            "| **all kernels** | "
+            + " | ".join(f"{totals[n]:.2f} ({sum(profiles[n][1].values())})" for n in names)
+            + " |"
+        )
         click.echo("| wall, unprofiled p50 | " + " | ".join(f"{wall[n]:.2f}" for n in names) + " |")
-        results[str(length)] = {n: {"ops": dict(profiles[n][0]), "nodes": dict(profiles[n][1]), "wall_ms": wall[n]}
-                                for n in names}
+        results[str(length)] = {
+            n: {"ops": dict(profiles[n][0]), "nodes": dict(profiles[n][1]), "wall_ms": wall[n]} for n in names
+        }
     if out is not None:
         profile = {"cpu_flags": sorted(cpu_flags()), "batch": batch, "results": results}
         out.write_text(json.dumps(profile, indent=2) + "\n")

@@ -1,6 +1,7 @@
 """OpenVINO behind the two calls `mbert_edge.runtime.Runner` makes of an ONNX Runtime session (`get_inputs`,
 `run`), so the benchmarks feed either engine through one runner, one batching and one tokenizer.
 Needs the `peers` extra (`pip install 'mbert-edge[peers]'`)."""
+
 from __future__ import annotations
 
 import threading
@@ -24,8 +25,13 @@ class OpenVINOSession:
     so results are comparable with ONNX Runtime's FP32; None leaves the CPU plugin's own choice (bf16 on CPUs
     with avx512_bf16 or AMX). Thread-safe: each calling thread gets its own infer request."""
 
-    def __init__(self, model: str | Path | Any, threads: int, precision: str | None = "f32",
-                 config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path | Any,
+        threads: int,
+        precision: str | None = "f32",
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
         import openvino as ov
 
         settings: dict[str, Any] = {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"}

@@ -21,6 +21,7 @@ BUNDLE has FP32 and plain INT8 (`mbert-edge quantize`); `--faithful` a bundle qu
 Figures: end-to-end single-sentence latency on real sentences, throughput at batch 32 on all of them,
 cold start (fresh process: import + load + first prediction) and its peak RSS.
 """
+
 from __future__ import annotations
 
 import functools
@@ -31,9 +32,10 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 import numpy as np
@@ -42,8 +44,15 @@ from onnx import TensorProto, helper, numpy_helper
 
 from mbert_edge import Classifier
 from mbert_edge.bench.measure import cold_start as bundle_cold_start
-from mbert_edge.bench.measure import (exact_length_feed, graph_seconds, pipeline_timings, script_cold_start,
-                                      side_by_side, summary, time_calls)
+from mbert_edge.bench.measure import (
+    exact_length_feed,
+    graph_seconds,
+    pipeline_timings,
+    script_cold_start,
+    side_by_side,
+    summary,
+    time_calls,
+)
 from mbert_edge.bundle import Bundle
 from mbert_edge.runtime.batching import padded_inputs
 from mbert_edge.runtime.cpus import available_cpus, cpu_flags, cpu_model
@@ -67,8 +76,15 @@ pipe("Das Essen war großartig")
 OPTIMUM_REQUIREMENTS = (["torch==2.13.0"], ["optimum-onnx[onnxruntime]==0.1.0", "click"])
 
 
-def gemm_roofline(threads: int, shapes: tuple[tuple[int, int, int], ...] = (
-        (128, 768, 3072), (512, 768, 3072), (1024, 1024, 4096), (2048, 2048, 2048))) -> dict[str, float]:
+def gemm_roofline(
+    threads: int,
+    shapes: tuple[tuple[int, int, int], ...] = (
+        (128, 768, 3072),
+        (512, 768, 3072),
+        (1024, 1024, 4096),
+        (2048, 2048, 2048),
+    ),
+) -> dict[str, float]:
     """GOP/s (2 ops per multiply-add) of ONNX Runtime's MatMul (FP32) and MatMulInteger (INT8, u8 x s8):
     the best over a few large shapes, BERT's among them (one shape alone can understate the peak). The
     weight is a constant, as in every model, so ONNX Runtime prepacks it (as an input it runs slower)."""
@@ -78,14 +94,17 @@ def gemm_roofline(threads: int, shapes: tuple[tuple[int, int, int], ...] = (
         for name, op, a_type in (("fp32", "MatMul", TensorProto.FLOAT), ("int8", "MatMulInteger", TensorProto.UINT8)):
             out_type = TensorProto.FLOAT if name == "fp32" else TensorProto.INT32
             weight = rng.integers(-60, 60, (k, n)).astype(np.float32 if name == "fp32" else np.int8)
-            graph = helper.make_graph([helper.make_node(op, ["a", "b"], ["c"])], "gemm",
-                                      [helper.make_tensor_value_info("a", a_type, [m, k])],
-                                      [helper.make_tensor_value_info("c", out_type, [m, n])],
-                                      [numpy_helper.from_array(weight, "b")])
+            graph = helper.make_graph(
+                [helper.make_node(op, ["a", "b"], ["c"])],
+                "gemm",
+                [helper.make_tensor_value_info("a", a_type, [m, k])],
+                [helper.make_tensor_value_info("c", out_type, [m, n])],
+                [numpy_helper.from_array(weight, "b")],
+            )
             model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
             session = ort.InferenceSession(model.SerializeToString(), session_options(threads))
             feed = {"a": rng.integers(0, 100, (m, k)).astype(np.float32 if name == "fp32" else np.uint8)}
-            seconds = float(np.median(time_calls(lambda: session.run(None, feed), 10, 0.0, warmup=3)))
+            seconds = float(np.median(time_calls(functools.partial(session.run, None, feed), 10, 0.0, warmup=3)))
             results[name] = max(results[name], 2 * m * k * n / seconds / 1e9)
     return results
 
@@ -98,8 +117,9 @@ def model_gop(config: dict[str, Any], tokens: int) -> float:
     return 2 * (per_token * tokens + attention) / 1e9
 
 
-def torch_variant(checkpoint: Path, precision: str, threads: int, sentences: list[str], single: list[str],
-                  runs: int) -> tuple[dict[str, Any], Callable[[str], Any]]:
+def torch_variant(
+    checkpoint: Path, precision: str, threads: int, sentences: list[str], single: list[str], runs: int
+) -> tuple[dict[str, Any], Callable[[str], Any]]:
     """The PyTorch pipeline's row, and the pipeline (kept for the side-by-side single sentences)."""
     import torch
     import transformers
@@ -108,13 +128,15 @@ def torch_variant(checkpoint: Path, precision: str, threads: int, sentences: lis
     model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
     if precision == "int8":
         model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    pipe = transformers.pipeline("text-classification", model=model,
-                                 tokenizer=transformers.AutoTokenizer.from_pretrained(checkpoint))
+    pipe = transformers.pipeline(
+        "text-classification", model=model, tokenizer=transformers.AutoTokenizer.from_pretrained(checkpoint)
+    )
     ids = torch.full((1, 128), 1000, dtype=torch.int64)
 
     def forward_128() -> None:
         with torch.inference_mode():
             model(input_ids=ids)
+
     row = pipeline_timings(pipe, forward_128, sentences, single, runs)
     row["cold_start"] = script_cold_start(TORCH_COLD_START, str(checkpoint), precision, str(threads))
     return row, pipe
@@ -133,14 +155,26 @@ def optimum_python(venv: Path) -> Path:
     return python
 
 
-def optimum_variants(venv: Path, checkpoint: Path, sentences: list[str], single: list[str], runs: int,
-                     threads: int, work: Path) -> dict[str, Any]:
+def optimum_variants(
+    venv: Path, checkpoint: Path, sentences: list[str], single: list[str], runs: int, threads: int, work: Path
+) -> dict[str, Any]:
     """optimum_peer.py's rows, steps (errors of the documented path included) and versions."""
     work.mkdir(parents=True, exist_ok=True)
     data = work / "sentences.json"
     data.write_text(json.dumps({"sentences": sentences, "single": single}), encoding="utf-8")
-    done = subprocess.run([str(optimum_python(venv)), str(HERE / "optimum_peer.py"), str(checkpoint), str(work),
-                           str(data), str(runs), str(threads)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            str(optimum_python(venv)),
+            str(HERE / "optimum_peer.py"),
+            str(checkpoint),
+            str(work),
+            str(data),
+            str(runs),
+            str(threads),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise click.ClickException(f"Optimum's measurement failed: {done.stderr.strip().splitlines()[-1]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -148,16 +182,20 @@ def optimum_variants(venv: Path, checkpoint: Path, sentences: list[str], single:
 
 def plain_padding_rate(model: Classifier, sentences: list[str]) -> float:
     """Sentences/s of the INT8 session fed batches of 32 in input order, padded to their longest member."""
+
     def run() -> None:
         for start in range(0, len(sentences), 32):
-            encodings = model.tokenizer.encode_batch(sentences[start:start + 32])
-            model.session.run(None, padded_inputs(encodings, max(map(len, encodings)), model.runner.input_names,
-                                                  model.runner.pad_id))
+            encodings = model.tokenizer.encode_batch(sentences[start : start + 32])
+            model.session.run(
+                None, padded_inputs(encodings, max(map(len, encodings)), model.runner.input_names, model.runner.pad_id)
+            )
+
     return len(sentences) / float(time_calls(run, 3, 0.0, warmup=1).min())
 
 
-def ours(bundle: Path, precision: str, sentences: list[str], single: list[str], runs: int,
-         baseline: bool = False) -> dict[str, Any]:
+def ours(
+    bundle: Path, precision: str, sentences: list[str], single: list[str], runs: int, baseline: bool = False
+) -> dict[str, Any]:
     """Our bundle through `Classifier`, then its cold start. The session is gone before the cold start
     runs: one session alive at a time, so idle sessions' threads do not compete with the measured one."""
     row = _timings(Classifier(bundle, precision), sentences, single, runs, baseline)
@@ -171,28 +209,42 @@ def _timings(model: Classifier, sentences: list[str], single: list[str], runs: i
     row = {
         "end_to_end": summary(time_calls(lambda: model.predict(next(one_by_one)), runs, 0.0)),
         "s128": summary(graph_seconds(model, 128, max(5, runs // 4))),
-        "sentences_per_s": len(sentences) / float(time_calls(lambda: model.predict(sentences, batch_size=32), 3, 0.0,
-                                                             warmup=1).min()),
+        "sentences_per_s": len(sentences)
+        / float(time_calls(lambda: model.predict(sentences, batch_size=32), 3, 0.0, warmup=1).min()),
     }
     if baseline:
         row["plain_padding_sentences_per_s"] = plain_padding_rate(model, sentences)
     return row
 
 
-def interleaved(graphs: dict[str, Path], feeds: dict[int, dict[str, np.ndarray]], threads: int) -> dict[str, dict[str, float]]:
+def interleaved(
+    graphs: dict[str, Path], feeds: dict[int, dict[str, np.ndarray]], threads: int
+) -> dict[str, dict[str, float]]:
     """Batch-1 p50 ms of each ONNX graph alone, per length, all sessions in this process, side by side."""
-    sessions = {name: ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
-                for name, path in graphs.items()}
-    return {str(length): side_by_side({name: functools.partial(s.run, None, {i.name: feed[i.name] for i in s.get_inputs()})
-                                       for name, s in sessions.items()})
-            for length, feed in feeds.items()}
+    sessions = {
+        name: ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        for name, path in graphs.items()
+    }
+    return {
+        str(length): side_by_side(
+            {
+                name: functools.partial(s.run, None, {i.name: feed[i.name] for i in s.get_inputs()})
+                for name, s in sessions.items()
+            }
+        )
+        for length, feed in feeds.items()
+    }
 
 
 def sentences_side_by_side(calls: dict[str, Callable[[str], Any]], texts: list[str]) -> dict[str, float]:
     """End-to-end p50 ms of each variant on the same real sentences, one per call, all variants in this process
     and timed in alternating rounds: the single-sentence ratios without the drift between separate runs."""
-    return side_by_side({name: functools.partial(lambda call, cycle: call(next(cycle)), call, itertools.cycle(texts))
-                         for name, call in calls.items()})
+    return side_by_side(
+        {
+            name: functools.partial(lambda call, cycle: call(next(cycle)), call, itertools.cycle(texts))
+            for name, call in calls.items()
+        }
+    )
 
 
 def speedups(rows: dict[str, dict[str, Any]]) -> list[str]:
@@ -200,8 +252,11 @@ def speedups(rows: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for ours_name in (n for n in rows if n.startswith("mbert-edge INT8")):
         mine = rows[ours_name]["end_to_end"]["p50_ms"]
-        versus = [f"{peer} {rows[peer]['end_to_end']['p50_ms'] / mine:.2f}x" for peer in rows
-                  if not peer.startswith("mbert-edge")]
+        versus = [
+            f"{peer} {rows[peer]['end_to_end']['p50_ms'] / mine:.2f}x"
+            for peer in rows
+            if not peer.startswith("mbert-edge")
+        ]
         lines.append(f"{ours_name}, single sentence p50 speed-up over: {', '.join(versus)}.")
     return lines
 
@@ -221,8 +276,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set(xlabel="sentences/s at batch 32 (higher is better)")
     right.set_yticks(range(len(names)), [""] * len(names))
     model = results["model"]
-    figure.suptitle(f"{model['layers']} layers x {model['hidden']} on {results['machine']['cpu']}, "
-                    f"{results['machine']['cores']} cores")
+    figure.suptitle(
+        f"{model['layers']} layers x {model['hidden']} on {results['machine']['cpu']}, "
+        f"{results['machine']['cores']} cores"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -236,12 +293,25 @@ def plot(results: dict[str, Any], path: Path) -> None:
 @click.option("--per-group", default=80, show_default=True, help="Sentences per language for throughput.")
 @click.option("--runs", default=100, show_default=True, help="Single-sentence calls timed per variant.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--optimum-venv", type=click.Path(file_okay=False, path_type=Path),
-              default=Path.home() / ".cache" / "mbert-edge" / "optimum-venv", show_default=True,
-              help="Optimum's venv (created when missing).")
+@click.option(
+    "--optimum-venv",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path.home() / ".cache" / "mbert-edge" / "optimum-venv",
+    show_default=True,
+    help="Optimum's venv (created when missing).",
+)
 @click.option("--skip-optimum", is_flag=True, help="Leave Optimum out (no venv needed).")
-def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_group: int, runs: int, out: Path,
-         optimum_venv: Path, skip_optimum: bool) -> None:
+def main(
+    checkpoint: Path,
+    bundle: Path,
+    faithful: Path | None,
+    data: Path,
+    per_group: int,
+    runs: int,
+    out: Path,
+    optimum_venv: Path,
+    skip_optimum: bool,
+) -> None:
     threads = available_cpus()
     texts = load_textset(data).limited(per_group).texts
     sentences = [s for group in texts.values() for s in group]
@@ -271,8 +341,9 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
         with tempfile.TemporaryDirectory(prefix="optimum-") as work:  # its exported models: GBs for mBERT
             optimum = optimum_variants(optimum_venv, checkpoint.resolve(), sentences, single, runs, threads, Path(work))
             click.echo("graphs side by side ...", err=True)
-            graph_latency = interleaved({**graphs, "Optimum ORT INT8": Path(work) / "int8" / "model_quantized.onnx"},
-                                        feeds, threads)
+            graph_latency = interleaved(
+                {**graphs, "Optimum ORT INT8": Path(work) / "int8" / "model_quantized.onnx"}, feeds, threads
+            )
         rows.update(optimum.pop("variants"))
     else:
         graph_latency = interleaved(graphs, feeds, threads)
@@ -283,7 +354,8 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
         rows[name], pipelines[name] = torch_variant(checkpoint, precision, threads, sentences, single, runs)
     click.echo("single sentences side by side ...", err=True)
     single_latency = sentences_side_by_side(
-        {**{name: Classifier(path, precision).predict for precision, path, name in variants}, **pipelines}, single)
+        {**{name: Classifier(path, precision).predict for precision, path, name in variants}, **pipelines}, single
+    )
     tokens = round(mean_length * len(sentences))
     for name, row in rows.items():
         limit = roofline["fp32" if "FP32" in name else "int8"]
@@ -291,10 +363,20 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
         # Throughput in GOP/s, counting each sentence at the corpus's mean length (padding is not work).
         row["roofline_share_batch32"] = row["sentences_per_s"] * model_gop(config, round(mean_length)) / limit
     results = {
-        "machine": {"cpu": cpu_model(), "cores": threads, "flags": sorted(cpu_flags()), "python": platform.python_version(),
-                    "versions": {p: version(p) for p in ("torch", "transformers", "onnxruntime", "tokenizers", "mbert-edge")}},
-        "model": {"checkpoint": str(checkpoint), "layers": config["num_hidden_layers"], "hidden": config["hidden_size"],
-                  "vocab": config["vocab_size"], "gop_at_128_tokens": gop},
+        "machine": {
+            "cpu": cpu_model(),
+            "cores": threads,
+            "flags": sorted(cpu_flags()),
+            "python": platform.python_version(),
+            "versions": {p: version(p) for p in ("torch", "transformers", "onnxruntime", "tokenizers", "mbert-edge")},
+        },
+        "model": {
+            "checkpoint": str(checkpoint),
+            "layers": config["num_hidden_layers"],
+            "hidden": config["hidden_size"],
+            "vocab": config["vocab_size"],
+            "gop_at_128_tokens": gop,
+        },
         "data": {"sentences": len(sentences), "tokens": tokens, "languages": len(texts)},
         "roofline_gops": roofline,
         "variants": rows,
@@ -304,40 +386,66 @@ def main(checkpoint: Path, bundle: Path, faithful: Path | None, data: Path, per_
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    lines = [f"Machine: {results['machine']['cpu']}, {threads} cores, flags {', '.join(results['machine']['flags'])}; "
-             f"GEMM roofline FP32 {roofline['fp32']:.0f} GOP/s, INT8 {roofline['int8']:.0f} GOP/s; model "
-             f"{config['num_hidden_layers']} layers x {config['hidden_size']}, {gop:.1f} GOP at 128 tokens; "
-             f"{len(sentences)} sentences ({tokens} tokens) in {len(texts)} languages.", "",
-             "| variant | single sentence p50 ms | p90 ms | batch-1 128 tokens p50 ms | roofline share | "
-             "batch 32 sentences/s | tokens/s | roofline share | cold start s | peak RSS MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Machine: {results['machine']['cpu']}, {threads} cores, flags {', '.join(results['machine']['flags'])}; "
+        f"GEMM roofline FP32 {roofline['fp32']:.0f} GOP/s, INT8 {roofline['int8']:.0f} GOP/s; model "
+        f"{config['num_hidden_layers']} layers x {config['hidden_size']}, {gop:.1f} GOP at 128 tokens; "
+        f"{len(sentences)} sentences ({tokens} tokens) in {len(texts)} languages.",
+        "",
+        "| variant | single sentence p50 ms | p90 ms | batch-1 128 tokens p50 ms | roofline share | "
+        "batch 32 sentences/s | tokens/s | roofline share | cold start s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, row in rows.items():
         rate = row["sentences_per_s"]
-        lines.append(f"| {name} | {row['end_to_end']['p50_ms']:.1f} | {row['end_to_end']['p90_ms']:.1f} | "
-                     f"{row['s128']['p50_ms']:.1f} | {row['roofline_share_s128']:.0%} | {rate:.0f} | "
-                     f"{rate * mean_length:.0f} | {row['roofline_share_batch32']:.0%} | {row['cold_start']['seconds']:.2f} | "
-                     f"{row['cold_start']['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| {name} | {row['end_to_end']['p50_ms']:.1f} | {row['end_to_end']['p90_ms']:.1f} | "
+            f"{row['s128']['p50_ms']:.1f} | {row['roofline_share_s128']:.0%} | {rate:.0f} | "
+            f"{rate * mean_length:.0f} | {row['roofline_share_batch32']:.0%} | {row['cold_start']['seconds']:.2f} | "
+            f"{row['cold_start']['peak_rss_mb']:.0f} |"
+        )
     plain = rows["mbert-edge INT8 plain"]
-    lines += [""] + speedups(rows)
+    lines += ["", *speedups(rows)]
     names = list(graphs) + [n for n in next(iter(graph_latency.values())) if n not in graphs]
-    lines += ["", "INT8 graphs alone, batch 1, one process, alternating rounds (p50 ms; robust to this machine's drift):",
-              "", "| tokens | " + " | ".join(names) + " | each / plain |", "|---" * (len(names) + 2) + "|"]
+    lines += [
+        "",
+        "INT8 graphs alone, batch 1, one process, alternating rounds (p50 ms; robust to this machine's drift):",
+        "",
+        "| tokens | " + " | ".join(names) + " | each / plain |",
+        "|---" * (len(names) + 2) + "|",
+    ]
     for length, row in graph_latency.items():
         ratios = ", ".join(f"{n} {row[n] / row['mbert-edge INT8 plain']:.2f}x" for n in names[1:])
         lines.append(f"| {length} | " + " | ".join(f"{row[n]:.1f}" for n in names) + f" | {ratios} |")
     mine = single_latency["mbert-edge INT8 plain"]
-    lines += ["", "Single real sentences end to end, the variants that share this process (Optimum has its own venv), "
-                  "alternating rounds (p50 ms):", "", "| variant | p50 ms | plain INT8's speed-up |", "|---|---|---|"]
+    lines += [
+        "",
+        "Single real sentences end to end, the variants that share this process (Optimum has its own venv), "
+        "alternating rounds (p50 ms):",
+        "",
+        "| variant | p50 ms | plain INT8's speed-up |",
+        "|---|---|---|",
+    ]
     lines += [f"| {name} | {ms:.1f} | {ms / mine:.2f}x |" for name, ms in single_latency.items()]
     if not skip_optimum:
         steps = optimum["steps"]
-        lines += ["", f"Optimum {optimum['versions']['optimum-onnx']} (transformers {optimum['versions']['transformers']}): "
-                      f"O2 graph {steps['o2_operators']}; INT8 path: {steps['int8_path']}"
-                      + (f" (documented path failed: {steps['int8_documented_error']})" if "int8_documented_error" in steps else "")
-                      + f"; INT8 graph {steps['int8_operators']}."]
-    lines += ["", f"Bucketed batching vs plain padding (INT8, batch 32): {plain['sentences_per_s']:.0f} vs "
-                  f"{plain['plain_padding_sentences_per_s']:.0f} sentences/s "
-                  f"({plain['sentences_per_s'] / plain['plain_padding_sentences_per_s']:.2f}x)."]
+        lines += [
+            "",
+            f"Optimum {optimum['versions']['optimum-onnx']} (transformers {optimum['versions']['transformers']}): "
+            f"O2 graph {steps['o2_operators']}; INT8 path: {steps['int8_path']}"
+            + (
+                f" (documented path failed: {steps['int8_documented_error']})"
+                if "int8_documented_error" in steps
+                else ""
+            )
+            + f"; INT8 graph {steps['int8_operators']}.",
+        ]
+    lines += [
+        "",
+        f"Bucketed batching vs plain padding (INT8, batch 32): {plain['sentences_per_s']:.0f} vs "
+        f"{plain['plain_padding_sentences_per_s']:.0f} sentences/s "
+        f"({plain['sentences_per_s'] / plain['plain_padding_sentences_per_s']:.2f}x).",
+    ]
     (out / "peers.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(results, out / "peers.png")
     click.echo("\n".join(lines))

@@ -11,6 +11,7 @@ against the in-process result of its own sentence. Before each level, the same s
 time and in one batched call: the machine is shared, and figures minutes apart are not comparable. The
 runtime's default options (ONNX Runtime's thread spinning on) are measured once, at the start.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -51,8 +52,11 @@ def in_process(clf: Classifier, sentences: list[str]) -> tuple[dict[str, Any], n
     started = time.perf_counter()
     clf.predict(sentences, batch_size=32)
     batched_wall = time.perf_counter() - started
-    row = {"single_per_s": len(sentences) / single_wall, "single_p50_ms": percentiles_ms(single)["p50_ms"],
-           "batched_per_s": len(sentences) / batched_wall}
+    row = {
+        "single_per_s": len(sentences) / single_wall,
+        "single_p50_ms": percentiles_ms(single)["p50_ms"],
+        "batched_per_s": len(sentences) / batched_wall,
+    }
     return row, np.array(probabilities)
 
 
@@ -61,8 +65,20 @@ class Server:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-        self.process = subprocess.Popen([sys.executable, "-m", "mbert_edge", "serve", str(bundle), "--precision",
-                                         precision, "--port", self.url.rsplit(":", 1)[1], *options])
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mbert_edge",
+                "serve",
+                str(bundle),
+                "--precision",
+                precision,
+                "--port",
+                self.url.rsplit(":", 1)[1],
+                *options,
+            ]
+        )
         deadline = time.monotonic() + 120
         while True:
             if self.process.poll() is not None:
@@ -103,8 +119,10 @@ class Connection:
             self.streams = await asyncio.open_connection(self.host, self.port)
         reader, writer = self.streams
         try:
-            writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                         % (path.encode(), self.host.encode(), len(body), body))
+            writer.write(
+                b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (path.encode(), self.host.encode(), len(body), body)
+            )
             status = int((await reader.readline()).split()[1])
             length = 0
             while (line := await reader.readline()) not in (b"\r\n", b""):
@@ -159,8 +177,13 @@ async def load_level(server: Server, sentences: list[str], concurrency: int, war
     finally:
         for connection in connections:
             connection.close()
-    return {"wall": wall, "latencies": latencies, "answers": answers, "statuses": statuses,
-            "mean_batch_size": batches[1] / max(batches[0], 1)}
+    return {
+        "wall": wall,
+        "latencies": latencies,
+        "answers": answers,
+        "statuses": statuses,
+        "mean_batch_size": batches[1] / max(batches[0], 1),
+    }
 
 
 def check_answers(answers: dict[int, list[Any]], labels: list[str], expected: np.ndarray) -> dict[str, Any]:
@@ -178,8 +201,12 @@ def check_answers(answers: dict[int, list[Any]], labels: list[str], expected: np
             served[order[item["label"]]] = item["score"]
         largest = max(largest, float(np.abs(expected[index] - served).max()))
         same_label += int(served.argmax() == expected[index].argmax())
-    return {"lost": lost, "duplicated": duplicated, "same_label": same_label / max(len(answers), 1),
-            "max_abs_diff": largest}
+    return {
+        "lost": lost,
+        "duplicated": duplicated,
+        "same_label": same_label / max(len(answers), 1),
+        "max_abs_diff": largest,
+    }
 
 
 def targets(results: dict[str, Any]) -> list[str]:
@@ -189,9 +216,11 @@ def targets(results: dict[str, Any]) -> list[str]:
     if 32 in by_level:
         row = by_level[32]
         base = row["in_process"]
-        lines.append(f"- concurrency 32: {row['requests_per_s'] / base['batched_per_s']:.0%} of the in-process batched "
-                     f"throughput (target >= 80%), {row['requests_per_s'] / base['single_per_s']:.2f}x one at a time "
-                     f"(target >= 2x); lost {row['lost']}, duplicated {row['duplicated']}")
+        lines.append(
+            f"- concurrency 32: {row['requests_per_s'] / base['batched_per_s']:.0%} of the in-process batched "
+            f"throughput (target >= 80%), {row['requests_per_s'] / base['single_per_s']:.2f}x one at a time "
+            f"(target >= 2x); lost {row['lost']}, duplicated {row['duplicated']}"
+        )
     if 1 in by_level:
         gap = by_level[1]["p50_ms"] - by_level[1]["in_process"]["single_p50_ms"]
         lines.append(f"- concurrency 1: p50 {gap:+.1f} ms against the in-process single call (target within 2 ms)")
@@ -208,17 +237,40 @@ def plot(results: dict[str, Any], path: Path) -> None:
     x = [row["concurrency"] for row in levels]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     left.plot(x, [row["requests_per_s"] for row in levels], "o-", label="mbert-edge serve")
-    left.plot(x, [row["in_process"]["batched_per_s"] for row in levels], "s--", color="gray",
-              label="in-process, one batched call (just before)")
-    left.plot(x, [row["in_process"]["single_per_s"] for row in levels], "^:", color="gray",
-              label="in-process, one at a time (just before)")
-    left.set(xscale="log", xlabel="concurrent requests", ylabel="requests/s (one sentence each)", xticks=x,
-             xticklabels=x, title="throughput")
+    left.plot(
+        x,
+        [row["in_process"]["batched_per_s"] for row in levels],
+        "s--",
+        color="gray",
+        label="in-process, one batched call (just before)",
+    )
+    left.plot(
+        x,
+        [row["in_process"]["single_per_s"] for row in levels],
+        "^:",
+        color="gray",
+        label="in-process, one at a time (just before)",
+    )
+    left.set(
+        xscale="log",
+        xlabel="concurrent requests",
+        ylabel="requests/s (one sentence each)",
+        xticks=x,
+        xticklabels=x,
+        title="throughput",
+    )
     left.legend(fontsize=8, loc="lower right")
     right.plot(x, [row["p99_ms"] for row in levels], "o-", color="C3", label="p99")
     right.plot(x, [row["p50_ms"] for row in levels], "o-", color="C1", label="p50")
-    right.set(xscale="log", yscale="log", xlabel="concurrent requests", ylabel="latency ms", xticks=x,
-              xticklabels=x, title="latency")
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="concurrent requests",
+        ylabel="latency ms",
+        xticks=x,
+        xticklabels=x,
+        title="latency",
+    )
     right.legend(fontsize=8)
     fig.suptitle(results["title"], fontsize=9)
     fig.tight_layout()
@@ -227,41 +279,66 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
 def markdown(results: dict[str, Any]) -> str:
     default = results["default_options"]
-    lines = [results["title"], "",
-             "| concurrency | requests/s | p50 ms | p95 ms | p99 ms | mean batch | 429 | errors | lost / duplicated | "
-             "same top label, max abs diff | in-process just before: batched/s, one-at-a-time/s, single p50 ms |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        results["title"],
+        "",
+        "| concurrency | requests/s | p50 ms | p95 ms | p99 ms | mean batch | 429 | errors | lost / duplicated | "
+        "same top label, max abs diff | in-process just before: batched/s, one-at-a-time/s, single p50 ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for row in results["levels"]:
         base = row["in_process"]
-        lines.append(f"| {row['concurrency']} | {row['requests_per_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
-                     f"{row['p99_ms']:.1f} | {row['mean_batch_size']:.1f} | {row['429']} | {row['errors']} | "
-                     f"{row['lost']} / {row['duplicated']} | {row['same_label']:.1%}, {row['max_abs_diff']:.1e} | "
-                     f"{base['batched_per_s']:.1f}, {base['single_per_s']:.1f}, {base['single_p50_ms']:.1f} |")
-    lines += ["", f"In-process with the runtime's default session options (thread spinning on), at the start: "
-                  f"batched {default['batched_per_s']:.1f}/s, one at a time {default['single_per_s']:.1f}/s, "
-                  f"single p50 {default['single_p50_ms']:.1f} ms.", ""]
+        lines.append(
+            f"| {row['concurrency']} | {row['requests_per_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
+            f"{row['p99_ms']:.1f} | {row['mean_batch_size']:.1f} | {row['429']} | {row['errors']} | "
+            f"{row['lost']} / {row['duplicated']} | {row['same_label']:.1%}, {row['max_abs_diff']:.1e} | "
+            f"{base['batched_per_s']:.1f}, {base['single_per_s']:.1f}, {base['single_p50_ms']:.1f} |"
+        )
+    lines += [
+        "",
+        f"In-process with the runtime's default session options (thread spinning on), at the start: "
+        f"batched {default['batched_per_s']:.1f}/s, one at a time {default['single_per_s']:.1f}/s, "
+        f"single p50 {default['single_p50_ms']:.1f} ms.",
+        "",
+    ]
     return "\n".join(lines + targets(results)) + "\n"
 
 
 @click.command()
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--data", type=click.Path(exists=True, path_type=Path), required=True,
-              help="A folder of <lang>.txt (Tatoeba) or one file of sentences.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    help="A folder of <lang>.txt (Tatoeba) or one file of sentences.",
+)
 @click.option("--per-group", default=80, show_default=True, help="Sentences per language (25 x 80 = 2,000).")
 @click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True)
 @click.option("--concurrency", default="1,8,32,128", show_default=True)
 @click.option("--warmup", default=64, show_default=True, help="Untimed requests before each level.")
-@click.option("--server-option", "server_options", multiple=True,
-              help="Passed to `mbert-edge serve` (e.g. --server-option=--max-wait-ms=1); repeatable.")
+@click.option(
+    "--server-option",
+    "server_options",
+    multiple=True,
+    help="Passed to `mbert-edge serve` (e.g. --server-option=--max-wait-ms=1); repeatable.",
+)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def main(bundle: Path, data: Path, per_group: int, precision: str, concurrency: str, warmup: int,
-         server_options: tuple[str, ...], out: Path) -> None:
+def main(
+    bundle: Path,
+    data: Path,
+    per_group: int,
+    precision: str,
+    concurrency: str,
+    warmup: int,
+    server_options: tuple[str, ...],
+    out: Path,
+) -> None:
     texts = load_textset(data).limited(per_group).texts
     sentences = [s for group in texts.values() for s in group]
     flags = sorted(f for f in cpu_flags() if f in ("avx2", "avx512_vnni", "avx_vnni"))
     results: dict[str, Any] = {
         "title": f"{bundle.name} {precision}, {len(sentences)} sentences in {len(texts)} languages, "
-                 f"{available_cpus()} cores ({', '.join(flags)}), server options: {' '.join(server_options) or 'defaults'}",
+        f"{available_cpus()} cores ({', '.join(flags)}), server options: {' '.join(server_options) or 'defaults'}",
         "machine": {"cpus": available_cpus(), "flags": flags},
     }
     click.echo("in-process, the runtime's default options ...", err=True)
@@ -275,13 +352,19 @@ def main(bundle: Path, data: Path, per_group: int, precision: str, concurrency: 
             base, expected = in_process(clf, sentences)  # just before: the machine is shared and drifts
             run = asyncio.run(load_level(server, sentences, level, warmup))
             statuses = run["statuses"]
-            results["levels"].append({
-                "concurrency": level, "requests_per_s": len(sentences) / run["wall"], **percentiles_ms(run["latencies"]),
-                "mean_batch_size": run["mean_batch_size"],
-                "429": statuses.get("429", 0), "errors": sum(n for s, n in statuses.items() if s not in ("200", "429")),
-                "statuses": statuses, "in_process": base,
-                **check_answers(run["answers"], clf.labels, expected),
-            })
+            results["levels"].append(
+                {
+                    "concurrency": level,
+                    "requests_per_s": len(sentences) / run["wall"],
+                    **percentiles_ms(run["latencies"]),
+                    "mean_batch_size": run["mean_batch_size"],
+                    "429": statuses.get("429", 0),
+                    "errors": sum(n for s, n in statuses.items() if s not in ("200", "429")),
+                    "statuses": statuses,
+                    "in_process": base,
+                    **check_answers(run["answers"], clf.labels, expected),
+                }
+            )
     finally:
         server.stop()
     out.mkdir(parents=True, exist_ok=True)

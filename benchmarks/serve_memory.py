@@ -7,6 +7,7 @@ The text is FILE's content repeated up to the size. The server runs with its def
 size is over --max-input-tokens: it is answered 422, and what that costs is the figure). Peak RSS is the server
 process's VmHWM, reset once the server is idle (`/proc/PID/clear_refs`, Linux); CPU is its user + system time.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,15 +17,15 @@ from pathlib import Path
 
 import click
 import httpx
+from serve_load import Server
 
 from mbert_edge.runtime.cpus import cpu_flags
 
-from serve_load import Server
-
 
 def status_kb(pid: int, field: str) -> int:
-    return int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                    if line.startswith(field)))
+    return int(
+        next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith(field))
+    )
 
 
 def cpu_seconds(pid: int) -> float:
@@ -34,8 +35,9 @@ def cpu_seconds(pid: int) -> float:
 
 async def send_all(url: str, text: str, truncation: str, clients: int) -> list[int]:
     async with httpx.AsyncClient(timeout=300) as client:
-        answers = await asyncio.gather(*(client.post(f"{url}/predict", json={"inputs": text, "truncation": truncation})
-                                         for _ in range(clients)))
+        answers = await asyncio.gather(
+            *(client.post(f"{url}/predict", json={"inputs": text, "truncation": truncation}) for _ in range(clients))
+        )
     return [a.status_code for a in answers]
 
 
@@ -44,8 +46,13 @@ async def send_all(url: str, text: str, truncation: str, clients: int) -> list[i
 @click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--clients", default=8, show_default=True)
 @click.option("--megabytes", default=1.0, show_default=True)
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the figures here as JSON.")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures here as JSON.",
+)
 def main(bundle: Path, text_file: Path, clients: int, megabytes: float, json_file: Path | None) -> None:
     source = text_file.read_text(encoding="utf-8")
     size = int(megabytes * 1_000_000)
@@ -65,12 +72,31 @@ def main(bundle: Path, text_file: Path, clients: int, megabytes: float, json_fil
         finally:
             server.stop()
         counted = {s: statuses.count(s) for s in sorted(set(statuses))}
-        click.echo(f"| {truncation} | {idle:.0f} | {peak:.0f} | {peak - idle:.0f} | {spent / clients:.3f} | {counted} |")
-        rows.append({"truncation": truncation, "idle_rss_mb": idle, "peak_rss_mb": peak,
-                     "cpu_s_per_request": spent / clients, "statuses": counted})
+        click.echo(
+            f"| {truncation} | {idle:.0f} | {peak:.0f} | {peak - idle:.0f} | {spent / clients:.3f} | {counted} |"
+        )
+        rows.append(
+            {
+                "truncation": truncation,
+                "idle_rss_mb": idle,
+                "peak_rss_mb": peak,
+                "cpu_s_per_request": spent / clients,
+                "statuses": counted,
+            }
+        )
     if json_file:
-        json_file.write_text(json.dumps({"cpu_flags": sorted(cpu_flags()), "clients": clients,
-                                         "megabytes": len(text.encode()) / 1e6, "rows": rows}, indent=2) + "\n")
+        json_file.write_text(
+            json.dumps(
+                {
+                    "cpu_flags": sorted(cpu_flags()),
+                    "clients": clients,
+                    "megabytes": len(text.encode()) / 1e6,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ BUNDLE should hold FP32 and INT8 models (`mbert-edge export` then `mbert-edge qu
 `latin/` (`mbert-edge trim --scripts latin`) and `western/` (`--corpus` with six Western European
 Tatoeba files), made by the same code as the command.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,10 @@ def main(bundle: Path, workdir: Path, tatoeba: Path, per_language: int) -> None:
     for name, path in (("original", bundle), ("--scripts latin", latin.path), ("--corpus 6 western", western.path)):
         manifest = json.loads((path / "mbert_edge.json").read_text())
         start = cold_start(path, "int8")
-        click.echo(f"| {name} | {manifest['embedding_rows']:,} | {size_mb(path, 'model.onnx'):.1f} | "
-                   f"{size_mb(path, 'model.int8.onnx'):.1f} | {start['seconds']:.2f} | {start['peak_rss_mb']:.0f} |")
+        click.echo(
+            f"| {name} | {manifest['embedding_rows']:,} | {size_mb(path, 'model.onnx'):.1f} | "
+            f"{size_mb(path, 'model.int8.onnx'):.1f} | {start['seconds']:.2f} | {start['peak_rss_mb']:.0f} |"
+        )
     click.echo("\nOutput identity, --scripts latin vs original, Latin-only Tatoeba sentences:")
     click.echo("| language | sentences | fp32 max abs diff | int8 max abs diff | int8 argmax identical |")
     click.echo("|---|---|---|---|---|")
@@ -59,8 +62,9 @@ def main(bundle: Path, workdir: Path, tatoeba: Path, per_language: int) -> None:
             a = models[bundle, precision].logits(sentences)
             b = models[latin.path, precision].logits(sentences)
             diffs[precision] = (float(np.abs(a - b).max()), bool((a.argmax(1) == b.argmax(1)).all()))
-        click.echo(f"| {file.stem} | {len(sentences)} | {diffs['fp32'][0]:.1e} | {diffs['int8'][0]:.1e} | "
-                   f"{diffs['int8'][1]} |")
+        click.echo(
+            f"| {file.stem} | {len(sentences)} | {diffs['fp32'][0]:.1e} | {diffs['int8'][0]:.1e} | {diffs['int8'][1]} |"
+        )
     click.echo("\nCoverage of --corpus (held-out 10% of each file tokenizes unchanged):")
     for lang, cover in western.manifest.trim.coverage.items():
         click.echo(f"- {lang}: {cover['unchanged']:.1%} of {cover['sentences']}")

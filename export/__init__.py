@@ -2,6 +2,7 @@
 
 Needs the `[export]` extra (torch, transformers, onnx); the runtime never imports this package.
 """
+
 from .pipeline import export_bundle
 
 __all__ = ["export_bundle"]

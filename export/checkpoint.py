@@ -1,4 +1,5 @@
 """Find and load a BERT-family checkpoint: a local folder, or a hub id when the network allows it."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,12 @@ from mbert_edge.errors import ExportError
 from .tasks import ARCHITECTURE_TASKS, ARCHITECTURES, POOLING_MODES, TASKS, Architecture, TaskSpec
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 @dataclass
@@ -99,17 +105,20 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
     if task == "auto":
         if not known:
             raise ExportError(
-                f"cannot pick a task for architecture {architectures or 'unknown'}; pass --task "
-                f"({', '.join(TASKS)})"
+                f"cannot pick a task for architecture {architectures or 'unknown'}; pass --task ({', '.join(TASKS)})"
             )
         task = known[0]
     if task not in TASKS:
         raise ExportError(f"unknown task '{task}'; choose one of auto, {', '.join(TASKS)}")
     if known and known[0] != task and "feature-extraction" not in (known[0], task):  # one head for another
-        warnings.warn(f"{path} is a {next(iter(heads))}; --task {task} exports it with a {task} head that was not "
-                      "trained as one", stacklevel=2)
+        warnings.warn(
+            f"{path} is a {next(iter(heads))}; --task {task} exports it with a {task} head that was not trained as one",
+            stacklevel=2,
+        )
     if not any((path / name).is_file() for name in WEIGHT_FILES):
-        raise ExportError(f"{path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); pass a complete checkpoint folder")
+        raise ExportError(
+            f"{path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); pass a complete checkpoint folder"
+        )
     pooling = _pooling_mode(path) if task == "feature-extraction" else None
     return Checkpoint(path, config, ARCHITECTURES[config.model_type], TASKS[task], pooling)
 
@@ -131,8 +140,10 @@ def checked_labels(checkpoint: Checkpoint, labels: list[str] | None) -> list[str
         raise ExportError(f"--labels must be distinct, non-empty names; got {','.join(labels)!r}")
     trained = [a for a, task in _trained_heads(checkpoint.config).items() if task == checkpoint.task.name]
     if trained and checkpoint.config.num_labels != len(labels):
-        raise ExportError(f"{checkpoint.path}'s {trained[0]} head has {checkpoint.config.num_labels} outputs but "
-                          f"--labels names {len(labels)}; name each output, in order")
+        raise ExportError(
+            f"{checkpoint.path}'s {trained[0]} head has {checkpoint.config.num_labels} outputs but "
+            f"--labels names {len(labels)}; name each output, in order"
+        )
     return labels
 
 
@@ -150,8 +161,11 @@ def load_model(checkpoint: Checkpoint, labels: list[str] | None = None) -> Any:
     extra: dict[str, Any] = {}
     verbosity = transformers.logging.get_verbosity()
     if labels:
-        extra = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
-                 "label2id": {label: i for i, label in enumerate(labels)}}
+        extra = {
+            "num_labels": len(labels),
+            "id2label": dict(enumerate(labels)),
+            "label2id": {label: i for i, label in enumerate(labels)},
+        }
         # A new head: seeded, so an export repeats exactly; its weights are missing from the checkpoint by
         # design, so transformers' load report (a "MISSING" table) would only alarm.
         torch.manual_seed(0)

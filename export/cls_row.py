@@ -7,6 +7,7 @@ for an L-layer encoder at any length. ONNX Runtime's optimizer has no such pass;
 rows, so the [CLS] row's result is unchanged (export checks it against PyTorch). Graphs of any other
 shape (token classification, mean pooling, unfused graphs) are left as they are.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -47,7 +48,11 @@ def keep_cls_row(model: onnx.ModelProto) -> bool:
     if len(projection) != 1 or projection[0].op_type != "MatMul" or attention.output[0] in outputs:
         return False
     first_norm = consumers.get(projection[0].output[0], [None])[0]
-    if first_norm is None or first_norm.op_type != "SkipLayerNormalization" or first_norm.input[1] != attention.input[0]:
+    if (
+        first_norm is None
+        or first_norm.op_type != "SkipLayerNormalization"
+        or first_norm.input[1] != attention.input[0]
+    ):
         return False
     # first_norm -> MatMul -> BiasGelu -> MatMul -> last_norm (whose skip input is first_norm's output)
     last_norms = [n for n in consumers.get(first_norm.output[0], []) if n.op_type == "SkipLayerNormalization"]
@@ -57,7 +62,7 @@ def keep_cls_row(model: onnx.ModelProto) -> bool:
     down = made_by(last_norm.input[0], "MatMul")
     gelu = made_by(down.input[0], "BiasGelu") if down is not None else None
     up = made_by(gelu.input[0], "MatMul") if gelu is not None else None
-    if up is None or up.input[0] != first_norm.output[0]:
+    if up is None or gelu is None or down is None or up.input[0] != first_norm.output[0]:
         return False
     chain = (projection[0], first_norm, up, gelu, down)
     inside = {n.name for n in chain} | {last_norm.name}
@@ -74,8 +79,10 @@ def keep_cls_row(model: onnx.ModelProto) -> bool:
     row = "cls_row.index"
     model.graph.initializer.append(numpy_helper.from_array(np.array([0], np.int64), row))
     attended, residual = f"{attention.output[0]}.cls_row", f"{attention.input[0]}.cls_row"
-    gathers = [helper.make_node("Gather", [attention.output[0], row], [attended], name=attended, axis=1),
-               helper.make_node("Gather", [attention.input[0], row], [residual], name=residual, axis=1)]
+    gathers = [
+        helper.make_node("Gather", [attention.output[0], row], [attended], name=attended, axis=1),
+        helper.make_node("Gather", [attention.input[0], row], [residual], name=residual, axis=1),
+    ]
     projection[0].input[0] = attended
     first_norm.input[1] = residual
     position = nodes.index(projection[0])

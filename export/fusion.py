@@ -1,4 +1,5 @@
 """Graph fusion with ONNX Runtime's BERT optimizer, and the fusion contract that proves it happened."""
+
 from __future__ import annotations
 
 import os
@@ -39,9 +40,16 @@ def contract_gaps(counts: dict[str, int], expected: dict[str, int]) -> list[str]
     return [f"{name} {counts.get(name, 0)}/{want}" for name, want in expected.items() if counts.get(name, 0) != want]
 
 
-def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: int,
-         allow_partial: bool = False, cls_row: bool = True,
-         contract: dict[str, int] | None = None) -> tuple[dict[str, int], bool]:
+def fuse(
+    source: Path,
+    target: Path,
+    num_heads: int,
+    hidden_size: int,
+    layers: int,
+    allow_partial: bool = False,
+    cls_row: bool = True,
+    contract: dict[str, int] | None = None,
+) -> tuple[dict[str, int], bool]:
     """Fuse `source` into `target` (in the same folder); returns the operator counts and whether the last layer
     now keeps only the [CLS] row (`cls_row`, see cls_row.py), or raises FusionError naming what `contract`
     (default: BERT's for `layers` layers) misses (a warning is left to the caller when `allow_partial`)."""
@@ -54,8 +62,14 @@ def fuse(source: Path, target: Path, num_heads: int, hidden_size: int, layers: i
     model = onnx.load(str(source), load_external_data=False)
     with working_directory(source.parent):  # where those reads look for the weights' files
         # opt_level 0: only the portable Python fusions; hardware-specific rewrites happen at session load.
-        optimized = optimize_model(model, model_type="bert", num_heads=num_heads, hidden_size=hidden_size,
-                                   optimization_options=FusionOptions("bert"), opt_level=0)
+        optimized = optimize_model(
+            model,
+            model_type="bert",
+            num_heads=num_heads,
+            hidden_size=hidden_size,
+            optimization_options=FusionOptions("bert"),
+            opt_level=0,
+        )
         if not optimized.get_nodes_by_op_type("EmbedLayerNormalization"):
             fuse_position_embeddings(optimized)  # RoBERTa-family embeddings, which ONNX Runtime leaves unfused
     counts = contract_counts(optimized.get_fused_operator_statistics(), len(optimized.model.graph.node))

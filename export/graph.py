@@ -1,4 +1,5 @@
 """Trace a BERT model with its task head (and, for embeddings, pooling) to ONNX."""
+
 from __future__ import annotations
 
 import warnings
@@ -38,7 +39,7 @@ def export_onnx(wrapper: ExportWrapper, checkpoint: Checkpoint, path: Path, opse
     """TorchScript export (dynamo=False): the graph ONNX Runtime's BERT optimizer fuses fully."""
     spec = checkpoint.task
     sample = tuple(torch.ones((2, 8), dtype=torch.long) for _ in wrapper.input_names)
-    axes = {name: INPUT_AXES for name in wrapper.input_names}
+    axes = dict.fromkeys(wrapper.input_names, INPUT_AXES)
     axes[spec.output_name] = spec.output_axes
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about python control flow in transformers

@@ -1,4 +1,5 @@
 """Prove the ONNX graph computes what PyTorch computes, per language, on padded batches of real text."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,8 +12,13 @@ from mbert_edge.runtime import Runner
 from mbert_edge.textdata import TextSet
 
 
-def parity_report(wrapper: torch.nn.Module, runner: Runner, textset: TextSet, batch_size: int = 32,
-                  advance: Callable[[int], None] = lambda n: None) -> Parity:
+def parity_report(
+    wrapper: torch.nn.Module,
+    runner: Runner,
+    textset: TextSet,
+    batch_size: int = 32,
+    advance: Callable[[int], None] = lambda n: None,
+) -> Parity:
     """Max and mean absolute difference of the outputs, per language and overall, on the runtime's own padded
     batches (real tokens only for token-level outputs, so padding positions do not count)."""
     languages: dict[str, LanguageParity] = {}

@@ -1,4 +1,5 @@
 """`mbert-edge export`: checkpoint -> ONNX + tokenizer -> parity proof -> bundle, written atomically."""
+
 from __future__ import annotations
 
 import shutil
@@ -79,8 +80,10 @@ def export_bundle(
     labels = checked_labels(checkpoint, labels)
     tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config)
     if tokenizer.get_vocab_size() > checkpoint.config.vocab_size:
-        raise ExportError(f"{checkpoint.path}'s tokenizer has {tokenizer.get_vocab_size()} tokens but its model "
-                          f"{checkpoint.config.vocab_size} embedding rows: the tokenizer is not the model's")
+        raise ExportError(
+            f"{checkpoint.path}'s tokenizer has {tokenizer.get_vocab_size()} tokens but its model "
+            f"{checkpoint.config.vocab_size} embedding rows: the tokenizer is not the model's"
+        )
     length = _max_length(max_length, checkpoint.family.max_positions(checkpoint.config), tokenizer_max)
     with progress.step(f"loading {checkpoint.path.name} as {checkpoint.head_class}"):
         torch_model = load_model(checkpoint, labels)
@@ -116,8 +119,15 @@ def export_bundle(
             fused = work / "fused.onnx"
             with progress.step("fusing with ONNX Runtime's BERT optimizer"):
                 contract = checkpoint.family.fusion_contract(config.num_hidden_layers)
-                counts, cls_row = fuse(graph, fused, config.num_attention_heads, config.hidden_size,
-                                       config.num_hidden_layers, allow_partial_fusion, contract=contract)
+                counts, cls_row = fuse(
+                    graph,
+                    fused,
+                    config.num_attention_heads,
+                    config.hidden_size,
+                    config.num_hidden_layers,
+                    allow_partial_fusion,
+                    contract=contract,
+                )
             graph = fused
             gaps = contract_gaps(counts, contract)
             if gaps:
@@ -127,27 +137,31 @@ def export_bundle(
             model_files = store_model(graph, staging / MODEL_FILE)
             shutil.rmtree(work)
         task = checkpoint.task.name
-        bundle = Bundle(staging, Manifest(
-            task=task,
-            labels=None if task == "feature-extraction" else [config.id2label[i] for i in range(config.num_labels)],
-            problem_type=getattr(config, "problem_type", None),
-            max_length=length,
-            inputs=input_names,
-            outputs=[checkpoint.task.output_name],
-            pooling=checkpoint.pooling,
-            special_tokens=special,
-            vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
-            embedding_rows=config.vocab_size,
-            hidden_size=config.hidden_size,
-            num_attention_heads=config.num_attention_heads,
-            num_hidden_layers=config.num_hidden_layers,
-            models={"fp32": MODEL_FILE},
-            source=Source(model, str(checkpoint.path), checkpoint.architecture,
-                          sha256_file(checkpoint.path / "config.json")),
-            versions=library_versions(),
-            export=ExportRecord(opset, atol, parity),
-            optimization=optimization,
-        ))
+        bundle = Bundle(
+            staging,
+            Manifest(
+                task=task,
+                labels=None if task == "feature-extraction" else [config.id2label[i] for i in range(config.num_labels)],
+                problem_type=getattr(config, "problem_type", None),
+                max_length=length,
+                inputs=input_names,
+                outputs=[checkpoint.task.output_name],
+                pooling=checkpoint.pooling,
+                special_tokens=special,
+                vocab_size=tokenizer.get_vocab_size(with_added_tokens=True),
+                embedding_rows=config.vocab_size,
+                hidden_size=config.hidden_size,
+                num_attention_heads=config.num_attention_heads,
+                num_hidden_layers=config.num_hidden_layers,
+                models={"fp32": MODEL_FILE},
+                source=Source(
+                    model, str(checkpoint.path), checkpoint.architecture, sha256_file(checkpoint.path / "config.json")
+                ),
+                versions=library_versions(),
+                export=ExportRecord(opset, atol, parity),
+                optimization=optimization,
+            ),
+        )
         bundle.record_files([*model_files, TOKENIZER_NAME])
         bundle.save()
     return Bundle.open(output)

@@ -8,6 +8,7 @@ the LayerNormalization stay separate. Its CPU `EmbedLayerNormalization` does tak
 result is exact, padded batches included. A one-row token-type table (RoBERTa's `type_vocab_size` 1) adds
 the same row to every token, so it is folded into the position table.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -60,13 +61,28 @@ def fuse_position_embeddings(model: Any) -> bool:
         table_name = f"{position.input[0]}_fused"
         model.add_initializer(numpy_helper.from_array(table.astype(tables[position.name].dtype), table_name))
         segment_ids = _int32(model, "token_type_ids", "token_type_ids") if segments else ""
-        inputs = [_int32(model, "input_ids", "input_ids"), segment_ids, words[0].input[0], table_name,
-                  segments[0].input[0] if segments else "", norm.input[1], norm.input[2], "",
-                  _int32(model, position.input[1], "position_ids")]
+        inputs = [
+            _int32(model, "input_ids", "input_ids"),
+            segment_ids,
+            words[0].input[0],
+            table_name,
+            segments[0].input[0] if segments else "",
+            norm.input[1],
+            norm.input[2],
+            "",
+            _int32(model, position.input[1], "position_ids"),
+        ]
         epsilon = next((a.f for a in norm.attribute if a.name == "epsilon"), 1e-5)
-        model.add_node(helper.make_node("EmbedLayerNormalization", inputs, [norm.output[0], "embedding_mask_index"],
-                                        name="EmbedLayerNormalization_positions", domain="com.microsoft",
-                                        epsilon=epsilon))
+        model.add_node(
+            helper.make_node(
+                "EmbedLayerNormalization",
+                inputs,
+                [norm.output[0], "embedding_mask_index"],
+                name="EmbedLayerNormalization_positions",
+                domain="com.microsoft",
+                epsilon=epsilon,
+            )
+        )
         model.remove_node(norm)
         model.prune_graph()
         model.topological_sort()

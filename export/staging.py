@@ -1,5 +1,6 @@
 """Atomic bundle writing, shared by `export` and `trim`: assemble in a hidden sibling folder, rename into
 place only when complete, so a failed or interrupted run leaves nothing half-written."""
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,9 @@ def check_output(output: Path, force: bool, source: Path | None = None) -> None:
     bundle is made from: replacing `output` would delete it). Checked before any long work starts."""
     output = output.resolve()
     if source is not None and source.exists() and (source.resolve() == output or output in source.resolve().parents):
-        raise BundleError(f"{output} holds the input {source}: writing the bundle there would delete it; "
-                          "choose another folder")
+        raise BundleError(
+            f"{output} holds the input {source}: writing the bundle there would delete it; choose another folder"
+        )
     if output.exists() and any(output.iterdir()) and not force:
         raise BundleError(f"{output} exists and is not empty; choose another folder or pass --force")
     check_writable(output.parent, "the bundle")
@@ -60,7 +62,7 @@ def _remove_abandoned(output: Path) -> None:
     staging folder's name carries its process id; a folder of a live process (another run) is left alone."""
     prefix = _staging_prefix(output)
     for folder in output.parent.glob(f"{prefix}*"):
-        pid = folder.name[len(prefix):].split("-")[0]
+        pid = folder.name[len(prefix) :].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -1,5 +1,6 @@
 """What each task and each architecture exports, described as data (after Optimum's exporter configs, much
 smaller): adding an architecture is one `Architecture` entry plus its tests."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ class Architecture:
     token_types: bool = True
     positions_after_padding: bool = False
     fused_per_layer: dict[str, int] = field(
-        default_factory=lambda: {"Attention": 1, "SkipLayerNormalization": 2, "Gelu": 1})
+        default_factory=lambda: {"Attention": 1, "SkipLayerNormalization": 2, "Gelu": 1}
+    )
     fused_once: dict[str, int] = field(default_factory=lambda: {"EmbedLayerNormalization": 1})
 
     def fusion_contract(self, layers: int) -> dict[str, int]:
@@ -53,7 +55,7 @@ class Architecture:
         """The graph's inputs: `token_type_ids` only for models that take them and have more than one type."""
         names = ["input_ids", "attention_mask"]
         takes_types = self.token_types and getattr(config, "type_vocab_size", 0) > 1
-        return names + ["token_type_ids"] if takes_types else names
+        return [*names, "token_type_ids"] if takes_types else names
 
     def max_positions(self, config: Any) -> int:
         """How many tokens the position embeddings hold."""
@@ -63,9 +65,11 @@ class Architecture:
 
 
 def _heads(prefix: str) -> dict[str, str]:
-    return {"sequence-classification": f"{prefix}ForSequenceClassification",
-            "token-classification": f"{prefix}ForTokenClassification",
-            "feature-extraction": f"{prefix}Model"}
+    return {
+        "sequence-classification": f"{prefix}ForSequenceClassification",
+        "token-classification": f"{prefix}ForTokenClassification",
+        "feature-extraction": f"{prefix}Model",
+    }
 
 
 ARCHITECTURES: dict[str, Architecture] = {

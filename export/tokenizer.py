@@ -1,6 +1,7 @@
 """The bundle's `tokenizer.json`: the checkpoint's fast tokenizer (WordPiece, SentencePiece Unigram or BPE) with
 its own padding and truncation cleared (the runtime sets both), or one built from `vocab.txt` with the
 checkpoint's normalisation; and its special tokens, read from the checkpoint rather than assumed."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,9 @@ def _from_vocab(vocab: Path, config: dict[str, Any]) -> Tokenizer:
             pad_token=_token(config, "pad"),
         )
     except TypeError as exc:  # tokenizers' "cls_token not found in the vocabulary"
-        raise ExportError(f"{vocab}: {exc}; name the vocabulary's own token in tokenizer_config.json "
-                          "(cls_token, sep_token, ...)") from exc
+        raise ExportError(
+            f"{vocab}: {exc}; name the vocabulary's own token in tokenizer_config.json (cls_token, sep_token, ...)"
+        ) from exc
     return Tokenizer.from_str(built.to_str())
 
 
@@ -61,8 +63,9 @@ def _special_token(tokenizer: Tokenizer, role: str, config: dict[str, Any], mode
     pad_id = getattr(model_config, "pad_token_id", None)
     if role == "pad" and pad_id is not None and tokenizer.id_to_token(pad_id) is not None:
         return tokenizer.id_to_token(pad_id)
-    return next((t for t in (SPECIAL_DEFAULTS[role], SPECIAL_ALTERNATIVES[role]) if tokenizer.token_to_id(t) is not None),
-                None)
+    return next(
+        (t for t in (SPECIAL_DEFAULTS[role], SPECIAL_ALTERNATIVES[role]) if tokenizer.token_to_id(t) is not None), None
+    )
 
 
 def build_tokenizer(path: Path, model_config: Any = None) -> tuple[Tokenizer, dict[str, SpecialToken], int | None]:
@@ -80,9 +83,11 @@ def build_tokenizer(path: Path, model_config: Any = None) -> tuple[Tokenizer, di
     for role in SPECIAL_DEFAULTS:
         token = _special_token(tokenizer, role, config, model_config)
         token_id = None if token is None else tokenizer.token_to_id(token)
-        if token_id is None:
-            raise ExportError(f"the tokenizer in {path} has no {role} token ({token or 'none named in tokenizer_config.json'}"
-                              f"); name it as {role}_token in tokenizer_config.json")
+        if token is None or token_id is None:
+            raise ExportError(
+                f"the tokenizer in {path} has no {role} token ({token or 'none named in tokenizer_config.json'}"
+                f"); name it as {role}_token in tokenizer_config.json"
+            )
         special[role] = SpecialToken(token, token_id)
     return tokenizer, special, _trained_length(path, config)
 

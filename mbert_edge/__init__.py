@@ -1,4 +1,5 @@
 """mbert-edge: multilingual BERT on ordinary CPUs. The runtime needs only onnxruntime, tokenizers and numpy."""
+
 from typing import Any
 
 from .bundle import Bundle, Manifest, QuantizationConfig
@@ -18,5 +19,17 @@ def __getattr__(name: str) -> Any:
         return "0.0.0+source"
 
 
-__all__ = ["Bundle", "BundleError", "Classifier", "DataError", "Embedder", "ExportError", "Manifest", "MbertEdgeError",
-           "QuantizationConfig", "TokenClassifier", "__version__", "load"]
+__all__ = [
+    "Bundle",
+    "BundleError",
+    "Classifier",
+    "DataError",
+    "Embedder",
+    "ExportError",
+    "Manifest",
+    "MbertEdgeError",
+    "QuantizationConfig",
+    "TokenClassifier",
+    "__version__",
+    "load",
+]

@@ -4,6 +4,7 @@ Export writes it, quantize adds to it, the runtime reads only it. The typed `Man
 code that knows the manifest's JSON keys: writers build or update it through its fields and `Bundle.save`,
 readers use its attributes, so the two cannot drift apart.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,8 +39,9 @@ def check_writable(folder: Path, what: str) -> None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise BundleError(f"cannot write {what} in {folder} ({exc.strerror or exc}); choose a folder you can "
-                          "write to") from exc
+        raise BundleError(
+            f"cannot write {what} in {folder} ({exc.strerror or exc}); choose a folder you can write to"
+        ) from exc
 
 
 def sha256_file(path: str | Path) -> str:
@@ -93,7 +95,7 @@ def _from_json(cls: type[Section], data: dict[str, Any]) -> Section:
         if f.name not in data:
             continue
         value, kind = data[f.name], _section(hints[f.name])
-        if isinstance(value, dict) and dataclasses.is_dataclass(kind):
+        if isinstance(value, dict) and isinstance(kind, type) and dataclasses.is_dataclass(kind):
             value = _from_json(kind, value)
         elif typing.get_origin(kind) is dict and dataclasses.is_dataclass(typing.get_args(kind)[1]):
             value = {k: _from_json(typing.get_args(kind)[1], v) for k, v in value.items()}
@@ -158,7 +160,7 @@ class FileRecord:
     bytes: int
 
     @classmethod
-    def of(cls, path: str | Path) -> "FileRecord":
+    def of(cls, path: str | Path) -> FileRecord:
         return cls(sha256_file(path), os.path.getsize(path))
 
 
@@ -216,19 +218,32 @@ class Quantization:
         config = dataclasses.asdict(self.config)
         gate = {key: config.pop(key) for key in GATE_KEYS}
         config["data"] = config["data"] or BUILTIN_SAMPLE
-        return {**config, **self.chosen, "batch_invariant": self.config.batch_invariant, "cpu_flags": self.cpu_flags,
-                "passed": self.passed, "gate": gate, "report": {"overall": self.overall, "files": self.report_files}}
+        return {
+            **config,
+            **self.chosen,
+            "batch_invariant": self.config.batch_invariant,
+            "cpu_flags": self.cpu_flags,
+            "passed": self.passed,
+            "gate": gate,
+            "report": {"overall": self.overall, "files": self.report_files},
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "Quantization":
+    def from_json(cls, data: dict[str, Any]) -> Quantization:
         names = {f.name for f in dataclasses.fields(QuantizationConfig)}
         settings = {k: v for k, v in data.items() if k in names}
         settings.update(data.get("gate", {}))
         if settings.get("data") == BUILTIN_SAMPLE:
             settings["data"] = None
         known = names | {"batch_invariant", "cpu_flags", "passed", "gate", "report"}
-        return cls(QuantizationConfig(**settings), data.get("cpu_flags", []), data["passed"],
-                   data["report"]["overall"], data["report"]["files"], {k: v for k, v in data.items() if k not in known})
+        return cls(
+            QuantizationConfig(**settings),
+            data.get("cpu_flags", []),
+            data["passed"],
+            data["report"]["overall"],
+            data["report"]["files"],
+            {k: v for k, v in data.items() if k not in known},
+        )
 
 
 @dataclass
@@ -301,25 +316,31 @@ class Manifest:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], where: Path) -> "Manifest":
+    def from_json(cls, data: dict[str, Any], where: Path) -> Manifest:
         """Parse the manifest's JSON, or raise BundleError naming `where` and the fix."""
         version = data.get("format_version")
         if version != FORMAT_VERSION:
-            raise BundleError(f"{where} has format_version {version!r}, this mbert-edge reads {FORMAT_VERSION}; "
-                              "re-export the bundle with this version")
+            raise BundleError(
+                f"{where} has format_version {version!r}, this mbert-edge reads {FORMAT_VERSION}; "
+                "re-export the bundle with this version"
+            )
         if data.get("task") not in TASKS:
             raise BundleError(f"{where}: unknown task {data.get('task')!r}; expected one of {', '.join(TASKS)}")
         try:
             labels, quantization = data.get("labels"), data.get("quantization")
-            return _from_json(cls, {
-                **data,
-                "labels": None if labels is None else [labels[str(i)] for i in range(len(labels))],
-                "pooling": (data.get("pooling") or {}).get("mode"),
-                "quantization": Quantization.from_json(quantization) if quantization else None,
-            })
+            return _from_json(
+                cls,
+                {
+                    **data,
+                    "labels": None if labels is None else [labels[str(i)] for i in range(len(labels))],
+                    "pooling": (data.get("pooling") or {}).get("mode"),
+                    "quantization": Quantization.from_json(quantization) if quantization else None,
+                },
+            )
         except (KeyError, TypeError, AttributeError) as exc:
-            raise BundleError(f"{where} lacks or garbles a field ({type(exc).__name__}: {exc}); "
-                              "re-run `mbert-edge export`") from exc
+            raise BundleError(
+                f"{where} lacks or garbles a field ({type(exc).__name__}: {exc}); re-run `mbert-edge export`"
+            ) from exc
 
 
 @dataclass
@@ -330,14 +351,16 @@ class Bundle:
     manifest: Manifest
 
     @classmethod
-    def open(cls, path: str | Path) -> "Bundle":
+    def open(cls, path: str | Path) -> Bundle:
         """Read and check the manifest of the bundle at `path`."""
         root = Path(path)
         if not root.is_dir():
             raise BundleError(f"bundle folder {root} does not exist; create one with `mbert-edge export MODEL {root}`")
         manifest_path = root / MANIFEST_NAME
         if not manifest_path.is_file():
-            raise BundleError(f"{manifest_path} is missing: {root} is not a complete bundle; re-run `mbert-edge export`")
+            raise BundleError(
+                f"{manifest_path} is missing: {root} is not a complete bundle; re-run `mbert-edge export`"
+            )
         try:
             data = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -357,10 +380,14 @@ class Bundle:
         """Path of a bundle file, with a clear error when it is missing or lies outside the bundle's folder."""
         path = self.path / name
         if not path.resolve().is_relative_to(self.path.resolve()):
-            raise BundleError(f"{self.path / MANIFEST_NAME} names {name}, outside the bundle's folder; a bundle's "
-                              "files live in it: re-run `mbert-edge export`")
+            raise BundleError(
+                f"{self.path / MANIFEST_NAME} names {name}, outside the bundle's folder; a bundle's "
+                "files live in it: re-run `mbert-edge export`"
+            )
         if not path.is_file():
-            raise BundleError(f"{path} is missing from the bundle; re-run `mbert-edge export` (or `quantize` for INT8 files)")
+            raise BundleError(
+                f"{path} is missing from the bundle; re-run `mbert-edge export` (or `quantize` for INT8 files)"
+            )
         return path
 
     def check_files_present(self) -> None:

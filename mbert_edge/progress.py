@@ -1,6 +1,8 @@
 """Progress on stderr for long steps (loading, tracing, validating); silent when disabled (library use)."""
+
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,11 +36,17 @@ class Progress:
             return
         start, done = time.perf_counter(), [0]
 
-        def rate(_: object) -> str:  # click calls it as the bar is first drawn, before `bar` exists
+        def rate(_: int | None) -> str:  # click calls it as the bar is first drawn, before `bar` exists
             return f"{done[0] / max(time.perf_counter() - start, 1e-9):,.1f} {unit}/s"
 
-        with click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"),
-                               show_pos=unit is not None, item_show_func=rate if unit else None) as bar:
+        show: Callable[[int | None], str] | None = rate if unit else None
+        with click.progressbar(
+            length=total,
+            label=label,
+            file=sys.stderr,
+            show_pos=unit is not None,
+            item_show_func=show,
+        ) as bar:
 
             def advance(n: int) -> None:
                 done[0] += n

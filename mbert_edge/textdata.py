@@ -2,6 +2,7 @@
 
 A text set maps a language (or file) name to its sentences, and optionally to integer labels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ class TextSet:
     def __len__(self) -> int:
         return sum(len(v) for v in self.texts.values())
 
-    def limited(self, per_group: int | None) -> "TextSet":
+    def limited(self, per_group: int | None) -> TextSet:
         """The first `per_group` sentences (and labels) of each group; all of them when None."""
         if per_group is None:
             return self
@@ -35,7 +36,7 @@ class TextSet:
 
 def builtin_sample() -> TextSet:
     """The shipped sample: 60 sentences in 17 languages and 10 scripts, written for this project."""
-    raw = resources.files("mbert_edge").joinpath("data", SAMPLE_RESOURCE).read_text(encoding="utf-8")
+    raw = (resources.files("mbert_edge") / "data" / SAMPLE_RESOURCE).read_text(encoding="utf-8")
     texts: dict[str, list[str]] = {}
     for line in raw.splitlines():
         if line and not line.startswith("#"):
@@ -76,7 +77,7 @@ def load_textset(path: str | Path) -> TextSet:
     if not root.is_dir():
         raise DataError(f"data path {root} does not exist; pass a text file or a folder of <lang>.txt files")
     result = TextSet({})
-    folders = [root] + sorted(p for p in root.iterdir() if p.is_dir())
+    folders = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
     for folder in folders:
         prefix = "" if folder == root else f"{folder.name}/"
         for file in sorted(folder.glob("*.txt")):
@@ -106,6 +107,8 @@ def evaluation_texts(data: str | Path | None, labels: list[str] | None = None) -
         for group, gold in textset.labels.items():
             wrong = sorted(set(gold) - set(range(len(labels))))
             if wrong:
-                raise DataError(f"labels of {group}: {wrong[0]} is not one of the model's label ids "
-                                f"0..{len(labels) - 1} ({', '.join(labels)})")
+                raise DataError(
+                    f"labels of {group}: {wrong[0]} is not one of the model's label ids "
+                    f"0..{len(labels) - 1} ({', '.join(labels)})"
+                )
     return textset

@@ -1,5 +1,6 @@
 """Calibration for the faithful method: what real text shows at each weight MatMul's input (per-channel
 peaks and X^T X), from the FP32 graph run through the runtime's own batching; and SmoothQuant's factors."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,8 +24,9 @@ class LayerStats:
     rounded: dict[bytes, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # GPTQ results, reused
 
 
-def layer_statistics(graph: onnx.ModelProto, folder: Path, runner: Runner, texts: list[str],
-                     batch_size: int = 32) -> dict[str, LayerStats]:
+def layer_statistics(
+    graph: onnx.ModelProto, folder: Path, runner: Runner, texts: list[str], batch_size: int = 32
+) -> dict[str, LayerStats]:
     """Each linear layer's input statistics over the real tokens of `texts`, from the FP32 graph `graph` (its
     weights left in their file in `folder`) run with `runner`'s tokenizer and batching (every layer input made a
     graph output)."""
@@ -48,7 +50,7 @@ def layer_statistics(graph: onnx.ModelProto, folder: Path, runner: Runner, texts
         outputs = prober.session.run(tensors, feed)
         real = feed["attention_mask"].astype(bool)
         for name, value in zip(tensors, outputs):
-            x = value[real[:, :value.shape[1]]]  # the last layer may keep only the [CLS] row (export/cls_row.py)
+            x = value[real[:, : value.shape[1]]]  # the last layer may keep only the [CLS] row (export/cls_row.py)
             peak, moment = np.abs(x).max(axis=0), (x.T @ x).astype(np.float64)
             if name in stats:
                 stats[name].peak = np.maximum(stats[name].peak, peak)
@@ -66,6 +68,8 @@ def smoothing_factors(model: onnx.ModelProto, stats: dict[str, LayerStats], alph
     for node in model.graph.node:
         if node.name in stats:
             weight_peak = np.abs(numpy_helper.to_array(inits[node.input[1]])).max(axis=1)
-            s = np.power(np.maximum(stats[node.name].peak, 1e-5), alpha) / np.power(np.maximum(weight_peak, 1e-5), 1 - alpha)
+            s = np.power(np.maximum(stats[node.name].peak, 1e-5), alpha) / np.power(
+                np.maximum(weight_peak, 1e-5), 1 - alpha
+            )
             factors[node.name] = np.clip(s, 1e-2, 1e2).astype(np.float32)
     return factors

@@ -1,4 +1,5 @@
 """INT8 dynamic quantization with ONNX Runtime's quantizer, with settings chosen per CPU."""
+
 from __future__ import annotations
 
 import logging
@@ -26,8 +27,9 @@ class _NoPreprocessingAdvice(logging.Filter):
         return "pre-processing before quantization" not in record.getMessage()
 
 
-def quantize_dynamic_int8(source: Path, target: Path, config: QuantizationConfig,
-                          op_types: list[str] = QUANTIZED_OPS) -> tuple[QuantizationConfig, dict[str, Any]]:
+def quantize_dynamic_int8(
+    source: Path, target: Path, config: QuantizationConfig, op_types: list[str] = QUANTIZED_OPS
+) -> tuple[QuantizationConfig, dict[str, Any]]:
     """Plain ONNX Runtime dynamic quantization (per-tensor activation scales) of `source` into `target`;
     `op_types` narrows what is quantized (benchmarks leave the embedding table out to measure its cost).
 
@@ -39,13 +41,17 @@ def quantize_dynamic_int8(source: Path, target: Path, config: QuantizationConfig
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     if config.embedding_table not in EMBEDDING_TABLES:
-        raise ValueError(f"embedding_table must be one of {', '.join(EMBEDDING_TABLES)}, got {config.embedding_table!r}")
+        raise ValueError(
+            f"embedding_table must be one of {', '.join(EMBEDDING_TABLES)}, got {config.embedding_table!r}"
+        )
     # The weights are needed only to rewrite the table per row; the graph alone tells what the model holds.
     model = onnx.load(str(source), load_external_data=config.embedding_table == "per-row")
     embedding = [n for n in model.graph.node if n.op_type == "EmbedLayerNormalization"]
     if config.embedding_table == "per-tensor" and any(len(n.input) > 8 and n.input[8] for n in embedding):
-        raise QuantizeError("--embedding-table per-tensor cannot keep this model's position ids (RoBERTa, XLM-R): "
-                            "ONNX Runtime's quantized embedding node has no such input; use per-row")
+        raise QuantizeError(
+            "--embedding-table per-tensor cannot keep this model's position ids (RoBERTa, XLM-R): "
+            "ONNX Runtime's quantized embedding node has no such input; use per-row"
+        )
     per_row = config.embedding_table == "per-row" and bool(embedding)
     if per_row:
         source = target.with_name(f".{target.name}.per-row-table")
@@ -54,14 +60,17 @@ def quantize_dynamic_int8(source: Path, target: Path, config: QuantizationConfig
     del model  # the graph can be large: do not hold it while quantize_dynamic loads its own copy
     reduce_range = REDUCE_RANGE[config.preset]
     done = replace(config, embedding_table="per-row" if per_row else "per-tensor")
-    chosen = {"reduce_range": reduce_range, "weight_type": "int8", "activation_type": "uint8",
-              "op_types": op_types}
+    chosen = {"reduce_range": reduce_range, "weight_type": "int8", "activation_type": "uint8", "op_types": op_types}
     advice = _NoPreprocessingAdvice()
     logging.getLogger().addFilter(advice)
     try:
         quantize_dynamic(
-            str(source), str(target), op_types_to_quantize=op_types, per_channel=config.per_channel,
-            reduce_range=reduce_range, weight_type=QuantType.QInt8,
+            str(source),
+            str(target),
+            op_types_to_quantize=op_types,
+            per_channel=config.per_channel,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
             # Without a default tensor type, shape inference fails on the fused contrib operators.
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )

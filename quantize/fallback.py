@@ -1,8 +1,10 @@
 """Sensitivity-driven FP32 fallback: keep the fewest weight MatMuls in FP32 that meet an agreement target
 on calibration text."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnx
@@ -15,8 +17,9 @@ from .graph import embedding_layers, linear_layers
 from .rewrite import rewrite
 
 
-def _score(model: onnx.ModelProto, task: str, reference: Runner, texts: TextSet,
-           outputs: dict[str, list[np.ndarray]]) -> dict[str, Any]:
+def _score(
+    model: onnx.ModelProto, task: str, reference: Runner, texts: TextSet, outputs: dict[str, list[np.ndarray]]
+) -> dict[str, Any]:
     candidate = reference.with_graph(model.SerializeToString(), "fallback candidate")
     return compare(task, reference, candidate, texts, reference_outputs=outputs)["overall"]
 
@@ -25,24 +28,33 @@ def _meets(overall: dict[str, Any], target: float) -> bool:
     return overall["agreement"] >= target if "agreement" in overall else overall["min_cosine"] >= target
 
 
-def choose_fallback(model: onnx.ModelProto, options: dict[str, Any], task: str, reference: Runner, calibration: TextSet,
-                    target: float, advance: Callable[[int], None] = lambda n: None) -> tuple[list[str], dict[str, float]]:
+def choose_fallback(
+    model: onnx.ModelProto,
+    options: dict[str, Any],
+    task: str,
+    reference: Runner,
+    calibration: TextSet,
+    target: float,
+    advance: Callable[[int], None] = lambda n: None,
+) -> tuple[list[str], dict[str, float]]:
     """(layers to keep in FP32, each layer's sensitivity) for `rewrite(model, **options)`. Sensitivity is
     the mean |output change| when that layer alone is quantized; the most sensitive are kept in FP32, as
     few as reach `target` (agreement, or min cosine for embeddings) on the calibration text (bisection)."""
     layers = linear_layers(model) + embedding_layers(model)
     outputs = {name: reference.head_outputs(texts) for name, texts in calibration.texts.items()}
-    sensitivity = {}
+    sensitivity: dict[str, float] = {}
     for layer in layers:
         alone = rewrite(model, fp32_layers=set(layers) - {layer}, **options)
         sensitivity[layer] = _score(alone, task, reference, calibration, outputs)["mean_abs_diff"]
         advance(1)
-    ranked = sorted(layers, key=sensitivity.get, reverse=True)
+    ranked = sorted(layers, key=sensitivity.__getitem__, reverse=True)
     low, high = 0, len(layers)  # invariant: keeping ranked[:high] in FP32 meets the target
     while low < high:
         middle = (low + high) // 2
-        if _meets(_score(rewrite(model, fp32_layers=set(ranked[:middle]), **options), task, reference, calibration,
-                         outputs), target):
+        if _meets(
+            _score(rewrite(model, fp32_layers=set(ranked[:middle]), **options), task, reference, calibration, outputs),
+            target,
+        ):
             high = middle
         else:
             low = middle + 1

@@ -6,6 +6,7 @@ by the inverse of the activations' second moment H = X^T X, which minimises ||X 
 quantizers only offer GPTQ for 4-bit MatMulNBits (through Intel Neural Compressor), not for the
 per-channel int8 weights MatMulInteger takes, so it is written here (numpy, about 40 lines).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,7 +22,7 @@ def column_scales(weight: np.ndarray, limit: int, pair_limit: int | None = None)
     magnitude = np.abs(weight)
     scale = magnitude.max(axis=0) / limit
     if pair_limit is not None:
-        pairs = magnitude[0::2][:len(magnitude[1::2])] + magnitude[1::2]
+        pairs = magnitude[0::2][: len(magnitude[1::2])] + magnitude[1::2]
         scale = np.maximum(scale, pairs.max(axis=0) / pair_limit)
     return np.maximum(scale, 1e-12 / limit)
 
@@ -38,13 +39,14 @@ def round_nearest(weight: np.ndarray, limit: int, pair_limit: int | None = None)
     scale = column_scales(weight, limit, pair_limit)
     levels = np.clip(np.round(weight / scale), -limit, limit)
     if pair_limit is not None:
-        bound = pair_bounds(levels[0::2][:len(levels[1::2])], pair_limit, 1, limit)
+        bound = pair_bounds(levels[0::2][: len(levels[1::2])], pair_limit, 1, limit)
         levels[1::2] = np.clip(levels[1::2], -bound, bound)
     return levels, scale
 
 
-def round_gptq(weight: np.ndarray, hessian: np.ndarray, limit: int, damping: float = 0.1,
-               pair_limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def round_gptq(
+    weight: np.ndarray, hessian: np.ndarray, limit: int, damping: float = 0.1, pair_limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(integer weights, per-column scales) for `x @ weight` ([K, N]) given H = sum of x^T x ([K, K]);
     `pair_limit` as in `round_nearest` (the rows after a clipped one absorb its error, as for rounding).
 

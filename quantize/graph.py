@@ -1,6 +1,7 @@
 """What a fused BERT graph holds (its weight MatMuls, its embedding node) and a small builder for rewriting
 it with standard and ONNX Runtime contrib operators. ONNX's helper makes single nodes; the builder only
 collects them with their constants, sharing constants by name."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,8 +25,11 @@ def linear_layers(model: onnx.ModelProto) -> list[str]:
     """Names of the weight MatMuls the method quantizes: MatMul nodes with a constant 2-D weight and
     fused Attention nodes (their QKV projection), in graph order."""
     weights = {i.name for i in model.graph.initializer if len(i.dims) == 2}
-    return [n.name for n in model.graph.node
-            if (n.op_type == "MatMul" and n.input[1] in weights) or n.op_type == "Attention"]
+    return [
+        n.name
+        for n in model.graph.node
+        if (n.op_type == "MatMul" and n.input[1] in weights) or n.op_type == "Attention"
+    ]
 
 
 def embedding_layers(model: onnx.ModelProto) -> list[str]:
@@ -61,12 +65,12 @@ class GraphBuilder:
         """The new model: these nodes, the original's inputs, outputs and the initializers still used."""
         used = {i for n in self.nodes for i in n.input}
         kept = [i for i in original.graph.initializer if i.name in used and i.name not in self.shared]
-        graph = helper.make_graph(self.nodes, original.graph.name, original.graph.input, original.graph.output,
-                                  kept + self.initializers)
+        graph = helper.make_graph(
+            self.nodes, original.graph.name, original.graph.input, original.graph.output, kept + self.initializers
+        )
         model = helper.make_model(graph, opset_imports=original.opset_import, producer_name=producer)
         model.ir_version = original.ir_version
         return model
-
 
 
 def at_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
@@ -82,6 +86,10 @@ def at_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
     if current >= version:
         return model
     converted = version_converter.convert_version(model, version)
-    converted.ir_version = max(converted.ir_version, helper.find_min_ir_version_for(
-        [o for o in converted.opset_import if o.domain in ("", "ai.onnx")], ignore_unknown=True))
+    converted.ir_version = max(
+        converted.ir_version,
+        helper.find_min_ir_version_for(
+            [o for o in converted.opset_import if o.domain in ("", "ai.onnx")], ignore_unknown=True
+        ),
+    )
     return converted

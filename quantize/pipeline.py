@@ -1,4 +1,5 @@
 """`mbert-edge quantize`: INT8 from the bundle's fused FP32 graph, then the accuracy gate, always."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -20,9 +21,11 @@ from .presets import resolve_preset
 INT8_FILE = "model.int8.onnx"
 REPORT_STEM = "accuracy.int8"
 METHODS = ("dynamic", "faithful")
-ADVICE = {"faithful": "try --calibration with a few hundred sentences of your domain, or --fallback-target 0.99, "
-                      "or lower --min-agreement knowingly",
-          "dynamic": "try the default --method faithful, or lower --min-agreement knowingly"}
+ADVICE = {
+    "faithful": "try --calibration with a few hundred sentences of your domain, or --fallback-target 0.99, "
+    "or lower --min-agreement knowingly",
+    "dynamic": "try the default --method faithful, or lower --min-agreement knowingly",
+}
 
 
 class GateError(MbertEdgeError):
@@ -36,8 +39,9 @@ def _drop_int8(bundle: Bundle) -> None:
         (bundle.path / name).unlink(missing_ok=True)
 
 
-def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
-                    progress: Progress | None = None) -> dict[str, Any]:
+def quantize_bundle(
+    path: str | Path, config: QuantizationConfig | None = None, progress: Progress | None = None
+) -> dict[str, Any]:
     """Add `model.int8.onnx` to the bundle if it passes the accuracy gate; returns the report.
 
     The report (`accuracy.int8.json` and `.md`) is written either way; on failure any INT8 model is
@@ -58,16 +62,17 @@ def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
     staging = bundle.path / f".{INT8_FILE}.partial"
     reference = Runner.open(bundle, "fp32")
     try:
-        if config.method == "dynamic":
+        if calibration is None:  # dynamic: scales come from each batch at run time
             with progress.step(f"quantizing to INT8 (preset {preset}, per-channel {config.per_channel})"):
                 config, chosen = quantize_dynamic_int8(fp32, staging, config)
         else:
-            config, chosen = quantize_faithful_int8(fp32, staging, config, bundle.task, reference, calibration,
-                                                    progress)
+            config, chosen = quantize_faithful_int8(
+                fp32, staging, config, bundle.task, reference, calibration, progress
+            )
         candidate = reference.with_graph(staging, INT8_FILE)
         with progress.bar("comparing INT8 with FP32", len(texts)) as advance:
             report = compare(bundle.task, reference, candidate, texts, advance=advance)
-        failure = gate_failure(report, config.min_agreement, config.min_cosine)
+        failure = gate_failure(report, config.agreement_threshold, config.min_cosine)
         stored: list[str] = []
         if failure is None:
             with progress.step("storing the INT8 model"):
@@ -84,6 +89,7 @@ def quantize_bundle(path: str | Path, config: QuantizationConfig | None = None,
     if failure is not None:
         threshold = "--min-cosine" if bundle.task == "feature-extraction" else "--min-agreement"
         advice = ADVICE[config.method].replace("--min-agreement", threshold)
-        raise GateError(f"INT8 model rejected, the bundle keeps FP32 only: {failure} (report: "
-                        f"{bundle.path / reports[1]}); {advice}")
+        raise GateError(
+            f"INT8 model rejected, the bundle keeps FP32 only: {failure} (report: {bundle.path / reports[1]}); {advice}"
+        )
     return report

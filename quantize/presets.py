@@ -1,4 +1,5 @@
 """Quantization settings chosen per CPU: the `--preset` decides, never an assumed instruction set."""
+
 from __future__ import annotations
 
 from mbert_edge.runtime.cpus import cpu_flags, int8_preset

@@ -14,9 +14,11 @@ statistics and their weight rows are FP32; weights are rounded by GPTQ (gptq.py)
 projection gets the same treatment (the attention core then runs in FP32 in MultiHeadAttention), and the
 embedding table is int8 per row (embedding_table.py).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,9 +27,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from .calibration import LayerStats
 from .embedding_table import embedding_layer
-from .graph import MS_DOMAIN, GraphBuilder, at_opset, attribute, linear_layers
 from .gptq import round_gptq, round_nearest
-
+from .graph import MS_DOMAIN, GraphBuilder, at_opset, attribute, linear_layers
 
 # How weights are stored for MatMulInteger: "s8" int8 in [-127, 127] (VNNI, ARM dot product);
 # "s7" int8 in [-63, 63] (AVX2: its u8*s8 multiply-add can saturate with unconstrained 8-bit weights);
@@ -51,8 +52,9 @@ class Rewriter(GraphBuilder):
     outlier_channels: int = 0
     gptq: bool = True
 
-    def _integer_weights(self, weight: np.ndarray, stats: LayerStats | None,
-                         smooth: np.ndarray | None, outliers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _integer_weights(
+        self, weight: np.ndarray, stats: LayerStats | None, smooth: np.ndarray | None, outliers: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(integer levels, column scales) of the rows the int8 path multiplies: GPTQ when calibration
         statistics exist (cached: the fallback search rewrites the graph many times), else nearest
         rounding; outlier rows are zero (they go through FP32)."""
@@ -79,7 +81,7 @@ class Rewriter(GraphBuilder):
         outliers = np.zeros(0, np.int64)
         if stats is not None and self.outlier_channels:
             peak = stats.peak if smooth is None else stats.peak / smooth
-            outliers = np.sort(np.argsort(peak)[::-1][:self.outlier_channels]).astype(np.int64)
+            outliers = np.sort(np.argsort(peak)[::-1][: self.outlier_channels]).astype(np.int64)
         if smooth is not None or outliers.size:  # x / s (s folded into the weight rows), outliers zeroed
             factor = np.ones(weight.shape[0], np.float32) if smooth is None else (1.0 / smooth).astype(np.float32)
             factor[outliers] = 0.0
@@ -105,31 +107,54 @@ class Rewriter(GraphBuilder):
         top = self.node("ReduceMax", [quantized_x, last], f"{p}.max", keepdims=1)
         bottom = self.node("ReduceMin", [quantized_x, last], f"{p}.min", keepdims=1)
         twice_centre = self.node("Add", [top, bottom], f"{p}.sum")
-        twice_widest = self.node("Max", [self.node("Sub", [top, bottom], f"{p}.range"),
-                                         self.node("Abs", [twice_centre], f"{p}.abs_sum"),
-                                         self.constant("faithful.eps2", np.array(2e-10, np.float32))], f"{p}.widest")
+        twice_widest = self.node(
+            "Max",
+            [
+                self.node("Sub", [top, bottom], f"{p}.range"),
+                self.node("Abs", [twice_centre], f"{p}.abs_sum"),
+                self.constant("faithful.eps2", np.array(2e-10, np.float32)),
+            ],
+            f"{p}.widest",
+        )
         # 126.5 (here 2 x 126.5), not 127: with the centre rounded to a level, every code stays within [1, 255].
-        scale = self.node("Mul", [twice_widest, self.constant("faithful.inv253", np.array(1 / 253, np.float32))],
-                          f"{p}.scale")
-        minus_centre = self.node("Mul", [twice_centre, self.constant("faithful.minus_half",
-                                                                     np.array(-0.5, np.float32))], f"{p}.minus_centre")
-        minus_level = self.node("QuantizeLinear", [minus_centre, scale], f"{p}.minus_level", axis=-1, block_size=1,
-                                output_dtype=TensorProto.INT8)
+        scale = self.node(
+            "Mul", [twice_widest, self.constant("faithful.inv253", np.array(1 / 253, np.float32))], f"{p}.scale"
+        )
+        minus_centre = self.node(
+            "Mul", [twice_centre, self.constant("faithful.minus_half", np.array(-0.5, np.float32))], f"{p}.minus_centre"
+        )
+        minus_level = self.node(
+            "QuantizeLinear",
+            [minus_centre, scale],
+            f"{p}.minus_level",
+            axis=-1,
+            block_size=1,
+            output_dtype=TensorProto.INT8,
+        )
         wrapped = self.node("Cast", [minus_level], f"{p}.minus_level_u8", to=TensorProto.UINT8)  # two's complement
-        zero = self.node("BitwiseXor", [wrapped, self.constant("faithful.bit7", np.array(128, np.uint8))],
-                         f"{p}.zero")
+        zero = self.node("BitwiseXor", [wrapped, self.constant("faithful.bit7", np.array(128, np.uint8))], f"{p}.zero")
         # Opset 21's blocked QuantizeLinear, one block per row: the [..., 1] scale and zero point apply to the
         # whole last axis, so the activation keeps its shape (per-axis quantization needed it reshaped to 2-D
         # and back: four Reshapes and a Shape per MatMul).
         q = self.node("QuantizeLinear", [quantized_x, scale, zero], f"{p}.q", axis=-1, block_size=columns)
         # ONNX Runtime broadcasts a_scale x b_scale, so the [..., 1] row scales go straight in.
-        rows = self.node("MatMulIntegerToFloat", [
-            q, self.constant(f"{p}.w_int", w_stored), scale, self.constant(f"{p}.w_scale", w_scale.astype(np.float32)),
-            self.constant("faithful.zp128", np.array(128, np.uint8)),
-            self.constant(f"faithful.w_zero_{self.weight_format}", w_zero)], f"{p}.rows", domain=MS_DOMAIN)
+        rows = self.node(
+            "MatMulIntegerToFloat",
+            [
+                q,
+                self.constant(f"{p}.w_int", w_stored),
+                scale,
+                self.constant(f"{p}.w_scale", w_scale.astype(np.float32)),
+                self.constant("faithful.zp128", np.array(128, np.uint8)),
+                self.constant(f"faithful.w_zero_{self.weight_format}", w_zero),
+            ],
+            f"{p}.rows",
+            domain=MS_DOMAIN,
+        )
         # -round(c/s) s: the centre actually subtracted, negated (so are the column sums below).
-        used_centre = self.node("DequantizeLinear", [minus_level, scale], f"{p}.minus_used_centre", axis=-1,
-                                block_size=1)
+        used_centre = self.node(
+            "DequantizeLinear", [minus_level, scale], f"{p}.minus_used_centre", axis=-1, block_size=1
+        )
         column_sums = -(w_int * w_scale).sum(axis=0).astype(np.float32)  # the dequantized weight's, for exactness
         if not outliers.size:
             shift = self.node("Mul", [used_centre, self.constant(f"{p}.colsum", column_sums)], f"{p}.shift_back")
@@ -146,10 +171,16 @@ class Rewriter(GraphBuilder):
         return self.per_token_matmul(x, weight, output, layer)
 
 
-def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = frozenset(),
-            smoothing: dict[str, np.ndarray] | None = None, stats: dict[str, LayerStats] | None = None,
-            outlier_channels: int = 0, weight_rounding: str = "gptq",
-            advance: Callable[[int], None] = lambda n: None) -> onnx.ModelProto:
+def rewrite(
+    model: onnx.ModelProto,
+    weight_format: str,
+    fp32_layers: AbstractSet[str] = frozenset(),
+    smoothing: dict[str, np.ndarray] | None = None,
+    stats: dict[str, LayerStats] | None = None,
+    outlier_channels: int = 0,
+    weight_rounding: str = "gptq",
+    advance: Callable[[int], None] = lambda n: None,
+) -> onnx.ModelProto:
     """The faithful INT8 graph of a fused FP32 BERT graph. With calibration `stats`, weights are rounded by
     GPTQ (`weight_rounding="gptq"`, else to nearest) and each layer's `outlier_channels` input channels with
     the largest peaks stay FP32; `fp32_layers` stay FP32 whole. `advance(1)` follows each weight MatMul."""
@@ -157,8 +188,13 @@ def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = 
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     quantized = set(linear_layers(model))
     mask_input = next(i.name for i in model.graph.input if i.name == "attention_mask")
-    r = Rewriter(weight_format, smoothing=smoothing or {}, stats=stats or {},
-                 outlier_channels=outlier_channels, gptq=weight_rounding == "gptq")
+    r = Rewriter(
+        weight_format,
+        smoothing=smoothing or {},
+        stats=stats or {},
+        outlier_channels=outlier_channels,
+        gptq=weight_rounding == "gptq",
+    )
     padding_mask = None
     for node in model.graph.node:
         if node.name in quantized and node.op_type == "MatMul":
@@ -168,15 +204,19 @@ def rewrite(model: onnx.ModelProto, weight_format: str, fp32_layers: set[str] = 
             if padding_mask is None:
                 padding_mask = r.node("Cast", [mask_input], "faithful.key_padding_mask", to=TensorProto.INT32)
             heads = attribute(node, "num_heads")
-            qkv = r.matmul(node.input[0], inits[node.input[1]], f"{node.name}.qkv", node.name,
-                           node.name in fp32_layers)
+            qkv = r.matmul(node.input[0], inits[node.input[1]], f"{node.name}.qkv", node.name, node.name in fp32_layers)
             advance(1)
             hidden = inits[node.input[1]].shape[1] // 3
             split = r.constant(f"faithful.split{hidden}", np.array([hidden] * 3, np.int64))
             q, k, v = (f"{node.name}.{x}" for x in "qkv")
             r.nodes.append(helper.make_node("Split", [qkv, split], [q, k, v], name=f"{node.name}.split", axis=-1))
-            r.node("MultiHeadAttention", [q, k, v, node.input[2], padding_mask], node.output[0],
-                   domain=MS_DOMAIN, num_heads=heads)
+            r.node(
+                "MultiHeadAttention",
+                [q, k, v, node.input[2], padding_mask],
+                node.output[0],
+                domain=MS_DOMAIN,
+                num_heads=heads,
+            )
         elif node.op_type == "EmbedLayerNormalization":
             embedding_layer(r, node, inits, node.name in fp32_layers)
         else:

@@ -9,6 +9,7 @@ leaves its tokenization, and so the model's outputs, unchanged. The embedding ro
 every ONNX model in the bundle, FP32 and INT8 alike: gathering rows of an already quantized table is exact, so
 INT8 outputs stay identical too (re-quantizing would change the per-tensor scale).
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,10 +36,38 @@ WORD_START = "\u2581"  # SentencePiece's ▁, itself of the Common script
 ALWAYS = ("Common", "Inherited")  # digits, punctuation, symbols, combining marks: shared by every script
 
 # Scripts the corpus mode looks for (those mBERT's vocabulary covers); Common/Inherited are always kept.
-_SCRIPT_NAMES = ("Latin", "Cyrillic", "Greek", "Arabic", "Hebrew", "Armenian", "Georgian", "Devanagari",
-                 "Bengali", "Gurmukhi", "Gujarati", "Oriya", "Tamil", "Telugu", "Kannada", "Malayalam",
-                 "Sinhala", "Thai", "Lao", "Tibetan", "Myanmar", "Khmer", "Hangul", "Hiragana", "Katakana",
-                 "Han", "Ethiopic", "Mongolian", "Thaana", "Syriac")
+_SCRIPT_NAMES = (
+    "Latin",
+    "Cyrillic",
+    "Greek",
+    "Arabic",
+    "Hebrew",
+    "Armenian",
+    "Georgian",
+    "Devanagari",
+    "Bengali",
+    "Gurmukhi",
+    "Gujarati",
+    "Oriya",
+    "Tamil",
+    "Telugu",
+    "Kannada",
+    "Malayalam",
+    "Sinhala",
+    "Thai",
+    "Lao",
+    "Tibetan",
+    "Myanmar",
+    "Khmer",
+    "Hangul",
+    "Hiragana",
+    "Katakana",
+    "Han",
+    "Ethiopic",
+    "Mongolian",
+    "Thaana",
+    "Syriac",
+)
 _SCRIPT_CHARS = {name: regex.compile(rf"\p{{Script={name}}}") for name in _SCRIPT_NAMES}
 
 
@@ -54,14 +83,16 @@ def script_pattern(scripts: Iterable[str]) -> regex.Pattern:
         try:
             classes.append(regex.compile(rf"\p{{Script={name}}}").pattern)
         except regex.error as exc:
-            raise TrimError(f"unknown Unicode script {name!r}; use names such as latin, cyrillic, greek, arabic, "
-                            "han, devanagari, hangul") from exc
+            raise TrimError(
+                f"unknown Unicode script {name!r}; use names such as latin, cyrillic, greek, arabic, "
+                "han, devanagari, hangul"
+            ) from exc
     return regex.compile(rf"(?:{'|'.join(classes)})+")
 
 
 def piece_text(token: str, prefix: str) -> str:
     """The characters a vocabulary piece matches in a word ("##ing" -> "ing", "▁word" -> "word")."""
-    return token[len(prefix):] if prefix and token.startswith(prefix) and token != prefix else token
+    return token[len(prefix) :] if prefix and token.startswith(prefix) and token != prefix else token
 
 
 def piece_vocab(tokenizer_json: dict[str, Any]) -> tuple[dict[str, int], str]:
@@ -73,8 +104,10 @@ def piece_vocab(tokenizer_json: dict[str, Any]) -> tuple[dict[str, int], str]:
         return model["vocab"], model.get("continuing_subword_prefix", "##")
     if model.get("type") == "Unigram":
         return {piece: i for i, (piece, _score) in enumerate(model["vocab"])}, WORD_START
-    raise TrimError(f"the bundle's tokenizer is {model.get('type')}; only WordPiece (BERT, DistilBERT) and "
-                    "SentencePiece Unigram (XLM-R) vocabularies can be trimmed")
+    raise TrimError(
+        f"the bundle's tokenizer is {model.get('type')}; only WordPiece (BERT, DistilBERT) and "
+        "SentencePiece Unigram (XLM-R) vocabularies can be trimmed"
+    )
 
 
 BYTE_PIECE = regex.compile(r"<0x[0-9A-F]{2}>")  # SentencePiece's byte-fallback pieces
@@ -116,13 +149,13 @@ def keep_by_scripts(tokenizer_json: dict[str, Any], scripts: list[str]) -> list[
 
 def scripts_of(texts: Iterable[str]) -> set[str]:
     """The scripts of `_SCRIPT_NAMES` that the letters of `texts` are written in."""
-    found = {next((name for name, chars in _SCRIPT_CHARS.items() if chars.match(c)), None)
-             for c in set("".join(texts))}
-    return found - {None}
+    letters = set("".join(texts))
+    return {name for name, chars in _SCRIPT_CHARS.items() if any(chars.match(c) for c in letters)}
 
 
-def keep_by_corpus(tokenizer: Tokenizer, tokenizer_json: dict[str, Any], texts: list[str],
-                   min_count: int) -> tuple[list[int], list[str]]:
+def keep_by_corpus(
+    tokenizer: Tokenizer, tokenizer_json: dict[str, Any], texts: list[str], min_count: int
+) -> tuple[list[int], list[str]]:
     """Ids used at least `min_count` times when tokenizing `texts`, plus specials, plus every
     single-character piece (bare and continuation) of the scripts the corpus is written in, so that any
     text in those scripts still tokenizes (in smaller pieces rather than [UNK]). Also the scripts found."""
@@ -133,8 +166,11 @@ def keep_by_corpus(tokenizer: Tokenizer, tokenizer_json: dict[str, Any], texts: 
     scripts = sorted(scripts_of(texts))
     pattern = script_pattern(scripts)
     kept = special_ids(tokenizer_json) | {i for i, n in counts.items() if n >= min_count}
-    kept.update(i for token, i in vocab.items()
-                if len(piece_text(token, prefix)) == 1 and pattern.fullmatch(piece_text(token, prefix)))
+    kept.update(
+        i
+        for token, i in vocab.items()
+        if len(piece_text(token, prefix)) == 1 and pattern.fullmatch(piece_text(token, prefix))
+    )
     return sorted(kept), scripts
 
 
@@ -178,8 +214,9 @@ def trim_model(path: Path, target: Path, kept: list[int], rows: int) -> list[str
     return save_model(model, target)
 
 
-def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record: dict[str, Any],
-                force: bool = False) -> Bundle:
+def trim_bundle(
+    source: str | Path, output: str | Path, kept: list[int], record: dict[str, Any], force: bool = False
+) -> Bundle:
     """Write a copy of the bundle at `source` to `output` with only the `kept` vocabulary ids, in the
     tokenizer and in every model. `record` (how `kept` was chosen) goes into the manifest's `trim`."""
     bundle = Bundle.open(source)
@@ -194,16 +231,20 @@ def trim_bundle(source: str | Path, output: str | Path, kept: list[int], record:
     with staged_folder(output, force, bundle.path) as staging:
         data = trimmed_tokenizer_json(tokenizer_json, kept)
         (staging / TOKENIZER_NAME).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-        written = [file for name in bundle.models.values()
-                   for file in trim_model(bundle.file(name), staging / name, kept, rows)]
+        written = [
+            file
+            for name in bundle.models.values()
+            for file in trim_model(bundle.file(name), staging / name, kept, rows)
+        ]
         for name in manifest.files:
             if not (staging / name).exists():  # reports and other files carry over as they are
                 shutil.copyfile(bundle.file(name), staging / name)
         for special in manifest.special_tokens.values():
             special.id = new_id[special.id]
         manifest.vocab_size = manifest.embedding_rows = len(kept)
-        manifest.trim = Trim(**record, original_vocab_size=bundle.manifest.vocab_size, original_embedding_rows=rows,
-                             kept=len(kept))
+        manifest.trim = Trim(
+            **record, original_vocab_size=bundle.manifest.vocab_size, original_embedding_rows=rows, kept=len(kept)
+        )
         names = list(dict.fromkeys([*manifest.files, *written]))  # weights files are new for an older bundle
         trimmed = Bundle(staging, manifest)
         manifest.files = {}
@@ -217,34 +258,48 @@ def coverage(original: Tokenizer, trimmed: Tokenizer, kept: list[int], texts: li
     original)."""
     old_ids = np.asarray(kept)
     same = sum(
-        a.ids == old_ids[b.ids].tolist()
-        for a, b in zip(original.encode_batch(texts), trimmed.encode_batch(texts))
+        a.ids == old_ids[b.ids].tolist() for a, b in zip(original.encode_batch(texts), trimmed.encode_batch(texts))
     )
     return same / len(texts)
 
 
-def trim(source: str | Path, output: str | Path, scripts: list[str] | None = None,
-         corpus: TextSet | None = None, min_count: int = 1, holdout: float = 0.1, force: bool = False) -> Bundle:
+def trim(
+    source: str | Path,
+    output: str | Path,
+    scripts: list[str] | None = None,
+    corpus: TextSet | None = None,
+    min_count: int = 1,
+    holdout: float = 0.1,
+    force: bool = False,
+) -> Bundle:
     """Trim by `scripts` (outputs provably unchanged for text in them) or by `corpus` (keeps what the
     corpus uses; the last `holdout` share of each corpus group is held out to measure coverage)."""
     if (scripts is None) == (corpus is None):
         raise TrimError("give either --scripts or --corpus")
     bundle = Bundle.open(source)
     tokenizer_json = json.loads(bundle.file(TOKENIZER_NAME).read_text(encoding="utf-8"))
-    if scripts is not None:
-        kept = keep_by_scripts(tokenizer_json, scripts)
+    if corpus is None:
+        kept = keep_by_scripts(tokenizer_json, scripts or [])
         record: dict[str, Any] = {"mode": "scripts", "scripts": scripts}
     else:
         if not 0 <= holdout < 1 or min_count < 1:
             raise TrimError("--holdout must be in [0, 1) and --min-count at least 1")
         split = {group: len(texts) - int(len(texts) * holdout) for group, texts in corpus.texts.items()}
-        seen = [t for group, texts in corpus.texts.items() for t in texts[:split[group]]]
+        seen = [t for group, texts in corpus.texts.items() for t in texts[: split[group]]]
         tokenizer = Tokenizer.from_str(json.dumps(tokenizer_json))
         kept, found = keep_by_corpus(tokenizer, tokenizer_json, seen, min_count)
         trimmed = Tokenizer.from_str(json.dumps(trimmed_tokenizer_json(tokenizer_json, kept)))
-        held_out = {group: texts[split[group]:] for group, texts in corpus.texts.items()}
-        record = {"mode": "corpus", "scripts": found, "min_count": min_count, "sentences": len(seen),
-                  "holdout": holdout,
-                  "coverage": {group: {"sentences": len(texts), "unchanged": coverage(tokenizer, trimmed, kept, texts)}
-                               for group, texts in held_out.items() if texts}}  # none held out: not measured
+        held_out = {group: texts[split[group] :] for group, texts in corpus.texts.items()}
+        record = {
+            "mode": "corpus",
+            "scripts": found,
+            "min_count": min_count,
+            "sentences": len(seen),
+            "holdout": holdout,
+            "coverage": {
+                group: {"sentences": len(texts), "unchanged": coverage(tokenizer, trimmed, kept, texts)}
+                for group, texts in held_out.items()
+                if texts
+            },
+        }  # none held out: not measured
     return trim_bundle(bundle.path, output, kept, record, force)

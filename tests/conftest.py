@@ -1,5 +1,6 @@
 """Fixtures: tiny BERT checkpoints built in the test session (random weights, a vocabulary made from the
 built-in multilingual sample), exported once and shared by the tests."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,11 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
     """Run the real command in a fresh process: exit code, stdout and stderr as a user sees them."""
     return subprocess.run(
         [sys.executable, "-m", "mbert_edge", *args],
-        input=stdin, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=600,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
         cwd=Path(__file__).parent,  # not the repo root: `-m` would import the source tree, not the install
     )
 
@@ -68,8 +73,14 @@ def run_cli_in_terminal(*args: str) -> tuple[int, str]:
     reader = threading.Thread(target=drain, daemon=True)
     reader.start()
     try:
-        done = subprocess.run([sys.executable, "-m", "mbert_edge", *args], stdin=follower, stdout=follower,
-                              stderr=follower, timeout=600, cwd=Path(__file__).parent)
+        done = subprocess.run(
+            [sys.executable, "-m", "mbert_edge", *args],
+            stdin=follower,
+            stdout=follower,
+            stderr=follower,
+            timeout=600,
+            cwd=Path(__file__).parent,
+        )
     finally:
         os.close(follower)
     reader.join(10)
@@ -121,8 +132,13 @@ def write_checkpoint(folder: Path, head: str, vocab: list[str], layers: int = 2,
 
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=layers, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=128, **config_extra,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        **config_extra,
     )
     model = getattr(transformers, head)(config)
     randomize_biases(model)
@@ -141,16 +157,24 @@ def vocab() -> list[str]:
 @pytest.fixture(scope="session")
 def seqcls_checkpoint(tmp_path_factory, vocab) -> Path:
     return write_checkpoint(
-        tmp_path_factory.mktemp("seqcls"), "BertForSequenceClassification", vocab,
-        num_labels=3, id2label=dict(enumerate(LABELS)), label2id={l: i for i, l in enumerate(LABELS)},
+        tmp_path_factory.mktemp("seqcls"),
+        "BertForSequenceClassification",
+        vocab,
+        num_labels=3,
+        id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
     )
 
 
 @pytest.fixture(scope="session")
 def token_checkpoint(tmp_path_factory, vocab) -> Path:
     return write_checkpoint(
-        tmp_path_factory.mktemp("token"), "BertForTokenClassification", vocab, num_labels=len(NER_LABELS),
-        id2label=dict(enumerate(NER_LABELS)), label2id={l: i for i, l in enumerate(NER_LABELS)},
+        tmp_path_factory.mktemp("token"),
+        "BertForTokenClassification",
+        vocab,
+        num_labels=len(NER_LABELS),
+        id2label=dict(enumerate(NER_LABELS)),
+        label2id={label: i for i, label in enumerate(NER_LABELS)},
     )
 
 

@@ -1,32 +1,39 @@
 """Every supported architecture (DistilBERT, RoBERTa, XLM-R; BERT is everywhere else) through every step:
 export with `--task auto` -> fusion contract -> parity -> quantize (both methods) -> runtime, for every
 task, on tiny random models with the tokenizer kind each ships with (WordPiece, byte-level BPE, Unigram)."""
+
 from __future__ import annotations
 
 import json
-
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from tokenizers import Tokenizer
-
 from conftest import run_cli
 from families import write_family_checkpoint
+from test_token_classifier import TEXTS as NER_TEXTS
+from test_token_classifier import assert_same_entities, pipeline_entities
+from tokenizers import Tokenizer
+
 from mbert_edge import Classifier, Embedder, TokenClassifier
 from mbert_edge.bundle import TASKS, Bundle
 from mbert_edge.runtime.entities import AGGREGATIONS
 from mbert_edge.textdata import builtin_sample
-from test_token_classifier import TEXTS as NER_TEXTS
-from test_token_classifier import assert_same_entities, pipeline_entities
 
 FAMILIES = ["distilbert", "roberta", "xlm-roberta"]
-CLASSES = {"sequence-classification": Classifier, "token-classification": TokenClassifier,
-           "feature-extraction": Embedder}
+CLASSES = {
+    "sequence-classification": Classifier,
+    "token-classification": TokenClassifier,
+    "feature-extraction": Embedder,
+}
 TEXTS = [s for group in builtin_sample().texts.values() for s in group[:1]] + ["Zürich 🙂 und 東京", "a"]
-SPECIALS = {"distilbert": ("[CLS]", "[SEP]", "[PAD]"), "roberta": ("<s>", "</s>", "<pad>"),
-            "xlm-roberta": ("<s>", "</s>", "<pad>"), "bert": ("<s>", "</s>", "<pad>")}
+SPECIALS = {
+    "distilbert": ("[CLS]", "[SEP]", "[PAD]"),
+    "roberta": ("<s>", "</s>", "<pad>"),
+    "xlm-roberta": ("<s>", "</s>", "<pad>"),
+    "bert": ("<s>", "</s>", "<pad>"),
+}
 # Every architecture with every task, and BERT with XLM-R's Unigram tokenizer as a sentence encoder.
 CASES = [(family, task) for family in FAMILIES for task in TASKS] + [("bert", "feature-extraction")]
 
@@ -55,10 +62,13 @@ def torch_outputs(checkpoint: Path, task: str, texts: list[str]) -> tuple[np.nda
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
     tokenizer.pad_token = tokenizer.pad_token or "<pad>"  # the RoBERTa folder names no special tokens
-    model = transformers.AutoModel.from_pretrained(checkpoint, attn_implementation="eager") \
-        if task == "feature-extraction" else \
-        getattr(transformers, f"AutoModelFor{'Sequence' if task == 'sequence-classification' else 'Token'}Classification") \
-        .from_pretrained(checkpoint, attn_implementation="eager")
+    model = (
+        transformers.AutoModel.from_pretrained(checkpoint, attn_implementation="eager")
+        if task == "feature-extraction"
+        else getattr(
+            transformers, f"AutoModelFor{'Sequence' if task == 'sequence-classification' else 'Token'}Classification"
+        ).from_pretrained(checkpoint, attn_implementation="eager")
+    )
     batch = tokenizer(texts, padding=True, return_tensors="pt")
     with torch.inference_mode():
         output = model.eval()(**batch)
@@ -81,11 +91,18 @@ def test_export_quantize_and_run(exported, tmp_path, model_type, task):
     assert manifest.inputs == ["input_ids", "attention_mask"] + (["token_type_ids"] if model_type == "bert" else [])
     assert manifest.optimization.contract_holds
     assert {k: v for k, v in manifest.optimization.fused_operators.items() if k != "nodes"} == {
-        "Attention": 2, "SkipLayerNormalization": 4, "EmbedLayerNormalization": 1, "Gelu": 2}
+        "Attention": 2,
+        "SkipLayerNormalization": 4,
+        "EmbedLayerNormalization": 1,
+        "Gelu": 2,
+    }
     assert manifest.export.parity.max_abs_diff <= 1e-4 and manifest.optimization.parity.max_abs_diff <= 1e-4
     cls, sep, pad = SPECIALS[model_type]
-    assert (manifest.special_tokens["cls"].token, manifest.special_tokens["sep"].token,
-            manifest.special_tokens["pad"].token) == (cls, sep, pad)
+    assert (
+        manifest.special_tokens["cls"].token,
+        manifest.special_tokens["sep"].token,
+        manifest.special_tokens["pad"].token,
+    ) == (cls, sep, pad)
     assert manifest.max_length == 128  # RoBERTa family: 130 positions - padding index 1 - 1; BERT: its tokenizer's
 
     # The runtime (FP32) against transformers' tokenizer and model, on a padded batch.
@@ -157,12 +174,18 @@ def test_long_text_ner_merges_windows_into_the_whole_texts_tokens(exported, mode
     whole.no_truncation()
     encoding = whole.encode(text.replace("\ud800", "\ufffd"))
     assert len(encoding) > 4 * model.max_length
-    expected = [(i, start, end, token) for i, (token, special, (start, end))
-                in enumerate(zip(encoding.tokens, encoding.special_tokens_mask, encoding.offsets)) if not special]
+    expected = [
+        (i, start, end, token)
+        for i, (token, special, (start, end)) in enumerate(
+            zip(encoding.tokens, encoding.special_tokens_mask, encoding.offsets)
+        )
+        if not special
+    ]
     tokens = model.predict(text, aggregation="none", ignore_labels=())
     unknown = model.tokenizer.id_to_token(model.bundle.manifest.special_tokens["unk"].id)
     assert [(t["index"], t["start"], t["end"], t["word"]) for t in tokens] == [
-        (i, start, end, "\ufffd" if token == unknown else token) for i, start, end, token in expected]
+        (i, start, end, "\ufffd" if token == unknown else token) for i, start, end, token in expected
+    ]
     assert model.predict(text, aggregation="none", ignore_labels=None) == [t for t in tokens if t["entity"] != "O"]
     for aggregation in AGGREGATIONS:  # every word reported is text UTF-8 can carry (JSON, the server)
         assert "".join(e["word"] for e in model.predict(text, aggregation=aggregation)).encode("utf-8")
@@ -198,8 +221,22 @@ def test_bench_measures_every_architecture(exported, model_type, tmp_path):
     """Figures are read from bench.json, never from the formatted table: on a busy machine the table marks a
     figure "(wide spread)", which is for people, not for parsing."""
     _, bundle = exported(model_type, "token-classification")
-    result = run_cli("bench", str(bundle), "--runs", "2", "--max-seconds", "0", "--lengths", "8,32",
-                     "--batch-sizes", "4", "--no-cold-start", "--no-threads", "--out", str(tmp_path))
+    result = run_cli(
+        "bench",
+        str(bundle),
+        "--runs",
+        "2",
+        "--max-seconds",
+        "0",
+        "--lengths",
+        "8,32",
+        "--batch-sizes",
+        "4",
+        "--no-cold-start",
+        "--no-threads",
+        "--out",
+        str(tmp_path),
+    )
     assert result.returncode == 0, result.stderr
     assert "| precision | 8 tokens | 32 tokens |" in result.stdout
     fp32 = json.loads((tmp_path / "bench.json").read_text())["variants"]["fp32"]
@@ -217,9 +254,11 @@ def test_per_tensor_embedding_table_is_refused_where_positions_are_an_input(expo
     copy = Path(shutil.copytree(bundle, tmp_path / "b"))
     result = run_cli("quantize", str(copy), "--method", "dynamic", "--embedding-table", "per-tensor")
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1:] == ["Error: --embedding-table per-tensor cannot keep this model's "
-                                                  "position ids (RoBERTa, XLM-R): ONNX Runtime's quantized embedding "
-                                                  "node has no such input; use per-row"]
+    assert result.stderr.strip().splitlines()[-1:] == [
+        "Error: --embedding-table per-tensor cannot keep this model's "
+        "position ids (RoBERTa, XLM-R): ONNX Runtime's quantized embedding "
+        "node has no such input; use per-row"
+    ]
     assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in bundle.iterdir())
     assert "int8" not in Bundle.open(copy).models
 

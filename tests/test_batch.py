@@ -1,4 +1,5 @@
 """`mbert-edge batch` on one machine: results equal the runtime's, every format, bad rows, resumption."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_cli, run_cli_in_terminal
 
 pa = pytest.importorskip("pyarrow")
@@ -31,8 +31,13 @@ def corpus(rows: int) -> pa.Table:
     """`rows` real multilingual sentences (the built-in sample, repeated), ids 0.., and three bad rows."""
     sentences = [s for group in builtin_sample().texts.values() for s in group]
     texts = [BAD.get(i, sentences[i % len(sentences)]) for i in range(rows)]
-    return pa.table({"id": pa.array(range(rows), pa.int64()), "text": pa.array(texts, pa.string()),
-                     "source": pa.array([f"s{i % 5}" for i in range(rows)])})
+    return pa.table(
+        {
+            "id": pa.array(range(rows), pa.int64()),
+            "text": pa.array(texts, pa.string()),
+            "source": pa.array([f"s{i % 5}" for i in range(rows)]),
+        }
+    )
 
 
 def good_texts(table: pa.Table) -> list[str]:
@@ -50,7 +55,9 @@ def entity_spans(rows: list[list[dict]]) -> list[list[tuple]]:
 def test_classification_matches_predict_and_counts_bad_rows(seqcls_bundle, tmp_path):
     table = corpus(300)
     pq.write_table(table, tmp_path / "in.parquet")
-    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--part-rows", "128")
+    run = run_cli(
+        "batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--part-rows", "128"
+    )
     assert run.returncode == 0, run.stderr
     assert "300 rows in 3 parts (3 written)" in run.stdout
     assert "rows with an error: 3 (empty text 2, null text 1)" in run.stdout
@@ -107,10 +114,16 @@ def test_embeddings_and_entities(encoder_bundle, token_bundle, tmp_path):
     assert embedded.schema.field("embedding").type == pa.list_(pa.float32(), 32)
     vectors = embedded.column("embedding").to_pylist()
     assert [i for i, v in enumerate(vectors) if v is None] == sorted(BAD)
-    np.testing.assert_allclose(np.array([v for v in vectors if v is not None]),
-                               Embedder(encoder_bundle).encode(good_texts(table)), atol=1e-6)
-    entities = [e for e, error in zip(*results_of(tmp_path / token_bundle.name).select(["entities", "error"])
-                                      .to_pydict().values()) if error is None]
+    np.testing.assert_allclose(
+        np.array([v for v in vectors if v is not None]), Embedder(encoder_bundle).encode(good_texts(table)), atol=1e-6
+    )
+    entities = [
+        e
+        for e, error in zip(
+            *results_of(tmp_path / token_bundle.name).select(["entities", "error"]).to_pydict().values()
+        )
+        if error is None
+    ]
     expected = TokenClassifier(token_bundle).predict(good_texts(table))
     assert entity_spans(entities) == entity_spans(expected)
     assert sum(map(len, entities)) > 0  # the random model does tag something, so the comparison has content
@@ -136,11 +149,14 @@ def test_non_text_column_gives_row_errors(seqcls_bundle, tmp_path):
     assert run_local(Job(seqcls_bundle, tmp_path / "blank", tmp_path / "out-blank")).rows == 1
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--text-column", "body"], "the input has no column 'body' (it has id, text, source): pass --text-column"),
-    (["--id-column", "key"], "the input has no column 'key' for --id-column"),
-    (["--workers", "2"], "--workers and --threads-per-worker apply to --ray runs only"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--text-column", "body"], "the input has no column 'body' (it has id, text, source): pass --text-column"),
+        (["--id-column", "key"], "the input has no column 'key' for --id-column"),
+        (["--workers", "2"], "--workers and --threads-per-worker apply to --ray runs only"),
+    ],
+)
 def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
     """Wrong options fail before any work, on one line, as `predict`'s do."""
     pq.write_table(corpus(5), tmp_path / "in.parquet")
@@ -149,8 +165,13 @@ def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
 
 
 @pytest.mark.parametrize("bad_line", [3, 2501])  # in pyarrow's first block, and past it (1 MB blocks)
-@pytest.mark.parametrize("bad, message", [('{"text": "unclosed', "{line} is not JSON"),
-                                          ('{"text": 5}', "{line}: its text is a number, where earlier rows have a string")])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ('{"text": "unclosed', "{line} is not JSON"),
+        ('{"text": 5}', "{line}: its text is a number, where earlier rows have a string"),
+    ],
+)
 def test_a_malformed_json_line_is_named_by_its_line_number(seqcls_bundle, tmp_path, bad_line, bad, message):
     """pyarrow names a 0-based row of the block it was parsing (line 2,501 was "row 1,522"), also when a
     field changes type."""
@@ -180,10 +201,15 @@ def test_rows_that_are_not_utf8_get_an_error_naming_their_line(seqcls_bundle, tm
     """An invalid byte in a row's text, or in another column the output keeps, gives that row an error naming
     the column and the file's line (a blank line, which the reader skips, still counts), in parts of 2 rows;
     the other rows get their results and the job completes."""
-    rows = [{"id": 0, "text": "Guten Morgen", "source": "a"}, {"id": 1, "text": "Schlecht BAD", "source": "b"},
-            {"id": 2, "text": "Merci", "source": "cBAD"}, {"id": 3, "text": "Dobré ráno", "source": "d"}]
-    lines = [json.dumps(row, ensure_ascii=False) if fmt == "jsonl" else ",".join(map(str, row.values()))
-             for row in rows]
+    rows = [
+        {"id": 0, "text": "Guten Morgen", "source": "a"},
+        {"id": 1, "text": "Schlecht BAD", "source": "b"},
+        {"id": 2, "text": "Merci", "source": "cBAD"},
+        {"id": 3, "text": "Dobré ráno", "source": "d"},
+    ]
+    lines = [
+        json.dumps(row, ensure_ascii=False) if fmt == "jsonl" else ",".join(map(str, row.values())) for row in rows
+    ]
     lines = ([] if fmt == "jsonl" else ["id,text,source"]) + lines[:1] + [""] + lines[1:]
     (tmp_path / f"in.{fmt}").write_bytes("\n".join(lines).encode("utf-8").replace(b"BAD", b"\xff") + b"\n")
     run = run_cli("batch", str(seqcls_bundle), str(tmp_path / f"in.{fmt}"), str(tmp_path / "out"), "--part-rows", "2")
@@ -191,12 +217,17 @@ def test_rows_that_are_not_utf8_get_an_error_naming_their_line(seqcls_bundle, tm
     assert "rows with an error: 2 (not UTF-8 in source 1, not UTF-8 in text 1)" in run.stdout
     out = results_of(tmp_path / "out").to_pylist()
     header = int(fmt == "csv")  # rows 1 and 2 are on lines 3 and 4 of the JSON Lines file, after the blank one
-    assert [row["error"] for row in out] == [None, f"not UTF-8 in text: in.{fmt} line {3 + header}",
-                                             f"not UTF-8 in source: in.{fmt} line {4 + header}", None]
+    assert [row["error"] for row in out] == [
+        None,
+        f"not UTF-8 in text: in.{fmt} line {3 + header}",
+        f"not UTF-8 in source: in.{fmt} line {4 + header}",
+        None,
+    ]
     assert (out[1]["text"], out[2]["source"]) == ("Schlecht \ufffd", "c\ufffd")  # the output is UTF-8
     expected = Classifier(seqcls_bundle).predict(["Guten Morgen", "Dobré ráno"])
-    assert [(row["label"], row["score"]) for row in out if row["error"] is None] == \
-        [(want["label"], pytest.approx(want["score"], abs=1e-6)) for want in expected]
+    assert [(row["label"], row["score"]) for row in out if row["error"] is None] == [
+        (want["label"], pytest.approx(want["score"], abs=1e-6)) for want in expected
+    ]
 
 
 def test_truncation_reaches_the_model_and_is_kept_on_resume(token_bundle, tmp_path):
@@ -207,17 +238,26 @@ def test_truncation_reaches_the_model_and_is_kept_on_resume(token_bundle, tmp_pa
     pq.write_table(pa.table({"text": [long_text, "Angela Merkel"]}), tmp_path / "in.parquet")
     model, spans = TokenClassifier(token_bundle), {}
     for truncation in ("head", "window"):
-        run = run_cli("batch", str(token_bundle), str(tmp_path / "in.parquet"), str(tmp_path / truncation),
-                      "--truncation", truncation)
+        run = run_cli(
+            "batch",
+            str(token_bundle),
+            str(tmp_path / "in.parquet"),
+            str(tmp_path / truncation),
+            "--truncation",
+            truncation,
+        )
         assert run.returncode == 0, run.stderr
         spans[truncation] = entity_spans(results_of(tmp_path / truncation).column("entities").to_pylist())
         assert spans[truncation] == entity_spans(model.predict([long_text, "Angela Merkel"], truncation=truncation))
         predictor = ray_predictor(token_bundle, truncation=truncation)()
-        assert entity_spans(predictor(pq.read_table(tmp_path / "in.parquet")).column("entities").to_pylist()) == \
-            spans[truncation]
+        assert (
+            entity_spans(predictor(pq.read_table(tmp_path / "in.parquet")).column("entities").to_pylist())
+            == spans[truncation]
+        )
     assert max(end for *_, end in spans["head"][0]) < len(long_text) // 2 < max(end for *_, end in spans["window"][0])
-    again = run_cli("batch", str(token_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "window"),
-                    "--truncation", "head")
+    again = run_cli(
+        "batch", str(token_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "window"), "--truncation", "head"
+    )
     assert again.returncode == 1 and "(truncation differ)" in again.stderr
 
 
@@ -235,7 +275,9 @@ def test_result_column_clash_and_foreign_output_refused(seqcls_bundle, tmp_path)
     assert run.returncode == 1 and "already has the column(s) label" in run.stderr
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "notes.txt").write_text("mine")
-    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "full"), "--id-column", "id")
+    run = run_cli(
+        "batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "full"), "--id-column", "id"
+    )
     assert run.returncode == 1 and "exists and is not a batch job's output" in run.stderr
 
 
@@ -248,21 +290,46 @@ def test_missing_extra_is_one_line(seqcls_bundle, tmp_path):
     run = run_cli("batch", str(seqcls_bundle), str(tmp_path), str(tmp_path / "out"), env=env)
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
-        "Error: this needs the [batch] extra (pyarrow is missing): pip install 'mbert-edge[batch]'"]
+        "Error: this needs the [batch] extra (pyarrow is missing): pip install 'mbert-edge[batch]'"
+    ]
     assert run_cli("predict", str(seqcls_bundle), "Hallo", env=env).returncode == 0
 
 
 def _batch_process(bundle: Path, source: Path, output: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mbert_edge", "batch", str(bundle), str(source), str(output),
-                             "--part-rows", "100", "--batch-size", "8"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mbert_edge",
+            "batch",
+            str(bundle),
+            str(source),
+            str(output),
+            "--part-rows",
+            "100",
+            "--batch-size",
+            "8",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parent,
+    )
 
 
 def test_killed_run_resumes_to_the_same_output(seqcls_bundle, tmp_path):
     """Kill a run once some parts are written; the rerun skips them and ends with the uninterrupted output."""
     pq.write_table(corpus(6000), tmp_path / "in.parquet")
-    whole = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "whole"),
-                    "--part-rows", "100", "--batch-size", "8")
+    whole = run_cli(
+        "batch",
+        str(seqcls_bundle),
+        str(tmp_path / "in.parquet"),
+        str(tmp_path / "whole"),
+        "--part-rows",
+        "100",
+        "--batch-size",
+        "8",
+    )
     assert whole.returncode == 0, whole.stderr
     process = _batch_process(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "out")
     deadline = time.monotonic() + 120
@@ -273,15 +340,31 @@ def test_killed_run_resumes_to_the_same_output(seqcls_bundle, tmp_path):
     finished = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("part-*.parquet")}
     assert 3 <= len(finished) < 60, "the kill must land mid-run"
     assert not (tmp_path / "out" / "_SUCCESS").exists()
-    rerun = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"),
-                    "--part-rows", "100", "--batch-size", "8")
+    rerun = run_cli(
+        "batch",
+        str(seqcls_bundle),
+        str(tmp_path / "in.parquet"),
+        str(tmp_path / "out"),
+        "--part-rows",
+        "100",
+        "--batch-size",
+        "8",
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(finished)} already done" in rerun.stdout
     assert {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in finished} == finished  # not rewritten
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
     assert results_of(tmp_path / "out").equals(results_of(tmp_path / "whole"))
-    again = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"),
-                    "--part-rows", "100", "--batch-size", "16")
+    again = run_cli(
+        "batch",
+        str(seqcls_bundle),
+        str(tmp_path / "in.parquet"),
+        str(tmp_path / "out"),
+        "--part-rows",
+        "100",
+        "--batch-size",
+        "16",
+    )
     assert again.returncode == 1 and "(batch_size differ)" in again.stderr
 
 
@@ -304,5 +387,6 @@ def test_a_text_too_long_to_read_whole_is_its_rows_error(token_bundle, tmp_path)
     assert rows[1]["entities"] is None and rows[1]["error"].startswith("over ")
     assert rows[1]["error"].endswith("windows of 128 tokens; pass --truncation head")
     assert [r["error"] for r in rows[::2]] == [None, None]
-    assert entity_spans([r["entities"] for r in rows[::2]]) == entity_spans(TokenClassifier(token_bundle).predict(
-        ["Angela Merkel", "Paris"]))
+    assert entity_spans([r["entities"] for r in rows[::2]]) == entity_spans(
+        TokenClassifier(token_bundle).predict(["Angela Merkel", "Paris"])
+    )

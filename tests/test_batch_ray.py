@@ -1,10 +1,10 @@
 """`mbert-edge batch --ray` on a real local Ray instance (127.0.0.1, 2 CPUs), started once for the module."""
+
 from __future__ import annotations
 
 import os
 
 import pytest
-
 from conftest import run_cli, run_cli_in_terminal
 from test_batch import BAD, EXPECTED_ERRORS, corpus
 
@@ -59,8 +59,22 @@ def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_pa
     for index, start in enumerate(range(0, 3000, 1000)):
         pq.write_table(table.slice(start, 1000), tmp_path / "in" / f"{index}.parquet")
     local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local", top_k=3))
-    args = ["batch", str(seqcls_bundle), str(tmp_path / "in"), str(tmp_path / "ray"), "--part-rows", "1000",
-            "--ray", ray_address, "--workers", "2", "--threads-per-worker", "1", "--top-k", "3"]
+    args = [
+        "batch",
+        str(seqcls_bundle),
+        str(tmp_path / "in"),
+        str(tmp_path / "ray"),
+        "--part-rows",
+        "1000",
+        "--ray",
+        ray_address,
+        "--workers",
+        "2",
+        "--threads-per-worker",
+        "1",
+        "--top-k",
+        "3",
+    ]
     run = run_cli(*args)
     assert run.returncode == 0, run.stderr
     # Rows are compared by id (the order of blocks within a file rests on Ray Data's preserve_order).
@@ -102,11 +116,26 @@ def test_files_that_differ_or_are_empty(seqcls_bundle, ray_address, tmp_path):
     folder.mkdir()
     (folder / "0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in table.slice(0, 300).to_pylist()))
     (folder / "1.jsonl").write_text("")
-    (folder / "2.jsonl").write_text("".join(json.dumps({"note": "x", "text": r["text"], "id": r["id"]}) + "\n"
-                                            for r in table.slice(300).to_pylist()))
+    (folder / "2.jsonl").write_text(
+        "".join(
+            json.dumps({"note": "x", "text": r["text"], "id": r["id"]}) + "\n" for r in table.slice(300).to_pylist()
+        )
+    )
     local = run_local(Job(seqcls_bundle, folder, tmp_path / "local", top_k=3))
-    run = run_cli("batch", str(seqcls_bundle), str(folder), str(tmp_path / "ray"), "--ray", ray_address,
-                  "--workers", "2", "--threads-per-worker", "1", "--top-k", "3")
+    run = run_cli(
+        "batch",
+        str(seqcls_bundle),
+        str(folder),
+        str(tmp_path / "ray"),
+        "--ray",
+        ray_address,
+        "--workers",
+        "2",
+        "--threads-per-worker",
+        "1",
+        "--top-k",
+        "3",
+    )
     assert run.returncode == 0, run.stderr
     parts = sorted((tmp_path / "ray").glob("part-*.parquet"))
     assert {p.name[:10] for p in parts} == {"part-00000", "part-00001"}  # the two files with rows
@@ -123,8 +152,22 @@ def test_small_files_run_in_groups_of_part_rows(seqcls_bundle, ray_address, tmp_
     (tmp_path / "in").mkdir()
     for index in range(5):
         pq.write_table(table.slice(100 * index, 100), tmp_path / "in" / f"{index}.parquet")
-    args = ["batch", str(seqcls_bundle), str(tmp_path / "in"), str(tmp_path / "ray"), "--part-rows", "250",
-            "--ray", ray_address, "--workers", "2", "--threads-per-worker", "1", "--top-k", "3"]
+    args = [
+        "batch",
+        str(seqcls_bundle),
+        str(tmp_path / "in"),
+        str(tmp_path / "ray"),
+        "--part-rows",
+        "250",
+        "--ray",
+        ray_address,
+        "--workers",
+        "2",
+        "--threads-per-worker",
+        "1",
+        "--top-k",
+        "3",
+    ]
     run = run_cli(*args)
     assert run.returncode == 0, run.stderr
     out = tmp_path / "ray"
@@ -147,8 +190,16 @@ def test_small_files_run_in_groups_of_part_rows(seqcls_bundle, ray_address, tmp_
 def test_progress_bar_on_ray_in_a_terminal(seqcls_bundle, ray_address, tmp_path):
     """On Ray too, a terminal shows one bar of rows done and their rate (not Ray Data's per-operator display)."""
     pq.write_table(corpus(300), tmp_path / "in.parquet")
-    code, screen = run_cli_in_terminal("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"),
-                                       "--ray", ray_address, "--workers", "1")
+    code, screen = run_cli_in_terminal(
+        "batch",
+        str(seqcls_bundle),
+        str(tmp_path / "in.parquet"),
+        str(tmp_path / "out"),
+        "--ray",
+        ray_address,
+        "--workers",
+        "1",
+    )
     assert code == 0, screen
     assert "300/300" in screen and "rows/s" in screen and "on Ray" in screen, screen
     assert "Running Dataset" not in screen and "Progress bars disabled" not in screen and "300 rows in" in screen
@@ -158,9 +209,11 @@ def test_predictor_in_a_users_pipeline(seqcls_bundle, ray_address, tmp_path):
     """docs/batch.md's example: the helper's class in a user's own Ray Data pipeline."""
     table = corpus(200)
     Predictor = ray_predictor(seqcls_bundle, text_column="text", keep=["id"])
-    refs = (ray.data.from_arrow(table)
-            .map_batches(Predictor, batch_format="pyarrow", concurrency=1, num_cpus=1)
-            .to_arrow_refs())
+    refs = (
+        ray.data.from_arrow(table)
+        .map_batches(Predictor, batch_format="pyarrow", concurrency=1, num_cpus=1)
+        .to_arrow_refs()
+    )
     result = pa.concat_tables(ray.get(refs)).sort_by("id")
     pq.write_table(table, tmp_path / "in.parquet")
     expected = run_local(Job(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "out", id_column="id"))
@@ -174,8 +227,15 @@ def test_missing_ray_is_one_line(seqcls_bundle, tmp_path):
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text("raise ImportError('blocked for the test', name='ray')\n")
     pq.write_table(corpus(5), tmp_path / "in.parquet")
-    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--ray",
-                  env={"PYTHONPATH": str(blocker.parent)})
+    run = run_cli(
+        "batch",
+        str(seqcls_bundle),
+        str(tmp_path / "in.parquet"),
+        str(tmp_path / "out"),
+        "--ray",
+        env={"PYTHONPATH": str(blocker.parent)},
+    )
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [
-        "Error: this needs the [ray] extra (ray is missing): pip install 'mbert-edge[ray]'"]
+        "Error: this needs the [ray] extra (ray is missing): pip install 'mbert-edge[ray]'"
+    ]

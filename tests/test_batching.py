@@ -1,4 +1,5 @@
 """Length-bucketed batching: plans that respect their caps, and results identical to one-at-a-time."""
+
 from __future__ import annotations
 
 import random
@@ -9,13 +10,13 @@ import numpy as np
 import pytest
 
 from mbert_edge import Embedder, TokenClassifier
-from mbert_edge.runtime.batching import BUCKETS, bucket_length, plan_batches
 from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
+from mbert_edge.runtime.batching import BUCKETS, bucket_length, plan_batches
 from mbert_edge.textdata import builtin_sample
 
 SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
-MIXED = SENTENCES + [" ".join(SENTENCES[i:i + 4]) for i in range(0, 40, 4)] + ["", "ok"]
+MIXED = SENTENCES + [" ".join(SENTENCES[i : i + 4]) for i in range(0, 40, 4)] + ["", "ok"]
 
 
 @pytest.mark.parametrize("batch_size, max_tokens", [(1, 512), (8, 512), (32, 1024), (64, 100_000)])

@@ -1,5 +1,6 @@
 """`mbert-edge bench` on a tiny model with few repetitions: well-formed JSON, Markdown and PNG (no timing
 is asserted: speed is checked by reading the figures, not by tests)."""
+
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from conftest import run_cli
+
 from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
@@ -16,8 +18,21 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_bench_writes_every_output(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "b"))
     quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
-    result = run_cli("bench", str(bundle), "--runs", "2", "--max-seconds", "0", "--lengths", "16,64,256",
-                     "--batch-sizes", "4,16", "--save", "--out", str(tmp_path / "out"))
+    result = run_cli(
+        "bench",
+        str(bundle),
+        "--runs",
+        "2",
+        "--max-seconds",
+        "0",
+        "--lengths",
+        "16,64,256",
+        "--batch-sizes",
+        "4,16",
+        "--save",
+        "--out",
+        str(tmp_path / "out"),
+    )
     assert result.returncode == 0, result.stderr
     assert "## Batch-1 latency" in result.stdout and "Recommended: `intra_op_threads=" in result.stdout
     report = json.loads((tmp_path / "out" / "bench.json").read_text())

@@ -1,5 +1,6 @@
 """The peers, latency and cold-start benchmark scripts on a tiny model with a couple of repetitions: they run end to end and write
 well-formed output (their timings are read by people, never asserted)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,12 @@ from mbert_edge.quantize.pipeline import quantize_bundle
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-PEERS = {"mbert-edge FP32", "mbert-edge INT8 plain", "transformers pipeline, PyTorch FP32",
-         "transformers pipeline, PyTorch INT8"}
+PEERS = {
+    "mbert-edge FP32",
+    "mbert-edge INT8 plain",
+    "transformers pipeline, PyTorch FP32",
+    "transformers pipeline, PyTorch INT8",
+}
 OPTIMUM = {"Optimum ORT FP32", "Optimum ORT INT8"}
 
 
@@ -32,9 +37,25 @@ def _run_peers(tmp_path: Path, checkpoint: Path, bundle: Path, *options: str) ->
     (data / "fra.txt").write_text("Bonjour.\nÇa va ?\n", encoding="utf-8")
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "peers.py", str(checkpoint), str(bundle), "--data", str(data), "--runs", "2",
-         "--per-group", "2", "--out", str(out), *options],
-        cwd=BENCHMARKS, capture_output=True, text=True, timeout=1200,
+        [
+            sys.executable,
+            "peers.py",
+            str(checkpoint),
+            str(bundle),
+            "--data",
+            str(data),
+            "--runs",
+            "2",
+            "--per-group",
+            "2",
+            "--out",
+            str(out),
+            *options,
+        ],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads((out / "peers.json").read_text()), out
@@ -55,13 +76,15 @@ def test_peers_script(tmp_path, seqcls_checkpoint, seqcls_bundle):
     assert (out / "peers.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
-@pytest.mark.skipif(not os.environ.get("MBERT_EDGE_OPTIMUM_VENV"),
-                    reason="set MBERT_EDGE_OPTIMUM_VENV to a folder for Optimum's own venv (.ci/run does); "
-                           "peers.py creates it there")
+@pytest.mark.skipif(
+    not os.environ.get("MBERT_EDGE_OPTIMUM_VENV"),
+    reason="set MBERT_EDGE_OPTIMUM_VENV to a folder for Optimum's own venv (.ci/run does); peers.py creates it there",
+)
 def test_peers_script_with_optimum(tmp_path, seqcls_checkpoint, seqcls_bundle):
     """Optimum's documented path in its own venv: export, O2, INT8 (or the nearest working path, recorded)."""
-    report, out = _run_peers(tmp_path, seqcls_checkpoint, seqcls_bundle,
-                             "--optimum-venv", os.environ["MBERT_EDGE_OPTIMUM_VENV"])
+    report, out = _run_peers(
+        tmp_path, seqcls_checkpoint, seqcls_bundle, "--optimum-venv", os.environ["MBERT_EDGE_OPTIMUM_VENV"]
+    )
     assert set(report["variants"]) == PEERS | OPTIMUM
     steps = report["optimum"]["steps"]
     assert steps["int8_operators"].get("MatMulInteger", 0) + steps["int8_operators"].get("DynamicQuantizeMatMul", 0) > 0
@@ -77,8 +100,13 @@ def test_latency_script_times_models_side_by_side(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
     quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     figures = tmp_path / "latency.json"
-    result = subprocess.run([sys.executable, "latency.py", str(bundle), "--lengths", "8,16", "--rounds", "1",
-                             "--json", str(figures)], cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "latency.py", str(bundle), "--lengths", "8,16", "--rounds", "1", "--json", str(figures)],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     timed = json.loads(figures.read_text())["p50_ms"]
     assert set(timed) == {"8", "16"} and all(set(row) == {"bundle fp32", "bundle int8"} for row in timed.values())
@@ -90,8 +118,13 @@ def test_cold_start_script_times_each_step(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
     quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     figures = tmp_path / "cold_start.json"
-    result = subprocess.run([sys.executable, "cold_start.py", str(bundle), "--runs", "1", "--json", str(figures)],
-                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "cold_start.py", str(bundle), "--runs", "1", "--json", str(figures)],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads(figures.read_text())
     steps = report["steps_s"]
@@ -106,9 +139,26 @@ def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithf
     plain = Path(shutil.copytree(seqcls_bundle, tmp_path / "plain"))
     quantize_bundle(plain, QuantizationConfig(method="dynamic", min_agreement=0.0))
     out = tmp_path / "profile.json"
-    result = subprocess.run([sys.executable, "op_profile.py", str(plain), str(faithful_bundle), "--lengths", "8",
-                             "--batch", "3", "--runs", "3", "--out", str(out)], cwd=BENCHMARKS, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "op_profile.py",
+            str(plain),
+            str(faithful_bundle),
+            "--lengths",
+            "8",
+            "--batch",
+            "3",
+            "--runs",
+            "3",
+            "--out",
+            str(out),
+        ],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     profile = json.loads(out.read_text())
     models = profile["results"]["8"]
@@ -131,8 +181,13 @@ def test_faithful_variants_cut_the_per_row_work_away(tmp_path, faithful_bundle):
     counts = {}
     for name in ("per-row", "per-tensor", "row-floor"):
         out = tmp_path / name
-        result = subprocess.run([sys.executable, "faithful_variants.py", str(faithful_bundle), str(out),
-                                 "--probe", name], cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+        result = subprocess.run(
+            [sys.executable, "faithful_variants.py", str(faithful_bundle), str(out), "--probe", name],
+            cwd=BENCHMARKS,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         graph = onnx.load(str(out / "model.int8.onnx"), load_external_data=False).graph
         counts[name] = Counter(n.op_type for n in graph.node)
@@ -155,9 +210,27 @@ def test_serve_load_script_runs_end_to_end(tmp_path, seqcls_bundle):
     for lang, text in (("deu", "Guten Morgen.\nWie geht es dir?\n"), ("fra", "Bonjour.\nÇa va ?\n")):
         (data / f"{lang}.txt").write_text(text * 4, encoding="utf-8")
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "serve_load.py", str(bundle), "--data", str(data), "--per-group", "8",
-                             "--concurrency", "1,4", "--warmup", "2", "--out", str(out)],
-                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "serve_load.py",
+            str(bundle),
+            "--data",
+            str(data),
+            "--per-group",
+            "8",
+            "--concurrency",
+            "1,4",
+            "--warmup",
+            "2",
+            "--out",
+            str(out),
+        ],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(out.glob("*.json")) and list(out.glob("*.png"))
 
@@ -169,17 +242,48 @@ def test_batch_scale_script_runs_end_to_end(tmp_path, seqcls_bundle):
     data.mkdir()
     (data / "deu.txt").write_text("Guten Morgen.\nWie geht es dir?\nDas ist gut.\n" * 20, encoding="utf-8")
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "batch_scale.py", str(seqcls_bundle), "--data", str(data), "--rows", "300",
-                             "--precision", "fp32", "--rounds", "1", "--out", str(out)],
-                            cwd=BENCHMARKS, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "batch_scale.py",
+            str(seqcls_bundle),
+            "--data",
+            str(data),
+            "--rows",
+            "300",
+            "--precision",
+            "fp32",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert list(out.glob("*.json"))
 
 
 def test_architectures_script_tabulates_each_task(tmp_path):
     out, figures = tmp_path / "architectures.md", tmp_path / "architectures.json"
-    run = subprocess.run([sys.executable, str(BENCHMARKS / "architectures.py"), "--family", "distilbert", "--out", str(out),
-                          "--json", str(figures)], capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(BENCHMARKS / "architectures.py"),
+            "--family",
+            "distilbert",
+            "--out",
+            str(out),
+            "--json",
+            str(figures),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     rows = json.loads(figures.read_text())["rows"]
     assert [row["task"] for row in rows] == ["sequence-classification", "token-classification", "feature-extraction"]
@@ -190,28 +294,61 @@ def test_architectures_script_tabulates_each_task(tmp_path):
     assert out.read_text().count("| distilbert |") == 3
 
 
-ENGINES = {"ours FP32", "ours INT8 dynamic", "ours INT8 faithful (default)", "OpenVINO FP32 (f32)",
-           "OpenVINO FP32 (CPU default precision)", "OpenVINO INT8 static (NNCF PTQ)",
-           "OpenVINO INT8 weights + per-token activations", "CTranslate2 int8"}
+ENGINES = {
+    "ours FP32",
+    "ours INT8 dynamic",
+    "ours INT8 faithful (default)",
+    "OpenVINO FP32 (f32)",
+    "OpenVINO FP32 (CPU default precision)",
+    "OpenVINO INT8 static (NNCF PTQ)",
+    "OpenVINO INT8 weights + per-token activations",
+    "CTranslate2 int8",
+}
 
 
 def test_engines_and_engine_profile_scripts(tmp_path, seqcls_checkpoint, seqcls_bundle, faithful_bundle):
     """The peer engines beside ours on one tiny model: every variant timed, judged against FP32 and cold-started;
     then both engines profiled by kind of work on the models the first script made."""
-    pytest.importorskip("openvino", reason="the peers extra (pip install '.[peers]') brings OpenVINO; .ci/run installs it")
+    pytest.importorskip(
+        "openvino", reason="the peers extra (pip install '.[peers]') brings OpenVINO; .ci/run installs it"
+    )
     dynamic = Path(shutil.copytree(seqcls_bundle, tmp_path / "dynamic"))
     quantize_bundle(dynamic, QuantizationConfig(method="dynamic", min_agreement=0.0))
     data, calibration = tmp_path / "data", tmp_path / "calibration"
-    for folder, lines in ((data, ["Guten Morgen.", "Wie geht es dir heute?", "Das ist sehr gut.", "Nein."] * 5),
-                          (calibration, ["Bonjour à tous.", "Ça va très bien ?", "Merci beaucoup."])):
+    for folder, lines in (
+        (data, ["Guten Morgen.", "Wie geht es dir heute?", "Das ist sehr gut.", "Nein."] * 5),
+        (calibration, ["Bonjour à tous.", "Ça va très bien ?", "Merci beaucoup."]),
+    ):
         folder.mkdir()
         (folder / "text.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     result = subprocess.run(
-        [sys.executable, "engines.py", str(seqcls_bundle), "--dynamic", str(dynamic), "--faithful", str(faithful_bundle),
-         "--checkpoint", str(seqcls_checkpoint), "--data", str(data), "--calibration", str(calibration),
-         "--sentences", "16", "--rounds", "1", "--out", str(out)],
-        cwd=BENCHMARKS, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "engines.py",
+            str(seqcls_bundle),
+            "--dynamic",
+            str(dynamic),
+            "--faithful",
+            str(faithful_bundle),
+            "--checkpoint",
+            str(seqcls_checkpoint),
+            "--data",
+            str(data),
+            "--calibration",
+            str(calibration),
+            "--sentences",
+            "16",
+            "--rounds",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "engines.json").read_text())
     assert set(report["variants"]) == ENGINES
@@ -226,8 +363,24 @@ def test_engines_and_engine_profile_scripts(tmp_path, seqcls_checkpoint, seqcls_
     assert [ir.name for ir in irs] == ["fp32.xml", "int8_weights.xml", "static_int8.xml"]
     profile_out = tmp_path / "profile.json"
     result = subprocess.run(
-        [sys.executable, "engine_profile.py", "--bundle", str(faithful_bundle), *(a for ir in irs for a in ("--openvino", str(ir))),
-         "--lengths", "8", "--runs", "2", "--out", str(profile_out)], cwd=BENCHMARKS, capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "engine_profile.py",
+            "--bundle",
+            str(faithful_bundle),
+            *(a for ir in irs for a in ("--openvino", str(ir))),
+            "--lengths",
+            "8",
+            "--runs",
+            "2",
+            "--out",
+            str(profile_out),
+        ],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(profile_out.read_text())["results"]["8"]
     assert set(rows) == {"ORT b", "OpenVINO fp32", "OpenVINO int8_weights", "OpenVINO static_int8"}
@@ -239,9 +392,25 @@ def test_serve_memory_script_measures_head_and_window(tmp_path, seqcls_bundle):
     text = tmp_path / "text.txt"
     text.write_text("Guten Morgen, wie geht es dir heute? " * 50, encoding="utf-8")
     figures = tmp_path / "serve_memory.json"
-    result = subprocess.run([sys.executable, "serve_memory.py", str(seqcls_bundle), "--text", str(text), "--clients", "2",
-                             "--megabytes", "0.05", "--json", str(figures)], cwd=BENCHMARKS, capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "serve_memory.py",
+            str(seqcls_bundle),
+            "--text",
+            str(text),
+            "--clients",
+            "2",
+            "--megabytes",
+            "0.05",
+            "--json",
+            str(figures),
+        ],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(figures.read_text())["rows"]
     assert [row["truncation"] for row in rows] == ["head", "window"]

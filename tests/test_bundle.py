@@ -1,5 +1,6 @@
 """The typed manifest: the only code that knows the JSON keys, so it must read back exactly what it wrote,
 read bundles written before it existed (format_version 1), and refuse a garbled one with one clear line."""
+
 from __future__ import annotations
 
 import json
@@ -46,7 +47,7 @@ def test_garbled_manifest_is_one_clear_error(tmp_path, seqcls_bundle):
     data = raw(bundle)
     del data["special_tokens"]
     (bundle / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
-    with pytest.raises(BundleError, match="lacks or garbles a field .*re-run `mbert-edge export`"):
+    with pytest.raises(BundleError, match=r"lacks or garbles a field .*re-run `mbert-edge export`"):
         Bundle.open(bundle)
 
 

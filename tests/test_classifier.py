@@ -1,4 +1,5 @@
 """The runtime Classifier against PyTorch, its API conventions, and its torch-free import."""
+
 from __future__ import annotations
 
 import shutil
@@ -7,8 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import torch_forward
+
 from mbert_edge import BundleError, Classifier
 from mbert_edge.textdata import builtin_sample
 
@@ -45,8 +46,9 @@ def test_pipeline_conventions(seqcls_bundle):
     assert clf.predict_proba("Hallo").shape == (3,)
 
 
-@pytest.mark.parametrize("bad, where", [(None, "NoneType"), ([b"bytes"], "texts[0]"), (["ok", 3], "texts[1]"),
-                                         ([["nested"]], "texts[0]")])
+@pytest.mark.parametrize(
+    "bad, where", [(None, "NoneType"), ([b"bytes"], "texts[0]"), (["ok", 3], "texts[1]"), ([["nested"]], "texts[0]")]
+)
 def test_bad_input_types(seqcls_bundle, bad, where):
     with pytest.raises(TypeError, match=where.replace("[", r"\[").replace("]", r"\]")):
         Classifier(seqcls_bundle).predict(bad)
@@ -84,16 +86,23 @@ def test_runtime_does_not_import_torch(seqcls_bundle):
     assert "label" in result.stdout
 
 
-@pytest.mark.parametrize("arguments, error, message", [
-    ({"top_k": 1.5}, TypeError, "top_k must be an int >= 1 or None, got float 1.5"),
-    ({"top_k": "2"}, TypeError, "top_k must be an int >= 1 or None, got str '2'"),
-    ({"top_k": True}, TypeError, "top_k must be an int >= 1 or None, got bool True"),
-    ({"top_k": 0}, ValueError, "top_k must be >= 1 or None, got 0"),
-    ({"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
-    ({"batch_size": 2.0}, TypeError, "batch_size must be an int >= 1, got float 2.0"),
-    ({"truncation": "tail"}, ValueError, "truncation must be one of head, window .or None for the default., got 'tail'"),
-    ({"truncation": 1}, TypeError, "truncation must be a str .head, window. or None, got int"),
-])
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ({"top_k": 1.5}, TypeError, "top_k must be an int >= 1 or None, got float 1.5"),
+        ({"top_k": "2"}, TypeError, "top_k must be an int >= 1 or None, got str '2'"),
+        ({"top_k": True}, TypeError, "top_k must be an int >= 1 or None, got bool True"),
+        ({"top_k": 0}, ValueError, "top_k must be >= 1 or None, got 0"),
+        ({"batch_size": 0}, ValueError, "batch_size must be >= 1, got 0"),
+        ({"batch_size": 2.0}, TypeError, "batch_size must be an int >= 1, got float 2.0"),
+        (
+            {"truncation": "tail"},
+            ValueError,
+            "truncation must be one of head, window .or None for the default., got 'tail'",
+        ),
+        ({"truncation": 1}, TypeError, "truncation must be a str .head, window. or None, got int"),
+    ],
+)
 def test_a_wrong_argument_is_named_before_any_work(seqcls_bundle, arguments, error, message):
     """Each call argument is checked at the boundary with one error naming it (top_k=1.5 failed inside numpy,
     top_k=True silently meant 1)."""

@@ -1,4 +1,5 @@
 """The command line as a user meets it: real processes, exit codes, one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
 from mbert_edge.bundle import sha256_file
 
 
@@ -27,9 +28,19 @@ def test_export_missing_folder(tmp_path):
     assert_one_line_error(result, "does not exist")
 
 
-@pytest.mark.parametrize("args", [("export", "", "OUT"), ("export", "{tmp}", ""), ("quantize", ""), ("predict", "", "hi"),
-                                  ("info", ""), ("trim", "", "OUT", "--scripts", "latin"), ("batch", "", "x", "y"),
-                                  ("serve", "")])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("export", "", "OUT"),
+        ("export", "{tmp}", ""),
+        ("quantize", ""),
+        ("predict", "", "hi"),
+        ("info", ""),
+        ("trim", "", "OUT", "--scripts", "latin"),
+        ("batch", "", "x", "y"),
+        ("serve", ""),
+    ],
+)
 def test_an_empty_path_is_refused_not_read_as_the_current_folder(tmp_path, args):
     """pathlib reads "" as "." (`export "" OUT` said ". has no config.json")."""
     result = run_cli(*(a.format(tmp=tmp_path) for a in args))
@@ -91,8 +102,13 @@ def test_predict_answers_input_line_n_on_output_line_n(tmp_path, seqcls_bundle):
     (tmp_path / "in.txt").write_bytes(raw)
     expected = predicted(seqcls_bundle, "first half\rsecond half", "Guten Morgen")
     for source, stdin in ((str(tmp_path / "in.txt"), None), ("-", raw)):
-        result = subprocess.run([sys.executable, "-m", "mbert_edge", "predict", str(seqcls_bundle), "--input", source],
-                                input=stdin, capture_output=True, timeout=600, cwd=Path(__file__).parent)
+        result = subprocess.run(
+            [sys.executable, "-m", "mbert_edge", "predict", str(seqcls_bundle), "--input", source],
+            input=stdin,
+            capture_output=True,
+            timeout=600,
+            cwd=Path(__file__).parent,
+        )
         assert [json.loads(line) for line in result.stdout.decode().splitlines()] == expected
         assert result.returncode == 1 and result.stderr.decode().count("\n") == 1, result.stderr
         assert "line 3 of --input" in result.stderr.decode() and "not UTF-8" in result.stderr.decode()
@@ -108,26 +124,35 @@ def test_predict_options_and_warnings_as_a_user_sees_them(seqcls_bundle):
     assert long_text.stderr.count("\n") == 1, long_text.stderr
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (("predict", "{missing}", "hi"), "does not exist"),
-    (("predict", "{bundle}", "--input", "{missing}"), "cannot read --input"),
-    (("predict", "{encoder}", "hi", "--top-k", "2"), "feature-extraction bundle; --top-k applies"),
-    (("predict", "{bundle}", "hi", "--aggregation", "first"), "--aggregation applies to token-classification"),
-    (("predict", "{bundle}", "--input", "{binary}"), "is not UTF-8"),
-    (("predict", "{bundle}", "--input", "{folder}"), "cannot read --input"),
-    (("info", "{missing}"), "does not exist"),
-    (("quantize", "{missing}"), "does not exist"),
-    (("verify", "{missing}"), "does not exist"),
-    (("verify", "{bundle}"), "no int8 model"),
-    (("verify", "{bundle}", "--data", "{empty}"), "has no text"),
-    (("bench", "{bundle}", "--data", "{empty}"), "has no text"),
-    (("trim", "{bundle}", "{missing}", "--corpus", "{empty}"), "has no text"),
-    (("verify", "{bundle}", "--data", "{labelled}"), "labels of fr: 7 is not one of the model's label ids 0..2"),
-    (("verify", "{bundle}", "--data", "{blank_label}"), "labels must be one integer per line"),
-    (("verify", "{bundle}", "--precision", "fp32", "--out", "/proc/mbert-edge/report.json"), "cannot write report.json"),
-    (("bench", "{bundle}", "--out", "/proc/mbert-edge"), "cannot write the report files (--out) in /proc/mbert-edge"),
-    (("export", "{bundle}", "/proc/mbert-edge/b"), "cannot write the bundle in /proc/mbert-edge"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (("predict", "{missing}", "hi"), "does not exist"),
+        (("predict", "{bundle}", "--input", "{missing}"), "cannot read --input"),
+        (("predict", "{encoder}", "hi", "--top-k", "2"), "feature-extraction bundle; --top-k applies"),
+        (("predict", "{bundle}", "hi", "--aggregation", "first"), "--aggregation applies to token-classification"),
+        (("predict", "{bundle}", "--input", "{binary}"), "is not UTF-8"),
+        (("predict", "{bundle}", "--input", "{folder}"), "cannot read --input"),
+        (("info", "{missing}"), "does not exist"),
+        (("quantize", "{missing}"), "does not exist"),
+        (("verify", "{missing}"), "does not exist"),
+        (("verify", "{bundle}"), "no int8 model"),
+        (("verify", "{bundle}", "--data", "{empty}"), "has no text"),
+        (("bench", "{bundle}", "--data", "{empty}"), "has no text"),
+        (("trim", "{bundle}", "{missing}", "--corpus", "{empty}"), "has no text"),
+        (("verify", "{bundle}", "--data", "{labelled}"), "labels of fr: 7 is not one of the model's label ids 0..2"),
+        (("verify", "{bundle}", "--data", "{blank_label}"), "labels must be one integer per line"),
+        (
+            ("verify", "{bundle}", "--precision", "fp32", "--out", "/proc/mbert-edge/report.json"),
+            "cannot write report.json",
+        ),
+        (
+            ("bench", "{bundle}", "--out", "/proc/mbert-edge"),
+            "cannot write the report files (--out) in /proc/mbert-edge",
+        ),
+        (("export", "{bundle}", "/proc/mbert-edge/b"), "cannot write the bundle in /proc/mbert-edge"),
+    ],
+)
 def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, fragment):
     (tmp_path / "binary.txt").write_bytes(b"ok\n\xff\xfe\x00 not text\n")
     (tmp_path / "empty.txt").write_text("\n  \n")
@@ -135,27 +160,46 @@ def test_cli_errors_are_one_line(tmp_path, seqcls_bundle, encoder_bundle, args, 
         (tmp_path / name).mkdir()
         (tmp_path / name / "fr_text.txt").write_text("Bonjour\nMerci\n")
         (tmp_path / name / "fr_labels.txt").write_text(labels)
-    values = {"missing": str(tmp_path / "missing"), "bundle": str(seqcls_bundle), "encoder": str(encoder_bundle),
-              "binary": str(tmp_path / "binary.txt"), "folder": str(tmp_path), "empty": str(tmp_path / "empty.txt"),
-              "labelled": str(tmp_path / "labelled"), "blank_label": str(tmp_path / "blank_label")}
+    values = {
+        "missing": str(tmp_path / "missing"),
+        "bundle": str(seqcls_bundle),
+        "encoder": str(encoder_bundle),
+        "binary": str(tmp_path / "binary.txt"),
+        "folder": str(tmp_path),
+        "empty": str(tmp_path / "empty.txt"),
+        "labelled": str(tmp_path / "labelled"),
+        "blank_label": str(tmp_path / "blank_label"),
+    }
     assert_one_line_error(run_cli(*(a.format(**values) for a in args)), fragment)
 
 
-@pytest.mark.parametrize("args", [
-    ("quantize", "{bundle}", "--min-agreement", "1.5"), ("quantize", "{bundle}", "--smoothing", "-3"),
-    ("quantize", "{bundle}", "--fallback-target", "2"), ("verify", "{bundle}", "--min-cosine", "1.5"),
-    ("export", "{bundle}", "{missing}", "--atol", "-1"), ("export", "{bundle}", "{missing}", "--opset", "9"),
-    ("trim", "{bundle}", "{missing}", "--scripts", "latin", "--holdout", "1"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("quantize", "{bundle}", "--min-agreement", "1.5"),
+        ("quantize", "{bundle}", "--smoothing", "-3"),
+        ("quantize", "{bundle}", "--fallback-target", "2"),
+        ("verify", "{bundle}", "--min-cosine", "1.5"),
+        ("export", "{bundle}", "{missing}", "--atol", "-1"),
+        ("export", "{bundle}", "{missing}", "--opset", "9"),
+        ("trim", "{bundle}", "{missing}", "--scripts", "latin", "--holdout", "1"),
+    ],
+)
 def test_out_of_range_options_are_refused_before_any_work(tmp_path, seqcls_bundle, args):
     result = run_cli(*(a.format(bundle=seqcls_bundle, missing=tmp_path / "out") for a in args))
-    assert result.returncode == 2 and f"Invalid value for '{args[-2]}'" in result.stderr and "not in the range" in result.stderr
+    assert (
+        result.returncode == 2
+        and f"Invalid value for '{args[-2]}'" in result.stderr
+        and "not in the range" in result.stderr
+    )
     assert not (tmp_path / "out").exists()
 
 
 def test_options_of_the_other_method_are_refused(seqcls_bundle):
-    for args, message in ((("--method", "dynamic", "--smoothing", "0.5"), "--smoothing applies to --method faithful"),
-                          (("--embedding-table", "per-tensor"), "--embedding-table applies to --method dynamic")):
+    for args, message in (
+        (("--method", "dynamic", "--smoothing", "0.5"), "--smoothing applies to --method faithful"),
+        (("--embedding-table", "per-tensor"), "--embedding-table applies to --method dynamic"),
+    ):
         result = run_cli("quantize", str(seqcls_bundle), *args)
         assert result.returncode == 2 and message in result.stderr, result.stderr
 
@@ -239,6 +283,10 @@ def test_every_option_of_every_command_has_help_text():
     import mbert_edge.cli as cli
 
     group = next(value for value in vars(cli).values() if isinstance(value, click.Group))
-    missing = [f"{name} {param.opts[0]}" for name, command in group.commands.items() for param in command.params
-               if isinstance(param, click.Option) and not param.help]
+    missing = [
+        f"{name} {param.opts[0]}"
+        for name, command in group.commands.items()
+        for param in command.params
+        if isinstance(param, click.Option) and not param.help
+    ]
     assert missing == []

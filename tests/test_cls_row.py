@@ -1,4 +1,5 @@
 """The last layer keeps only the [CLS] row when the output reads nothing else: same logits, fewer rows."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,16 @@ def fused_classifier(tmp_path_factory, seqcls_checkpoint) -> onnx.ModelProto:
     model = BertForSequenceClassification.from_pretrained(seqcls_checkpoint, attn_implementation="eager").eval()
     ids = torch.ones((1, 8), dtype=torch.long)
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    torch.onnx.export(model, (ids, ids, ids * 0), str(folder / "raw.onnx"), input_names=names, output_names=["logits"],
-                      dynamic_axes={n: {0: "b", 1: "s"} for n in names}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        (ids, ids, ids * 0),
+        str(folder / "raw.onnx"),
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes={n: {0: "b", 1: "s"} for n in names},
+        opset_version=17,
+        dynamo=False,
+    )
     fuse(folder / "raw.onnx", folder / "fused.onnx", 2, 32, 2, cls_row=False)
     return onnx.load(str(folder / "fused.onnx"))
 

@@ -1,4 +1,5 @@
 """CPU facts the runtime acts on: usable cores (affinity, cgroup quota) and the slow-INT8 warning."""
+
 from __future__ import annotations
 
 import shutil

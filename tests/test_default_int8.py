@@ -1,5 +1,6 @@
 """`mbert-edge quantize BUNDLE` with no options, as a new user runs it, on a classifier trained in the test:
 the default (faithful INT8, gate 0.98) keeps the INT8 model, which is batch-invariant and agrees with FP32."""
+
 from __future__ import annotations
 
 import json
@@ -7,13 +8,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import needs_shared, run_cli
+
 from mbert_edge.bundle import MANIFEST_NAME
 
 # The built-in sample's languages: the gate's default text, so every decision it judges is a trained class.
-LANGUAGES = ["eng", "deu", "fra", "spa", "ita", "por", "tur", "rus", "ell", "ara", "heb", "hin", "cmn", "jpn", "kor",
-             "tha", "vie"]
+LANGUAGES = [
+    "eng",
+    "deu",
+    "fra",
+    "spa",
+    "ita",
+    "por",
+    "tur",
+    "rus",
+    "ell",
+    "ara",
+    "heb",
+    "hin",
+    "cmn",
+    "jpn",
+    "kor",
+    "tha",
+    "vie",
+]
 
 
 def train_language_id(folder: Path) -> Path:
@@ -32,19 +50,27 @@ def train_language_id(folder: Path) -> Path:
     tokenizer = transformers.BertTokenizerFast(str(vocab), do_lower_case=False)
     torch.manual_seed(0)
     config = transformers.BertConfig(
-        vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=128, max_position_embeddings=128, num_labels=len(LANGUAGES),
-        id2label=dict(enumerate(LANGUAGES)), label2id={lang: i for i, lang in enumerate(LANGUAGES)},
-        architectures=["BertForSequenceClassification"])
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=128,
+        num_labels=len(LANGUAGES),
+        id2label=dict(enumerate(LANGUAGES)),
+        label2id={lang: i for i, lang in enumerate(LANGUAGES)},
+        architectures=["BertForSequenceClassification"],
+    )
     model = transformers.BertForSequenceClassification(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)  # 5e-3: 0.68 after 3 epochs on an AMD EPYC; 3e-3: 0.95
     targets = torch.tensor(labels)
     for _ in range(3):
         order = torch.randperm(len(texts))
         for start in range(0, len(texts), 32):
-            rows = order[start:start + 32]
-            batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=32,
-                              return_tensors="pt")
+            rows = order[start : start + 32]
+            batch = tokenizer(
+                [texts[i] for i in rows], padding=True, truncation=True, max_length=32, return_tensors="pt"
+            )
             loss = model(**batch, labels=targets[rows]).loss
             optimizer.zero_grad()
             loss.backward()

@@ -1,10 +1,11 @@
 """Embedder against PyTorch mean pooling, and `load` picking the class for the bundle's task."""
+
 from __future__ import annotations
 
 import numpy as np
+from conftest import torch_forward
 
 import mbert_edge
-from conftest import torch_forward
 from mbert_edge import Classifier, Embedder
 from mbert_edge.textdata import builtin_sample
 

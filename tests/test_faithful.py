@@ -1,4 +1,5 @@
 """Faithful INT8: per-token scales make a text's result independent of its batch-mates and padding."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
@@ -43,12 +43,19 @@ def test_faithful_bundle_records_its_method(faithful_bundle):
     assert len(q["sensitivity"]) == 2 * 4 + 1  # 2 layers x (QKV, out, FFN in, FFN out) + embeddings
     model = onnx.load(str(faithful_bundle / "model.int8.onnx"))
     ops = {n.op_type for n in model.graph.node}
-    assert {"MatMulIntegerToFloat", "QuantizeLinear", "MultiHeadAttention"} <= ops and "DynamicQuantizeLinear" not in ops
+    assert {
+        "MatMulIntegerToFloat",
+        "QuantizeLinear",
+        "MultiHeadAttention",
+    } <= ops and "DynamicQuantizeLinear" not in ops
     # One quantization block per row (opset 21): no reshaping of activations around QuantizeLinear.
     assert {o.version for o in model.opset_import if o.domain == ""} == {OPSET} and "Reshape" not in ops
     activations = {n.input[0] for n in model.graph.node if n.op_type == "MatMulIntegerToFloat"}
-    blocks = [{a.name: a.i for a in n.attribute}.get("block_size", 0) for n in model.graph.node
-              if n.op_type == "QuantizeLinear" and n.output[0] in activations]
+    blocks = [
+        {a.name: a.i for a in n.attribute}.get("block_size", 0)
+        for n in model.graph.node
+        if n.op_type == "QuantizeLinear" and n.output[0] in activations
+    ]
     assert len(blocks) == len(activations) and min(blocks) > 1
 
 
@@ -91,8 +98,10 @@ def test_gptq_rounding_lowers_output_error():
     weight = rng.normal(size=(64, 48)).astype(np.float32)
     hessian = x.T.astype(np.float64) @ x
     errors = {}
-    for name, (levels, scale) in {"nearest": round_nearest(weight, 127),
-                                  "gptq": round_gptq(weight, hessian, 127)}.items():
+    for name, (levels, scale) in {
+        "nearest": round_nearest(weight, 127),
+        "gptq": round_gptq(weight, hessian, 127),
+    }.items():
         assert np.array_equal(levels, np.round(levels)) and np.abs(levels).max() <= 127
         errors[name] = np.linalg.norm(x @ weight - x @ (levels * scale))
     assert np.allclose(round_gptq(weight, hessian, 127)[1], round_nearest(weight, 127)[1])
@@ -104,8 +113,13 @@ def _per_token_error(x: np.ndarray, weight: np.ndarray, outliers: int) -> float:
     stats = {"layer": LayerStats(np.abs(x).max(axis=0), x.T.astype(np.float64) @ x)}
     r = Rewriter("u8", stats=stats, outlier_channels=outliers, gptq=False)
     r.per_token_matmul("x", weight, "y", "layer")
-    graph = helper.make_graph(r.nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], r.initializers)
+    graph = helper.make_graph(
+        r.nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        r.initializers,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return float(np.abs(session.run(None, {"x": x})[0] - x @ weight).mean())
@@ -129,12 +143,16 @@ def test_pair_limited_weights_are_exact_at_full_codes():
         assert np.abs(levels).max() <= 127 and (np.abs(levels[0::2]) + np.abs(levels[1::2])).max() <= 128
         codes = rng.integers(200, 256, size=(64, 256)).astype(np.uint8)
         graph = helper.make_graph(
-            [helper.make_node("MatMulInteger", ["a", "w", "a_zero", "w_zero"], ["y"])], "g",
+            [helper.make_node("MatMulInteger", ["a", "w", "a_zero", "w_zero"], ["y"])],
+            "g",
             [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, 256])],
             [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
-            [onnx.numpy_helper.from_array(levels.astype(np.int8), "w"),
-             onnx.numpy_helper.from_array(np.array(0, np.uint8), "a_zero"),
-             onnx.numpy_helper.from_array(np.array(0, np.int8), "w_zero")])
+            [
+                onnx.numpy_helper.from_array(levels.astype(np.int8), "w"),
+                onnx.numpy_helper.from_array(np.array(0, np.uint8), "a_zero"),
+                onnx.numpy_helper.from_array(np.array(0, np.int8), "w_zero"),
+            ],
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
         session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
         assert np.array_equal(session.run(None, {"a": codes})[0], codes.astype(np.int64) @ levels.astype(np.int64))
@@ -170,9 +188,12 @@ def test_faithful_gives_onnx_tools_the_graph_without_its_weights(tmp_path, seqcl
 
 def test_at_opset_declares_the_standard_domain_when_absent():
     """A graph of contrib operators only (no standard-domain opset entry) gets one, at the asked version."""
-    graph = helper.make_graph([helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("Gelu", ["x"], ["y"], domain="com.microsoft")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("com.microsoft", 1)])
     converted = at_opset(model, OPSET)
     assert {o.domain: o.version for o in converted.opset_import} == {"com.microsoft": 1, "": OPSET}

@@ -1,4 +1,5 @@
 """Load-time bundle checks: each broken bundle is refused with a BundleError naming the file and the fix."""
+
 from __future__ import annotations
 
 import json
@@ -105,4 +106,3 @@ def test_runtime_reads_only_onnx_and_json():
     for source in runtime.glob("*.py"):
         text = source.read_text(encoding="utf-8")
         assert "pickle" not in text and "torch.load" not in text and "np.load" not in text, source
-

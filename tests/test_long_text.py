@@ -1,6 +1,8 @@
 """Texts longer than the max length: every window checked against PyTorch on the same windows."""
+
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import numpy as np
@@ -79,7 +81,7 @@ def test_ner_windows_merge_without_duplicates(token_bundle, token_checkpoint):
         assert token["score"] == pytest.approx(float(probabilities.max()), abs=1e-4)
     grouped = model.predict(LONG, aggregation="simple")
     spans = [(e["start"], e["end"]) for e in grouped]
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))  # no overlaps, no duplicates at seams
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no overlaps, no duplicates at seams
     assert len(model.predict(LONG, truncation="head", aggregation="none", ignore_labels=())) == len(windows[0].ids) - 2
 
 
@@ -101,15 +103,23 @@ def test_a_head_is_read_from_a_prefix_equal_to_the_whole_texts_first_window(seqc
     """`truncation="head"` tokenizes a prefix of a long text, not all of it (a 1 MB text built 1,053 windows to
     keep one): for WordPiece, Unigram and byte-level BPE tokenizers, on texts with and without spaces, with
     long space runs and a giant word at the cut, the head window is token for token the whole text's."""
+    from families import bpe_tokenizer, unigram_tokenizer
     from tokenizers import Tokenizer
 
-    from families import bpe_tokenizer, unigram_tokenizer
     from mbert_edge.runtime.runner import Runner
 
     sample = [s for group in builtin_sample().texts.values() for s in group]
-    texts = [LONG * 40, "".join(sample) * 40, "世界你好，我们" * 3000, "สวัสดีครับ" * 3000,
-             " " * 50_000 + "Guten Morgen " * 400, "x" * 20_000 + " " + LONG * 10, LONG[:700] + "y" * 30_000,
-             "kurz", LONG[:300]]
+    texts = [
+        LONG * 40,
+        "".join(sample) * 40,
+        "世界你好，我们" * 3000,
+        "สวัสดีครับ" * 3000,
+        " " * 50_000 + "Guten Morgen " * 400,
+        "x" * 20_000 + " " + LONG * 10,
+        LONG[:700] + "y" * 30_000,
+        "kurz",
+        LONG[:300],
+    ]
     tokenizers = [Tokenizer.from_file(str(seqcls_bundle / "tokenizer.json")), unigram_tokenizer(), bpe_tokenizer()]
     for tokenizer in tokenizers:
         whole = Tokenizer.from_str(tokenizer.to_str())

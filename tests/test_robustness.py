@@ -1,4 +1,5 @@
 """Odd input, many threads, many calls: every call returns a well-formed result, and memory stays bounded."""
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,11 @@ MEGABYTE = (" ".join(SENTENCES) + "\n") * (2**20 // len((" ".join(SENTENCES) + "
 
 @pytest.fixture(scope="module")
 def models(seqcls_bundle, token_bundle, encoder_bundle):
-    return {"classifier": Classifier(seqcls_bundle), "ner": TokenClassifier(token_bundle),
-            "embedder": Embedder(encoder_bundle)}
+    return {
+        "classifier": Classifier(seqcls_bundle),
+        "ner": TokenClassifier(token_bundle),
+        "embedder": Embedder(encoder_bundle),
+    }
 
 
 def run(model, texts):
@@ -86,15 +90,18 @@ def test_ten_thousand_short_strings(models, kind):
 
 
 @pytest.mark.parametrize("kind", ["classifier", "ner", "embedder"])
-@pytest.mark.parametrize("bad, message", [
-    (None, "texts must be a str or a sequence of str, got NoneType"),
-    (b"bytes", "got bytes"),
-    (3.5, "got float"),
-    (["ok", b"x"], r"texts\[1\] must be str, got bytes"),
-    (["ok", "fine", 7], r"texts\[2\] must be str, got int"),
-    ([["nested"]], r"texts\[0\] must be str, got list"),
-    (["ok", None], r"texts\[1\] must be str, got NoneType"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (None, "texts must be a str or a sequence of str, got NoneType"),
+        (b"bytes", "got bytes"),
+        (3.5, "got float"),
+        (["ok", b"x"], r"texts\[1\] must be str, got bytes"),
+        (["ok", "fine", 7], r"texts\[2\] must be str, got int"),
+        ([["nested"]], r"texts\[0\] must be str, got list"),
+        (["ok", None], r"texts\[1\] must be str, got NoneType"),
+    ],
+)
 def test_wrong_types_name_index_and_type(models, kind, bad, message):
     with pytest.raises(TypeError, match=message):
         run(models[kind], bad)
@@ -128,8 +135,9 @@ def test_streaming_matches_batch_and_is_lazy(models, kind):
     else:
         for a, b in zip(streamed, batch):
             a, b = (a, b) if kind == "ner" else ([a], [b])
-            assert [{k: v for k, v in x.items() if k != "score"} for x in a] == \
-                   [{k: v for k, v in y.items() if k != "score"} for y in b]
+            assert [{k: v for k, v in x.items() if k != "score"} for x in a] == [
+                {k: v for k, v in y.items() if k != "score"} for y in b
+            ]
             assert all(abs(x["score"] - y["score"]) <= 1e-6 for x, y in zip(a, b))
     with pytest.raises(TypeError, match=r"texts\[9\] must be str, got int"):
         list(stream(iter(["a"] * 9 + [5]), chunk_size=4))

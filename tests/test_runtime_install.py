@@ -1,5 +1,6 @@
 """The slim install: `pip install mbert-edge` (onnxruntime, tokenizers, numpy, click; no torch, transformers or
 onnx) runs the inference commands on a bundle, and answers the tooling commands with one line."""
+
 from __future__ import annotations
 
 import shutil
@@ -8,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
@@ -24,14 +25,16 @@ def runtime_venv(tmp_path_factory) -> Path:
     source = shutil.copytree(REPO_ROOT, root / "source", ignore=shutil.ignore_patterns(*SKIPPED))
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)], check=True,
-                   timeout=900)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(source)], check=True, timeout=900
+    )
     return venv
 
 
 def slim(venv: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(venv / "bin" / "mbert-edge"), *args], capture_output=True, text=True, timeout=600,
-                          cwd=venv)
+    return subprocess.run(
+        [str(venv / "bin" / "mbert-edge"), *args], capture_output=True, text=True, timeout=600, cwd=venv
+    )
 
 
 def test_the_slim_install_has_no_tooling_libraries(runtime_venv):
@@ -49,8 +52,21 @@ def test_inference_commands_run_on_the_slim_install(runtime_venv, tmp_path, seqc
     assert predicted.returncode == 0 and len(predicted.stdout.splitlines()) == 2, predicted.stderr
     verified = slim(runtime_venv, "verify", str(bundle))
     assert verified.returncode == 0 and "**overall**" in verified.stdout, verified.stderr
-    bench = slim(runtime_venv, "bench", str(bundle), "--lengths", "16", "--batch-sizes", "8", "--runs", "2",
-                 "--max-seconds", "0", "--no-cold-start", "--no-threads")
+    bench = slim(
+        runtime_venv,
+        "bench",
+        str(bundle),
+        "--lengths",
+        "16",
+        "--batch-sizes",
+        "8",
+        "--runs",
+        "2",
+        "--max-seconds",
+        "0",
+        "--no-cold-start",
+        "--no-threads",
+    )
     assert bench.returncode == 0 and "## Batch-1 latency" in bench.stdout, bench.stderr
 
 
@@ -61,4 +77,5 @@ def test_tooling_commands_name_the_extra(runtime_venv, tmp_path, seqcls_bundle, 
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"Error: this command needs the [export] extra ({result.stderr.split('(')[1].split(')')[0]}): "
-        "pip install 'mbert-edge[export]'"]
+        "pip install 'mbert-edge[export]'"
+    ]

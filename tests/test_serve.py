@@ -1,4 +1,5 @@
 """`mbert-edge serve`: the real server in a subprocess on 127.0.0.1, real tiny bundles, real HTTP."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,6 +25,7 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 
 from conftest import run_cli  # noqa: E402
+
 from mbert_edge import Classifier, Embedder, TokenClassifier  # noqa: E402
 from mbert_edge.textdata import builtin_sample  # noqa: E402
 
@@ -40,8 +42,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(  # a session of its own: teardown kills it with any workers it started
             [sys.executable, "-m", "mbert_edge", "serve", str(bundle), "--port", str(self.port), *options],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent,
-            start_new_session=True, env={**os.environ, **({"MBERT_EDGE_API_KEY": env_key} if env_key else {})})
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=Path(__file__).parent,
+            start_new_session=True,
+            env={**os.environ, **({"MBERT_EDGE_API_KEY": env_key} if env_key else {})},
+        )
         deadline = time.monotonic() + 60
         while True:
             assert self.process.poll() is None, self.process.communicate()[1]
@@ -82,8 +89,21 @@ def start() -> Iterator:
 
 @pytest.fixture(scope="module")
 def seqcls_server(seqcls_bundle) -> Iterator[Server]:
-    server = Server(seqcls_bundle, "--max-wait-ms", "20", "--max-input-texts", "40", "--max-body-bytes", "20000",
-                    "--max-input-tokens", "2048", "--concurrent-batches", "3", "--intra-op-threads", "1")
+    server = Server(
+        seqcls_bundle,
+        "--max-wait-ms",
+        "20",
+        "--max-input-texts",
+        "40",
+        "--max-body-bytes",
+        "20000",
+        "--max-input-tokens",
+        "2048",
+        "--concurrent-batches",
+        "3",
+        "--intra-op-threads",
+        "1",
+    )
     yield server
     server.close()
 
@@ -142,20 +162,27 @@ def test_classification_routes_match_the_classifier(seqcls_server, seqcls_bundle
     assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("fp32", None, True)
     assert info["max_length"] == clf.max_length
     limits = info["limits"]
-    assert (limits["max_input_texts"], limits["max_input_tokens"], limits["concurrent_batches"],
-            info["intra_op_threads"]) == (40, 2048, 3, 1)
+    assert (
+        limits["max_input_texts"],
+        limits["max_input_tokens"],
+        limits["concurrent_batches"],
+        info["intra_op_threads"],
+    ) == (40, 2048, 3, 1)
 
     assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[0]}).json(), clf.predict(TEXTS[0]))
-    assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[:5], "top_k": None}).json(),
-                 clf.predict(TEXTS[:5], top_k=None))
-    assert_close(seqcls_server.post("/predict", {"inputs": TEXTS[:3], "top_k": 2, "truncation": "window"}).json(),
-                 clf.predict(TEXTS[:3], top_k=2, truncation="window"))
+    assert_close(
+        seqcls_server.post("/predict", {"inputs": TEXTS[:5], "top_k": None}).json(), clf.predict(TEXTS[:5], top_k=None)
+    )
+    assert_close(
+        seqcls_server.post("/predict", {"inputs": TEXTS[:3], "top_k": 2, "truncation": "window"}).json(),
+        clf.predict(TEXTS[:3], top_k=2, truncation="window"),
+    )
 
     tokens = seqcls_server.post("/tokenize", {"inputs": TEXTS[4]}).json()
     encoding = clf.tokenizer.encode(TEXTS[4])
     assert [t["id"] for t in tokens[0]] == encoding.ids
     assert [t["special"] for t in tokens[0]] == [bool(s) for s in encoding.special_tokens_mask]
-    assert all(TEXTS[4][t["start"]:t["stop"]] == t["text"] for t in tokens[0] if not t["special"])
+    assert all(TEXTS[4][t["start"] : t["stop"]] == t["text"] for t in tokens[0] if not t["special"])
 
     for route in ("/embed", "/v1/embeddings", "/ner"):
         key = "input" if route == "/v1/embeddings" else "inputs"
@@ -172,7 +199,7 @@ def test_classification_routes_match_the_classifier(seqcls_server, seqcls_bundle
 def test_concurrent_requests_each_get_their_own_results_batched(seqcls_server, seqcls_bundle):
     """Requests of 1 to 4 texts at once: every answer is its own, in order, and the batcher did batch them."""
     clf = Classifier(seqcls_bundle)
-    bodies = [{"inputs": TEXTS[i:i + 1 + i % 4]} for i in range(len(TEXTS))]
+    bodies = [{"inputs": TEXTS[i : i + 1 + i % 4]} for i in range(len(TEXTS))]
     batches_before = seqcls_server.metric("mbert_edge_batch_size_count")
     responses = asyncio.run(post_all(f"{seqcls_server.url}/predict", bodies))
     for body, response in zip(bodies, responses):
@@ -188,7 +215,7 @@ def test_faithful_int8_answers_do_not_depend_on_batching(start, faithful_bundle)
     info = httpx.get(f"{server.url}/info").json()
     assert (info["precision"], info["int8_method"], info["batch_invariant"]) == ("int8", "faithful", True)
     clf = Classifier(faithful_bundle, "int8")
-    bodies = [{"inputs": TEXTS[i:i + 1 + i % 3], "top_k": None} for i in range(len(TEXTS))]
+    bodies = [{"inputs": TEXTS[i : i + 1 + i % 3], "top_k": None} for i in range(len(TEXTS))]
     responses = asyncio.run(post_all(f"{server.url}/predict", bodies))
     for body, response in zip(bodies, responses):
         assert_close(response.json(), [clf.predict(text, top_k=None) for text in body["inputs"]])  # each alone
@@ -227,8 +254,9 @@ def test_embedding_routes_match_the_embedder(start, encoder_bundle):
     emb = Embedder(encoder_bundle)
     assert httpx.get(f"{server.url}/info").json()["task"] == "feature-extraction"
     assert_close(server.post("/embed", {"inputs": TEXTS[0]}).json(), emb.encode([TEXTS[0]]))
-    assert_close(server.post("/embed", {"inputs": TEXTS[:6], "normalize": False}).json(),
-                 emb.encode(TEXTS[:6], normalize=False))
+    assert_close(
+        server.post("/embed", {"inputs": TEXTS[:6], "normalize": False}).json(), emb.encode(TEXTS[:6], normalize=False)
+    )
 
     openai = server.post("/v1/embeddings", {"input": TEXTS[:3], "model": "m"}).json()
     assert openai["object"] == "list" and openai["model"] == "m"
@@ -247,8 +275,10 @@ def test_ner_routes_match_the_token_classifier(start, token_bundle):
     server = start(token_bundle)
     ner = TokenClassifier(token_bundle)
     assert_close(server.post("/predict", {"inputs": TEXTS[:4]}).json(), ner.predict(TEXTS[:4]))
-    assert_close(server.post("/ner", {"inputs": TEXTS[5], "aggregation": "none"}).json(),
-                 ner.predict(TEXTS[5], aggregation="none"))
+    assert_close(
+        server.post("/ner", {"inputs": TEXTS[5], "aggregation": "none"}).json(),
+        ner.predict(TEXTS[5], aggregation="none"),
+    )
     assert_error(server.post("/ner", {"inputs": "x", "aggregation": "bogus"}), 422, "validation", "bogus")
     assert_error(server.post("/ner", {"inputs": "x", "top_k": 2}), 422, "validation", "top_k")
 
@@ -260,15 +290,34 @@ def test_bad_requests_get_one_line_json_errors(seqcls_server):
     url = f"{seqcls_server.url}/predict"
     cases = [
         (httpx.post(url, content=b"{not json", headers=JSON), 422, "validation", "not valid JSON"),
-        (httpx.post(url, content=b"[" * 5000 + b"]" * 5000, headers=JSON), 422, "validation", "not valid JSON",
-         "recursion"),
-        (httpx.post(url, content=b'{"inputs": "a", "top_k": ' + b"9" * 5000 + b"}", headers=JSON), 422, "validation",
-         "not valid JSON", "4300 digits"),
-        (httpx.post(url, content=b'{"inputs": "a"}', headers={"content-type": "text/plain"}), 415,
-         "unsupported_media_type", "application/json", "text/plain"),
+        (
+            httpx.post(url, content=b"[" * 5000 + b"]" * 5000, headers=JSON),
+            422,
+            "validation",
+            "not valid JSON",
+            "recursion",
+        ),
+        (
+            httpx.post(url, content=b'{"inputs": "a", "top_k": ' + b"9" * 5000 + b"}", headers=JSON),
+            422,
+            "validation",
+            "not valid JSON",
+            "4300 digits",
+        ),
+        (
+            httpx.post(url, content=b'{"inputs": "a"}', headers={"content-type": "text/plain"}),
+            415,
+            "unsupported_media_type",
+            "application/json",
+            "text/plain",
+        ),
         (httpx.post(url, content=b'{"inputs": "a"}'), 415, "unsupported_media_type", "no Content-Type"),
-        (httpx.post(f"{seqcls_server.url}/tokenize", data={"inputs": "a"}), 415, "unsupported_media_type",
-         "application/x-www-form-urlencoded"),
+        (
+            httpx.post(f"{seqcls_server.url}/tokenize", data={"inputs": "a"}),
+            415,
+            "unsupported_media_type",
+            "application/x-www-form-urlencoded",
+        ),
         (seqcls_server.post("/predict", {"inputs": "a", "top_k": 1.5}), 422, "validation", "top_k", "number"),
         (seqcls_server.post("/predict", ["a"]), 422, "validation", "JSON object"),
         (seqcls_server.post("/predict", {"text": "a"}), 422, "validation", "unknown field 'text'"),
@@ -281,11 +330,19 @@ def test_bad_requests_get_one_line_json_errors(seqcls_server):
         (seqcls_server.post("/predict", {"inputs": "a", "top_k": 0}), 422, "validation", "top_k"),
         (seqcls_server.post("/predict", {"inputs": "a", "truncation": "tail"}), 422, "validation", "tail"),
         (seqcls_server.post("/predict", {"inputs": ["a"] * 41}), 422, "too_many_texts", "41", "40"),
-        (seqcls_server.post("/predict", {"inputs": ["Guten Morgen " * 300] * 4, "truncation": "window"}), 422,
-         "too_many_tokens", "--max-input-tokens 2048"),
+        (
+            seqcls_server.post("/predict", {"inputs": ["Guten Morgen " * 300] * 4, "truncation": "window"}),
+            422,
+            "too_many_tokens",
+            "--max-input-tokens 2048",
+        ),
         (seqcls_server.post("/predict", {"inputs": "a" * 20001}), 413, "payload_too_large", "20000"),
-        (httpx.post(url, content=iter([b'{"inputs": "', b"a" * 30000, b'"}']), headers=JSON), 413, "payload_too_large",
-         "20000"),
+        (
+            httpx.post(url, content=iter([b'{"inputs": "', b"a" * 30000, b'"}']), headers=JSON),
+            413,
+            "payload_too_large",
+            "20000",
+        ),
         (httpx.get(f"{seqcls_server.url}/nowhere"), 404, "not_found", "/nowhere"),
         (httpx.get(url), 405, "method_not_allowed", "GET /predict"),
         # No redirect whose Location comes from the client's Host header (it was 307 to http://evil.example/predict).
@@ -295,19 +352,34 @@ def test_bad_requests_get_one_line_json_errors(seqcls_server):
         assert_error(response, status, error_type, *fragments)
     lone_surrogate = json.dumps({"inputs": "\ud800 lone surrogate"}).encode()  # escaped: valid JSON
     assert httpx.post(url, content=lone_surrogate, headers=JSON).status_code == 200
-    assert httpx.post(f"{seqcls_server.url}/tokenize", content=lone_surrogate,
-                      headers={"content-type": "Application/JSON; charset=utf-8"}).status_code == 200
+    assert (
+        httpx.post(
+            f"{seqcls_server.url}/tokenize",
+            content=lone_surrogate,
+            headers={"content-type": "Application/JSON; charset=utf-8"},
+        ).status_code
+        == 200
+    )
     assert seqcls_server.metric('mbert_edge_requests_total{route="/predict",status="413"}') == 2
 
 
 def test_an_api_key_guards_every_route_but_health(start, seqcls_bundle):
     server = start(seqcls_bundle, "--api-key", "s3cret key")
     assert server.process.stdout.readline().startswith(
-        f"mbert-edge serve: http://127.0.0.1:{server.port} {seqcls_bundle.name} (sequence-classification, precision ")
-    for route, method in (("/predict", "POST"), ("/tokenize", "POST"), ("/info", "GET"), ("/metrics", "GET"),
-                          ("/nowhere", "GET")):
-        for headers, why in (({}, "no API key"), ({"authorization": "Bearer s3cret"}, "a wrong API key"),
-                             ({"authorization": "s3cret key"}, "a wrong API key")):
+        f"mbert-edge serve: http://127.0.0.1:{server.port} {seqcls_bundle.name} (sequence-classification, precision "
+    )
+    for route, method in (
+        ("/predict", "POST"),
+        ("/tokenize", "POST"),
+        ("/info", "GET"),
+        ("/metrics", "GET"),
+        ("/nowhere", "GET"),
+    ):
+        for headers, why in (
+            ({}, "no API key"),
+            ({"authorization": "Bearer s3cret"}, "a wrong API key"),
+            ({"authorization": "s3cret key"}, "a wrong API key"),
+        ):
             response = httpx.request(method, f"{server.url}{route}", json={"inputs": "a"}, headers=headers)
             assert_error(response, 401, "unauthorized", why, "Authorization: Bearer <key>")
             assert response.headers["www-authenticate"] == "Bearer"
@@ -349,8 +421,10 @@ def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, 
 
     async def scenario() -> tuple[list[httpx.Response], httpx.Response, bool]:
         async with httpx.AsyncClient(timeout=60) as client:
-            waiting = [asyncio.ensure_future(client.post(f"{server.url}/predict", json={"inputs": TEXTS[:2]}))
-                       for _ in range(2)]
+            waiting = [
+                asyncio.ensure_future(client.post(f"{server.url}/predict", json={"inputs": TEXTS[:2]}))
+                for _ in range(2)
+            ]
             while server.metric("mbert_edge_queue_depth") < 4:  # both are in the queue, waiting 3 s for more
                 await asyncio.sleep(0.05)
             refused = await client.post(f"{server.url}/tokenize", json={"inputs": "x"})
@@ -364,8 +438,10 @@ def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, 
 
     with socket.create_connection(("127.0.0.1", server.port)) as client:  # sends 5 texts, leaves at once
         body = json.dumps({"inputs": TEXTS[:5]}).encode()
-        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        client.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         deadline = time.monotonic() + 10
         while server.metric("mbert_edge_queue_depth") < 5:
             assert time.monotonic() < deadline
@@ -381,7 +457,7 @@ def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, 
 def test_sigterm_finishes_requests_in_flight_and_exits_0(start, seqcls_bundle):
     server = start(seqcls_bundle, "--max-wait-ms", "1500")
     clf = Classifier(seqcls_bundle)
-    bodies = [{"inputs": TEXTS[i:i + 2]} for i in range(0, 12, 2)]
+    bodies = [{"inputs": TEXTS[i : i + 2]} for i in range(0, 12, 2)]
 
     async def scenario() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=60) as client:
@@ -406,8 +482,10 @@ def test_sigterm_stops_within_the_graceful_timeout(start, seqcls_bundle):
     server = start(seqcls_bundle, "--max-wait-ms", "20000", "--graceful-timeout", "1")
     with socket.create_connection(("127.0.0.1", server.port)) as client:
         body = json.dumps({"inputs": "wartet"}).encode()
-        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        client.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         while server.metric("mbert_edge_queue_depth") < 1:
             time.sleep(0.05)
         server.process.send_signal(signal.SIGTERM)
@@ -418,8 +496,11 @@ def test_sigterm_stops_within_the_graceful_timeout(start, seqcls_bundle):
 
 
 def rss_kb(pid: int) -> int:
-    return int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                    if line.startswith("VmRSS")))
+    return int(
+        next(
+            line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS")
+        )
+    )
 
 
 def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
@@ -431,8 +512,10 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
     try:
         for _ in range(500):
             connection = socket.create_connection(("127.0.0.1", server.port))
-            connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                               b"Content-Length: 100\r\n\r\n{\"in")
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"in'
+            )
             slow.append(connection)
         answer = httpx.post(f"{server.url}/predict", json={"inputs": "Guten Morgen"}, timeout=10)
         slow[0].setblocking(False)
@@ -469,8 +552,10 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
     body = json.dumps({"inputs": "Guten Morgen " * 40_000, "truncation": "head"}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as client:
         client.settimeout(30)
-        client.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        client.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
         assert client.recv(4096).decode().startswith("HTTP/1.1 200")
 
 
@@ -491,13 +576,25 @@ def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):
 
 
 def test_serve_needs_the_extra_a_bundle_sane_limits_and_a_free_port(tmp_path, seqcls_bundle):
-    blocked = ("import sys; sys.modules['uvicorn'] = None; sys.argv = ['mbert-edge', *sys.argv[1:]]; "
-               "from mbert_edge.cli import main; main()")
-    help_text = subprocess.run([sys.executable, "-c", blocked, "--help"], capture_output=True, text=True,
-                               cwd=Path(__file__).parent, timeout=120)
+    blocked = (
+        "import sys; sys.modules['uvicorn'] = None; sys.argv = ['mbert-edge', *sys.argv[1:]]; "
+        "from mbert_edge.cli import main; main()"
+    )
+    help_text = subprocess.run(
+        [sys.executable, "-c", blocked, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+        timeout=120,
+    )
     assert help_text.returncode == 0 and "serve" in help_text.stdout
-    missing = subprocess.run([sys.executable, "-c", blocked, "serve", str(tmp_path)], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=120)
+    missing = subprocess.run(
+        [sys.executable, "-c", blocked, "serve", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent,
+        timeout=120,
+    )
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1, missing.stderr
     assert "pip install 'mbert-edge[serve]'" in missing.stderr and "uvicorn" in missing.stderr
 
@@ -536,8 +633,9 @@ def test_the_batcher_runs_up_to_its_concurrent_batches_at_once(concurrent):
         batcher = MicroBatcher(BatchLimits(max_tokens=512, max_size=2, max_wait=0), ServerMetrics(), concurrent)
         batcher.start()
         try:
-            return await asyncio.gather(*(batcher.submit("predict", run, [f"a{i}", f"b{i}", f"c{i}"], [4] * 3)
-                                          for i in range(4)))
+            return await asyncio.gather(
+                *(batcher.submit("predict", run, [f"a{i}", f"b{i}", f"c{i}"], [4] * 3) for i in range(4))
+            )
         finally:
             await batcher.stop()
 
@@ -563,8 +661,9 @@ def test_a_request_whose_texts_fail_fails_alone():
         batcher.start()
         try:
             requests = [["a", "b"], ["c", "bad"], ["d"]]
-            return await asyncio.gather(*(batcher.submit("predict", run, texts, [4] * len(texts))
-                                          for texts in requests), return_exceptions=True)
+            return await asyncio.gather(
+                *(batcher.submit("predict", run, texts, [4] * len(texts)) for texts in requests), return_exceptions=True
+            )
         finally:
             await batcher.stop()
 
@@ -613,9 +712,27 @@ def test_the_published_api_holds_under_fuzzing(start, request, bundle_fixture, t
     server = start(request.getfixturevalue(bundle_fixture), "--max-input-texts", "8")
     document = httpx.get(f"{server.url}/openapi.json").json()
     assert document["openapi"] == "3.1.0" and "/tokenize" in document["paths"]
-    done = subprocess.run([str(st), "run", f"{server.url}/openapi.json", "--max-examples", "25", "--seed", "1",
-                           "--checks", "all", "--request-timeout", "30", "--workers", "1"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    done = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{server.url}/openapi.json",
+            "--max-examples",
+            "25",
+            "--seed",
+            "1",
+            "--checks",
+            "all",
+            "--request-timeout",
+            "30",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout[-3000:]
     assert "No issues found" in done.stdout
 
@@ -630,4 +747,5 @@ def test_the_api_documents_in_docs_are_the_servers(tmp_path):
     for task in TASKS:
         expected = openapi(task, ServerSettings(bundle="").max_input_texts)
         assert json.loads((docs / f"openapi-{task}.json").read_text()) == expected, (
-            f"regenerate with: python -m mbert_edge.serve.openapi {docs}")
+            f"regenerate with: python -m mbert_edge.serve.openapi {docs}"
+        )

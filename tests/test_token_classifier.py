@@ -1,18 +1,21 @@
 """TokenClassifier against the Hugging Face token-classification pipeline on the same model."""
+
 from __future__ import annotations
 
 import shutil
 
 import pytest
-
 from conftest import NER_LABELS, minilm_path
+
 from mbert_edge import TokenClassifier
 from mbert_edge.runtime.entities import AGGREGATIONS
 from mbert_edge.textdata import builtin_sample
 
 # Offsets must index the original string in every script: CJK, Arabic, Devanagari, accents, emoji.
 TEXTS = [s for group in builtin_sample().texts.values() for s in group] + [
-    "Zürich 🙂 und 東京 नमस्ते", "Ærøskøbing, Ελλάδα — مرحبا بالعالم!", "naïve café 👩‍👩‍👧 déjà-vu",
+    "Zürich 🙂 und 東京 नमस्ते",
+    "Ærøskøbing, Ελλάδα — مرحبا بالعالم!",
+    "naïve café 👩‍👩‍👧 déjà-vu",
 ]
 
 
@@ -21,8 +24,9 @@ def pipeline_entities(checkpoint, texts, aggregation):
 
     model = transformers.AutoModelForTokenClassification.from_pretrained(checkpoint, attn_implementation="eager")
     tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
-    pipe = transformers.pipeline("token-classification", model=model.eval(), tokenizer=tokenizer,
-                                 aggregation_strategy=aggregation)
+    pipe = transformers.pipeline(
+        "token-classification", model=model.eval(), tokenizer=tokenizer, aggregation_strategy=aggregation
+    )
     return [pipe(t) for t in texts]
 
 
@@ -47,7 +51,7 @@ def test_agrees_with_hf_pipeline(token_bundle, token_checkpoint, aggregation):
         for text, tokens in zip(TEXTS, actual):
             for token in tokens:
                 if not token["word"].startswith("##") and token["word"] != "[UNK]":
-                    assert text[token["start"]:token["end"]] == token["word"]
+                    assert text[token["start"] : token["end"]] == token["word"]
 
 
 def test_minilm_with_a_head_agrees_with_hf_pipeline(tmp_path):
@@ -60,8 +64,11 @@ def test_minilm_with_a_head_agrees_with_hf_pipeline(tmp_path):
     source = minilm_path()
     torch.manual_seed(0)
     model = transformers.BertForTokenClassification.from_pretrained(
-        source, num_labels=len(NER_LABELS), id2label=dict(enumerate(NER_LABELS)),
-        label2id={l: i for i, l in enumerate(NER_LABELS)})
+        source,
+        num_labels=len(NER_LABELS),
+        id2label=dict(enumerate(NER_LABELS)),
+        label2id={label: i for i, label in enumerate(NER_LABELS)},
+    )
     checkpoint = tmp_path / "minilm-ner"
     model.save_pretrained(checkpoint)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):

@@ -3,6 +3,7 @@
 Needs the `batch` extra (pyarrow); Ray needs the `ray` extra. Nothing here is imported by `mbert_edge`
 itself, and the modules import pyarrow and Ray only when used, so the CLI works without either.
 """
+
 from typing import Any
 
 

@@ -1,16 +1,16 @@
 """The click command `mbert-edge batch`. pyarrow and Ray are imported only when it runs."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
+from mbert_edge.batch.formats import FORMATS
 from mbert_edge.bundle import Bundle
 from mbert_edge.cli.common import NonEmptyPath
 from mbert_edge.progress import Progress
 from mbert_edge.runtime.runner import TRUNCATIONS
-
-from mbert_edge.batch.formats import FORMATS
 
 
 @click.command()
@@ -18,32 +18,88 @@ from mbert_edge.batch.formats import FORMATS
 @click.argument("input_path", metavar="INPUT", type=NonEmptyPath(exists=True, path_type=Path))
 @click.argument("output", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--text-column", default="text", show_default=True, help="The column holding the texts.")
-@click.option("--id-column", default=None,
-              help="Keep only this input column beside the results (default: keep all input columns).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Input format (default: from the file names).")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
-              help="Texts (their windows) run through the model together.")
-@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True,
-              help="Which model of the bundle: auto takes INT8 when the bundle has it.")
-@click.option("--top-k", type=click.IntRange(1), default=None,
-              help="Classification: this many labels per text, as lists (default 1: a label and a score).")
-@click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,
-              help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
-                   "classification, window otherwise).")
-@click.option("--part-rows", type=click.IntRange(1), default=10_000, show_default=True,
-              help="Rows per output part: the unit of resumption (and of memory) on one machine. On Ray, input files "
-                   "run in groups of at least this many rows (the unit of resumption there), in parts of Ray Data's blocks.")
-@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
-              help="Run on Ray: alone, a local Ray instance; with ADDRESS (host:port), join that cluster.")
-@click.option("--workers", type=click.IntRange(1), default=None,
-              help="--ray: actors, one bundle each (default: the cluster's CPUs less one for Ray Data's reading "
-                   "and writing, / --threads-per-worker).")
-@click.option("--threads-per-worker", type=click.IntRange(1), default=1, show_default=True,
-              help="--ray: CPUs each actor reserves, and ONNX Runtime threads it runs.")
-def batch(bundle: Path, input_path: Path, output: Path, text_column: str, id_column: str | None, fmt: str | None,
-          batch_size: int, precision: str, top_k: int | None, truncation: str | None, part_rows: int,
-          ray_address: str | None, workers: int | None, threads_per_worker: int) -> None:
+@click.option(
+    "--id-column",
+    default=None,
+    help="Keep only this input column beside the results (default: keep all input columns).",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default=None, help="Input format (default: from the file names)."
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="Texts (their windows) run through the model together.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "int8", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="Which model of the bundle: auto takes INT8 when the bundle has it.",
+)
+@click.option(
+    "--top-k",
+    type=click.IntRange(1),
+    default=None,
+    help="Classification: this many labels per text, as lists (default 1: a label and a score).",
+)
+@click.option(
+    "--truncation",
+    type=click.Choice(TRUNCATIONS),
+    default=None,
+    help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
+    "classification, window otherwise).",
+)
+@click.option(
+    "--part-rows",
+    type=click.IntRange(1),
+    default=10_000,
+    show_default=True,
+    help="Rows per output part: the unit of resumption (and of memory) on one machine. On Ray, input files "
+    "run in groups of at least this many rows (the unit of resumption there), in parts of Ray Data's blocks.",
+)
+@click.option(
+    "--ray",
+    "ray_address",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run on Ray: alone, a local Ray instance; with ADDRESS (host:port), join that cluster.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    help="--ray: actors, one bundle each (default: the cluster's CPUs less one for Ray Data's reading "
+    "and writing, / --threads-per-worker).",
+)
+@click.option(
+    "--threads-per-worker",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="--ray: CPUs each actor reserves, and ONNX Runtime threads it runs.",
+)
+def batch(
+    bundle: Path,
+    input_path: Path,
+    output: Path,
+    text_column: str,
+    id_column: str | None,
+    fmt: str | None,
+    batch_size: int,
+    precision: str,
+    top_k: int | None,
+    truncation: str | None,
+    part_rows: int,
+    ray_address: str | None,
+    workers: int | None,
+    threads_per_worker: int,
+) -> None:
     """Run BUNDLE on the text column of INPUT (a Parquet, JSON Lines or CSV file, or a folder of them) and
     write OUTPUT: a folder of Parquet parts with the input's columns, the results (label and score, entities,
     or an embedding) and an `error` column for rows that have no result. Rerun the same command to resume."""
@@ -55,8 +111,9 @@ def batch(bundle: Path, input_path: Path, output: Path, text_column: str, id_col
     task = Bundle.open(bundle).task
     if top_k is not None and task != "sequence-classification":
         raise click.UsageError(f"{bundle} is a {task} bundle; --top-k applies to sequence-classification bundles only")
-    job = Job(bundle, input_path, output, text_column, id_column, fmt, precision, batch_size, top_k, truncation,
-              part_rows)
+    job = Job(
+        bundle, input_path, output, text_column, id_column, fmt, precision, batch_size, top_k, truncation, part_rows
+    )
     if ray_address is None:
         if workers is not None or threads_per_worker != 1:
             raise click.UsageError("--workers and --threads-per-worker apply to --ray runs only")
@@ -65,6 +122,7 @@ def batch(bundle: Path, input_path: Path, output: Path, text_column: str, id_col
         require("ray", "ray")
         from mbert_edge.batch.ray_job import run_on_ray
 
-        summary = run_on_ray(job, None if ray_address == "local" else ray_address, workers, threads_per_worker,
-                             Progress())
+        summary = run_on_ray(
+            job, None if ray_address == "local" else ray_address, workers, threads_per_worker, Progress()
+        )
     click.echo(summary.line())

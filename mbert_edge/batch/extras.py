@@ -1,4 +1,5 @@
 """The optional dependencies of batch inference, and the one-line fix when one is missing."""
+
 from __future__ import annotations
 
 import importlib

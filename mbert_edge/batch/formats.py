@@ -1,4 +1,5 @@
 """The input formats and the file-name endings that mean them (no pyarrow: the CLI's options use these)."""
+
 from __future__ import annotations
 
 from pathlib import Path

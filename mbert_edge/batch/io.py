@@ -1,4 +1,5 @@
 """Reading the input files in record batches and writing output files whole or not at all (pyarrow)."""
+
 from __future__ import annotations
 
 import itertools
@@ -14,9 +15,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as pa_ds
 import pyarrow.parquet as pq
 
-from mbert_edge.errors import DataError
-
 from mbert_edge.batch.formats import FORMATS, format_of
+from mbert_edge.errors import DataError
 
 FILE_FORMATS = {"parquet": pa_ds.ParquetFileFormat, "jsonl": pa_ds.JsonFileFormat, "csv": pa_ds.CsvFileFormat}
 
@@ -31,11 +31,13 @@ def input_files(path: Path, fmt: str | None) -> tuple[list[Path], str]:
         files = [path]
     found = {format_of(p) for p in files}
     if fmt is None and (None in found or len(found) != 1):
-        raise DataError(f"cannot tell the format of {path} ({', '.join(sorted(map(str, found))) or 'no data files'}): "
-                        f"pass --format {'|'.join(FORMATS)}")
+        raise DataError(
+            f"cannot tell the format of {path} ({', '.join(sorted(map(str, found))) or 'no data files'}): "
+            f"pass --format {'|'.join(FORMATS)}"
+        )
     if not files:
         raise DataError(f"{path} holds no {fmt} files")
-    fmt = fmt or found.pop()
+    fmt = fmt or str(found.pop())
     files = [p for p in files if _has_content(p)]  # an empty or blank file has no rows, and JSON readers refuse it
     if not files:
         raise DataError(f"{path} has no rows: its {fmt} files are empty")
@@ -84,8 +86,11 @@ class RowLines:
     increasing order: the files are read once, forward."""
 
     def __init__(self, files: list[Path], fmt: str) -> None:
-        self.lines = ((path.name, line) for path in files
-                      for line in itertools.islice(row_lines(path, fmt), int(fmt == "csv"), None))
+        self.lines = (
+            (path.name, line)
+            for path in files
+            for line in itertools.islice(row_lines(path, fmt), int(fmt == "csv"), None)
+        )
         self.next = 0
 
     def __call__(self, row: int) -> str:
@@ -133,16 +138,22 @@ def _json_failure(path: Path | str, message: str) -> str | None:
             for key in keys:
                 value = value.get(key) if isinstance(value, dict) else None
             if changed and JSON_TYPES.get(type(value)) == changed[3]:
-                return (f"{path} line {number}: its {'.'.join(keys)} is a {changed[3]}, where earlier rows have a "
-                        f"{changed[2]}")
+                return (
+                    f"{path} line {number}: its {'.'.join(keys)} is a {changed[3]}, where earlier rows have a "
+                    f"{changed[2]}"
+                )
     return None
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """`table` with exactly `schema`'s columns, in its order and types (nulls where one is missing): what
     pyarrow's dataset makes of each file of an input, for readers that take the files one by one."""
-    columns = [table.column(field.name).cast(field.type) if field.name in table.column_names
-               else pa.nulls(len(table), field.type) for field in schema]
+    columns = [
+        table.column(field.name).cast(field.type)
+        if field.name in table.column_names
+        else pa.nulls(len(table), field.type)
+        for field in schema
+    ]
     return pa.Table.from_arrays(columns, schema=schema)
 
 
@@ -183,7 +194,7 @@ def regroup(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
         yield pa.Table.from_batches(pending)
 
 
-def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
     """Call `write` on a temporary name beside `path`, then rename: `path` is complete or absent."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:

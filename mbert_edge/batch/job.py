@@ -3,6 +3,7 @@
 The part bookkeeping is written here by hand: pyarrow and Ray Data write datasets, but neither skips the
 parts an interrupted run already finished.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,14 +17,21 @@ from typing import Any
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mbert_edge.batch.io import (
+    RowLines,
+    input_files,
+    open_input,
+    record_batches,
+    regroup,
+    row_count,
+    write_json,
+    write_parquet,
+)
+from mbert_edge.batch.results import ERROR_COLUMN, annotate, output_columns
 from mbert_edge.bundle import MANIFEST_NAME
 from mbert_edge.errors import MbertEdgeError
-from mbert_edge.runtime import load
 from mbert_edge.progress import Progress
-
-from mbert_edge.batch.io import (RowLines, input_files, open_input, record_batches, regroup, row_count,
-                                 write_json, write_parquet)
-from mbert_edge.batch.results import ERROR_COLUMN, annotate, output_columns
+from mbert_edge.runtime import load
 
 JOB_FILE = "_mbert_edge_batch.json"  # pyarrow and Ray skip names starting with "_" or "." when reading a folder
 DONE_FILE = "_SUCCESS"
@@ -60,9 +68,11 @@ class Summary:
         bad = sum(self.errors.values())
         detail = f" ({', '.join(f'{kind} {n:,}' for kind, n in sorted(self.errors.items()))})" if bad else ""
         skipped = f", {self.parts_skipped} already done" if self.parts_skipped else ""
-        return (f"{self.output}: {self.rows:,} rows in {self.parts_written + self.parts_skipped} parts "
-                f"({self.parts_written} written{skipped}); {self.rows_run:,} rows in {self.seconds:.1f} s "
-                f"({self.rows_run / max(self.seconds, 1e-9):,.1f} rows/s); rows with an error: {bad:,}{detail}")
+        return (
+            f"{self.output}: {self.rows:,} rows in {self.parts_written + self.parts_skipped} parts "
+            f"({self.parts_written} written{skipped}); {self.rows_run:,} rows in {self.seconds:.1f} s "
+            f"({self.rows_run / max(self.seconds, 1e-9):,.1f} rows/s); rows with an error: {bad:,}{detail}"
+        )
 
 
 def bundle_identity(bundle: Path) -> str:
@@ -73,10 +83,18 @@ def bundle_identity(bundle: Path) -> str:
 def describe(job: Job, task: str, precision: str, files: list[Path], fmt: str, engine: str) -> dict[str, Any]:
     """The record a rerun must match to resume: the arguments, the bundle and the input files as they are."""
     fields = {k: v for k, v in asdict(job).items() if k not in ("bundle", "input", "output", "format", "precision")}
-    return {"bundle": str(job.bundle.resolve()), "bundle_manifest_sha256": bundle_identity(job.bundle),
-            "task": task, "precision": precision, "format": fmt, "engine": engine, **fields,
-            "inputs": [{"path": str(f.resolve()), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns}
-                       for f in files]}
+    return {
+        "bundle": str(job.bundle.resolve()),
+        "bundle_manifest_sha256": bundle_identity(job.bundle),
+        "task": task,
+        "precision": precision,
+        "format": fmt,
+        "engine": engine,
+        **fields,
+        "inputs": [
+            {"path": str(f.resolve()), "bytes": f.stat().st_size, "mtime_ns": f.stat().st_mtime_ns} for f in files
+        ],
+    }
 
 
 def start_output(output: Path, description: dict[str, Any]) -> None:
@@ -86,8 +104,10 @@ def start_output(output: Path, description: dict[str, Any]) -> None:
         previous = json.loads(record.read_text(encoding="utf-8"))
         changed = sorted(k for k in description.keys() | previous.keys() if previous.get(k) != description.get(k))
         if changed:
-            raise MbertEdgeError(f"{output} holds a batch job with other arguments or inputs ({', '.join(changed)} "
-                                 "differ): rerun with the same ones to resume, or choose another OUTPUT")
+            raise MbertEdgeError(
+                f"{output} holds a batch job with other arguments or inputs ({', '.join(changed)} "
+                "differ): rerun with the same ones to resume, or choose another OUTPUT"
+            )
         return
     if output.exists() and any(output.iterdir()):
         raise MbertEdgeError(f"{output} exists and is not a batch job's output: choose a new or empty folder")
@@ -99,15 +119,18 @@ def kept_columns(names: list[str], job: Job, task: str) -> list[str]:
     """The input columns the output keeps (the id column alone, or all); a missing column or a name clash with
     the results fails."""
     if job.text_column not in names:
-        raise MbertEdgeError(f"the input has no column {job.text_column!r} (it has {', '.join(names)}): "
-                             "pass --text-column")
+        raise MbertEdgeError(
+            f"the input has no column {job.text_column!r} (it has {', '.join(names)}): pass --text-column"
+        )
     if job.id_column is not None and job.id_column not in names:
         raise MbertEdgeError(f"the input has no column {job.id_column!r} for --id-column")
     keep = [job.id_column] if job.id_column is not None else names
     clash = [name for name in output_columns(task) if name in keep]
     if clash:
-        raise MbertEdgeError(f"the input already has the column(s) {', '.join(clash)} that the results add: "
-                             "rename them, or keep only an --id-column")
+        raise MbertEdgeError(
+            f"the input already has the column(s) {', '.join(clash)} that the results add: "
+            "rename them, or keep only an --id-column"
+        )
     return keep
 
 
@@ -147,8 +170,19 @@ def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int 
         for index, part in enumerate(regroup(record_batches(dataset, min(job.part_rows, 1 << 16)), job.part_rows)):
             if index not in done:
                 locate = None if lines is None else lambda row, first=index * job.part_rows: lines(first + row)
-                write_parquet(annotate(model, part, job.text_column, keep=keep, batch_size=job.batch_size,
-                                       top_k=job.top_k, truncation=job.truncation, advance=advance, locate=locate),
-                              part_path(job.output, index))
+                write_parquet(
+                    annotate(
+                        model,
+                        part,
+                        job.text_column,
+                        keep=keep,
+                        batch_size=job.batch_size,
+                        top_k=job.top_k,
+                        truncation=job.truncation,
+                        advance=advance,
+                        locate=locate,
+                    ),
+                    part_path(job.output, index),
+                )
     (job.output / DONE_FILE).touch()
     return summarize(job.output, len(sizes) - len(done), len(done), remaining, time.perf_counter() - start)

@@ -1,4 +1,5 @@
 """The callable class that Ray Data's `map_batches` runs on a pool of actors: one loaded bundle per actor."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,25 +7,38 @@ from typing import Any
 
 import pyarrow as pa
 
-from mbert_edge.runtime import load
-
 from mbert_edge.batch.io import conform
 from mbert_edge.batch.results import annotate
+from mbert_edge.runtime import load
 
 
 class BatchPredictor:
     """Loads the bundle once (per Ray actor), then adds the results to each pyarrow batch it is called on."""
 
-    def __init__(self, bundle: str | Path, *, text_column: str = "text", keep: list[str] | None = None,
-                 precision: str = "auto", intra_op_threads: int = 1, batch_size: int = 32,
-                 top_k: int | None = None, truncation: str | None = None, schema: pa.Schema | None = None) -> None:
+    def __init__(
+        self,
+        bundle: str | Path,
+        *,
+        text_column: str = "text",
+        keep: list[str] | None = None,
+        precision: str = "auto",
+        intra_op_threads: int = 1,
+        batch_size: int = 32,
+        top_k: int | None = None,
+        truncation: str | None = None,
+        schema: pa.Schema | None = None,
+    ) -> None:
         """`keep`: the input columns to keep beside the results (default all); `intra_op_threads`: ONNX
         Runtime's threads, to match the CPUs each actor reserves (`num_cpus`); `schema`: the input's columns,
         to which each batch is cast first, so that files of one input that differ in column order, extra
         columns or types give output of one schema."""
         self.model = load(bundle, precision=precision, intra_op_threads=intra_op_threads)
-        self.options: dict[str, Any] = {"keep": keep, "batch_size": batch_size, "top_k": top_k,
-                                       "truncation": truncation}
+        self.options: dict[str, Any] = {
+            "keep": keep,
+            "batch_size": batch_size,
+            "top_k": top_k,
+            "truncation": truncation,
+        }
         self.text_column = text_column
         self.schema = schema
 

@@ -1,4 +1,5 @@
 """`mbert-edge batch --ray`: Ray Data reads the input, a pool of actors runs the bundle, Ray writes Parquet."""
+
 from __future__ import annotations
 
 import logging
@@ -16,20 +17,19 @@ from pathlib import Path
 SERIAL_LISTING = {"RAY_DATA_LIST_FILES_THREADED_NUM_WORKERS": "1"}
 os.environ.update(SERIAL_LISTING)
 
-import ray  # noqa: E402
-import ray.data  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-from ray.data.datasource import FilenameProvider  # noqa: E402
-
-from mbert_edge.runtime.cpus import available_cpus
-from mbert_edge.errors import MbertEdgeError
-from mbert_edge.progress import Progress
-from mbert_edge.runtime import load
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import ray.data
+from ray.data.datasource import FilenameProvider
 
 from mbert_edge.batch.io import input_files, open_input, reader_options, row_count
 from mbert_edge.batch.job import DONE_FILE, Job, Summary, describe, kept_columns, start_output, summarize
 from mbert_edge.batch.predictor import ray_predictor
+from mbert_edge.errors import MbertEdgeError
+from mbert_edge.progress import Progress
+from mbert_edge.runtime import load
+from mbert_edge.runtime.cpus import available_cpus
 
 READERS = {"parquet": ray.data.read_parquet, "jsonl": ray.data.read_json, "csv": ray.data.read_csv}
 STAGING = ".ray-staging"  # hidden from readers of OUTPUT until the run completes
@@ -58,7 +58,7 @@ def file_groups(files: list[Path], fmt: str, text_column: str, rows: int) -> lis
             groups.append(([], 0))
             schema = dataset.schema
         indices, held = groups[-1]
-        groups[-1] = (indices + [index], held + row_count(dataset))
+        groups[-1] = ([*indices, index], held + row_count(dataset))
     return groups
 
 
@@ -108,18 +108,27 @@ def connect(address: str | None, workers: int | None, threads: int) -> int:
     held every CPU those tasks would wait forever, so one CPU is always left to them."""
     if not ray.is_initialized():
         local_cpus = (workers or max(1, available_cpus() // threads)) * threads + IO_CPUS
-        ray.init(address=address, num_cpus=None if address else local_cpus, include_dashboard=False,
-                 configure_logging=False, log_to_driver=False, runtime_env={"env_vars": SERIAL_LISTING})
+        ray.init(
+            address=address,
+            num_cpus=None if address else local_cpus,
+            include_dashboard=False,
+            configure_logging=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": SERIAL_LISTING},
+        )
     cpus = int(ray.cluster_resources().get("CPU", 0))
     workers = workers or max(1, (cpus - IO_CPUS) // threads)
     if workers * threads + IO_CPUS > cpus:
-        raise MbertEdgeError(f"{workers} workers x {threads} threads need {workers * threads} CPUs, and Ray Data "
-                             f"one more to read and write; the cluster has {cpus}: ask for fewer workers")
+        raise MbertEdgeError(
+            f"{workers} workers x {threads} threads need {workers * threads} CPUs, and Ray Data "
+            f"one more to read and write; the cluster has {cpus}: ask for fewer workers"
+        )
     return workers
 
 
-def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int,
-               progress: Progress | None = None) -> Summary:
+def run_on_ray(
+    job: Job, address: str | None, workers: int | None, threads: int, progress: Progress | None = None
+) -> Summary:
     """Run `job` on Ray: `workers` actors (default: as many as the cluster's CPUs allow), each reserving
     `threads` CPUs and running ONNX Runtime with as many threads. Groups of input files (`file_groups`: at
     least `job.part_rows` rows each) run one after another, each through one Ray Data pipeline whose parts
@@ -137,10 +146,17 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int,
     done = {group[0] for group, _ in groups if file_marker(job.output, group[0]).exists()}
     skipped = sum(len(file_parts(job.output, index)) for index in done)
     schema = open_input(files, fmt, job.text_column).schema  # the whole input's, as the local path reads it
-    predictor = ray_predictor(job.bundle.resolve(), text_column=job.text_column, schema=schema,
-                              keep=kept_columns(schema.names, job, task), precision=precision,
-                              intra_op_threads=threads, batch_size=job.batch_size, top_k=job.top_k,
-                              truncation=job.truncation)
+    predictor = ray_predictor(
+        job.bundle.resolve(),
+        text_column=job.text_column,
+        schema=schema,
+        keep=kept_columns(schema.names, job, task),
+        precision=precision,
+        intra_op_threads=threads,
+        batch_size=job.batch_size,
+        top_k=job.top_k,
+        truncation=job.truncation,
+    )
     workers = connect(address, workers, threads)
     start = time.perf_counter()
     context = ray.data.DataContext.get_current()
@@ -161,8 +177,16 @@ def run_on_ray(job: Job, address: str | None, workers: int | None, threads: int,
     return summarize(job.output, written, skipped, rows_run, time.perf_counter() - start)
 
 
-def run_group(job: Job, files: list[Path], fmt: str, group: list[int], predictor: type, workers: int, threads: int,
-              advance: Callable[[int], None]) -> list[Path]:
+def run_group(
+    job: Job,
+    files: list[Path],
+    fmt: str,
+    group: list[int],
+    predictor: type,
+    workers: int,
+    threads: int,
+    advance: Callable[[int], None],
+) -> list[Path]:
     """One group of input files through one Ray Data pipeline written to a hidden staging folder, its parts then
     renamed into OUTPUT and the group marked done; returns its parts."""
     index, staging = group[0], job.output / STAGING
@@ -174,8 +198,12 @@ def run_group(job: Job, files: list[Path], fmt: str, group: list[int], predictor
     # every actor has work (Ray Data's streaming repartition, which never holds the dataset).
     rows = 8 * job.batch_size
     results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
-        predictor, batch_format="pyarrow", batch_size=rows, compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=threads)
+        predictor,
+        batch_format="pyarrow",
+        batch_size=rows,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=threads,
+    )
     write_with_progress(results, staging, advance)
     parts = []
     for number, part in enumerate(sorted(staging.glob("part-*.parquet"))):

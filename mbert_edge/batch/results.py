@@ -1,4 +1,5 @@
 """A model's results on a table's text column, as Arrow columns beside the input's, one error per bad row."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -10,10 +11,20 @@ import pyarrow.compute as pc
 
 from mbert_edge.runtime import TaskModel
 
-ENTITY = pa.struct([("entity_group", pa.string()), ("score", pa.float32()), ("word", pa.string()),
-                    ("start", pa.int64()), ("end", pa.int64())])
-RESULT_COLUMNS = {"sequence-classification": ("label", "score"), "token-classification": ("entities",),
-                  "feature-extraction": ("embedding",)}
+ENTITY = pa.struct(
+    [
+        ("entity_group", pa.string()),
+        ("score", pa.float32()),
+        ("word", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+    ]
+)
+RESULT_COLUMNS = {
+    "sequence-classification": ("label", "score"),
+    "token-classification": ("entities",),
+    "feature-extraction": ("embedding",),
+}
 ERROR_COLUMN = "error"
 
 
@@ -32,8 +43,9 @@ def as_text(texts: pa.ChunkedArray) -> pa.ChunkedArray:
     return texts
 
 
-def not_utf8(table: pa.Table, names: list[str],
-             locate: Callable[[int], str] | None) -> tuple[pa.Table, list[str | None]]:
+def not_utf8(
+    table: pa.Table, names: list[str], locate: Callable[[int], str] | None
+) -> tuple[pa.Table, list[str | None]]:
     """`table` with the bytes that are not UTF-8 in its string columns `names` replaced (U+FFFD), and per row
     None, or which of those columns were not UTF-8 and (by `locate`) where the row was read. pyarrow's JSON
     reader, and its CSV reader as `io.reader_options` sets it, leave strings' bytes unchecked; a column is
@@ -65,12 +77,21 @@ def row_errors(texts: pa.ChunkedArray) -> list[str | None]:
     if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)):
         return ["null text" if value is None else f"not text ({texts.type})" for value in texts.to_pylist()]
     blank = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(texts), ""), False).to_pylist()
-    return ["null text" if valid is False else "empty text" if empty else None
-            for valid, empty in zip(pc.is_valid(texts).to_pylist(), blank)]
+    return [
+        "null text" if valid is False else "empty text" if empty else None
+        for valid, empty in zip(pc.is_valid(texts).to_pylist(), blank)
+    ]
 
 
-def _predict(model: TaskModel, texts: list[str], batch_size: int, top_k: int | None, truncation: str | None,
-             advance: Callable[[int], None], chunk_size: int) -> list[Any]:
+def _predict(
+    model: TaskModel,
+    texts: list[str],
+    batch_size: int,
+    top_k: int | None,
+    truncation: str | None,
+    advance: Callable[[int], None],
+    chunk_size: int,
+) -> list[Any]:
     """The model's results for `texts`, streamed `chunk_size` at a time so that `advance` moves with them."""
     options: dict[str, Any] = {"batch_size": batch_size, "truncation": truncation}
     if model.task == "sequence-classification":
@@ -89,10 +110,14 @@ def _columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[st
     """Arrow arrays of one row per result (None where a row had no result)."""
     if model.task == "sequence-classification":
         if top_k in (None, 1):
-            return {"label": pa.array([r and r["label"] for r in results], pa.string()),
-                    "score": pa.array([r and r["score"] for r in results], pa.float32())}
-        return {"label": pa.array([r and [x["label"] for x in r] for r in results], pa.list_(pa.string())),
-                "score": pa.array([r and [x["score"] for x in r] for r in results], pa.list_(pa.float32()))}
+            return {
+                "label": pa.array([r and r["label"] for r in results], pa.string()),
+                "score": pa.array([r and r["score"] for r in results], pa.float32()),
+            }
+        return {
+            "label": pa.array([r and [x["label"] for x in r] for r in results], pa.list_(pa.string())),
+            "score": pa.array([r and [x["score"] for x in r] for r in results], pa.list_(pa.float32())),
+        }
     if model.task == "token-classification":
         return {"entities": pa.array(results, pa.list_(ENTITY))}
     width = model.bundle.manifest.hidden_size
@@ -105,10 +130,19 @@ def _columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[st
     return {"embedding": pa.FixedSizeListArray.from_arrays(values, width, mask=pa.array(missing))}
 
 
-def annotate(model: TaskModel, table: pa.Table, text_column: str, *, keep: list[str] | None = None,
-             batch_size: int = 32, top_k: int | None = None, truncation: str | None = None,
-             advance: Callable[[int], None] = lambda n: None, chunk_size: int | None = None,
-             locate: Callable[[int], str] | None = None) -> pa.Table:
+def annotate(
+    model: TaskModel,
+    table: pa.Table,
+    text_column: str,
+    *,
+    keep: list[str] | None = None,
+    batch_size: int = 32,
+    top_k: int | None = None,
+    truncation: str | None = None,
+    advance: Callable[[int], None] = lambda n: None,
+    chunk_size: int | None = None,
+    locate: Callable[[int], str] | None = None,
+) -> pa.Table:
     """`table` (or its `keep` columns) with the results of `model` on `text_column`, and an `error` column
     that names why a row has no result. Bad rows never stop the others. `truncation`: as the model's
     `predict` takes it (None: the task's default); `locate`: where a row of `table` was read, named in the

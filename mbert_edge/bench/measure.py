@@ -1,6 +1,7 @@
 """What `mbert-edge bench` measures: latency by length, end-to-end latency on real sentences, throughput by
 batch size, cold start and peak RSS, and a thread sweep. Plain timing loops over the runtime's own
 classes: no library measures an ONNX bundle end to end with its tokenizer, so this is written here."""
+
 from __future__ import annotations
 
 import itertools
@@ -8,7 +9,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +70,9 @@ def side_by_side(calls: dict[str, Callable[[], Any]], rounds: int = 5, per_round
     return {name: float(np.median(values)) for name, values in medians.items()}
 
 
-def pipeline_timings(pipe: Callable, forward_128: Callable[[], Any], sentences: list[str], single: list[str],
-                     runs: int) -> dict[str, Any]:
+def pipeline_timings(
+    pipe: Callable, forward_128: Callable[[], Any], sentences: list[str], single: list[str], runs: int
+) -> dict[str, Any]:
     """A peer's figures, timed as our `Classifier` is in benchmarks/peers.py: single-sentence end-to-end
     latency through `pipe`, the model alone on one 128-token input, and batch-32 throughput."""
     one_by_one = itertools.cycle(single)
@@ -83,8 +85,13 @@ def pipeline_timings(pipe: Callable, forward_128: Callable[[], Any], sentences: 
 def summary(seconds: np.ndarray) -> dict[str, Any]:
     """p50/p90/p99 in ms, the number of runs, and whether the spread is wide."""
     p50, p90, p99 = (float(np.percentile(seconds, q) * 1e3) for q in (50, 90, 99))
-    return {"p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "runs": int(seconds.size),
-            "wide_spread": p90 > WIDE_SPREAD * p50}
+    return {
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "runs": int(seconds.size),
+        "wide_spread": p90 > WIDE_SPREAD * p50,
+    }
 
 
 def exact_length_feed(model: TaskModel, length: int) -> dict[str, np.ndarray]:
@@ -93,14 +100,21 @@ def exact_length_feed(model: TaskModel, length: int) -> dict[str, np.ndarray]:
     return graph_feed(model.runner.input_names, framed_ids(model.bundle.manifest, filler))
 
 
-def graph_seconds(model: TaskModel, length: int, min_runs: int, max_seconds: float = 0.0, warmup: int = 3) -> np.ndarray:
+def graph_seconds(
+    model: TaskModel, length: int, min_runs: int, max_seconds: float = 0.0, warmup: int = 3
+) -> np.ndarray:
     """Seconds per batch-1 run of the graph alone on exactly `length` tokens."""
     feed = exact_length_feed(model, length)
     return time_calls(lambda: model.session.run(None, feed), min_runs, max_seconds, warmup)
 
 
-def latency_by_length(model: TaskModel, lengths: tuple[int, ...], min_runs: int, max_seconds: float,
-                      advance: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+def latency_by_length(
+    model: TaskModel,
+    lengths: tuple[int, ...],
+    min_runs: int,
+    max_seconds: float,
+    advance: Callable[[int], None] = lambda n: None,
+) -> dict[str, Any]:
     """Batch-1 latency of the graph at exact sequence lengths (no tokenisation)."""
     results = {}
     for length in lengths:
@@ -119,27 +133,36 @@ def throughput(model: TaskModel, sentences: list[str], batch_size: int, repeats:
     """Sentences and real tokens per second over all `sentences` at `batch_size` (best of `repeats`)."""
     tokens = sum(len(e.ids) for e in model.tokenizer.encode_batch(sentences))
     best = float(time_calls(lambda: model.predict(sentences, batch_size=batch_size), repeats, 0.0, warmup=1).min())
-    return {"sentences_per_s": len(sentences) / best, "tokens_per_s": tokens / best, "sentences": len(sentences),
-            "tokens": tokens}
+    return {
+        "sentences_per_s": len(sentences) / best,
+        "tokens_per_s": tokens / best,
+        "sentences": len(sentences),
+        "tokens": tokens,
+    }
 
 
 def script_cold_start(script: str, *args: str) -> dict[str, Any]:
     """Run `script` (which sets `start`, loads and predicts once) in a fresh process of this Python: its
     seconds and peak RSS (the peers' cold starts are measured with it too)."""
-    done = subprocess.run([sys.executable, "-c", script + COLD_START_REPORT, *args], capture_output=True, text=True,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", script + COLD_START_REPORT, *args], capture_output=True, text=True, check=True
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def cold_start(bundle: str | Path, precision: str, runs: int = 3) -> dict[str, Any]:
     """Fresh processes (import + load + first prediction): median seconds and peak RSS."""
     samples = [script_cold_start(COLD_START, str(bundle), precision) for _ in range(runs)]
-    return {"seconds": float(np.median([s["seconds"] for s in samples])),
-            "peak_rss_mb": float(np.median([s["peak_rss_mb"] for s in samples])), "runs": runs}
+    return {
+        "seconds": float(np.median([s["seconds"] for s in samples])),
+        "peak_rss_mb": float(np.median([s["peak_rss_mb"] for s in samples])),
+        "runs": runs,
+    }
 
 
-def thread_sweep(bundle: str | Path, precision: str, sentences: list[str], length: int, min_runs: int,
-                 max_seconds: float) -> dict[str, Any]:
+def thread_sweep(
+    bundle: str | Path, precision: str, sentences: list[str], length: int, min_runs: int, max_seconds: float
+) -> dict[str, Any]:
     """For 1..usable cores intra-op threads: batch-1 latency at `length` tokens and throughput at batch 32.
     Recommends the count with the best throughput, unless fewer threads come within 5% (they leave cores
     free for the rest of the app)."""
@@ -155,17 +178,30 @@ def thread_sweep(bundle: str | Path, precision: str, sentences: list[str], lengt
     return {"length": length, "threads": rows, "recommended_intra_op_threads": best}
 
 
-def run(bundle: str | Path, sentences: dict[str, list[str]], precisions: list[str], lengths: tuple[int, ...],
-        batch_sizes: tuple[int, ...], min_runs: int, max_seconds: float, cold: bool, sweep: bool,
-        progress: Progress) -> dict[str, Any]:
+def run(
+    bundle: str | Path,
+    sentences: dict[str, list[str]],
+    precisions: Sequence[str],
+    lengths: tuple[int, ...],
+    batch_sizes: tuple[int, ...],
+    min_runs: int,
+    max_seconds: float,
+    cold: bool,
+    sweep: bool,
+    progress: Progress,
+) -> dict[str, Any]:
     """Every figure of `mbert-edge bench` for the given precisions of one bundle."""
     import onnxruntime
 
     texts = [t for group in sentences.values() for t in group]
     results: dict[str, Any] = {
         "bundle": str(bundle),
-        "machine": {"cpu": cpu_model(), "usable_cores": available_cpus(), "flags": sorted(cpu_flags()),
-                    "onnxruntime": onnxruntime.__version__},
+        "machine": {
+            "cpu": cpu_model(),
+            "usable_cores": available_cpus(),
+            "flags": sorted(cpu_flags()),
+            "onnxruntime": onnxruntime.__version__,
+        },
         "data": {"sentences": len(texts), "groups": len(sentences)},
         "settings": {"min_runs": min_runs, "max_seconds": max_seconds},
         "variants": {},
@@ -176,8 +212,11 @@ def run(bundle: str | Path, sentences: dict[str, list[str]], precisions: list[st
         with progress.bar(f"{precision}: latency by length", len(usable)) as advance:
             by_length = latency_by_length(model, usable, min_runs, max_seconds, advance)
         with progress.step(f"{precision}: end to end and throughput on {len(texts)} sentences"):
-            variant = {"latency_by_length": by_length, "end_to_end": end_to_end(model, texts, min_runs, max_seconds),
-                       "throughput": {str(b): throughput(model, texts, b) for b in batch_sizes}}
+            variant = {
+                "latency_by_length": by_length,
+                "end_to_end": end_to_end(model, texts, min_runs, max_seconds),
+                "throughput": {str(b): throughput(model, texts, b) for b in batch_sizes},
+            }
         if cold:
             with progress.step(f"{precision}: cold start in fresh processes"):
                 variant["cold_start"] = cold_start(bundle, precision)
@@ -185,6 +224,8 @@ def run(bundle: str | Path, sentences: dict[str, list[str]], precisions: list[st
     if sweep:
         precision = precisions[-1]
         with progress.step(f"{precision}: thread sweep"):
-            results["thread_sweep"] = {"precision": precision,
-                                       **thread_sweep(bundle, precision, texts, 128, min_runs, max_seconds)}
+            results["thread_sweep"] = {
+                "precision": precision,
+                **thread_sweep(bundle, precision, texts, 128, min_runs, max_seconds),
+            }
     return results

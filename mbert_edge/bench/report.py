@@ -1,4 +1,5 @@
 """`mbert-edge bench` results as a terminal/Markdown table, JSON, and PNG plots."""
+
 from __future__ import annotations
 
 import json
@@ -15,41 +16,70 @@ def _flag(row: dict[str, Any]) -> str:
 def markdown(results: dict[str, Any]) -> str:
     """All figures as Markdown tables (also what the terminal shows)."""
     machine = results["machine"]
-    lines = [f"# mbert-edge bench: {results['bundle']}", "",
-             f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores, flags: "
-             f"{', '.join(machine['flags']) or 'none of avx2/avx512_vnni/avx_vnni/asimddp'}; "
-             f"onnxruntime {machine['onnxruntime']}.", ""]
+    lines = [
+        f"# mbert-edge bench: {results['bundle']}",
+        "",
+        f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores, flags: "
+        f"{', '.join(machine['flags']) or 'none of avx2/avx512_vnni/avx_vnni/asimddp'}; "
+        f"onnxruntime {machine['onnxruntime']}.",
+        "",
+    ]
     variants = results["variants"]
     lengths = sorted({int(n) for v in variants.values() for n in v["latency_by_length"]})
-    lines += ["## Batch-1 latency at exact lengths (graph only), p50 / p90 / p99 ms", "",
-              "| precision | " + " | ".join(f"{n} tokens" for n in lengths) + " |",
-              "|---|" + "---|" * len(lengths)]
+    lines += [
+        "## Batch-1 latency at exact lengths (graph only), p50 / p90 / p99 ms",
+        "",
+        "| precision | " + " | ".join(f"{n} tokens" for n in lengths) + " |",
+        "|---|" + "---|" * len(lengths),
+    ]
     for name, v in variants.items():
-        cells = [f"{r['p50_ms']:.1f} / {r['p90_ms']:.1f} / {r['p99_ms']:.1f}{_flag(r)}"
-                 for r in (v["latency_by_length"][str(n)] for n in lengths)]
+        cells = [
+            f"{r['p50_ms']:.1f} / {r['p90_ms']:.1f} / {r['p99_ms']:.1f}{_flag(r)}"
+            for r in (v["latency_by_length"][str(n)] for n in lengths)
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", f"## End to end on real sentences ({results['data']['sentences']} sentences, "
-              f"{results['data']['groups']} groups), tokenisation included", "",
-              "| precision | p50 ms | p90 ms | p99 ms | runs | throughput sentences/s (tokens/s) by batch size | "
-              "cold start s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"## End to end on real sentences ({results['data']['sentences']} sentences, "
+        f"{results['data']['groups']} groups), tokenisation included",
+        "",
+        "| precision | p50 ms | p90 ms | p99 ms | runs | throughput sentences/s (tokens/s) by batch size | "
+        "cold start s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, v in variants.items():
         e = v["end_to_end"]
-        rates = ", ".join(f"b{b}: {r['sentences_per_s']:.0f} ({r['tokens_per_s']:.0f})" for b, r in v["throughput"].items())
+        rates = ", ".join(
+            f"b{b}: {r['sentences_per_s']:.0f} ({r['tokens_per_s']:.0f})" for b, r in v["throughput"].items()
+        )
         cold = v.get("cold_start")
         start = f"{cold['seconds']:.2f} | {cold['peak_rss_mb']:.0f}" if cold else "- | -"
-        lines.append(f"| {name} | {e['p50_ms']:.2f} | {e['p90_ms']:.2f} | {e['p99_ms']:.2f}{_flag(e)} | {e['runs']} | "
-                     f"{rates} | {start} |")
+        lines.append(
+            f"| {name} | {e['p50_ms']:.2f} | {e['p90_ms']:.2f} | {e['p99_ms']:.2f}{_flag(e)} | {e['runs']} | "
+            f"{rates} | {start} |"
+        )
     sweep = results.get("thread_sweep")
     if sweep:
-        lines += ["", f"## Threads ({sweep['precision']}; latency at {sweep['length']} tokens, throughput at batch 32)",
-                  "", "| intra-op threads | p50 ms | sentences/s |", "|---|---|---|"]
+        lines += [
+            "",
+            f"## Threads ({sweep['precision']}; latency at {sweep['length']} tokens, throughput at batch 32)",
+            "",
+            "| intra-op threads | p50 ms | sentences/s |",
+            "|---|---|---|",
+        ]
         for threads, row in sweep["threads"].items():
             lines.append(f"| {threads} | {row['latency']['p50_ms']:.1f} | {row['throughput']['sentences_per_s']:.0f} |")
-        lines += ["", f"Recommended: `intra_op_threads={sweep['recommended_intra_op_threads']}`"
-                  + (" (saved in the bundle)" if results.get("saved") else " (`--save` stores it in the bundle)")]
+        lines += [
+            "",
+            f"Recommended: `intra_op_threads={sweep['recommended_intra_op_threads']}`"
+            + (" (saved in the bundle)" if results.get("saved") else " (`--save` stores it in the bundle)"),
+        ]
     if any(r["wide_spread"] for v in variants.values() for r in [v["end_to_end"], *v["latency_by_length"].values()]):
-        lines += ["", "Note: a wide spread (p90 > 1.5 x p50) means the machine was busy or throttling; re-run "
-                      "on an idle machine for steady figures."]
+        lines += [
+            "",
+            "Note: a wide spread (p90 > 1.5 x p50) means the machine was busy or throttling; re-run "
+            "on an idle machine for steady figures.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -69,8 +99,11 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
         lengths = sorted(int(n) for n in v["latency_by_length"])
         axes.plot(lengths, [v["latency_by_length"][str(n)]["p50_ms"] for n in lengths], marker="o", label=name)
     axes.set_xscale("log", base=2)
-    axes.set(xlabel="sequence length (tokens)", ylabel="p50 latency, batch 1 (ms)",
-             title=f"{Path(results['bundle']).name}: latency")
+    axes.set(
+        xlabel="sequence length (tokens)",
+        ylabel="p50 latency, batch 1 (ms)",
+        title=f"{Path(results['bundle']).name}: latency",
+    )
     axes.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     axes.set_xticks(lengths, [str(n) for n in lengths])
     latency = _save(figure, axes, folder / "latency.png")
@@ -79,8 +112,12 @@ def plot(results: dict[str, Any], folder: Path) -> list[Path]:
     batches = list(next(iter(variants.values()))["throughput"])
     width = 0.8 / len(names)
     for i, name in enumerate(names):
-        axes.bar([j + i * width for j in range(len(batches))],
-                 [variants[name]["throughput"][b]["sentences_per_s"] for b in batches], width, label=name)
+        axes.bar(
+            [j + i * width for j in range(len(batches))],
+            [variants[name]["throughput"][b]["sentences_per_s"] for b in batches],
+            width,
+            label=name,
+        )
     axes.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(batches))], [f"batch {b}" for b in batches])
     axes.set(ylabel="sentences / s", title=f"{Path(results['bundle']).name}: throughput on real sentences")
     return [latency, _save(figure, axes, folder / "throughput.png")]

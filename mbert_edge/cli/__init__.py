@@ -1,6 +1,7 @@
 """The `mbert-edge` command. Inference commands (`predict`, `info`, `verify`, `bench`) need only the runtime;
 tooling commands (`export`, `quantize`, `trim`, `demo`) import the export and quantize packages when they
 run, so the slim install answers them with one line naming the extra to install."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ from typing import Any
 
 import click
 
-from ..errors import MbertEdgeError
 from ..batch.command import batch
+from ..errors import MbertEdgeError
 from ..serve.command import serve
 from .inference import bench, info, predict, verify
 from .tooling import demo, export, quantize, trim
@@ -47,11 +48,18 @@ for command in (export, predict, info, quantize, verify, trim, bench, demo, serv
     cli.add_command(command)
 
 
-def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
-                  line: str | None = None) -> None:
+def _warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     """A warning as one line on stderr, like the errors (not Python's file:line and source line)."""
-    click.echo(f"Warning: {str(message).strip().splitlines()[0] if str(message).strip() else category.__name__}",
-               err=True)
+    click.echo(
+        f"Warning: {str(message).strip().splitlines()[0] if str(message).strip() else category.__name__}", err=True
+    )
 
 
 def _terminated(signum: int, frame: Any) -> None:

@@ -1,22 +1,26 @@
 """Pieces shared by the inference and tooling commands."""
+
 from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..bundle import model_bytes
 
-DATA_HELP = ("Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
-             "(also one folder level down); default: the built-in multilingual sample.")
+DATA_HELP = (
+    "Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
+    "(also one folder level down); default: the built-in multilingual sample."
+)
 
 
 class NonEmptyPath(click.Path):
     """click.Path that refuses an empty argument: pathlib reads "" as the current folder, so `export "" OUT`
     looked for a checkpoint in "." and said ". has no config.json"."""
 
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, str) and not value.strip():
             self.fail("is empty; pass a path", param, ctx)
         return super().convert(value, param, ctx)

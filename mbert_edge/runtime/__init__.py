@@ -1,5 +1,6 @@
 """The runtime: onnxruntime, tokenizers and numpy only. It reads bundles and never imports the export or
 quantize tooling. `runner` feeds graphs; `model` is the task classes' shared base."""
+
 from .classifier import Classifier
 from .embedder import Embedder
 from .loading import load

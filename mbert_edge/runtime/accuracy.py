@@ -2,6 +2,7 @@
 gate that judges it. Needs only the runtime (numpy + onnxruntime): `mbert-edge verify` runs on a slim
 install, and `quantize` imports it from here.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,11 +44,12 @@ def _logit_moves(reference: list[np.ndarray], candidate: list[np.ndarray]) -> tu
     ref = np.concatenate([np.atleast_2d(r) for r in reference])
     cand = np.concatenate([np.atleast_2d(c) for c in candidate])
     centred = ref - ref.mean(axis=-1, keepdims=True)
-    return float(((cand - ref) ** 2).sum()), float((centred ** 2).sum())
+    return float(((cand - ref) ** 2).sum()), float((centred**2).sum())
 
 
-def _group_metrics(reference: list[np.ndarray], candidate: list[np.ndarray], embeddings: bool,
-                   gold: list[int] | None) -> dict[str, Any]:
+def _group_metrics(
+    reference: list[np.ndarray], candidate: list[np.ndarray], embeddings: bool, gold: list[int] | None
+) -> dict[str, Any]:
     diffs = np.concatenate([np.abs(r - c).ravel() for r, c in zip(reference, candidate)])
     row = {"texts": len(reference), "max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean())}
     if embeddings:
@@ -69,9 +71,15 @@ def _group_metrics(reference: list[np.ndarray], candidate: list[np.ndarray], emb
     return row
 
 
-def compare(task: str, reference: Runner, candidate: Runner, textset: TextSet, batch_size: int = 32,
-            advance: Callable[[int], None] = lambda n: None,
-            reference_outputs: dict[str, list[np.ndarray]] | None = None) -> dict[str, Any]:
+def compare(
+    task: str,
+    reference: Runner,
+    candidate: Runner,
+    textset: TextSet,
+    batch_size: int = 32,
+    advance: Callable[[int], None] = lambda n: None,
+    reference_outputs: dict[str, list[np.ndarray]] | None = None,
+) -> dict[str, Any]:
     """Per-group and overall figures of `candidate` against `reference` on the same texts, for a bundle of
     `task` (`reference_outputs`, per group, spares recomputing them when one reference meets many candidates)."""
     embeddings = task == "feature-extraction"
@@ -86,8 +94,11 @@ def compare(task: str, reference: Runner, candidate: Runner, textset: TextSet, b
         advance(len(texts))
     rows = list(groups.values())
     sizes = [r["texts"] for r in rows]
-    overall: dict[str, Any] = {"texts": sum(sizes), "max_abs_diff": max(r["max_abs_diff"] for r in rows),
-                               "mean_abs_diff": float(np.average([r["mean_abs_diff"] for r in rows], weights=sizes))}
+    overall: dict[str, Any] = {
+        "texts": sum(sizes),
+        "max_abs_diff": max(r["max_abs_diff"] for r in rows),
+        "mean_abs_diff": float(np.average([r["mean_abs_diff"] for r in rows], weights=sizes)),
+    }
     if embeddings:
         overall["mean_cosine"] = float(np.average([r["mean_cosine"] for r in rows], weights=sizes))
         overall["min_cosine"] = min(r["min_cosine"] for r in rows)
@@ -104,8 +115,7 @@ def compare(task: str, reference: Runner, candidate: Runner, textset: TextSet, b
             w = [r["texts"] for r in labelled]
             overall["accuracy_reference"] = float(np.average([r["accuracy_reference"] for r in labelled], weights=w))
             overall["accuracy_candidate"] = float(np.average([r["accuracy_candidate"] for r in labelled], weights=w))
-    return {"reference": reference.name, "candidate": candidate.name,
-            "overall": overall, "groups": groups}
+    return {"reference": reference.name, "candidate": candidate.name, "overall": overall, "groups": groups}
 
 
 def gate_failure(report: dict[str, Any], min_agreement: float, min_cosine: float) -> str | None:
@@ -127,8 +137,12 @@ def gate_failure(report: dict[str, Any], min_agreement: float, min_cosine: float
     if "agreement" in overall and min_agreement > 0:
         n, observed = overall["decisions"], overall["agreement"]
         bound = observed if n >= alone else wilson_upper(observed, n)
-        report["gate"] = {"judged_alone_from": alone, "small_groups": small, "overall_bound": bound,
-                          "max_logit_shift": MAX_LOGIT_SHIFT}
+        report["gate"] = {
+            "judged_alone_from": alone,
+            "small_groups": small,
+            "overall_bound": bound,
+            "max_logit_shift": MAX_LOGIT_SHIFT,
+        }
         if bound < min_agreement:
             how = "" if n >= alone else f", 95% upper bound {bound:.4f}"
             failing.insert(0, f"overall agreement {observed:.4f} < {min_agreement} ({n} decisions{how})")
@@ -143,17 +157,24 @@ def gate_failure(report: dict[str, Any], min_agreement: float, min_cosine: float
 def markdown(report: dict[str, Any]) -> str:
     """A short Markdown table of the report, one row per group and an overall row."""
     embeddings = "mean_cosine" in report["overall"]
-    cols = (["mean cos", "min cos"] if embeddings else ["agreement", "logit shift", "acc ref", "acc cand"])
+    cols = ["mean cos", "min cos"] if embeddings else ["agreement", "logit shift", "acc ref", "acc cand"]
     cols += ["max |Δ|", "mean |Δ|"]
-    lines = [f"Candidate `{report['candidate']}` vs `{report['reference']}`", "",
-             "| group | texts | " + " | ".join(cols) + " |", "|---" * (len(cols) + 2) + "|"]
+    lines = [
+        f"Candidate `{report['candidate']}` vs `{report['reference']}`",
+        "",
+        "| group | texts | " + " | ".join(cols) + " |",
+        "|---" * (len(cols) + 2) + "|",
+    ]
 
     def fmt(row: dict[str, Any], key: str) -> str:
         value = row.get(key)
         return "" if value is None else f"{value:.4f}" if "diff" not in key else f"{value:.3g}"
 
-    keys = (["mean_cosine", "min_cosine"] if embeddings else
-            ["agreement", "logit_shift", "accuracy_reference", "accuracy_candidate"])
+    keys = (
+        ["mean_cosine", "min_cosine"]
+        if embeddings
+        else ["agreement", "logit_shift", "accuracy_reference", "accuracy_candidate"]
+    )
     keys += ["max_abs_diff", "mean_abs_diff"]
     gate = report.get("gate", {})
     small = set(gate.get("small_groups", ()))
@@ -161,8 +182,11 @@ def markdown(report: dict[str, Any]) -> str:
         label = f"{name} (small: pooled)" if name in small else name
         lines.append(f"| {label} | {row['texts']} | " + " | ".join(fmt(row, k) for k in keys) + " |")
     if small:
-        lines += ["", f"Groups of fewer than {gate['judged_alone_from']} decisions are judged only pooled; the pooled "
-                      f"agreement's 95% upper bound is {gate['overall_bound']:.4f}."]
+        lines += [
+            "",
+            f"Groups of fewer than {gate['judged_alone_from']} decisions are judged only pooled; the pooled "
+            f"agreement's 95% upper bound is {gate['overall_bound']:.4f}.",
+        ]
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
 """Sequence classification: labels and scores in the conventions of the HF text-classification pipeline."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -41,9 +42,12 @@ class Classifier(TaskModel):
         """Raw logits, shape (n, labels); a single row for a single string. Texts longer than the max
         length are cut to their head (`truncation="head"`; by default too, with a warning), or with
         `truncation="window"` read whole in overlapping windows whose logits are averaged."""
-        return self._call(texts, batch_size, truncation, self._logits)
+        logits: np.ndarray = self._call(texts, batch_size, truncation, self._logits)
+        return logits
 
-    def predict_proba(self, texts: str | Sequence[str], batch_size: int = 32, truncation: str | None = None) -> np.ndarray:
+    def predict_proba(
+        self, texts: str | Sequence[str], batch_size: int = 32, truncation: str | None = None
+    ) -> np.ndarray:
         """Label probabilities, shape (n, labels) (softmax, or sigmoid for multi-label heads)."""
         return self._activation(self.logits(texts, batch_size, truncation))
 
@@ -62,4 +66,7 @@ class Classifier(TaskModel):
                 results.append(best[0] if top_k == 1 else best)
             return results
 
-        return self._call(texts, batch_size, truncation, ranked)
+        predictions: Prediction | list[Prediction] | list[list[Prediction]] = self._call(
+            texts, batch_size, truncation, ranked
+        )
+        return predictions

@@ -1,4 +1,5 @@
 """How many CPU cores this process may really use (affinity mask and cgroup quota, not the host's count)."""
+
 from __future__ import annotations
 
 import math

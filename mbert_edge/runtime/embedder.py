@@ -1,4 +1,5 @@
 """Sentence embeddings: pooling happens inside the exported graph, normalisation and long-text merging here."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -35,7 +36,8 @@ class Embedder(TaskModel):
                 stacked /= np.maximum(np.linalg.norm(stacked, axis=1, keepdims=True), 1e-12)
             return stacked
 
-        return self._call(texts, batch_size, truncation, vectors)
+        encoded: np.ndarray = self._call(texts, batch_size, truncation, vectors)
+        return encoded
 
     predict = encode  # every task model answers `predict` (the CLI, benchmarks and servers call it)
     iter_encode = TaskModel.iter_predict  # `encode` for a stream of texts, one vector at a time
@@ -44,8 +46,8 @@ class Embedder(TaskModel):
     def _token_weighted(windows: list[Encoding], outputs: list[np.ndarray]) -> np.ndarray:
         if len(outputs) == 1:
             return outputs[0]
-        return np.average(outputs, axis=0, weights=[len(w) for w in windows])
+        return np.asarray(np.average(outputs, axis=0, weights=[len(w) for w in windows]))
 
     @staticmethod
     def _max(windows: list[Any], outputs: list[np.ndarray]) -> np.ndarray:
-        return np.max(outputs, axis=0)
+        return np.asarray(np.max(outputs, axis=0))

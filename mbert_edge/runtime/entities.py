@@ -4,6 +4,7 @@ Written here (not imported) because the runtime must not depend on transformers;
 pipeline's so that results agree with it: which tokens start a word, how "first"/"max"/"average" pick a
 word's label, how B-/I- tags group into entities, and which fields each result carries.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -35,7 +36,9 @@ def _tag(label: str) -> tuple[str, str]:
     return "I", label
 
 
-def _word_entity(group: list[dict[str, Any]], strategy: str, labels: Sequence[str], decode: Callable) -> Entity:
+def _word_entity(
+    group: list[dict[str, Any]], strategy: str, labels: Sequence[str], decode: Callable[[list[str]], str]
+) -> Entity:
     """One word's label from its tokens: the first token's, the most confident token's, or the mean scores'."""
     if strategy == "first":
         scores = group[0]["scores"]
@@ -44,11 +47,16 @@ def _word_entity(group: list[dict[str, Any]], strategy: str, labels: Sequence[st
     else:
         scores = np.nanmean(np.stack([t["scores"] for t in group]), axis=0)
     best = int(scores.argmax())
-    return {"entity": labels[best], "score": float(scores[best]), "word": decode([t["word"] for t in group]),
-            "start": group[0]["start"], "end": group[-1]["end"]}
+    return {
+        "entity": labels[best],
+        "score": float(scores[best]),
+        "word": decode([t["word"] for t in group]),
+        "start": group[0]["start"],
+        "end": group[-1]["end"],
+    }
 
 
-def _group(entities: list[Entity], decode: Callable) -> list[Entity]:
+def _group(entities: list[Entity], decode: Callable[[list[str]], str]) -> list[Entity]:
     """Adjacent entities of one type join unless the next starts with B-; the group's score is the mean."""
     groups: list[list[Entity]] = []
     for entity in entities:
@@ -57,9 +65,16 @@ def _group(entities: list[Entity], decode: Callable) -> list[Entity]:
             groups[-1].append(entity)
         else:
             groups.append([entity])
-    return [{"entity_group": g[0]["entity"].split("-", 1)[-1],
-             "score": float(np.nanmean([e["score"] for e in g])), "word": decode([e["word"] for e in g]),
-             "start": g[0]["start"], "end": g[-1]["end"]} for g in groups]
+    return [
+        {
+            "entity_group": g[0]["entity"].split("-", 1)[-1],
+            "score": float(np.nanmean([e["score"] for e in g])),
+            "word": decode([e["word"] for e in g]),
+            "start": g[0]["start"],
+            "end": g[-1]["end"],
+        }
+        for g in groups
+    ]
 
 
 def entities(
@@ -74,24 +89,40 @@ def entities(
 ) -> list[Entity]:
     """The entities of `text` under aggregation `strategy` (one of AGGREGATIONS), with character offsets
     into `text`."""
-    pre = []
+    pre: list[dict[str, Any]] = []
     for t in tokens:
-        reference = text[t.start:t.end]
+        reference = text[t.start : t.end]
         if subword_prefix:  # a word-aware tokenizer: a piece whose text is shorter than the token is "##..."
             is_subword = len(t.token) != len(reference)
         else:  # the pipeline's fallback for tokenizers without a continuation prefix
-            is_subword = t.start > 0 and " " not in text[t.start - 1:t.start + 1]
+            is_subword = t.start > 0 and " " not in text[t.start - 1 : t.start + 1]
         word = t.token
         if t.id == unk_id:
             word, is_subword = reference, False
-        pre.append({"word": word, "scores": t.scores, "start": t.start, "end": t.end, "index": t.index,
-                    "is_subword": is_subword})
+        pre.append(
+            {
+                "word": word,
+                "scores": t.scores,
+                "start": t.start,
+                "end": t.end,
+                "index": t.index,
+                "is_subword": is_subword,
+            }
+        )
     if strategy in ("none", "simple"):
         found = []
         for p in pre:
             best = int(p["scores"].argmax())
-            found.append({"entity": labels[best], "score": float(p["scores"][best]), "index": p["index"],
-                          "word": p["word"], "start": p["start"], "end": p["end"]})
+            found.append(
+                {
+                    "entity": labels[best],
+                    "score": float(p["scores"][best]),
+                    "index": p["index"],
+                    "word": p["word"],
+                    "start": p["start"],
+                    "end": p["end"],
+                }
+            )
     else:
         words: list[list[dict[str, Any]]] = []
         for p in pre:

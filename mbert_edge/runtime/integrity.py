@@ -1,5 +1,6 @@
 """Load-time checks that the parts of a bundle belong together: the tokenizer, the graph and the manifest.
 A mismatch would otherwise surface as wrong answers or an obscure ONNX Runtime error on some later input."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,10 +39,13 @@ def open_session(path: Path, options: ort.SessionOptions) -> ort.InferenceSessio
     except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph/... types, all from Exception
         reason = str(exc).splitlines()[0][:300]
         if "External data path" in reason:
-            raise BundleError(f"{path} refers to weights outside the bundle folder, which is refused ({reason}); "
-                              f"use a bundle whose files all live in its folder") from exc
-        raise BundleError(f"{path} could not be loaded by ONNX Runtime ({reason}): the file is corrupt or "
-                          f"not an ONNX model; {FIX}") from exc
+            raise BundleError(
+                f"{path} refers to weights outside the bundle folder, which is refused ({reason}); "
+                f"use a bundle whose files all live in its folder"
+            ) from exc
+        raise BundleError(
+            f"{path} could not be loaded by ONNX Runtime ({reason}): the file is corrupt or not an ONNX model; {FIX}"
+        ) from exc
 
 
 def framed_ids(manifest: Manifest, ids: list[int]) -> np.ndarray:

@@ -1,4 +1,5 @@
 """`mbert_edge.load`: the right runtime class for a bundle's task."""
+
 from __future__ import annotations
 
 from pathlib import Path

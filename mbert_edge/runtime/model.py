@@ -4,13 +4,14 @@ streaming and long-text windows.
 Kept deliberately small (after fastembed's runtime): a task class adds only how a text's windows' outputs
 become its result. Everything here is read-only after construction, so one object serves many threads.
 """
+
 from __future__ import annotations
 
 import itertools
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -21,7 +22,6 @@ from ..errors import BundleError
 from .runner import TRUNCATIONS, Runner
 from .textinput import as_text_list, check_choice, check_count
 
-Result = TypeVar("Result")
 PerText = list[tuple[list[Encoding], list[np.ndarray]]]  # each text's windows and the graph's output for each
 
 
@@ -60,16 +60,24 @@ class TaskModel:
                 "load it with the class for its task (mbert_edge.load picks it)"
             )
         self.precision = self.bundle.resolve_precision(precision)
-        self.runner = Runner.open(self.bundle, self.precision, stride=stride, max_batch_tokens=max_batch_tokens,
-                                  max_windows=max_windows,
-                                  intra_op_threads=intra_op_threads, inter_op_threads=inter_op_threads,
-                                  options=options, session_config=session_config, verify_hashes=verify_hashes)
+        self.runner = Runner.open(
+            self.bundle,
+            self.precision,
+            stride=stride,
+            max_batch_tokens=max_batch_tokens,
+            max_windows=max_windows,
+            intra_op_threads=intra_op_threads,
+            inter_op_threads=inter_op_threads,
+            options=options,
+            session_config=session_config,
+            verify_hashes=verify_hashes,
+        )
         trim = self.bundle.manifest.trim
         self._trimmed_unk_id = self.bundle.manifest.special_tokens["unk"].id if trim else None
         self._warned_unknown = False
 
     @classmethod
-    def from_bundle(cls, path: str | Path | Bundle, **kwargs: Any) -> "TaskModel":
+    def from_bundle(cls, path: str | Path | Bundle, **kwargs: Any) -> TaskModel:
         """Load the bundle at `path` (same arguments as the constructor)."""
         return cls(path, **kwargs)
 
@@ -98,7 +106,7 @@ class TaskModel:
         check_count("batch_size", batch_size)
         windows = self.runner.windows(texts, truncation or self.default_truncation)
         if self._trimmed_unk_id is not None and not self._warned_unknown:
-            self._check_unknown_rate(windows)
+            self._check_unknown_rate(windows, self._trimmed_unk_id)
         if truncation is None and self.default_truncation == "head" and any(g[0].overflowing for g in windows):
             warnings.warn(
                 f"some texts are longer than {self.max_length} tokens and were cut to their first "
@@ -111,23 +119,29 @@ class TaskModel:
         bounds = list(itertools.accumulate((len(group) for group in windows), initial=0))
         return [(group, outputs[a:b]) for group, a, b in zip(windows, bounds, bounds[1:])]
 
-    def _call(self, texts: str | Sequence[str], batch_size: int, truncation: str | None,
-              head: Callable[[list[str], PerText], Sequence[Result]]) -> Any:
-        """The task's `head` over all texts' outputs, one result per text; a single string gives its result alone."""
+    def _call(
+        self,
+        texts: str | Sequence[str],
+        batch_size: int,
+        truncation: str | None,
+        head: Callable[[list[str], PerText], Sequence[Any] | np.ndarray],
+    ) -> Any:
+        """The task's `head` over all texts' outputs, one result per text; a single string gives its result alone
+        (typed by the caller, which knows its task's result)."""
         items, single = as_text_list(texts)
         results = head(items, self._per_text(items, truncation, batch_size))
         return results[0] if single else results
 
-    def _check_unknown_rate(self, windows: list[list[Encoding]]) -> None:
+    def _check_unknown_rate(self, windows: list[list[Encoding]], unk_id: int) -> None:
         """Count [UNK] in this call's tokens; warn once per model when more than 5% are unknown, the sign of
         text outside the languages a trimmed vocabulary kept."""
         ids = [i for group in windows for e in group for i in e.ids]
-        unknown = ids.count(self._trimmed_unk_id)
+        unknown = ids.count(unk_id)
         if unknown > 0.05 * len(ids):
             self._warned_unknown = True
             warnings.warn(
                 f"{unknown} of {len(ids)} tokens in this call are unknown to the trimmed vocabulary of "
-                f"{self.bundle.path} (kept: {self.bundle.manifest.trim.scripts}): the text is likely in "
+                f"{self.bundle.path} (kept: {self.bundle.manifest.trim and self.bundle.manifest.trim.scripts}): the text is likely in "
                 "a language it dropped; use the untrimmed bundle for it",
                 UserWarning,
                 stacklevel=5,

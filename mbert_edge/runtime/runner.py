@@ -2,6 +2,7 @@
 batches them by length and runs them. The task classes, export's parity proof, quantize's calibration and
 candidate models, and the benchmarks all run graphs through it, so there is one way to feed a graph.
 """
+
 from __future__ import annotations
 
 import functools
@@ -28,8 +29,9 @@ COUNT_CHUNK = 65_536  # characters tokenized at a time when a text's tokens are 
 _LAST_WORD = re.compile(r"\s+\S*\Z")
 
 
-def session_options(intra_op_threads: int | None = None, inter_op_threads: int = 1,
-                    config: Mapping[str, str] | None = None) -> ort.SessionOptions:
+def session_options(
+    intra_op_threads: int | None = None, inter_op_threads: int = 1, config: Mapping[str, str] | None = None
+) -> ort.SessionOptions:
     """Session options set deliberately: intra-op threads = usable cores, one inter-op thread, all graph
     optimisations on (the fused graph still benefits from ORT's own layout and constant folding).
     The memory arena stays on (it reuses buffers across calls); memory patterns are off (planned and cached
@@ -61,9 +63,18 @@ class Runner:
     """Runs texts through one graph in length-bucketed batches. Read-only after construction: one runner
     serves many threads (ONNX Runtime runs concurrent calls on one session)."""
 
-    def __init__(self, session: ort.InferenceSession, tokenizer: Tokenizer, max_length: int, pad_id: int,
-                 name: str, *, stride: int | None = None, max_batch_tokens: int = 8192,
-                 max_windows: int | None = None) -> None:
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        tokenizer: Tokenizer,
+        max_length: int,
+        pad_id: int,
+        name: str,
+        *,
+        stride: int | None = None,
+        max_batch_tokens: int = 8192,
+        max_windows: int | None = None,
+    ) -> None:
         """`stride`: tokens shared by consecutive windows of a long text (default a quarter of the max
         length). `max_batch_tokens`: cap on padded tokens per batch, which bounds activation memory.
         `max_windows`: most windows one text may be read in (default: as many as span 131,072 tokens); a
@@ -73,10 +84,18 @@ class Runner:
         content = max_length - tokenizer.num_special_tokens_to_add(False)  # tokens per window
         self.stride = max_length // 4 if stride is None else stride
         if not 0 <= self.stride < content:
-            raise ValueError(f"stride must be between 0 and {content - 1} for max length {max_length}, got {self.stride}")
+            raise ValueError(
+                f"stride must be between 0 and {content - 1} for max length {max_length}, got {self.stride}"
+            )
         tokenizer.no_padding()  # batches are padded by `batching.padded_inputs`
         tokenizer.enable_truncation(max_length, stride=self.stride)  # the rest: `Encoding.overflowing` windows
-        self.session, self.tokenizer, self.max_length, self.pad_id, self.name = session, tokenizer, max_length, pad_id, name
+        self.session, self.tokenizer, self.max_length, self.pad_id, self.name = (
+            session,
+            tokenizer,
+            max_length,
+            pad_id,
+            name,
+        )
         self.max_batch_tokens = max_batch_tokens
         self.window_step = content - self.stride  # tokens from one window's start to the next's
         self.max_windows = -(-DEFAULT_MAX_TEXT_TOKENS // self.window_step) if max_windows is None else max_windows
@@ -85,10 +104,20 @@ class Runner:
         self.input_names = [i.name for i in session.get_inputs()]
 
     @classmethod
-    def open(cls, bundle: Bundle, precision: str = "auto", *, stride: int | None = None, max_batch_tokens: int = 8192,
-             max_windows: int | None = None, intra_op_threads: int | None = None, inter_op_threads: int = 1,
-             options: ort.SessionOptions | None = None, session_config: Mapping[str, str] | None = None,
-             verify_hashes: bool = True) -> "Runner":
+    def open(
+        cls,
+        bundle: Bundle,
+        precision: str = "auto",
+        *,
+        stride: int | None = None,
+        max_batch_tokens: int = 8192,
+        max_windows: int | None = None,
+        intra_op_threads: int | None = None,
+        inter_op_threads: int = 1,
+        options: ort.SessionOptions | None = None,
+        session_config: Mapping[str, str] | None = None,
+        verify_hashes: bool = True,
+    ) -> Runner:
         """The runner of a bundle's model (`precision` "auto" takes INT8 when there is one), after the load-time
         checks: files present, hashes, tokenizer and graph belong to the manifest. Intra-op threads: the
         argument, else the manifest's from `mbert-edge bench --save`, else the usable cores."""
@@ -105,8 +134,11 @@ class Runner:
         # its hash is reported before anything else.
         with ThreadPoolExecutor(max_workers=2) as pool:
             hashed = pool.submit(lambda: [bundle.verify_file(name) for name in checked]) if verify_hashes else None
-            session = pool.submit(open_session, bundle.file(model_file),
-                                  options or session_options(intra_op_threads, inter_op_threads, session_config))
+            session = pool.submit(
+                open_session,
+                bundle.file(model_file),
+                options or session_options(intra_op_threads, inter_op_threads, session_config),
+            )
             try:
                 tokenizer = check_tokenizer(bundle.file(TOKENIZER_NAME), manifest)
             finally:
@@ -116,21 +148,38 @@ class Runner:
         check_graph(opened, bundle.file(model_file), manifest)
         if precision == "int8":
             _warn_if_int8_is_slow()
-        return cls(opened, tokenizer, manifest.max_length, manifest.special_tokens["pad"].id, model_file,
-                   stride=stride, max_batch_tokens=max_batch_tokens, max_windows=max_windows)
+        return cls(
+            opened,
+            tokenizer,
+            manifest.max_length,
+            manifest.special_tokens["pad"].id,
+            model_file,
+            stride=stride,
+            max_batch_tokens=max_batch_tokens,
+            max_windows=max_windows,
+        )
 
     @property
     def intra_op_threads(self) -> int:
         """The threads ONNX Runtime's session runs each operator on."""
-        return self.session.get_session_options().intra_op_num_threads
+        return int(self.session.get_session_options().intra_op_num_threads)
 
-    def with_graph(self, model: str | Path | bytes, name: str) -> "Runner":
+    def with_graph(self, model: str | Path | bytes, name: str) -> Runner:
         """This runner's tokenizer and settings on another graph (a file or serialized ONNX): how quantize
         runs candidate models and calibration probes before they join a bundle."""
-        session = ort.InferenceSession(model if isinstance(model, bytes) else str(model), session_options(),
-                                       providers=["CPUExecutionProvider"])
-        return Runner(session, self.tokenizer, self.max_length, self.pad_id, name, stride=self.stride,
-                      max_batch_tokens=self.max_batch_tokens, max_windows=self.max_windows)
+        session = ort.InferenceSession(
+            model if isinstance(model, bytes) else str(model), session_options(), providers=["CPUExecutionProvider"]
+        )
+        return Runner(
+            session,
+            self.tokenizer,
+            self.max_length,
+            self.pad_id,
+            name,
+            stride=self.stride,
+            max_batch_tokens=self.max_batch_tokens,
+            max_windows=self.max_windows,
+        )
 
     def windows(self, texts: Sequence[str], truncation: str) -> list[list[Encoding]]:
         """Each text's token windows: its first `max_length` tokens ("head"), or all of it in windows
@@ -143,8 +192,10 @@ class Runner:
             return [[e] for e in self.tokenizer.encode_batch([self._head_text(t) for t in cleaned])]
         for index, text in enumerate(cleaned):
             if self.exceeds_max_windows(text):
-                raise ValueError(f"text {index} is longer than {self.max_windows} windows of {self.max_length} "
-                                 f"tokens (the max_windows limit); read its head (truncation='head') or raise max_windows")
+                raise ValueError(
+                    f"text {index} is longer than {self.max_windows} windows of {self.max_length} "
+                    f"tokens (the max_windows limit); read its head (truncation='head') or raise max_windows"
+                )
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
 
     def exceeds_max_windows(self, text: str) -> bool:
@@ -157,8 +208,11 @@ class Runner:
             return False
         counted, start = 0, 0
         while start < len(text):
-            end = len(text) if start + COUNT_CHUNK >= len(text) else max(text.rfind(" ", start, start + COUNT_CHUNK) + 1,
-                                                                          start + COUNT_CHUNK // 2)
+            end = (
+                len(text)
+                if start + COUNT_CHUNK >= len(text)
+                else max(text.rfind(" ", start, start + COUNT_CHUNK) + 1, start + COUNT_CHUNK // 2)
+            )
             counted += len(self._counter.encode(text[start:end], add_special_tokens=False).ids)
             if counted > capacity:
                 return True
@@ -190,7 +244,9 @@ class Runner:
             size *= 2
         return text
 
-    def batches(self, windows: Sequence[Encoding], batch_size: int = 32) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+    def batches(
+        self, windows: Sequence[Encoding], batch_size: int = 32
+    ) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
         """(window indices, ONNX feed) per batch: similar lengths together, padded to a bucket length."""
         lengths = [len(w) for w in windows]
         for indices, width in plan_batches(lengths, self.max_length, batch_size, self.max_batch_tokens):

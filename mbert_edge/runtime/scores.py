@@ -1,4 +1,5 @@
 """Logits to probabilities, shared by the classification heads."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,8 @@ import numpy as np
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
+    return np.asarray(shifted / shifted.sum(axis=-1, keepdims=True))
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-logits))
+    return np.asarray(1.0 / (1.0 + np.exp(-logits)))

@@ -1,5 +1,6 @@
 """Checking what users pass in (texts and the task calls' arguments) before any work, and cleaning texts
 before the tokenizer sees them."""
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """Token classification (NER): entities with character offsets into the original text."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from .entities import AGGREGATIONS, Entity, Token, entities
 from .model import PerText, TaskModel
 from .scores import softmax
 from .textinput import encodable
+
 
 def merge_windows(windows: list[Encoding], outputs: list[np.ndarray], step: int) -> list[Token]:
     """The text's tokens once each, in order. Window `n` holds the text's tokens from `n * step` on (the
@@ -32,8 +34,10 @@ def merge_windows(windows: list[Encoding], outputs: list[np.ndarray], step: int)
             margin = min(position, last - position)
             if in_text not in best or margin > best[in_text][0]:
                 # index: the token's position in the whole text's encoding, as the pipeline's ([CLS] is 0)
-                best[in_text] = (margin, Token(pieces[position], ids[position], start, end, probabilities[position],
-                                               in_text + first))
+                best[in_text] = (
+                    margin,
+                    Token(pieces[position], ids[position], start, end, probabilities[position], in_text + first),
+                )
     return [best[key][1] for key in sorted(best)]
 
 
@@ -75,8 +79,19 @@ class TokenClassifier(TaskModel):
 
         def found(items: list[str], per_text: PerText) -> list[list[Entity]]:
             step = self.runner.window_step
-            return [entities(encodable(text), merge_windows(windows, outputs, step), self.labels, aggregation,
-                             self._decode, self._unk_id, self._subword_prefix, ignore_labels)
-                    for text, (windows, outputs) in zip(items, per_text)]
+            return [
+                entities(
+                    encodable(text),
+                    merge_windows(windows, outputs, step),
+                    self.labels,
+                    aggregation,
+                    self._decode,
+                    self._unk_id,
+                    self._subword_prefix,
+                    ignore_labels,
+                )
+                for text, (windows, outputs) in zip(items, per_text)
+            ]
 
-        return self._call(texts, batch_size, truncation, found)
+        found_entities: list[Entity] | list[list[Entity]] = self._call(texts, batch_size, truncation, found)
+        return found_entities

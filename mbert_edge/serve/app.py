@@ -5,6 +5,7 @@ The model is used through the runtime's task API (`predict`/`encode`, `tokenizer
 `intra_op_threads`; beyond it, the runtime's `encodable` (lone surrogates, as the runtime replaces them). The
 manifest is read in `info_payload` alone.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -68,8 +69,13 @@ class ServerSettings:
         padded tokens: the runtime sorts a batch by length and runs it in pieces padded to their own bucket.
         Random sentences padded to the longest of 32 ran at 31-34 sentences/s on the mBERT-shaped INT8 model,
         in pieces of at most 512 padded tokens at 69-75 (1024: 48, 2048: 40-42; measured side by side)."""
-        model = mbert_edge.load(self.bundle, precision=self.precision, max_batch_tokens=self.max_batch_tokens,
-                                intra_op_threads=self.intra_op_threads, session_config=SERVER_SESSION_CONFIG)
+        model = mbert_edge.load(
+            self.bundle,
+            precision=self.precision,
+            max_batch_tokens=self.max_batch_tokens,
+            intra_op_threads=self.intra_op_threads,
+            session_config=SERVER_SESSION_CONFIG,
+        )
         # A text the token budget admits is read whole, whatever the runtime's default window limit (set before
         # the model serves anything).
         model.runner.max_windows = self.max_input_tokens // model.runner.window_step + 2
@@ -120,8 +126,11 @@ class ApiKeyCheck:
         given = dict(scope["headers"]).get(b"authorization", b"")
         if not hmac.compare_digest(given, self.expected):
             why = "a wrong API key" if given else "no API key"
-            response = error_response(401, "unauthorized", f"{why}: send the header 'Authorization: Bearer <key>' "
-                                                           "with the key this server was started with")
+            response = error_response(
+                401,
+                "unauthorized",
+                f"{why}: send the header 'Authorization: Bearer <key>' with the key this server was started with",
+            )
             response.headers["WWW-Authenticate"] = "Bearer"
             return await response(scope, receive, send)
         await self.app(scope, receive, send)
@@ -135,7 +144,9 @@ class Server:
         self.metrics = ServerMetrics()
         self.batcher = MicroBatcher(
             BatchLimits(settings.max_batch_tokens, settings.max_batch_size, settings.max_wait_ms / 1000),
-            self.metrics, settings.concurrent_batches)
+            self.metrics,
+            settings.concurrent_batches,
+        )
         self.ready = False
         self.in_flight = 0
 
@@ -143,27 +154,40 @@ class Server:
 
     def _require(self, route: str, *tasks: str) -> None:
         if self.model.task not in tasks:
-            raise RequestError(400, "wrong_task", f"this server runs a {self.model.task} bundle; {route} serves "
-                                                  f"{' and '.join(tasks)} bundles")
+            raise RequestError(
+                400,
+                "wrong_task",
+                f"this server runs a {self.model.task} bundle; {route} serves {' and '.join(tasks)} bundles",
+            )
 
-    def _inference(self, handler: Callable[[Request, bytes], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    def _inference(
+        self, handler: Callable[[Request, bytes], Awaitable[Response]]
+    ) -> Callable[[Request], Awaitable[Response]]:
         """An inference route: its body read (within --request-timeout), then a concurrency slot taken (429
         above --max-concurrent-requests), so a client that sends its body slowly holds no slot."""
+
         async def endpoint(request: Request) -> Response:
             raw = await self._body(request)
             if self.in_flight >= self.settings.max_concurrent_requests:
-                raise RequestError(429, "overloaded", f"more than {self.settings.max_concurrent_requests} requests in "
-                                                      "flight; retry later")
+                raise RequestError(
+                    429,
+                    "overloaded",
+                    f"more than {self.settings.max_concurrent_requests} requests in flight; retry later",
+                )
             self.in_flight += 1
             try:
                 return await handler(request, raw)
             except asyncio.CancelledError:  # uvicorn cancels what --graceful-timeout did not let finish
-                response = error_response(503, "shutting_down", "the server stopped before this request was answered "
-                                                                 "(--graceful-timeout); send it again")
+                response = error_response(
+                    503,
+                    "shutting_down",
+                    "the server stopped before this request was answered (--graceful-timeout); send it again",
+                )
                 response.headers["Connection"] = "close"
                 return response
             finally:
                 self.in_flight -= 1
+
         return endpoint
 
     async def _body(self, request: Request) -> bytes:
@@ -174,8 +198,11 @@ class Server:
         user visits run the model."""
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media_type != "application/json":
-            raise RequestError(415, "unsupported_media_type", f"the body must be sent as application/json, got "
-                                                              f"{media_type or 'no Content-Type'}")
+            raise RequestError(
+                415,
+                "unsupported_media_type",
+                f"the body must be sent as application/json, got {media_type or 'no Content-Type'}",
+            )
         limit = self.settings.max_body_bytes
         too_large = RequestError(413, "payload_too_large", f"the body is over this server's --max-body-bytes {limit}")
         declared = request.headers.get("content-length", "")
@@ -194,10 +221,15 @@ class Server:
         try:
             return await asyncio.wait_for(read(), self.settings.request_timeout)
         except asyncio.TimeoutError:
-            raise RequestError(408, "request_timeout", f"the body did not arrive within this server's "
-                                                       f"--request-timeout {self.settings.request_timeout:g} s") from None
+            raise RequestError(
+                408,
+                "request_timeout",
+                f"the body did not arrive within this server's --request-timeout {self.settings.request_timeout:g} s",
+            ) from None
 
-    def _parse(self, raw: bytes, options: dict[str, schemas.Option], texts_field: str = "inputs") -> schemas.TextRequest:
+    def _parse(
+        self, raw: bytes, options: dict[str, schemas.Option], texts_field: str = "inputs"
+    ) -> schemas.TextRequest:
         return schemas.parse(raw, options, self.settings.max_input_texts, texts_field)
 
     def _windows(self, texts: list[str], all_windows: bool) -> list[list[int]]:
@@ -206,8 +238,9 @@ class Server:
         try:
             windows = self.model.runner.windows(texts, "window" if all_windows else "head")
         except ValueError as exc:
-            raise RequestError(422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens "
-                                                       f"{self.settings.max_input_tokens}") from exc
+            raise RequestError(
+                422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens {self.settings.max_input_tokens}"
+            ) from exc
         return [[len(w) for w in group] for group in windows]
 
     def _call(self, method: str, options: dict[str, Any]) -> tuple[Hashable, Run]:
@@ -227,9 +260,13 @@ class Server:
         costs = [sum(bucket_length(n, self.model.max_length) for n in lengths) for lengths in windows]
         cost, limit = sum(costs), self.settings.max_input_tokens
         if cost > limit:  # one request must not hold the model for minutes (a 2 MB text read in windows)
-            raise RequestError(422, "too_many_tokens", f"the texts are {cost} tokens as the model runs them, over "
-                                                       f"this server's --max-input-tokens {limit}; send fewer or "
-                                                       "shorter texts, or truncation \"head\"")
+            raise RequestError(
+                422,
+                "too_many_tokens",
+                f"the texts are {cost} tokens as the model runs them, over "
+                f"this server's --max-input-tokens {limit}; send fewer or "
+                'shorter texts, or truncation "head"',
+            )
         key, run = self._call(method, parsed.options)
         results = await self._unless_disconnected(request, self.batcher.submit(key, run, parsed.texts, costs))
         return results, sum(map(sum, windows))
@@ -284,12 +321,24 @@ class Server:
         if encoding not in ("float", "base64"):
             raise schemas.invalid(f"encoding_format must be float or base64, got {encoding!r}")
         vectors, tokens = await self._run(request, "encode", schemas.TextRequest(parsed.texts, parsed.single, {}))
-        data = [{"object": "embedding", "index": index,
-                 "embedding": base64.b64encode(vector.astype("<f4").tobytes()).decode() if encoding == "base64"
-                 else vector.tolist()} for index, vector in enumerate(vectors)]
-        return JSONResponse({"object": "list", "data": data,
-                             "model": parsed.options.get("model", Path(self.settings.bundle).resolve().name),
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        data = [
+            {
+                "object": "embedding",
+                "index": index,
+                "embedding": base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                if encoding == "base64"
+                else vector.tolist(),
+            }
+            for index, vector in enumerate(vectors)
+        ]
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": data,
+                "model": parsed.options.get("model", Path(self.settings.bundle).resolve().name),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def tokenize(self, request: Request, raw: bytes) -> Response:
         """POST /tokenize: the tokens of each input's first window (what `truncation="head"` reads)."""
@@ -297,18 +346,34 @@ class Server:
         special = parsed.options.get("add_special_tokens", True)
         texts = [encodable(t) for t in parsed.texts]
         encodings = await asyncio.to_thread(self.model.tokenizer.encode_batch, texts, add_special_tokens=special)
-        return JSONResponse([
-            [{"id": i, "text": token if is_special else text[start:stop], "special": bool(is_special),
-              "start": start, "stop": stop}
-             for i, token, is_special, (start, stop) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)]
-            for text, e in zip(texts, encodings)])
+        return JSONResponse(
+            [
+                [
+                    {
+                        "id": i,
+                        "text": token if is_special else text[start:stop],
+                        "special": bool(is_special),
+                        "start": start,
+                        "stop": stop,
+                    }
+                    for i, token, is_special, (start, stop) in zip(e.ids, e.tokens, e.special_tokens_mask, e.offsets)
+                ]
+                for text, e in zip(texts, encodings)
+            ]
+        )
 
     async def info(self, request: Request) -> Response:
         return JSONResponse(info_payload(self.model, self.settings))
 
     async def openapi_document(self, request: Request) -> Response:
-        return JSONResponse(openapi(self.model.task, self.settings.max_input_texts, self.settings.api_key is not None,
-                                    self.settings.public_metrics))
+        return JSONResponse(
+            openapi(
+                self.model.task,
+                self.settings.max_input_texts,
+                self.settings.api_key is not None,
+                self.settings.public_metrics,
+            )
+        )
 
     async def health(self, request: Request) -> Response:
         if not self.ready:
@@ -325,8 +390,11 @@ class Server:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         """Start the batcher and send the model one text through it; stop after the last request."""
         self.batcher.start()
-        await self.batcher.submit(*self._call("encode" if self.model.task == EMBEDDING else "predict", {}),
-                                  ["mbert-edge"], [bucket_length(3, self.model.max_length)])
+        await self.batcher.submit(
+            *self._call("encode" if self.model.task == EMBEDDING else "predict", {}),
+            ["mbert-edge"],
+            [bucket_length(3, self.model.max_length)],
+        )
         self.ready = True
         yield
         self.ready = False
@@ -346,13 +414,18 @@ class Server:
         ]
         middleware = [Middleware(RequestCounter, metrics=self.metrics, routes={r.path for r in routes})]
         if self.settings.api_key is not None:
-            middleware.append(Middleware(ApiKeyCheck, key=self.settings.api_key,
-                                         public_metrics=self.settings.public_metrics))
+            middleware.append(
+                Middleware(ApiKeyCheck, key=self.settings.api_key, public_metrics=self.settings.public_metrics)
+            )
         app = Starlette(
             routes=routes,
             middleware=middleware,
-            exception_handlers={RequestError: self._request_error, HTTPException: self._http_error,
-                                ClientDisconnect: self._client_gone, Exception: self._unexpected},
+            exception_handlers={
+                RequestError: self._request_error,
+                HTTPException: self._http_error,
+                ClientDisconnect: self._client_gone,
+                Exception: self._unexpected,
+            },
             lifespan=self.lifespan,
         )
         app.router.redirect_slashes = False  # its redirect's Location is built from the client's Host header
@@ -369,8 +442,11 @@ class Server:
 
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
-        response = error_response(exc.status_code, str(exc.detail).lower().replace(" ", "_"),
-                                  f"{exc.detail}: {request.method} {request.url.path}")
+        response = error_response(
+            exc.status_code,
+            str(exc.detail).lower().replace(" ", "_"),
+            f"{exc.detail}: {request.method} {request.url.path}",
+        )
         response.headers.update(exc.headers or {})  # 405's Allow
         return response
 
@@ -393,4 +469,3 @@ def app_from_environment() -> Starlette:
     settings = ServerSettings(**json.loads(os.environ[SETTINGS_VARIABLE]))
     GuardedHttpToolsProtocol.limit(settings.max_header_bytes, settings.request_timeout)
     return create_app(settings.load(), settings)
-

@@ -3,6 +3,7 @@
 Hand-written because no ASGI library batches across requests by a token budget; everything else in the
 server is Starlette's, uvicorn's or prometheus-client's.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,7 +36,7 @@ class _Job:
     run: Run
     texts: list[str]
     costs: list[int]
-    future: asyncio.Future
+    future: asyncio.Future[list[Any]]
     arrived: float = field(default_factory=time.perf_counter)
     next: int = 0  # the first text not yet in a batch
     results: list[Any] = field(init=False)
@@ -70,8 +71,8 @@ class MicroBatcher:
         self._jobs: list[_Job] = []
         self._arrived = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=concurrent, thread_name_prefix="mbert-edge-model")
-        self._loop_task: asyncio.Task | None = None
-        self._running: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._running: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._loop_task = asyncio.get_running_loop().create_task(self._serve())
@@ -150,7 +151,7 @@ class MicroBatcher:
             oldest = self._jobs[0]
             waiting = [job for job in self._jobs if job.key == oldest.key]
             sizes = [len(job.texts) - job.next for job in waiting]
-            tokens = sum(sum(job.costs[job.next:]) for job in waiting)
+            tokens = sum(sum(job.costs[job.next :]) for job in waiting)
             remaining = oldest.arrived + self.limits.max_wait - time.perf_counter()
             if sum(sizes) >= self.limits.max_size or tokens >= self.limits.max_tokens or remaining <= 0:
                 return

@@ -1,6 +1,7 @@
 """The server's HTTP API as an OpenAPI 3.1 document (`GET /openapi.json`), built from the request definitions in
 `schemas.py`, so the published fields and the parsed ones cannot drift apart. A server runs one task, so its
 document holds that task's routes only."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,80 +10,176 @@ from ..bundle import TASKS
 from . import schemas
 
 CLASSIFICATION, NER, EMBEDDING = TASKS
-ERROR = {"type": "object", "required": ["error", "error_type"], "additionalProperties": False,
-         "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}}}
-PREDICTION = {"type": "object", "required": ["label", "score"], "additionalProperties": False,
-              "properties": {"label": {"type": "string"}, "score": {"type": "number"}}}
-ENTITY = {"type": "object", "required": ["score", "word", "start", "end"],
-          "properties": {"entity_group": {"type": "string"}, "entity": {"type": "string"}, "score": {"type": "number"},
-                         "index": {"type": "integer"}, "word": {"type": "string"}, "start": {"type": "integer"},
-                         "end": {"type": "integer"}}}
-TOKEN = {"type": "object", "required": ["id", "text", "special", "start", "stop"],
-         "properties": {"id": {"type": "integer"}, "text": {"type": "string"}, "special": {"type": "boolean"},
-                        "start": {"type": "integer"}, "stop": {"type": "integer"}}}
+ERROR = {
+    "type": "object",
+    "required": ["error", "error_type"],
+    "additionalProperties": False,
+    "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}},
+}
+PREDICTION = {
+    "type": "object",
+    "required": ["label", "score"],
+    "additionalProperties": False,
+    "properties": {"label": {"type": "string"}, "score": {"type": "number"}},
+}
+ENTITY = {
+    "type": "object",
+    "required": ["score", "word", "start", "end"],
+    "properties": {
+        "entity_group": {"type": "string"},
+        "entity": {"type": "string"},
+        "score": {"type": "number"},
+        "index": {"type": "integer"},
+        "word": {"type": "string"},
+        "start": {"type": "integer"},
+        "end": {"type": "integer"},
+    },
+}
+TOKEN = {
+    "type": "object",
+    "required": ["id", "text", "special", "start", "stop"],
+    "properties": {
+        "id": {"type": "integer"},
+        "text": {"type": "string"},
+        "special": {"type": "boolean"},
+        "start": {"type": "integer"},
+        "stop": {"type": "integer"},
+    },
+}
 VECTORS = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
 OPENAI_EMBEDDINGS = {
-    "type": "object", "required": ["object", "data", "model", "usage"],
-    "properties": {"object": {"const": "list"}, "model": {"type": "string"},
-                   "data": {"type": "array", "items": {"type": "object", "required": ["object", "index", "embedding"],
-                                                       "properties": {"object": {"const": "embedding"},
-                                                                      "index": {"type": "integer"},
-                                                                      "embedding": {"type": ["array", "string"]}}}},
-                   "usage": {"type": "object", "properties": {"prompt_tokens": {"type": "integer"},
-                                                              "total_tokens": {"type": "integer"}}}}}
+    "type": "object",
+    "required": ["object", "data", "model", "usage"],
+    "properties": {
+        "object": {"const": "list"},
+        "model": {"type": "string"},
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["object", "index", "embedding"],
+                "properties": {
+                    "object": {"const": "embedding"},
+                    "index": {"type": "integer"},
+                    "embedding": {"type": ["array", "string"]},
+                },
+            },
+        },
+        "usage": {
+            "type": "object",
+            "properties": {"prompt_tokens": {"type": "integer"}, "total_tokens": {"type": "integer"}},
+        },
+    },
+}
 # What each status means on the POST routes (schemas.RequestError, the body deadline, the slots).
-POST_ERRORS = {"400": "a route that does not fit the bundle's task", "408": "the body did not arrive in time",
-               "413": "the body is over --max-body-bytes", "415": "the body is not application/json",
-               "422": "a body that is not JSON, a missing or wrong field, or too many texts or tokens",
-               "429": "more requests in flight than --max-concurrent-requests"}
+POST_ERRORS = {
+    "400": "a route that does not fit the bundle's task",
+    "408": "the body did not arrive in time",
+    "413": "the body is over --max-body-bytes",
+    "415": "the body is not application/json",
+    "422": "a body that is not JSON, a missing or wrong field, or too many texts or tokens",
+    "429": "more requests in flight than --max-concurrent-requests",
+}
 
 
 def _texts(field: str, max_texts: int) -> dict[str, Any]:
-    return {field: {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1,
-                                                   "maxItems": max_texts}],
-                    "description": "a text, or a list of texts (one result each)"}}
+    return {
+        field: {
+            "anyOf": [
+                {"type": "string"},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_texts},
+            ],
+            "description": "a text, or a list of texts (one result each)",
+        }
+    }
 
 
-def _post(summary: str, options: dict[str, schemas.Option], answer: dict[str, Any], max_texts: int,
-          field: str = "inputs") -> dict[str, Any]:
-    body = {"type": "object", "required": [field], "additionalProperties": False,
-            "properties": {**_texts(field, max_texts), **{name: o.json_schema() for name, o in options.items()}}}
-    responses = {"200": {"description": "one result per text", "content": {"application/json": {"schema": answer}}},
-                 **{status: {"description": why, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-                    for status, why in POST_ERRORS.items()}}
-    return {"post": {"summary": summary, "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-                     "responses": responses}}
+def _post(
+    summary: str, options: dict[str, schemas.Option], answer: dict[str, Any], max_texts: int, field: str = "inputs"
+) -> dict[str, Any]:
+    body = {
+        "type": "object",
+        "required": [field],
+        "additionalProperties": False,
+        "properties": {**_texts(field, max_texts), **{name: o.json_schema() for name, o in options.items()}},
+    }
+    responses = {
+        "200": {"description": "one result per text", "content": {"application/json": {"schema": answer}}},
+        **{
+            status: {
+                "description": why,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
+            for status, why in POST_ERRORS.items()
+        },
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": responses,
+        }
+    }
 
 
-def _get(summary: str, answer: dict[str, Any], media_type: str = "application/json",
-         extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"get": {"summary": summary, "responses": {"200": {"description": summary,
-                                                              "content": {media_type: {"schema": answer}}}, **(extra or {})}}}
+def _get(
+    summary: str, answer: dict[str, Any], media_type: str = "application/json", extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "responses": {
+                "200": {"description": summary, "content": {media_type: {"schema": answer}}},
+                **(extra or {}),
+            },
+        }
+    }
 
 
 def openapi(task: str, max_texts: int, api_key: bool = False, public_metrics: bool = False) -> dict[str, Any]:
     """The OpenAPI document of a server of `task` taking at most `max_texts` texts a request."""
-    classified = {"anyOf": [PREDICTION, {"type": "array", "items": PREDICTION},
-                            {"type": "array", "items": {"type": "array", "items": PREDICTION}}]}
-    entities = {"anyOf": [{"type": "array", "items": ENTITY},
-                          {"type": "array", "items": {"type": "array", "items": ENTITY}}]}
+    classified = {
+        "anyOf": [
+            PREDICTION,
+            {"type": "array", "items": PREDICTION},
+            {"type": "array", "items": {"type": "array", "items": PREDICTION}},
+        ]
+    }
+    entities = {
+        "anyOf": [{"type": "array", "items": ENTITY}, {"type": "array", "items": {"type": "array", "items": ENTITY}}]
+    }
     paths: dict[str, Any] = {}
     if task == CLASSIFICATION:
-        paths["/predict"] = _post("labels and scores (the text-classification pipeline's)", schemas.CLASSIFY,
-                                  classified, max_texts)
+        paths["/predict"] = _post(
+            "labels and scores (the text-classification pipeline's)", schemas.CLASSIFY, classified, max_texts
+        )
     elif task == NER:
         for route in ("/predict", "/ner"):
             paths[route] = _post("entities with character offsets", schemas.NER, entities, max_texts)
     elif task == EMBEDDING:
         paths["/embed"] = _post("one vector per text", schemas.EMBED, VECTORS, max_texts)
-        paths["/v1/embeddings"] = _post("OpenAI's embeddings request and response", schemas.OPENAI_EMBED,
-                                        OPENAI_EMBEDDINGS, max_texts, field="input")
-    paths["/tokenize"] = _post("each text's first window's tokens", schemas.TOKENIZE,
-                               {"type": "array", "items": {"type": "array", "items": TOKEN}}, max_texts)
+        paths["/v1/embeddings"] = _post(
+            "OpenAI's embeddings request and response",
+            schemas.OPENAI_EMBED,
+            OPENAI_EMBEDDINGS,
+            max_texts,
+            field="input",
+        )
+    paths["/tokenize"] = _post(
+        "each text's first window's tokens",
+        schemas.TOKENIZE,
+        {"type": "array", "items": {"type": "array", "items": TOKEN}},
+        max_texts,
+    )
     paths["/info"] = _get("what the bundle's manifest says of the model, and the server's limits", {"type": "object"})
     paths["/openapi.json"] = _get("this document", {"type": "object"})
-    paths["/health"] = _get("200 once the model answered its load-time check", {"type": "object"}, extra={
-        "503": {"description": "the model is not ready yet", "content": {"application/json": {"schema": ERROR}}}})
+    paths["/health"] = _get(
+        "200 once the model answered its load-time check",
+        {"type": "object"},
+        extra={
+            "503": {"description": "the model is not ready yet", "content": {"application/json": {"schema": ERROR}}}
+        },
+    )
     paths["/metrics"] = _get("Prometheus text format", {"type": "string"}, media_type="text/plain")
     document: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -92,8 +189,10 @@ def openapi(task: str, max_texts: int, api_key: bool = False, public_metrics: bo
     }
     if api_key:
         document["components"]["securitySchemes"] = {"apiKey": {"type": "http", "scheme": "bearer"}}
-        unauthorized = {"description": "no or a wrong API key",
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        unauthorized = {
+            "description": "no or a wrong API key",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
         for route, operations in paths.items():
             if route == "/health" or (route == "/metrics" and public_metrics):
                 continue

@@ -1,6 +1,7 @@
 """uvicorn's httptools protocol with the two limits it lacks: a cap on a request's header bytes, and a deadline
 for a request's headers to arrive. Written here because neither exists: llhttp buffers headers of any size
 (a 64 MB header was accepted, and kept), and uvicorn times out only idle keep-alive connections."""
+
 from __future__ import annotations
 
 import asyncio
@@ -38,8 +39,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._header_bytes += len(data) if end < 0 else max(0, end + 4 - len(self._tail))
             self._tail = seen[-3:] if end < 0 else b""
             if self._header_bytes > self.max_header_bytes:
-                return self._refuse(431, "headers_too_large",
-                                    f"the request's headers are over this server's {self.max_header_bytes} bytes")
+                return self._refuse(
+                    431,
+                    "headers_too_large",
+                    f"the request's headers are over this server's {self.max_header_bytes} bytes",
+                )
             if self._header_deadline is None:
                 self._header_deadline = self.loop.call_later(self.header_timeout, self._headers_too_slow)
         super().data_received(data)
@@ -60,7 +64,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _headers_too_slow(self) -> None:
         self._header_deadline = None
         if self._awaiting_headers and not self.transport.is_closing():
-            self._refuse(408, "request_timeout", f"the request's headers did not arrive within {self.header_timeout:g} s")
+            self._refuse(
+                408, "request_timeout", f"the request's headers did not arrive within {self.header_timeout:g} s"
+            )
 
     def _cancel_deadline(self) -> None:
         if self._header_deadline is not None:
@@ -71,6 +77,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """One-line JSON, as every other error of the server, then the connection closes."""
         body = json.dumps({"error": message, "error_type": error_type}).encode()
         reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
-        self.transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
-                             b"connection: close\r\n\r\n%s" % (status, reason, len(body), body))
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
+            b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
+        )
         self.transport.close()

@@ -2,6 +2,7 @@
 
 Option values (a truncation or aggregation name, top_k >= 1) are checked by the runtime itself, whose
 ValueError becomes the same 422 answer, so the accepted values are defined in one place."""
+
 from __future__ import annotations
 
 import json
@@ -51,22 +52,31 @@ class Option:
             return value
         if int in self.types and isinstance(value, float) and value.is_integer():
             return int(value)  # JSON has one number type: 2.0 is the integer 2 (as JSON Schema reads it)
-        if isinstance(value, bool) and bool not in self.types or not isinstance(value, self.types):
+        if (isinstance(value, bool) and bool not in self.types) or not isinstance(value, self.types):
             expected = " or ".join(t.__name__ for t in self.types) + (" or null" if self.nullable else "")
             raise invalid(f"{name} must be {expected}, got {json_type(value)}")
         return value
 
 
-TRUNCATION = Option((str,), choices=TRUNCATIONS, description="head: the first window; window: the whole text in "
-                                                             "overlapping windows (default: the task's)")
-CLASSIFY = {"top_k": Option((int,), nullable=True, minimum=1, description="labels per text, best first (default 1; "
-                                                                         "null: all)"),
-            "truncation": TRUNCATION}
-NER = {"aggregation": Option((str,), choices=AGGREGATIONS, description="how tokens become entities (default simple)"),
-       "truncation": TRUNCATION}
+TRUNCATION = Option(
+    (str,),
+    choices=TRUNCATIONS,
+    description="head: the first window; window: the whole text in overlapping windows (default: the task's)",
+)
+CLASSIFY = {
+    "top_k": Option((int,), nullable=True, minimum=1, description="labels per text, best first (default 1; null: all)"),
+    "truncation": TRUNCATION,
+}
+NER = {
+    "aggregation": Option((str,), choices=AGGREGATIONS, description="how tokens become entities (default simple)"),
+    "truncation": TRUNCATION,
+}
 EMBED = {"normalize": Option((bool,), description="unit vectors (default true)"), "truncation": TRUNCATION}
-OPENAI_EMBED = {"model": Option((str,)), "encoding_format": Option((str,), choices=("float", "base64")),
-                "user": Option((str,))}
+OPENAI_EMBED = {
+    "model": Option((str,)),
+    "encoding_format": Option((str,), choices=("float", "base64")),
+    "user": Option((str,)),
+}
 TOKENIZE = {"add_special_tokens": Option((bool,), description="default true")}
 
 
@@ -103,8 +113,11 @@ def parse(raw: bytes, options: dict[str, Option], max_texts: int, texts_field: s
         if not texts:
             raise invalid(f"{texts_field} is an empty list")
         if len(texts) > max_texts:
-            raise RequestError(422, "too_many_texts",
-                               f"{texts_field} has {len(texts)} texts; this server takes at most {max_texts} per request")
+            raise RequestError(
+                422,
+                "too_many_texts",
+                f"{texts_field} has {len(texts)} texts; this server takes at most {max_texts} per request",
+            )
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise invalid(f"{texts_field}[{index}] must be a string, got {json_type(text)}")
