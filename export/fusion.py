@@ -7,16 +7,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mbert_edge.errors import MbertEdgeError
+from mbert_edge.errors import FusionError
 
 from .cls_row import keep_cls_row
 from .position_embedding import fuse_position_embeddings
 from .tasks import ARCHITECTURES
-
-
-class FusionError(MbertEdgeError):
-    """The fused graph lacks operators an L-layer BERT must fuse into."""
-
 
 GELU_OPS = ("BiasGelu", "FastGelu", "Gelu")
 ATTENTION_OPS = ("Attention", "MultiHeadAttention")

@@ -3,7 +3,17 @@
 from typing import Any
 
 from .bundle import Bundle, Manifest, QuantizationConfig
-from .errors import BundleError, DataError, ExportError, MbertEdgeError
+from .errors import (
+    BundleError,
+    DataError,
+    ExportError,
+    FusionError,
+    GateError,
+    MbertEdgeError,
+    QuantizeError,
+    RequestError,
+    TrimError,
+)
 from .runtime import Classifier, Embedder, TokenClassifier, load
 
 
@@ -26,10 +36,15 @@ __all__ = [
     "DataError",
     "Embedder",
     "ExportError",
+    "FusionError",
+    "GateError",
     "Manifest",
     "MbertEdgeError",
     "QuantizationConfig",
+    "QuantizeError",
+    "RequestError",
     "TokenClassifier",
+    "TrimError",
     "__version__",
     "load",
 ]

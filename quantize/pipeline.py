@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from mbert_edge.bundle import Bundle, Quantization, QuantizationConfig, check_writable, weights_file
-from mbert_edge.errors import MbertEdgeError
+from mbert_edge.errors import GateError
 from mbert_edge.export.storage import store_model
 from mbert_edge.progress import Progress
 from mbert_edge.runtime import Runner
@@ -26,10 +26,6 @@ ADVICE = {
     "or lower --min-agreement knowingly",
     "dynamic": "try the default --method faithful, or lower --min-agreement knowingly",
 }
-
-
-class GateError(MbertEdgeError):
-    """The INT8 model disagrees with the float model beyond the threshold; the bundle keeps FP32 only."""
 
 
 def _drop_int8(bundle: Bundle) -> None:

@@ -27,7 +27,7 @@ from onnx import numpy_helper
 from tokenizers import Tokenizer
 
 from mbert_edge.bundle import TOKENIZER_NAME, Bundle, Trim
-from mbert_edge.errors import MbertEdgeError
+from mbert_edge.errors import TrimError
 from mbert_edge.export.staging import staged_folder
 from mbert_edge.export.storage import save_model
 from mbert_edge.textdata import TextSet
@@ -69,10 +69,6 @@ _SCRIPT_NAMES = (
     "Syriac",
 )
 _SCRIPT_CHARS = {name: regex.compile(rf"\p{{Script={name}}}") for name in _SCRIPT_NAMES}
-
-
-class TrimError(MbertEdgeError):
-    """A trim request that cannot be carried out (unknown script, a BPE vocabulary)."""
 
 
 def script_pattern(scripts: Iterable[str]) -> regex.Pattern:

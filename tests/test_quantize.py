@@ -13,9 +13,10 @@ from conftest import run_cli
 
 from mbert_edge import Classifier
 from mbert_edge.bundle import MANIFEST_NAME, QuantizationConfig, sha256_file
-from mbert_edge.export.fusion import FusionError, fuse
+from mbert_edge.errors import FusionError, GateError
+from mbert_edge.export.fusion import fuse
 from mbert_edge.quantize import pipeline
-from mbert_edge.quantize.pipeline import GateError, quantize_bundle
+from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.runtime.accuracy import gate_failure
 from mbert_edge.runtime.accuracy import markdown as pipeline_markdown
 from mbert_edge.runtime.cpus import cpu_flags, int8_preset

@@ -15,9 +15,9 @@ from tokenizers import Tokenizer
 
 from mbert_edge import Classifier
 from mbert_edge.bundle import QuantizationConfig
-from mbert_edge.errors import BundleError
+from mbert_edge.errors import BundleError, TrimError
 from mbert_edge.quantize.pipeline import quantize_bundle
-from mbert_edge.quantize.trim import TrimError, keep_by_scripts, script_pattern, trim, trimmed_tokenizer_json
+from mbert_edge.quantize.trim import keep_by_scripts, script_pattern, trim, trimmed_tokenizer_json
 from mbert_edge.runtime import Runner
 from mbert_edge.textdata import TextSet, builtin_sample
 

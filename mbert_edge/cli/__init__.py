@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from ..batch.command import batch
 from ..errors import MbertEdgeError
-from ..serve.command import serve
+from .batch import batch
 from .inference import bench, info, predict, verify
+from .serve import serve
 from .tooling import demo, export, quantize, trim
 
 

@@ -31,12 +31,12 @@ import mbert_edge
 from mbert_edge.runtime.batching import bucket_length
 from mbert_edge.runtime.textinput import encodable
 
+from ..errors import RequestError
 from . import schemas
 from .batcher import BatchLimits, MicroBatcher, Run
 from .metrics import RequestCounter, ServerMetrics
 from .openapi import CLASSIFICATION, EMBEDDING, NER, openapi
 from .protocol import GuardedHttpToolsProtocol
-from .schemas import RequestError
 
 SETTINGS_VARIABLE = "MBERT_EDGE_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker
 INLINE_TOKENIZING = 4096  # characters: fewer are tokenized on the event loop (tens of µs), more in a thread

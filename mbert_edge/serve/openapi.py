@@ -71,7 +71,7 @@ OPENAI_EMBEDDINGS = {
         },
     },
 }
-# What each status means on the POST routes (schemas.RequestError, the body deadline, the slots).
+# What each status means on the POST routes (errors.RequestError, the body deadline, the slots).
 POST_ERRORS = {
     "400": "a route that does not fit the bundle's task",
     "408": "the body did not arrive in time",

@@ -9,16 +9,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mbert_edge.errors import RequestError
 from mbert_edge.runtime.entities import AGGREGATIONS
 from mbert_edge.runtime.runner import TRUNCATIONS
-
-
-class RequestError(Exception):
-    """An answer other than 200, sent as one-line JSON `{"error": message, "error_type": error_type}`."""
-
-    def __init__(self, status: int, error_type: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.error_type = status, error_type
 
 
 def invalid(message: str) -> RequestError:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..cli.common import NonEmptyPath
+from .common import NonEmptyPath
 
 if TYPE_CHECKING:
     from ..runtime import TaskModel
@@ -170,8 +170,8 @@ def serve(
     try:
         import uvicorn
 
-        from .app import SETTINGS_VARIABLE, ServerSettings, create_app
-        from .protocol import GuardedHttpToolsProtocol
+        from ..serve.app import SETTINGS_VARIABLE, ServerSettings, create_app
+        from ..serve.protocol import GuardedHttpToolsProtocol
     except ImportError as exc:
         raise click.ClickException(
             f"serving needs the [serve] extra ({exc.name} is missing): pip install 'mbert-edge[serve]'"
