@@ -19,8 +19,9 @@ from pathlib import Path
 
 import click
 
-from mbert_edge.bundle import TASKS, Bundle, QuantizationConfig
+from mbert_edge.bundle import TASKS, Bundle
 from mbert_edge.export import export_bundle
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.runtime.cpus import cpu_flags
 

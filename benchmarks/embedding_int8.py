@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from mbert_edge.bundle import Bundle, QuantizationConfig
+from mbert_edge.bundle import Bundle
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.dynamic import QUANTIZED_OPS, quantize_dynamic_int8
 from mbert_edge.quantize.presets import resolve_preset
 from mbert_edge.runtime import Runner

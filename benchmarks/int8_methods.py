@@ -16,7 +16,8 @@ import click
 import numpy as np
 
 from mbert_edge.bench.measure import graph_seconds
-from mbert_edge.bundle import QuantizationConfig, model_bytes
+from mbert_edge.bundle import model_bytes
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.runtime import TaskModel, load
 

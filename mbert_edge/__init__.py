@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from .bundle import Bundle, Manifest, QuantizationConfig
+from .bundle import Bundle, Manifest
 from .errors import (
     BundleError,
     DataError,
@@ -14,6 +14,7 @@ from .errors import (
     RequestError,
     TrimError,
 )
+from .quantization import QuantizationConfig
 from .runtime import Classifier, Embedder, TokenClassifier, load
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import BundleError
+from .quantization import GATE_KEYS, QuantizationConfig
 
 MANIFEST_NAME = "mbert_edge.json"
 TOKENIZER_NAME = "tokenizer.json"
@@ -164,42 +165,6 @@ class FileRecord:
         return cls(sha256_file(path), os.path.getsize(path))
 
 
-# The gate's default agreement per method: faithful INT8 measured 0.99+ in every language (MiniLM sentiment
-# classifier), so below 0.98 means broken; dynamic INT8 flips about 1 in 20, so its bar is lower.
-DEFAULT_MIN_AGREEMENT = {"faithful": 0.98, "dynamic": 0.90}
-
-
-@dataclass
-class QuantizationConfig:
-    """What `mbert-edge quantize` is asked to do: built by the CLI, taken by `quantize_bundle`, recorded in the
-    manifest (with `preset` and `weight_format` resolved for the machine that quantized)."""
-
-    method: str = "faithful"  # "faithful": one activation scale per token; "dynamic": ONNX Runtime's, per tensor
-    preset: str = "auto"  # auto | avx512-vnni | avx-vnni | avx2 | arm64
-    per_channel: bool = True  # dynamic: one weight scale per output column
-    embedding_table: str = "per-row"  # dynamic: per-row | per-tensor
-    weight_format: str | None = None  # faithful: s8 | s7 | u8 | p8; None: p8 on AVX2 without VNNI, else s8
-    weight_rounding: str = "gptq"  # faithful: gptq | nearest
-    outlier_channels: int = 4  # faithful: input channels per layer kept FP32
-    smoothing: float | None = None  # faithful: SmoothQuant migration strength
-    fallback_target: float | None = None  # faithful: agreement the FP32 fallback search aims for
-    calibration: str | None = None  # faithful: calibration text; None: the built-in sample
-    data: str | None = None  # the gate's text; None: the built-in sample
-    min_agreement: float | None = None  # the gate, label tasks: least top-1 agreement; None: the method's own
-    min_cosine: float = 0.98  # the gate, embeddings: least cosine of any text
-
-    @property
-    def agreement_threshold(self) -> float:
-        """The gate's least agreement: as asked, else what a healthy model of this method reaches."""
-        return DEFAULT_MIN_AGREEMENT[self.method] if self.min_agreement is None else self.min_agreement
-
-    @property
-    def batch_invariant(self) -> bool:
-        """A text's INT8 result is the same alone or in any batch (per-token scales)."""
-        return self.method == "faithful"
-
-
-GATE_KEYS = ("min_agreement", "min_cosine")
 OPTIONAL_SECTIONS = ("quantization", "trim", "runtime")  # absent from the JSON until a command adds them
 
 
@@ -237,7 +202,7 @@ class Quantization:
             settings["data"] = None
         known = names | {"batch_invariant", "cpu_flags", "passed", "gate", "report"}
         return cls(
-            QuantizationConfig(**settings),
+            QuantizationConfig(**settings, checked=False),
             data.get("cpu_flags", []),
             data["passed"],
             data["report"]["overall"],

@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.errors import QuantizeError
+from mbert_edge.quantization import QuantizationConfig
 
 from .embedding_table import per_row_table
 from .presets import REDUCE_RANGE
@@ -16,7 +16,6 @@ from .presets import REDUCE_RANGE
 # MatMul and fused Attention carry the encoder's weights; EmbedLayerNormalization (fused) or Gather
 # (unfused) the embedding table, half of M-BERT's parameters.
 QUANTIZED_OPS = ["MatMul", "Attention", "EmbedLayerNormalization", "Gather"]
-EMBEDDING_TABLES = ("per-row", "per-tensor")
 
 
 class _NoPreprocessingAdvice(logging.Filter):
@@ -40,10 +39,6 @@ def quantize_dynamic_int8(
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if config.embedding_table not in EMBEDDING_TABLES:
-        raise ValueError(
-            f"embedding_table must be one of {', '.join(EMBEDDING_TABLES)}, got {config.embedding_table!r}"
-        )
     # The weights are needed only to rewrite the table per row; the graph alone tells what the model holds.
     model = onnx.load(str(source), load_external_data=config.embedding_table == "per-row")
     embedding = [n for n in model.graph.node if n.op_type == "EmbedLayerNormalization"]

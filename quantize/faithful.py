@@ -7,8 +7,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.progress import Progress
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.runtime import Runner
 from mbert_edge.textdata import TextSet
 

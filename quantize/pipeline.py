@@ -6,10 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from mbert_edge.bundle import Bundle, Quantization, QuantizationConfig, check_writable, weights_file
+from mbert_edge.bundle import Bundle, Quantization, check_writable, weights_file
 from mbert_edge.errors import GateError
 from mbert_edge.export.storage import store_model
 from mbert_edge.progress import Progress
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.runtime import Runner
 from mbert_edge.runtime.accuracy import compare, gate_failure, write_report
 from mbert_edge.textdata import evaluation_texts
@@ -20,7 +21,6 @@ from .presets import resolve_preset
 
 INT8_FILE = "model.int8.onnx"
 REPORT_STEM = "accuracy.int8"
-METHODS = ("dynamic", "faithful")
 ADVICE = {
     "faithful": "try --calibration with a few hundred sentences of your domain, or --fallback-target 0.99, "
     "or lower --min-agreement knowingly",
@@ -46,8 +46,6 @@ def quantize_bundle(
     """
     config = config or QuantizationConfig()
     progress = progress or Progress(enabled=False)
-    if config.method not in METHODS:
-        raise ValueError(f"unknown method {config.method!r}; choose one of {', '.join(METHODS)}")
     bundle = Bundle.open(path)
     check_writable(bundle.path, "the INT8 model")
     fp32 = bundle.verify_file(bundle.models["fp32"])

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+from mbert_edge.quantization import Preset
 from mbert_edge.runtime.cpus import cpu_flags, int8_preset
 
 # 7-bit weights (reduce_range) only where the u8*s8 instruction sequence can saturate: AVX2 without VNNI.
-REDUCE_RANGE = {"avx512-vnni": False, "avx-vnni": False, "avx2": True, "arm64": False}
-PRESETS = tuple(REDUCE_RANGE)
+REDUCE_RANGE: dict[str, bool] = {
+    Preset.AVX512_VNNI: False,
+    Preset.AVX_VNNI: False,
+    Preset.AVX2: True,
+    Preset.ARM64: False,
+}
 
 
 def resolve_preset(preset: str) -> tuple[str, list[str]]:
-    """("auto" -> the preset for this CPU, the CPU flags that decided it)."""
+    """(the preset, "auto" resolved for this CPU; the CPU flags that decided it)."""
     flags = sorted(cpu_flags())
-    if preset == "auto":
-        return int8_preset(set(flags)), flags
-    if preset not in REDUCE_RANGE:
-        raise ValueError(f"unknown preset {preset!r}; choose auto or one of {', '.join(PRESETS)}")
-    return preset, flags
+    return (int8_preset(set(flags)) if preset == Preset.AUTO else preset), flags
 
 
 def faithful_weight_format(preset: str) -> str:

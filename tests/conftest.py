@@ -216,7 +216,7 @@ def faithful_bundle(tmp_path_factory, seqcls_bundle) -> Path:
     """The classifier bundle with a batch-invariant INT8 model (`quantize --method faithful`)."""
     import shutil
 
-    from mbert_edge.bundle import QuantizationConfig
+    from mbert_edge.quantization import QuantizationConfig
     from mbert_edge.quantize.pipeline import quantize_bundle
 
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp("faithful") / "b"))

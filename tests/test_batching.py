@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mbert_edge import Embedder, TokenClassifier
-from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.runtime.batching import BUCKETS, bucket_length, plan_batches
 from mbert_edge.textdata import builtin_sample

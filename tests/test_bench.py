@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import run_cli
 
-from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

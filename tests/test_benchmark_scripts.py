@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

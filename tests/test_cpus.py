@@ -30,7 +30,7 @@ def test_available_cpus_respects_quota(monkeypatch):
 
 def test_int8_on_a_slow_cpu_warns_once(tmp_path, seqcls_bundle, monkeypatch):
     from mbert_edge import Classifier
-    from mbert_edge.bundle import QuantizationConfig
+    from mbert_edge.quantization import QuantizationConfig
     from mbert_edge.quantize.pipeline import quantize_bundle
 
     bundle = shutil.copytree(seqcls_bundle, tmp_path / "b")

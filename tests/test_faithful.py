@@ -12,7 +12,8 @@ import onnxruntime as ort
 from onnx import TensorProto, helper
 
 from mbert_edge import Classifier
-from mbert_edge.bundle import MANIFEST_NAME, Bundle, QuantizationConfig
+from mbert_edge.bundle import MANIFEST_NAME, Bundle
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.calibration import LayerStats
 from mbert_edge.quantize.gptq import round_gptq, round_nearest
 from mbert_edge.quantize.graph import at_opset, embedding_layers, linear_layers

@@ -12,9 +12,10 @@ import pytest
 from conftest import run_cli
 
 from mbert_edge import Classifier
-from mbert_edge.bundle import MANIFEST_NAME, QuantizationConfig, sha256_file
+from mbert_edge.bundle import MANIFEST_NAME, sha256_file
 from mbert_edge.errors import FusionError, GateError
 from mbert_edge.export.fusion import fuse
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize import pipeline
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.runtime.accuracy import gate_failure

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO_ROOT
 
-from mbert_edge.bundle import QuantizationConfig
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
 SKIPPED = (".git", "tests", "benchmarks", "__pycache__", "*.egg-info", "build", ".venv")

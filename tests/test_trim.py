@@ -14,8 +14,8 @@ from conftest import needs_shared, run_cli
 from tokenizers import Tokenizer
 
 from mbert_edge import Classifier
-from mbert_edge.bundle import QuantizationConfig
 from mbert_edge.errors import BundleError, TrimError
+from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.quantize.trim import keep_by_scripts, script_pattern, trim, trimmed_tokenizer_json
 from mbert_edge.runtime import Runner

@@ -3,19 +3,30 @@ when it runs (`common.require_tooling`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..bundle import DEFAULT_MIN_AGREEMENT, TASKS, QuantizationConfig
+from ..bundle import TASKS
 from ..progress import Progress
+from ..quantization import (
+    DEFAULT_MIN_AGREEMENT,
+    METHOD_OPTIONS,
+    EmbeddingTable,
+    Method,
+    Preset,
+    QuantizationConfig,
+    Rounding,
+    WeightFormat,
+)
 from ..runtime import load
 from ..textdata import TextSet, builtin_sample, load_textset
 from .common import DATA_HELP, NonEmptyPath, require_tooling, size_text
 
-DEFAULTS = QuantizationConfig()
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(QuantizationConfig)}  # as the command line spells them
 
 
 @click.command()
@@ -73,30 +84,20 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
     )
 
 
-# The options that only one method reads (the manifest would record them as if used).
-METHOD_OPTIONS = {
-    **dict.fromkeys(("per_channel", "embedding_table"), "dynamic"),
-    **dict.fromkeys(
-        ("calibration", "smoothing", "fallback_target", "weight_format", "weight_rounding", "outlier_channels"),
-        "faithful",
-    ),
-}
-
-
 @click.command()
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option(
     "--method",
-    type=click.Choice(["faithful", "dynamic"]),
-    default=DEFAULTS.method,
+    type=click.Choice(Method.values()),
+    default=DEFAULTS["method"],
     show_default=True,
     help="faithful: one activation scale per token, calibrated, batch-invariant; dynamic: ONNX Runtime's, "
     "one scale per batch (faster to make, less faithful, results depend on batch-mates).",
 )
 @click.option(
     "--preset",
-    type=click.Choice(["auto", "avx512-vnni", "avx-vnni", "avx2", "arm64"]),
-    default=DEFAULTS.preset,
+    type=click.Choice(Preset.values()),
+    default=DEFAULTS["preset"],
     show_default=True,
     help="auto detects this CPU.",
 )
@@ -113,20 +114,20 @@ METHOD_OPTIONS = {
 @click.option(
     "--min-cosine",
     type=click.FloatRange(-1, 1),
-    default=DEFAULTS.min_cosine,
+    default=DEFAULTS["min_cosine"],
     show_default=True,
     help="Least cosine to the FP32 embedding for any text (embedding bundles).",
 )
 @click.option(
     "--per-channel/--no-per-channel",
-    default=DEFAULTS.per_channel,
+    default=DEFAULTS["per_channel"],
     show_default=True,
     help="dynamic: one weight scale per output channel (more accurate) or per tensor.",
 )
 @click.option(
     "--embedding-table",
-    type=click.Choice(["per-row", "per-tensor"]),
-    default=DEFAULTS.embedding_table,
+    type=click.Choice(EmbeddingTable.values()),
+    default=DEFAULTS["embedding_table"],
     show_default=True,
     help="dynamic: int8 word table with one scale per row, or ONNX Runtime's one scale for the table.",
 )
@@ -147,28 +148,28 @@ METHOD_OPTIONS = {
 @click.option(
     "--fallback-target",
     type=click.FloatRange(0, 1),
-    default=DEFAULTS.fallback_target,
+    default=DEFAULTS["fallback_target"],
     help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text (default: off).",
 )
 @click.option(
     "--weight-format",
-    type=click.Choice(["s8", "s7", "u8", "p8"]),
-    default=DEFAULTS.weight_format,
+    type=click.Choice(WeightFormat.values()),
+    default=DEFAULTS["weight_format"],
     help="faithful: int8 weights (s8), 7-bit (s7), 8-bit as uint8 (u8, exact on AVX2, slower), or 8-bit "
     "with pair-limited levels (p8, exact at AVX2's fast speed); default: p8 on AVX2 without VNNI, "
     "else s8.",
 )
 @click.option(
     "--weight-rounding",
-    type=click.Choice(["gptq", "nearest"]),
-    default=DEFAULTS.weight_rounding,
+    type=click.Choice(Rounding.values()),
+    default=DEFAULTS["weight_rounding"],
     show_default=True,
     help="faithful: GPTQ error-compensating rounding on the calibration text, or nearest level.",
 )
 @click.option(
     "--outlier-channels",
     type=click.IntRange(min=0),
-    default=DEFAULTS.outlier_channels,
+    default=DEFAULTS["outlier_channels"],
     show_default=True,
     help="faithful: per layer, the input channels with the largest calibration peaks kept FP32.",
 )
