@@ -82,6 +82,7 @@ def torch_outputs(checkpoint: Path, task: str, texts: list[str]) -> tuple[np.nda
     return output.logits.numpy(), ids
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type, task", CASES)
 def test_export_quantize_and_run(exported, tmp_path, model_type, task):
     checkpoint, bundle = exported(model_type, task)
@@ -216,6 +217,7 @@ def test_a_wrong_position_offset_fails_the_parity_proof(tmp_path, monkeypatch):
     assert not (tmp_path / "bundle").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type", FAMILIES)
 def test_bench_measures_every_architecture(exported, model_type, tmp_path):
     """Figures are read from bench.json, never from the formatted table: on a busy machine the table marks a
@@ -247,6 +249,7 @@ def test_bench_measures_every_architecture(exported, model_type, tmp_path):
     assert 0 < rate["sentences_per_s"] < rate["tokens_per_s"]
 
 
+@pytest.mark.slow
 def test_per_tensor_embedding_table_is_refused_where_positions_are_an_input(exported, tmp_path):
     """ONNX Runtime's quantized embedding node has no position-ids input: on XLM-R the per-tensor table would
     silently drop them, so it is refused in one line and the bundle is left as it was."""

@@ -52,6 +52,7 @@ def entity_spans(rows: list[list[dict]]) -> list[list[tuple]]:
     return [[(e["entity_group"], e["word"], e["start"], e["end"]) for e in row] for row in rows]
 
 
+@pytest.mark.slow
 def test_classification_matches_predict_and_counts_bad_rows(seqcls_bundle, tmp_path):
     table = corpus(300)
     pq.write_table(table, tmp_path / "in.parquet")
@@ -76,6 +77,7 @@ def test_classification_matches_predict_and_counts_bad_rows(seqcls_bundle, tmp_p
             assert row["score"] == pytest.approx(want["score"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_formats_folders_top_k_and_id_column(seqcls_bundle, tmp_path):
     """The same rows as JSON Lines and as a folder of two CSV files give the Parquet input's results."""
     table = corpus(120)
@@ -104,6 +106,7 @@ def test_formats_folders_top_k_and_id_column(seqcls_bundle, tmp_path):
     assert outputs["csv"].column("error").to_pylist()[3] == "empty text"
 
 
+@pytest.mark.slow
 def test_embeddings_and_entities(encoder_bundle, token_bundle, tmp_path):
     table = corpus(80)
     pq.write_table(table, tmp_path / "in.parquet")
@@ -149,6 +152,7 @@ def test_non_text_column_gives_row_errors(seqcls_bundle, tmp_path):
     assert run_local(Job(seqcls_bundle, tmp_path / "blank", tmp_path / "out-blank")).rows == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -164,6 +168,7 @@ def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
     assert run.returncode != 0 and message in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad_line", [3, 2501])  # in pyarrow's first block, and past it (1 MB blocks)
 @pytest.mark.parametrize(
     "bad, message",
@@ -183,6 +188,7 @@ def test_a_malformed_json_line_is_named_by_its_line_number(seqcls_bundle, tmp_pa
     assert message.format(line=f"in.jsonl line {bad_line}") in run.stderr, run.stderr
 
 
+@pytest.mark.slow
 def test_a_malformed_csv_row_is_named_by_its_file_and_line(seqcls_bundle, tmp_path):
     """pyarrow's CSV row numbers skip blank lines ("Row #2501" for line 2,502 here) and name no file."""
     lines = ["id,text"] + [f"{i},Guten Morgen {i} " + "x" * 1000 for i in range(3000)]
@@ -196,6 +202,7 @@ def test_a_malformed_csv_row_is_named_by_its_file_and_line(seqcls_bundle, tmp_pa
     assert "b.csv line 2503: CSV parse error: Expected 2 columns, got 3" in run.stderr, run.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_rows_that_are_not_utf8_get_an_error_naming_their_line(seqcls_bundle, tmp_path, fmt):
     """An invalid byte in a row's text, or in another column the output keeps, gives that row an error naming
@@ -230,6 +237,7 @@ def test_rows_that_are_not_utf8_get_an_error_naming_their_line(seqcls_bundle, tm
     ]
 
 
+@pytest.mark.slow
 def test_truncation_reaches_the_model_and_is_kept_on_resume(token_bundle, tmp_path):
     """A text over the 128-token max length: --truncation head tags only its first window, window all of it,
     as `predict` does (on one machine, and in the Ray actors' predictor); a rerun with another truncation is
@@ -261,6 +269,7 @@ def test_truncation_reaches_the_model_and_is_kept_on_resume(token_bundle, tmp_pa
     assert again.returncode == 1 and "(truncation differ)" in again.stderr
 
 
+@pytest.mark.slow
 def test_top_k_is_refused_on_other_tasks(encoder_bundle, tmp_path):
     pq.write_table(corpus(5), tmp_path / "in.parquet")
     run = run_cli("batch", str(encoder_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--top-k", "2")
@@ -269,6 +278,7 @@ def test_top_k_is_refused_on_other_tasks(encoder_bundle, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_result_column_clash_and_foreign_output_refused(seqcls_bundle, tmp_path):
     pq.write_table(corpus(5).append_column("label", pa.array(["x"] * 5)), tmp_path / "in.parquet")
     run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"))
@@ -281,6 +291,7 @@ def test_result_column_clash_and_foreign_output_refused(seqcls_bundle, tmp_path)
     assert run.returncode == 1 and "exists and is not a batch job's output" in run.stderr
 
 
+@pytest.mark.slow
 def test_missing_extra_is_one_line(seqcls_bundle, tmp_path):
     """Without pyarrow, `batch` asks for the extra and the other commands still work."""
     blocker = tmp_path / "blocked" / "pyarrow"
@@ -317,6 +328,7 @@ def _batch_process(bundle: Path, source: Path, output: Path) -> subprocess.Popen
     )
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_output(seqcls_bundle, tmp_path):
     """Kill a run once some parts are written; the rerun skips them and ends with the uninterrupted output."""
     pq.write_table(corpus(6000), tmp_path / "in.parquet")
@@ -368,6 +380,7 @@ def test_killed_run_resumes_to_the_same_output(seqcls_bundle, tmp_path):
     assert again.returncode == 1 and "(batch_size differ)" in again.stderr
 
 
+@pytest.mark.slow
 def test_progress_bar_in_a_terminal(seqcls_bundle, tmp_path):
     """In a real terminal the bar is drawn (rows done, rate) and the job completes."""
     pq.write_table(corpus(200), tmp_path / "in.parquet")
@@ -376,6 +389,7 @@ def test_progress_bar_in_a_terminal(seqcls_bundle, tmp_path):
     assert "200/200" in screen and "rows/s" in screen and "200 rows in" in screen
 
 
+@pytest.mark.slow
 def test_a_text_too_long_to_read_whole_is_its_rows_error(token_bundle, tmp_path):
     """A text over the model's max_windows (default 131,072 tokens' worth) read with the NER default, windows,
     is an error row naming the fix; the other rows get their entities and the job finishes."""

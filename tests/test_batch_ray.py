@@ -17,6 +17,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 from mbert_edge.batch import ray_predictor  # noqa: E402
 from mbert_edge.batch.job import Job, run_local  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pytest -m 'not slow' skips them
+
 
 @pytest.fixture(scope="module")
 def ray_address():

@@ -16,6 +16,8 @@ import pytest
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
+pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pytest -m 'not slow' skips them
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -73,6 +73,7 @@ def test_corrupt_model_is_detected(tmp_path, seqcls_bundle):
         Classifier(copy)
 
 
+@pytest.mark.slow
 def test_runtime_does_not_import_torch(seqcls_bundle):
     code = (
         "import sys, mbert_edge\n"

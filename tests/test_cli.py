@@ -13,6 +13,8 @@ from conftest import run_cli
 
 from mbert_edge.bundle import sha256_file
 
+pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pytest -m 'not slow' skips them
+
 
 def assert_one_line_error(result, *fragments):
     assert result.returncode != 0

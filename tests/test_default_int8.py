@@ -12,6 +12,8 @@ from conftest import needs_shared, run_cli
 
 from mbert_edge.bundle import MANIFEST_NAME
 
+pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pytest -m 'not slow' skips them
+
 # The built-in sample's languages: the gate's default text, so every decision it judges is a trained class.
 LANGUAGES = [
     "eng",

@@ -104,6 +104,7 @@ def test_existing_output_needs_force(tmp_path, seqcls_checkpoint, seqcls_bundle)
     )
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_nothing_half_written(tmp_path, seqcls_checkpoint):
     """SIGTERM unwinds like Ctrl-C: the staging folder goes, the exit code says so."""
     export = subprocess.Popen(
@@ -123,6 +124,7 @@ def test_sigterm_leaves_nothing_half_written(tmp_path, seqcls_checkpoint):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_killed_runs_staging_folder_goes_with_the_next_run(tmp_path, seqcls_checkpoint):
     """SIGKILL runs no cleanup: the next export to the same folder removes the staging folder its dead process
     left, and leaves a live process's alone."""

@@ -157,6 +157,7 @@ def test_embedding_bundle_gate_uses_cosine(tmp_path, encoder_bundle):
         quantize_bundle(bundle, QuantizationConfig(min_cosine=1.0))
 
 
+@pytest.mark.slow
 def test_quantize_and_verify_cli(bundle_copy, tmp_path, monkeypatch):
     data = tmp_path / "data" / "tweets"
     data.mkdir(parents=True)

@@ -30,6 +30,7 @@ def tatoeba_subset(folder: Path, per_language: int) -> Path | None:
     return folder
 
 
+@pytest.mark.slow  # exports the real MiniLM: 1.5 min each
 @pytest.mark.parametrize("task", ["feature-extraction", "sequence-classification"])
 def test_minilm_export_parity(tmp_path, task):
     data = tatoeba_subset(tmp_path / "tatoeba", 100)

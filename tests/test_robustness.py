@@ -143,6 +143,7 @@ def test_streaming_matches_batch_and_is_lazy(models, kind):
         list(stream(iter(["a"] * 9 + [5]), chunk_size=4))
 
 
+@pytest.mark.slow
 def test_one_model_many_threads(models):
     """8 threads x 50 calls on one object give exactly the serial results."""
     model = models["classifier"]
@@ -173,6 +174,7 @@ def resident_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+@pytest.mark.slow  # 2,000 calls
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads RSS from /proc (Linux)")
 def test_memory_stays_bounded(models):
     """2,000 calls of varied sizes and lengths after a warm-up: resident memory grows by less than 20 MB."""

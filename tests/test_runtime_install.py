@@ -14,6 +14,8 @@ from conftest import REPO_ROOT
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 
+pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pytest -m 'not slow' skips them
+
 SKIPPED = (".git", "tests", "benchmarks", "__pycache__", "*.egg-info", "build", ".venv")
 
 

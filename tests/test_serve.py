@@ -210,6 +210,7 @@ def test_concurrent_requests_each_get_their_own_results_batched(seqcls_server, s
     assert batches < len(bodies) / 2, f"{len(bodies)} requests ({texts} texts) ran in {batches} batches"
 
 
+@pytest.mark.slow
 def test_faithful_int8_answers_do_not_depend_on_batching(start, faithful_bundle):
     server = start(faithful_bundle, "--precision", "int8", "--max-wait-ms", "20")
     info = httpx.get(f"{server.url}/info").json()
@@ -222,6 +223,7 @@ def test_faithful_int8_answers_do_not_depend_on_batching(start, faithful_bundle)
     assert server.metric("mbert_edge_batch_size_sum") > server.metric("mbert_edge_batch_size_count")
 
 
+@pytest.mark.slow
 def test_a_long_request_does_not_starve_a_short_one(start, seqcls_bundle):
     """2,000 texts run 2 per batch; a one-text request sent once they have started joins the next batch:
     it is answered long before them (first come, first served would answer it after them)."""
@@ -249,6 +251,7 @@ def test_a_long_request_does_not_starve_a_short_one(start, seqcls_bundle):
     assert server.metric("mbert_edge_batch_size_sum") == 1 + 2001
 
 
+@pytest.mark.slow
 def test_embedding_routes_match_the_embedder(start, encoder_bundle):
     server = start(encoder_bundle)
     emb = Embedder(encoder_bundle)
@@ -271,6 +274,7 @@ def test_embedding_routes_match_the_embedder(start, encoder_bundle):
     assert_error(server.post("/predict", {"inputs": "x"}), 400, "wrong_task", "feature-extraction")
 
 
+@pytest.mark.slow
 def test_ner_routes_match_the_token_classifier(start, token_bundle):
     server = start(token_bundle)
     ner = TokenClassifier(token_bundle)
@@ -363,6 +367,7 @@ def test_bad_requests_get_one_line_json_errors(seqcls_server):
     assert seqcls_server.metric('mbert_edge_requests_total{route="/predict",status="413"}') == 2
 
 
+@pytest.mark.slow
 def test_an_api_key_guards_every_route_but_health(start, seqcls_bundle):
     server = start(seqcls_bundle, "--api-key", "s3cret key")
     assert server.process.stdout.readline().startswith(
@@ -393,6 +398,7 @@ def test_an_api_key_guards_every_route_but_health(start, seqcls_bundle):
     assert httpx.get(f"{public.url}/info", headers={"authorization": "Bearer from the environment"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_a_text_the_token_budget_admits_is_read_whole(start, encoder_bundle):
     """--max-input-tokens above the runtime's default window limit (131,072 tokens' worth): a text between the
     two is read whole, as the in-process model does when its max_windows allows it."""
@@ -416,6 +422,7 @@ def test_listening_beyond_loopback_without_a_key_is_warned_about():
     assert "--host 127.0.0.1" in exposure_warning("192.0.2.7", None)
 
 
+@pytest.mark.slow
 def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, seqcls_bundle):
     server = start(seqcls_bundle, "--max-concurrent-requests", "2", "--max-wait-ms", "3000", "--max-batch-size", "64")
 
@@ -454,6 +461,7 @@ def test_overload_answers_429_at_once_and_a_gone_client_leaves_the_queue(start, 
     assert server.metric("mbert_edge_batch_size_sum") == 1 + 4  # the health check, the two answered requests
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_requests_in_flight_and_exits_0(start, seqcls_bundle):
     server = start(seqcls_bundle, "--max-wait-ms", "1500")
     clf = Classifier(seqcls_bundle)
@@ -477,6 +485,7 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(start, seqcls_bundle):
     assert server.process.wait(timeout=30) == 0, server.process.communicate()[1]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_within_the_graceful_timeout(start, seqcls_bundle):
     """A request the model would hold past --graceful-timeout does not keep the server from exiting."""
     server = start(seqcls_bundle, "--max-wait-ms", "20000", "--graceful-timeout", "1")
@@ -503,6 +512,7 @@ def rss_kb(pid: int) -> int:
     )
 
 
+@pytest.mark.slow
 def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
     """500 connections sending their bodies a byte at a time take no concurrency slot and get 408 at the body
     deadline; a normal client is answered meanwhile. Headers are capped before they are buffered (431), and
@@ -559,6 +569,7 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
         assert client.recv(4096).decode().startswith("HTTP/1.1 200")
 
 
+@pytest.mark.slow
 def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):
     server = start(seqcls_bundle, "--workers", "2")
     clf = Classifier(seqcls_bundle)
@@ -575,6 +586,7 @@ def test_several_workers_share_the_port_and_the_metrics(start, seqcls_bundle):
     assert server.process.wait(timeout=30) == 0
 
 
+@pytest.mark.slow
 def test_serve_needs_the_extra_a_bundle_sane_limits_and_a_free_port(tmp_path, seqcls_bundle):
     blocked = (
         "import sys; sys.modules['uvicorn'] = None; sys.argv = ['mbert-edge', *sys.argv[1:]]; "
@@ -612,6 +624,7 @@ def test_serve_needs_the_extra_a_bundle_sane_limits_and_a_free_port(tmp_path, se
     assert "already in use" in port_in_use.stderr and "--port" in port_in_use.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("concurrent", [1, 2])
 def test_the_batcher_runs_up_to_its_concurrent_batches_at_once(concurrent):
     """Batches overlap up to `--concurrent-batches`, and each request still gets exactly its own results."""
@@ -643,6 +656,7 @@ def test_the_batcher_runs_up_to_its_concurrent_batches_at_once(concurrent):
     assert most[0] == concurrent
 
 
+@pytest.mark.slow
 def test_a_request_whose_texts_fail_fails_alone():
     """When a batch fails, each of its requests runs again on its own: only the one with the bad text fails."""
     from mbert_edge.serve.batcher import BatchLimits, MicroBatcher
@@ -673,6 +687,7 @@ def test_a_request_whose_texts_fail_fails_alone():
     assert batches == [["a", "c", "d", "b", "bad"], ["a", "b"], ["c", "bad"], ["d"]]
 
 
+@pytest.mark.slow
 def test_idle_batch_slots_share_the_waiting_texts():
     """With both slots idle, four waiting texts go two to each, run at once, rather than four to one slot."""
     from mbert_edge.serve.batcher import BatchLimits, MicroBatcher
@@ -702,6 +717,7 @@ def test_idle_batch_slots_share_the_waiting_texts():
     assert sorted(batches) == [["a", "b"], ["c", "d"]] and most[0] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bundle_fixture", ["seqcls_bundle", "token_bundle", "encoder_bundle"])
 def test_the_published_api_holds_under_fuzzing(start, request, bundle_fixture, tmp_path):
     """schemathesis reads the live server's /openapi.json and sends it generated requests, valid and invalid

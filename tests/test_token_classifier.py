@@ -54,6 +54,7 @@ def test_agrees_with_hf_pipeline(token_bundle, token_checkpoint, aggregation):
                     assert text[token["start"] : token["end"]] == token["word"]
 
 
+@pytest.mark.slow  # exports the real MiniLM
 def test_minilm_with_a_head_agrees_with_hf_pipeline(tmp_path):
     """A real pretrained (uncased, accent-stripping) encoder with a seeded token-classification head."""
     import torch

@@ -59,6 +59,7 @@ def quantized_bundles(tmp_path_factory, seqcls_bundle):
     return out
 
 
+@pytest.mark.slow
 def test_scripts_trim_keeps_outputs_identical(quantized_bundles):
     source, trimmed = quantized_bundles["dynamic"]
     manifest = json.loads((trimmed / "mbert_edge.json").read_text())
@@ -109,6 +110,7 @@ def test_corpus_trim_reports_coverage(tmp_path, seqcls_bundle):
     assert Runner.open(bundle).head_outputs(["Bonjour"])[0].shape == (3,)
 
 
+@pytest.mark.slow
 def test_bad_requests(tmp_path, seqcls_bundle, quantized_bundles):
     with pytest.raises(TrimError, match="unknown Unicode script 'klingon'"):
         trim(seqcls_bundle, tmp_path / "x", scripts=["klingon"])
@@ -132,6 +134,7 @@ def test_bad_requests(tmp_path, seqcls_bundle, quantized_bundles):
     assert not (tmp_path / "z").exists()
 
 
+@pytest.mark.slow  # the real 119,547-token vocabulary
 def test_mbert_vocab_latin_trim_on_tatoeba(tmp_path, mbert_vocab_checkpoint):
     """The real mBERT vocabulary: about 69.5k of 119,547 rows kept; every Latin-script Tatoeba sentence
     tokenizes identically, and the model's outputs on them are identical."""
@@ -154,6 +157,7 @@ def test_mbert_vocab_latin_trim_on_tatoeba(tmp_path, mbert_vocab_checkpoint):
     assert checked > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["scripts", "corpus"])
 def test_unigram_vocabulary_trims_exactly(tmp_path, mode):
     """XLM-R's SentencePiece (Unigram) vocabulary: the kept pieces keep their scores, so text in the kept
