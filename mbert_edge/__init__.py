@@ -19,7 +19,7 @@ from .runtime import Classifier, Embedder, TokenClassifier, load
 
 
 def __getattr__(name: str) -> Any:
-    """`__version__` on first use: importlib.metadata costs 30 ms of a cold start that needs no version."""
+    """`__version__` on first use: importlib.metadata would lengthen every cold start, which needs no version."""
     if name != "__version__":
         raise AttributeError(f"module 'mbert_edge' has no attribute {name!r}")
     from importlib.metadata import PackageNotFoundError, version

@@ -63,8 +63,8 @@ class EmbeddingTable(Choice):
     PER_TENSOR = "per-tensor"  # ONNX Runtime's one scale for the table
 
 
-# The gate's default agreement per method: below it, the method is broken on this model (the measured
-# agreements behind these values are in benchmarks/README.md).
+# The gate's default agreement per method: below it, the method is broken on this model (the agreements
+# behind these values: benchmarks/README.md).
 DEFAULT_MIN_AGREEMENT = {Method.FAITHFUL.value: 0.98, Method.DYNAMIC.value: 0.90}
 DEFAULT_MIN_COSINE = 0.98
 

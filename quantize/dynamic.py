@@ -33,8 +33,8 @@ def quantize_dynamic_int8(
     `op_types` narrows what is quantized (benchmarks leave the embedding table out to measure its cost).
 
     The word-embedding table of a fused graph is stored with one int8 scale per row by default: ONNX
-    Runtime's one scale for the whole table was measured to cost 0.8 points of agreement with FP32 on the
-    fine-tuned MiniLM classifier (`benchmarks/embedding_int8.py`); `embedding_table="per-tensor"` keeps it.
+    Runtime's one scale for the whole table costs agreement with FP32 (`benchmarks/embedding_int8.py`);
+    `embedding_table="per-tensor"` keeps it.
     `config.preset` is resolved; returns the config as carried out and what the method chose."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -17,8 +17,7 @@ BLOCK = 128  # rows rounded together before the trailing rows are updated (speed
 def column_scales(weight: np.ndarray, limit: int, pair_limit: int | None = None) -> np.ndarray:
     """Symmetric per-output-column scales: the largest |w| of each column maps to `limit`; with `pair_limit`,
     also the largest |w_2i| + |w_2i+1|, so that pairs fit their limit by rounding rather than by clipping
-    (measured on MiniLM: clipping the second weight of the 3.5% of pairs over the limit multiplied the
-    weight error by 9)."""
+    (clipping multiplies the weight error: benchmarks/README.md, "Figures behind the defaults")."""
     magnitude = np.abs(weight)
     scale = magnitude.max(axis=0) / limit
     if pair_limit is not None:
@@ -50,8 +49,8 @@ def round_gptq(
     """(integer weights, per-column scales) for `x @ weight` ([K, N]) given H = sum of x^T x ([K, K]);
     `pair_limit` as in `round_nearest` (the rows after a clipped one absorb its error, as for rounding).
 
-    `damping` adds that fraction of H's mean diagonal (measured: 0.1 beats 0.01 on real calibration text,
-    whose H is near singular for rarely used channels). Input channels never active get zero weight rows.
+    `damping` adds that fraction of H's mean diagonal (real calibration text leaves H near singular for rarely
+    used channels; 0.1 beat 0.01, benchmarks/README.md). Input channels never active get zero weight rows.
     """
     work = weight.astype(np.float64).copy()
     h = hessian.astype(np.float64).copy()

@@ -32,7 +32,7 @@ from .graph import MS_DOMAIN, GraphBuilder, at_opset, attribute, linear_layers
 
 # How weights are stored for MatMulInteger: "s8" int8 in [-127, 127] (VNNI, ARM dot product);
 # "s7" int8 in [-63, 63] (AVX2: its u8*s8 multiply-add can saturate with unconstrained 8-bit weights);
-# "u8" the 8-bit values shifted to uint8 with zero point 128 (AVX2's u8*u8 path is exact, ~30% slower);
+# "u8" the 8-bit values shifted to uint8 with zero point 128 (AVX2's u8*u8 path is exact, and slower);
 # "p8" int8 with |w_2i| + |w_2i+1| <= 128 for each pair of consecutive input rows: AVX2's multiply-add sums
 # exactly those pairs into 16 bits, which 255 x 128 cannot overflow, so it runs exact at s7's speed (checked
 # against integer numpy in tests/test_faithful.py) with finer levels (MiniLM's relative weight error: s7
@@ -100,7 +100,7 @@ class Rewriter(GraphBuilder):
         # The statistics work on max + min = 2c and max - min, never halved (the halving is folded into the
         # constants), and the centre is rounded to a level by an int8 QuantizeLinear: -round(c/s) as int8, made
         # the uint8 zero point 128 - round(c/s) by Cast and XOR 0x80 (blocked QuantizeLinear takes no
-        # broadcast zero point, and int8 activations take MatMulIntegerToFloat's ~10x slower path); the same
+        # broadcast zero point, and int8 activations take MatMulIntegerToFloat's far slower path); the same
         # values as Div, Round, Sub and Cast, two nodes fewer per MatMul (each node costs a few us).
         columns = weight.shape[0]
         last = self.constant("faithful.last_axis", np.array([-1], np.int64))

@@ -46,7 +46,7 @@ class PartNames(FilenameProvider):
 
 def file_groups(files: list[Path], fmt: str, text_column: str, rows: int) -> list[tuple[list[int], int]]:
     """Indices of consecutive input files that run through one pipeline: files of one schema, gathered until
-    they hold `rows` rows (a pipeline's actors start and load the bundle anew, about 11 s measured, so small
+    they hold `rows` rows (a pipeline's actors start and load the bundle anew, which takes seconds, so small
     files are not run one by one), each with its row count. A group is the unit of resumption. Row counts come
     from Parquet's metadata, or from reading a JSON Lines or CSV file once here (far faster than running the
     model on it)."""

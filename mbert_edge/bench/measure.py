@@ -61,8 +61,8 @@ def time_calls(call: Callable[[], Any], min_runs: int, max_seconds: float, warmu
 
 
 def side_by_side(calls: dict[str, Callable[[], Any]], rounds: int = 5, per_round: int = 15) -> dict[str, float]:
-    """p50 ms of each call, timed in alternating rounds (the median of the round medians): this machine drifts
-    10-30% between runs minutes apart, more than the gaps between the models being compared."""
+    """p50 ms of each call, timed in alternating rounds (the median of the round medians): a machine drifts
+    between runs minutes apart by more than the gaps between the models being compared."""
     medians: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():

@@ -142,8 +142,7 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
     "--smoothing",
     type=click.FloatRange(0, 1),
     default=None,
-    help="faithful: SmoothQuant migration strength; off by default (measured no better once outlier "
-    "channels are FP32).",
+    help="faithful: SmoothQuant migration strength; off by default (no better once outlier channels are FP32).",
 )
 @click.option(
     "--fallback-target",

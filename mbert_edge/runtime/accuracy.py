@@ -22,8 +22,8 @@ from .runner import Runner
 JUDGED_ALONE = 4
 Z_95 = 1.645
 # However few the flips, the logits must not move more than this share of their own spread (RMS of the
-# change over RMS of the FP32 logits, each row centred): measured below 0.1 on healthy INT8 models, 2.0 for
-# negated logits (README).
+# change over RMS of the FP32 logits, each row centred); healthy INT8 models stay far below it, negated logits
+# far above (benchmarks/README.md, "Figures behind the defaults").
 MAX_LOGIT_SHIFT = 0.5
 
 

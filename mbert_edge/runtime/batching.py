@@ -1,10 +1,8 @@
 """Length-bucketed batching: sort windows by token count, pad each batch to one of a bounded set of bucket
 lengths, cap the tokens per batch. Sorting keeps padding small; buckets bound the set of tensor shapes ONNX
 Runtime sees (48 at most, whatever lengths come in). The buckets are spaced so that padding adds at most
-one token up to 32 tokens and one in eight beyond: with the earlier coarse buckets (8, 16, 24, 32, 48, 64, ...)
-27% of the tokens run on 2,000 Tatoeba sentences at batch 32 were padding, with these 11%, for 1.1-1.3x the
-sentences per second and no higher peak RSS (measured on the mBERT-shaped INT8 bundle). A batch of one text
-is not padded at all: padding it to its bucket cost up to 28% more time per short sentence (measured)."""
+one token up to 32 tokens and one in eight beyond. A batch of one text is not padded at all. What both choices
+are worth is measured in benchmarks/README.md ("Figures behind the defaults")."""
 
 from __future__ import annotations
 
@@ -24,9 +22,8 @@ def bucket_length(length: int, max_length: int) -> int:
 
 
 RUN_COST_TOKENS = 16
-"""What one more model run costs, in padded tokens: on the mBERT-shaped INT8 bundle a run took about
-4.2 ms plus 0.32 ms per padded token (a fit to runs of 1-32 rows x 8-64 tokens, 2 threads), so about 13 tokens,
-plus the feed's Python."""
+"""What one more model run costs, in padded tokens: a run's fixed cost over its cost per padded token, fitted on
+the mBERT-shaped INT8 bundle (benchmarks/README.md, "Figures behind the defaults"), plus the feed's Python."""
 
 
 def plan_batches(

@@ -66,9 +66,8 @@ class ServerSettings:
 
     def load(self) -> Any:
         """The bundle's model, loaded as the server runs it. `max_batch_tokens` also caps each session run's
-        padded tokens: the runtime sorts a batch by length and runs it in pieces padded to their own bucket.
-        Random sentences padded to the longest of 32 ran at 31-34 sentences/s on the mBERT-shaped INT8 model,
-        in pieces of at most 512 padded tokens at 69-75 (1024: 48, 2048: 40-42; measured side by side)."""
+        padded tokens: the runtime sorts a batch by length and runs it in pieces padded to their own bucket, far
+        faster than one piece padded to its longest text (benchmarks/README.md, "Figures behind the defaults")."""
         model = mbert_edge.load(
             self.bundle,
             precision=self.precision,
@@ -83,8 +82,7 @@ class ServerSettings:
 
 
 # ONNX Runtime's intra-op threads not spinning after each run: in a server they would take the cores from the
-# event loop (measured on the tiny test model at 32 concurrent requests: 3.6 ms of server CPU per request with
-# spinning, 1.1 ms without).
+# event loop (benchmarks/README.md, "Figures behind the defaults").
 SERVER_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 

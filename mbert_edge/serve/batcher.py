@@ -57,8 +57,7 @@ class MicroBatcher:
     texts is spread over several batches and a short request that comes later joins the next one. When
     other batch slots are idle too, a batch takes only its share of the waiting texts, so that the next
     slots start at once with the rest instead of one batch holding every text while the others' cores idle
-    (`--intra-op-threads 1`, `--max-wait-ms 5`, 32 clients on the mBERT-shaped INT8 model, 2 cores: 123
-    requests/s on 1.3 cores with batches of 15 taking everything, 177 on 1.9 cores with shares). Each
+    (benchmarks/README.md, "Figures behind the defaults"). Each
     request gets exactly its own results, in order; when a batch fails, each of its requests runs again alone,
     so only the one whose texts fail gets the error. A cancelled request's texts that have not started are
     dropped.
