@@ -129,7 +129,7 @@ def test_a_head_is_read_from_a_prefix_equal_to_the_whole_texts_first_window(seqc
             expected = whole.encode(text)
             assert (head.ids, head.offsets) == (expected.ids, expected.offsets), text[:40]
             assert bool(head.overflowing) == bool(expected.overflowing)
-    assert len(runner._head_text(LONG * 40)) < len(LONG * 40) / 10  # the prefix is a small part of the text
+    assert len(runner._first_window_prefix(LONG * 40)) < len(LONG * 40) / 10  # the prefix is a small part of the text
 
 
 def test_a_text_over_max_windows_is_refused_before_it_is_read_whole(seqcls_bundle):

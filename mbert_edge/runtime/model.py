@@ -124,12 +124,12 @@ class TaskModel:
         texts: str | Sequence[str],
         batch_size: int,
         truncation: str | None,
-        head: Callable[[list[str], PerText], Sequence[Any] | np.ndarray],
+        postprocess: Callable[[list[str], PerText], Sequence[Any] | np.ndarray],
     ) -> Any:
-        """The task's `head` over all texts' outputs, one result per text; a single string gives its result alone
+        """The task's `postprocess` over all texts' outputs, one result per text; a single string gives its result alone
         (typed by the caller, which knows its task's result)."""
         items, single = as_text_list(texts)
-        results = head(items, self._per_text(items, truncation, batch_size))
+        results = postprocess(items, self._per_text(items, truncation, batch_size))
         return results[0] if single else results
 
     def _check_unknown_rate(self, windows: list[list[Encoding]], unk_id: int) -> None:

@@ -189,7 +189,7 @@ class Runner:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, got {truncation!r}")
         cleaned = [encodable(t) for t in texts]
         if truncation == "head":
-            return [[e] for e in self.tokenizer.encode_batch([self._head_text(t) for t in cleaned])]
+            return [[e] for e in self.tokenizer.encode_batch([self._first_window_prefix(t) for t in cleaned])]
         for index, text in enumerate(cleaned):
             if self.exceeds_max_windows(text):
                 raise ValueError(
@@ -227,7 +227,7 @@ class Runner:
         counter.no_truncation()
         return counter
 
-    def _head_text(self, text: str) -> str:
+    def _first_window_prefix(self, text: str) -> str:
         """A prefix of `text` whose first window is the whole text's, so a megabyte text read for its head
         costs about what its head costs, not a thousand windows. A prefix holds when its first window overflows
         and ends before the prefix's last word (which the cut may split) or, in text without spaces (Chinese,
