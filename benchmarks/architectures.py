@@ -19,11 +19,12 @@ from pathlib import Path
 
 import click
 
-from mbert_edge.bundle import TASKS, Bundle
+from mbert_edge.bundle import Bundle
 from mbert_edge.export import export_bundle
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
 from mbert_edge.runtime.cpus import cpu_flags
+from mbert_edge.tasks import TASKS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from families import write_family_checkpoint

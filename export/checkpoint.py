@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from mbert_edge.errors import ExportError
+from mbert_edge.tasks import FEATURE_EXTRACTION, TASKS, Task
 
-from .tasks import ARCHITECTURE_TASKS, ARCHITECTURES, POOLING_MODES, TASKS, Architecture, TaskSpec
+from .tasks import ARCHITECTURE_TASKS, ARCHITECTURES, POOLING_MODES, Architecture
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 WEIGHT_FILES = (
@@ -29,7 +30,7 @@ class Checkpoint:
     path: Path
     config: Any  # transformers.PretrainedConfig
     family: Architecture
-    task: TaskSpec
+    task: Task
     pooling: str | None
 
     @property
@@ -110,7 +111,7 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
         task = known[0]
     if task not in TASKS:
         raise ExportError(f"unknown task '{task}'; choose one of auto, {', '.join(TASKS)}")
-    if known and known[0] != task and "feature-extraction" not in (known[0], task):  # one head for another
+    if known and known[0] != task and FEATURE_EXTRACTION.name not in (known[0], task):  # one head for another
         warnings.warn(
             f"{path} is a {next(iter(heads))}; --task {task} exports it with a {task} head that was not trained as one",
             stacklevel=2,
@@ -119,7 +120,7 @@ def inspect(model: str, task: str = "auto") -> Checkpoint:
         raise ExportError(
             f"{path} has no weights ({' or '.join(WEIGHT_FILES[::2])}); pass a complete checkpoint folder"
         )
-    pooling = _pooling_mode(path) if task == "feature-extraction" else None
+    pooling = _pooling_mode(path) if TASKS[task].pooled else None
     return Checkpoint(path, config, ARCHITECTURES[config.model_type], TASKS[task], pooling)
 
 
@@ -134,7 +135,7 @@ def checked_labels(checkpoint: Checkpoint, labels: list[str] | None) -> list[str
     if labels is None:
         return None
     labels = [label.strip() for label in labels]
-    if checkpoint.task.name == "feature-extraction":
+    if checkpoint.task.pooled:
         raise ExportError("--labels names a classification head's outputs; a feature-extraction export has none")
     if not all(labels) or len(set(labels)) != len(labels):
         raise ExportError(f"--labels must be distinct, non-empty names; got {','.join(labels)!r}")

@@ -141,7 +141,7 @@ def export_bundle(
             staging,
             Manifest(
                 task=task,
-                labels=None if task == "feature-extraction" else [config.id2label[i] for i in range(config.num_labels)],
+                labels=[config.id2label[i] for i in range(config.num_labels)] if checkpoint.task.labelled else None,
                 problem_type=getattr(config, "problem_type", None),
                 max_length=length,
                 inputs=input_names,

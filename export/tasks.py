@@ -1,4 +1,4 @@
-"""What each task and each architecture exports, described as data (after Optimum's exporter configs, much
+"""What each architecture exports for each task (`mbert_edge.tasks`), described as data (after Optimum's exporter configs, much
 smaller): adding an architecture is one `Architecture` entry plus its tests."""
 
 from __future__ import annotations
@@ -6,24 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """One exportable task (one of `mbert_edge.bundle.TASKS`) and the graph's output."""
-
-    name: str
-    output_name: str
-    output_axes: dict[int, str]
-
-
-TASKS: dict[str, TaskSpec] = {
-    spec.name: spec
-    for spec in (
-        TaskSpec("sequence-classification", "logits", {0: "batch"}),
-        TaskSpec("token-classification", "logits", {0: "batch", 1: "sequence"}),
-        TaskSpec("feature-extraction", "embeddings", {0: "batch"}),
-    )
-}
+from mbert_edge.tasks import FEATURE_EXTRACTION, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
 
 
 @dataclass(frozen=True)
@@ -66,9 +49,9 @@ class Architecture:
 
 def _heads(prefix: str) -> dict[str, str]:
     return {
-        "sequence-classification": f"{prefix}ForSequenceClassification",
-        "token-classification": f"{prefix}ForTokenClassification",
-        "feature-extraction": f"{prefix}Model",
+        SEQUENCE_CLASSIFICATION.name: f"{prefix}ForSequenceClassification",
+        TOKEN_CLASSIFICATION.name: f"{prefix}ForTokenClassification",
+        FEATURE_EXTRACTION.name: f"{prefix}Model",
     }
 
 

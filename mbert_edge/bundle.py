@@ -20,11 +20,11 @@ from typing import Any, TypeVar
 
 from .errors import BundleError
 from .quantization import GATE_KEYS, QuantizationConfig
+from .tasks import TASKS
 
 MANIFEST_NAME = "mbert_edge.json"
 TOKENIZER_NAME = "tokenizer.json"
 FORMAT_VERSION = 1
-TASKS = ("sequence-classification", "token-classification", "feature-extraction")
 BUILTIN_SAMPLE = "built-in sample"  # what the manifest records as the data of a gate run on the shipped sample
 
 Section = TypeVar("Section")

@@ -13,6 +13,7 @@ from mbert_edge.progress import Progress
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.runtime import Runner
 from mbert_edge.runtime.accuracy import compare, gate_failure, write_report
+from mbert_edge.tasks import TASKS
 from mbert_edge.textdata import evaluation_texts
 
 from .dynamic import quantize_dynamic_int8
@@ -51,7 +52,7 @@ def quantize_bundle(
     fp32 = bundle.verify_file(bundle.models["fp32"])
     preset, flags = resolve_preset(config.preset)
     config = replace(config, preset=preset, min_agreement=config.agreement_threshold)
-    texts = evaluation_texts(config.data, bundle.manifest.labels if bundle.task == "sequence-classification" else None)
+    texts = evaluation_texts(config.data, bundle.manifest.labels if TASKS[bundle.task].labels_texts else None)
     calibration = evaluation_texts(config.calibration) if config.method == "faithful" else None  # read before work
     staging = bundle.path / f".{INT8_FILE}.partial"
     reference = Runner.open(bundle, "fp32")
@@ -81,7 +82,7 @@ def quantize_bundle(
     bundle.manifest.quantization = Quantization(config, flags, failure is None, report["overall"], reports, chosen)
     bundle.save()
     if failure is not None:
-        threshold = "--min-cosine" if bundle.task == "feature-extraction" else "--min-agreement"
+        threshold = TASKS[bundle.task].gate_option
         advice = ADVICE[config.method].replace("--min-agreement", threshold)
         raise GateError(
             f"INT8 model rejected, the bundle keeps FP32 only: {failure} (report: {bundle.path / reports[1]}); {advice}"

@@ -755,9 +755,9 @@ def test_the_published_api_holds_under_fuzzing(start, request, bundle_fixture, t
 
 def test_the_api_documents_in_docs_are_the_servers(tmp_path):
     """docs/http-api holds each task's document as a server with default limits publishes it."""
-    from mbert_edge.bundle import TASKS
     from mbert_edge.serve.app import ServerSettings
     from mbert_edge.serve.openapi import openapi
+    from mbert_edge.tasks import TASKS
 
     docs = Path(__file__).resolve().parents[1] / "docs" / "http-api"
     for task in TASKS:

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mbert_edge.runtime import TaskModel
+from mbert_edge.tasks import FEATURE_EXTRACTION, SEQUENCE_CLASSIFICATION, TASKS, TOKEN_CLASSIFICATION
 
 ENTITY = pa.struct(
     [
@@ -20,17 +21,12 @@ ENTITY = pa.struct(
         ("end", pa.int64()),
     ]
 )
-RESULT_COLUMNS = {
-    "sequence-classification": ("label", "score"),
-    "token-classification": ("entities",),
-    "feature-extraction": ("embedding",),
-}
 ERROR_COLUMN = "error"
 
 
 def output_columns(task: str) -> tuple[str, ...]:
     """The columns the results add to the input's."""
-    return (*RESULT_COLUMNS[task], ERROR_COLUMN)
+    return (*TASKS[task].result_columns, ERROR_COLUMN)
 
 
 def as_text(texts: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -94,7 +90,7 @@ def _predict(
 ) -> list[Any]:
     """The model's results for `texts`, streamed `chunk_size` at a time so that `advance` moves with them."""
     options: dict[str, Any] = {"batch_size": batch_size, "truncation": truncation}
-    if model.task == "sequence-classification":
+    if "top_k" in TASKS[model.task].predict_options:
         options["top_k"] = top_k or 1
     stream = model.iter_predict(texts, chunk_size=chunk_size, **options)
     results = []
@@ -106,20 +102,23 @@ def _predict(
     return results
 
 
-def _columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[str, pa.Array]:
-    """Arrow arrays of one row per result (None where a row had no result)."""
-    if model.task == "sequence-classification":
-        if top_k in (None, 1):
-            return {
-                "label": pa.array([r and r["label"] for r in results], pa.string()),
-                "score": pa.array([r and r["score"] for r in results], pa.float32()),
-            }
+def _label_columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[str, pa.Array]:
+    if top_k in (None, 1):
         return {
-            "label": pa.array([r and [x["label"] for x in r] for r in results], pa.list_(pa.string())),
-            "score": pa.array([r and [x["score"] for x in r] for r in results], pa.list_(pa.float32())),
+            "label": pa.array([r and r["label"] for r in results], pa.string()),
+            "score": pa.array([r and r["score"] for r in results], pa.float32()),
         }
-    if model.task == "token-classification":
-        return {"entities": pa.array(results, pa.list_(ENTITY))}
+    return {
+        "label": pa.array([r and [x["label"] for x in r] for r in results], pa.list_(pa.string())),
+        "score": pa.array([r and [x["score"] for x in r] for r in results], pa.list_(pa.float32())),
+    }
+
+
+def _entity_columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[str, pa.Array]:
+    return {"entities": pa.array(results, pa.list_(ENTITY))}
+
+
+def _embedding_columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[str, pa.Array]:
     width = model.bundle.manifest.hidden_size
     vectors = np.zeros((len(results), width), np.float32)
     for row, vector in enumerate(results):
@@ -128,6 +127,15 @@ def _columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[st
     missing = [r is None for r in results]
     values = pa.array(vectors.reshape(-1))
     return {"embedding": pa.FixedSizeListArray.from_arrays(values, width, mask=pa.array(missing))}
+
+
+# Each task's results as Arrow arrays of one row per result (None where a row had no result), in the columns its
+# registry entry names.
+COLUMNS: dict[str, Callable[[TaskModel, list[Any], int | None], dict[str, pa.Array]]] = {
+    SEQUENCE_CLASSIFICATION.name: _label_columns,
+    TOKEN_CLASSIFICATION.name: _entity_columns,
+    FEATURE_EXTRACTION.name: _embedding_columns,
+}
 
 
 def annotate(
@@ -165,6 +173,9 @@ def annotate(
     for row, result in zip(good, predicted):
         results[row] = result
     out = table.select(keep) if keep is not None else table
-    for name, column in {**_columns(model, results, top_k), ERROR_COLUMN: pa.array(errors, pa.string())}.items():
+    for name, column in {
+        **COLUMNS[model.task](model, results, top_k),
+        ERROR_COLUMN: pa.array(errors, pa.string()),
+    }.items():
         out = out.append_column(name, column)
     return out

@@ -8,7 +8,7 @@ import click
 
 from mbert_edge.batch.formats import FORMATS
 from mbert_edge.bundle import Bundle
-from mbert_edge.cli.common import NonEmptyPath
+from mbert_edge.cli.common import NonEmptyPath, task_option_refusal
 from mbert_edge.progress import Progress
 from mbert_edge.runtime.runner import TRUNCATIONS
 
@@ -108,9 +108,9 @@ def batch(
     require("pyarrow", "ray" if ray_address else "batch")
     from mbert_edge.batch.job import Job, run_local
 
-    task = Bundle.open(bundle).task
-    if top_k is not None and task != "sequence-classification":
-        raise click.UsageError(f"{bundle} is a {task} bundle; --top-k applies to sequence-classification bundles only")
+    refusal = task_option_refusal(bundle, Bundle.open(bundle).task, {"top_k": top_k})
+    if refusal:
+        raise click.UsageError(refusal)
     job = Job(
         bundle, input_path, output, text_column, id_column, fmt, precision, batch_size, top_k, truncation, part_rows
     )

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ..bundle import model_bytes
+from ..tasks import TASKS, taking
 
 DATA_HELP = (
     "Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
@@ -51,3 +52,12 @@ def require_tooling() -> None:
         raise click.ClickException(
             f"this command needs the [export] extra ({exc.name} is missing): pip install 'mbert-edge[export]'"
         ) from exc
+
+
+def task_option_refusal(bundle: Path, task: str, options: dict[str, Any]) -> str | None:
+    """Why a per-task option given (not None) does not fit BUNDLE's task, naming the tasks it fits; else None."""
+    for name, value in options.items():
+        if value is not None and name not in TASKS[task].predict_options:
+            flag = "--" + name.replace("_", "-")
+            return f"{bundle} is a {task} bundle; {flag} applies to {' and '.join(taking(name))} bundles only"
+    return None

@@ -17,8 +17,9 @@ from ..runtime import Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
 from ..runtime.entities import AGGREGATIONS
 from ..runtime.runner import TRUNCATIONS
+from ..tasks import TASKS
 from ..textdata import builtin_sample, evaluation_texts, load_textset
-from .common import DATA_HELP, NonEmptyPath, numbers, size_text
+from .common import DATA_HELP, NonEmptyPath, numbers, size_text, task_option_refusal
 
 
 class _InputLines:
@@ -103,12 +104,9 @@ def predict(
     classification, a list of entities for token classification, a vector for embeddings."""
     opened = Bundle.open(bundle)
     task = opened.task
-    for option, value, serves in (
-        ("--top-k", top_k, "sequence-classification"),
-        ("--aggregation", aggregation, "token-classification"),
-    ):
-        if value is not None and task != serves:
-            raise click.ClickException(f"{bundle} is a {task} bundle; {option} applies to {serves} bundles only")
+    refusal = task_option_refusal(bundle, task, {"top_k": top_k, "aggregation": aggregation})
+    if refusal:
+        raise click.ClickException(refusal)
     options = {
         k: v
         for k, v in (
@@ -230,7 +228,7 @@ def verify(
     opened = Bundle.open(bundle)
     if out is not None:
         check_writable(out.parent, out.name)
-    texts = evaluation_texts(data, opened.manifest.labels if opened.task == "sequence-classification" else None)
+    texts = evaluation_texts(data, opened.manifest.labels if TASKS[opened.task].labels_texts else None)
     reference = Runner.open(opened, "fp32")
     candidate = reference if precision == "fp32" else Runner.open(opened, precision)
     with Progress().bar(f"comparing {precision} with fp32", len(texts)) as advance:

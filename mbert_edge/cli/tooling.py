@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 
-from ..bundle import TASKS
 from ..progress import Progress
 from ..quantization import (
     DEFAULT_MIN_AGREEMENT,
@@ -23,6 +22,7 @@ from ..quantization import (
     WeightFormat,
 )
 from ..runtime import load
+from ..tasks import SEQUENCE_CLASSIFICATION, TASKS
 from ..textdata import TextSet, builtin_sample, load_textset
 from .common import DATA_HELP, NonEmptyPath, require_tooling, size_text
 
@@ -278,7 +278,7 @@ def demo(output_dir: Path | None, force: bool) -> None:
     bundle = export_bundle(
         str(checkpoint),
         output_dir or _cache_folder(),
-        task="sequence-classification",
+        task=SEQUENCE_CLASSIFICATION.name,
         labels=["negative", "positive"],
         force=force or output_dir is None,
         progress=Progress(),

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..tasks import TASKS
 from ..textdata import TextSet
 from .runner import Runner
 
@@ -82,7 +83,7 @@ def compare(
 ) -> dict[str, Any]:
     """Per-group and overall figures of `candidate` against `reference` on the same texts, for a bundle of
     `task` (`reference_outputs`, per group, spares recomputing them when one reference meets many candidates)."""
-    embeddings = task == "feature-extraction"
+    embeddings = not TASKS[task].labelled
     groups: dict[str, dict[str, Any]] = {}
     moves = np.zeros(2)
     for name, texts in textset.texts.items():

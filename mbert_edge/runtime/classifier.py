@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..tasks import SEQUENCE_CLASSIFICATION
 from .model import PerText, TaskModel
 from .scores import sigmoid, softmax
 from .textinput import check_count
@@ -23,7 +24,7 @@ class Classifier(TaskModel):
     {'label': 'POSITIVE', 'score': 0.97}
     """
 
-    task = "sequence-classification"
+    task = SEQUENCE_CLASSIFICATION.name
     default_truncation = "head"  # a review's first 512 tokens usually decide it; windows cost more runs
     labels: list[str]
 

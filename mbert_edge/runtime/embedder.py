@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Encoding
 
+from ..tasks import FEATURE_EXTRACTION
 from .model import PerText, TaskModel
 
 
@@ -18,7 +19,7 @@ class Embedder(TaskModel):
     (2, 384)
     """
 
-    task = "feature-extraction"
+    task = FEATURE_EXTRACTION.name
 
     def encode(
         self, texts: str | Sequence[str], batch_size: int = 32, normalize: bool = True, truncation: str | None = None

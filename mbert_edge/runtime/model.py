@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,12 +26,15 @@ from .textinput import as_text_list, check_choice, check_count
 PerText = list[tuple[list[Encoding], list[np.ndarray]]]  # each text's windows and the graph's output for each
 
 
-class TaskModel:
+class TaskModel(ABC):
     """Loads a bundle of one task and runs texts through it; subclasses turn outputs into results."""
 
-    task: ClassVar[str]
+    task: ClassVar[str]  # its name in `mbert_edge.tasks.TASKS`
     default_truncation: ClassVar[str] = "window"
-    predict: Callable[..., Any]  # the task's main call (`encode` for embeddings)
+
+    @abstractmethod
+    def predict(self, *args: Any, **kwargs: Any) -> Any:
+        """The task's main call (`encode` for embeddings): results for one text or a sequence of texts."""
 
     def __init__(
         self,

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Encoding
 
+from ..tasks import TOKEN_CLASSIFICATION
 from .entities import AGGREGATIONS, Entity, Token, entities
 from .model import PerText, TaskModel
 from .scores import softmax
@@ -48,7 +49,7 @@ class TokenClassifier(TaskModel):
     [{'entity_group': 'PER', 'score': 0.99, 'word': 'Angela Merkel', 'start': 0, 'end': 13}, ...]
     """
 
-    task = "token-classification"
+    task = TOKEN_CLASSIFICATION.name
     labels: list[str]
 
     def __init__(self, path: str | Path, precision: str = "auto", **kwargs: Any) -> None:

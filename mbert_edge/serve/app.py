@@ -28,14 +28,16 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import mbert_edge
+from mbert_edge.runtime import TaskModel
 from mbert_edge.runtime.batching import bucket_length
 from mbert_edge.runtime.textinput import encodable
 
 from ..errors import RequestError
+from ..tasks import TASKS, TOKEN_CLASSIFICATION, serving
 from . import schemas
 from .batcher import BatchLimits, MicroBatcher, Run
 from .metrics import RequestCounter, ServerMetrics
-from .openapi import CLASSIFICATION, EMBEDDING, NER, openapi
+from .openapi import openapi
 from .protocol import GuardedHttpToolsProtocol
 
 SETTINGS_VARIABLE = "MBERT_EDGE_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker
@@ -64,7 +66,7 @@ class ServerSettings:
     max_header_bytes: int = 64 * 1024
     graceful_timeout: float = 30.0
 
-    def load(self) -> Any:
+    def load(self) -> TaskModel:
         """The bundle's model, loaded as the server runs it. `max_batch_tokens` also caps each session run's
         padded tokens: the runtime sorts a batch by length and runs it in pieces padded to their own bucket, far
         faster than one piece padded to its longest text (benchmarks/README.md, "Figures behind the defaults")."""
@@ -86,7 +88,7 @@ class ServerSettings:
 SERVER_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
-def info_payload(model: Any, settings: ServerSettings) -> dict[str, Any]:
+def info_payload(model: TaskModel, settings: ServerSettings) -> dict[str, Any]:
     """GET /info: what the bundle's manifest says of the model served."""
     manifest = model.bundle.manifest
     config = manifest.quantization.config if model.precision == "int8" and manifest.quantization else None
@@ -137,7 +139,7 @@ class ApiKeyCheck:
 class Server:
     """One model behind one micro-batcher, and the routes that use them."""
 
-    def __init__(self, model: Any, settings: ServerSettings) -> None:
+    def __init__(self, model: TaskModel, settings: ServerSettings) -> None:
         self.model, self.settings = model, settings
         self.metrics = ServerMetrics()
         self.batcher = MicroBatcher(
@@ -150,12 +152,12 @@ class Server:
 
     # -- plumbing -----------------------------------------------------------------------------------
 
-    def _require(self, route: str, *tasks: str) -> None:
-        if self.model.task not in tasks:
+    def _require(self, route: str) -> None:
+        if route not in TASKS[self.model.task].routes:
             raise RequestError(
                 400,
                 "wrong_task",
-                f"this server runs a {self.model.task} bundle; {route} serves {' and '.join(tasks)} bundles",
+                f"this server runs a {self.model.task} bundle; {route} serves {' and '.join(serving(route))} bundles",
             )
 
     def _inference(
@@ -290,30 +292,30 @@ class Server:
 
     async def predict(self, request: Request, raw: bytes) -> Response:
         """POST /predict: labels and scores, or entities on a token-classification bundle."""
-        if self.model.task == NER:
+        if self.model.task == TOKEN_CLASSIFICATION.name:
             return await self.ner(request, raw)
-        self._require("/predict", CLASSIFICATION, NER)
+        self._require("/predict")
         parsed = self._parse(raw, schemas.CLASSIFY)
         results, _ = await self._run(request, "predict", parsed)
         return JSONResponse(results[0] if parsed.single else results)
 
     async def ner(self, request: Request, raw: bytes) -> Response:
         """POST /ner: entities with character offsets."""
-        self._require(request.url.path, NER)
+        self._require(request.url.path)
         parsed = self._parse(raw, schemas.NER)
         results, _ = await self._run(request, "predict", parsed)
         return JSONResponse(results[0] if parsed.single else results)
 
     async def embed(self, request: Request, raw: bytes) -> Response:
         """POST /embed: one vector per input (a list of vectors also for a single string, as TEI)."""
-        self._require("/embed", EMBEDDING)
+        self._require("/embed")
         parsed = self._parse(raw, schemas.EMBED)
         vectors, _ = await self._run(request, "encode", parsed)
         return JSONResponse([vector.tolist() for vector in vectors])
 
     async def openai_embeddings(self, request: Request, raw: bytes) -> Response:
         """POST /v1/embeddings: OpenAI's request and response shape (unit vectors, float or base64)."""
-        self._require("/v1/embeddings", EMBEDDING)
+        self._require("/v1/embeddings")
         parsed = self._parse(raw, schemas.OPENAI_EMBED, texts_field="input")
         encoding = parsed.options.get("encoding_format", "float")
         if encoding not in ("float", "base64"):
@@ -389,7 +391,7 @@ class Server:
         """Start the batcher and send the model one text through it; stop after the last request."""
         self.batcher.start()
         await self.batcher.submit(
-            *self._call("encode" if self.model.task == EMBEDDING else "predict", {}),
+            *self._call("predict", {}),
             ["mbert-edge"],
             [bucket_length(3, self.model.max_length)],
         )
@@ -456,7 +458,7 @@ class Server:
         return error_response(500, "internal", f"unexpected {type(exc).__name__}: {lines[0] if lines else ''}")
 
 
-def create_app(model: Any, settings: ServerSettings) -> Starlette:
+def create_app(model: TaskModel, settings: ServerSettings) -> Starlette:
     """The ASGI application serving `model` (loaded from `settings.bundle`)."""
     return Server(model, settings).app()
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..bundle import TASKS
+from ..tasks import FEATURE_EXTRACTION, SEQUENCE_CLASSIFICATION, TASKS, TOKEN_CLASSIFICATION
 from . import schemas
 
-CLASSIFICATION, NER, EMBEDDING = TASKS
 ERROR = {
     "type": "object",
     "required": ["error", "error_type"],
@@ -148,23 +147,26 @@ def openapi(task: str, max_texts: int, api_key: bool = False, public_metrics: bo
     entities = {
         "anyOf": [{"type": "array", "items": ENTITY}, {"type": "array", "items": {"type": "array", "items": ENTITY}}]
     }
-    paths: dict[str, Any] = {}
-    if task == CLASSIFICATION:
-        paths["/predict"] = _post(
-            "labels and scores (the text-classification pipeline's)", schemas.CLASSIFY, classified, max_texts
-        )
-    elif task == NER:
-        for route in ("/predict", "/ner"):
-            paths[route] = _post("entities with character offsets", schemas.NER, entities, max_texts)
-    elif task == EMBEDDING:
-        paths["/embed"] = _post("one vector per text", schemas.EMBED, VECTORS, max_texts)
-        paths["/v1/embeddings"] = _post(
+    ner = ("entities with character offsets", schemas.NER, entities)
+    described: dict[tuple[str, str], tuple[str, dict[str, schemas.Option], dict[str, Any]]] = {  # (task, route)
+        (SEQUENCE_CLASSIFICATION.name, "/predict"): (
+            "labels and scores (the text-classification pipeline's)",
+            schemas.CLASSIFY,
+            classified,
+        ),
+        (TOKEN_CLASSIFICATION.name, "/predict"): ner,
+        (TOKEN_CLASSIFICATION.name, "/ner"): ner,
+        (FEATURE_EXTRACTION.name, "/embed"): ("one vector per text", schemas.EMBED, VECTORS),
+        (FEATURE_EXTRACTION.name, "/v1/embeddings"): (
             "OpenAI's embeddings request and response",
             schemas.OPENAI_EMBED,
             OPENAI_EMBEDDINGS,
-            max_texts,
-            field="input",
-        )
+        ),
+    }
+    paths: dict[str, Any] = {
+        route: _post(*described[task, route], max_texts, field="input" if route == "/v1/embeddings" else "inputs")
+        for route in TASKS[task].routes
+    }
     paths["/tokenize"] = _post(
         "each text's first window's tokens",
         schemas.TOKENIZE,
