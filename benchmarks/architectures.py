@@ -23,6 +23,7 @@ from mbert_edge.bundle import Bundle
 from mbert_edge.export import export_bundle
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
+from mbert_edge.runtime.accuracy import Report
 from mbert_edge.runtime.cpus import cpu_flags
 from mbert_edge.tasks import TASKS
 
@@ -34,9 +35,9 @@ CASES = [(family, task) for family in ("distilbert", "roberta", "xlm-roberta") f
 ]
 
 
-def int8_figure(report: dict) -> str:
+def int8_figure(report: Report) -> str:
     overall = report["overall"]
-    if "agreement" in overall:
+    if report["kind"] == "labels":
         return f"{overall['agreement']:.3f}"
     return f"{overall['mean_cosine']:.6f} / {overall['min_cosine']:.6f}"
 

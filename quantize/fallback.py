@@ -10,7 +10,8 @@ import numpy as np
 import onnx
 
 from mbert_edge.runtime import Runner
-from mbert_edge.runtime.accuracy import compare
+from mbert_edge.runtime.accuracy import Figures, compare
+from mbert_edge.tasks import TASKS
 from mbert_edge.textdata import TextSet
 
 from .graph import embedding_layers, linear_layers
@@ -19,13 +20,13 @@ from .rewrite import rewrite
 
 def _score(
     model: onnx.ModelProto, task: str, reference: Runner, texts: TextSet, outputs: dict[str, list[np.ndarray]]
-) -> dict[str, Any]:
+) -> Figures:
     candidate = reference.with_graph(model.SerializeToString(), "fallback candidate")
     return compare(task, reference, candidate, texts, reference_outputs=outputs)["overall"]
 
 
-def _meets(overall: dict[str, Any], target: float) -> bool:
-    return overall["agreement"] >= target if "agreement" in overall else overall["min_cosine"] >= target
+def _meets(task: str, overall: Figures, target: float) -> bool:
+    return (overall["agreement"] if TASKS[task].labelled else overall["min_cosine"]) >= target
 
 
 def choose_fallback(
@@ -52,6 +53,7 @@ def choose_fallback(
     while low < high:
         middle = (low + high) // 2
         if _meets(
+            task,
             _score(rewrite(model, fp32_layers=set(ranked[:middle]), **options), task, reference, calibration, outputs),
             target,
         ):

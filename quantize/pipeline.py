@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from mbert_edge.bundle import Bundle, Quantization, check_writable, weights_file
 from mbert_edge.errors import GateError
@@ -12,7 +11,7 @@ from mbert_edge.export.storage import store_model
 from mbert_edge.progress import Progress
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.runtime import Runner
-from mbert_edge.runtime.accuracy import compare, gate_failure, write_report
+from mbert_edge.runtime.accuracy import Report, compare, gate_failure, write_report
 from mbert_edge.tasks import TASKS
 from mbert_edge.textdata import evaluation_texts
 
@@ -38,7 +37,7 @@ def _drop_int8(bundle: Bundle) -> None:
 
 def quantize_bundle(
     path: str | Path, config: QuantizationConfig | None = None, progress: Progress | None = None
-) -> dict[str, Any]:
+) -> Report:
     """Add `model.int8.onnx` to the bundle if it passes the accuracy gate; returns the report.
 
     The report (`accuracy.int8.json` and `.md`) is written either way; on failure any INT8 model is
@@ -79,7 +78,9 @@ def quantize_bundle(
         staging.unlink(missing_ok=True)
     reports = write_report(report, bundle.path, REPORT_STEM)
     bundle.record_files(stored + reports)
-    bundle.manifest.quantization = Quantization(config, flags, failure is None, report["overall"], reports, chosen)
+    bundle.manifest.quantization = Quantization(
+        config, flags, failure is None, dict(report["overall"]), reports, chosen
+    )
     bundle.save()
     if failure is not None:
         threshold = TASKS[bundle.task].gate_option

@@ -79,6 +79,7 @@ def bundle_copy(tmp_path, seqcls_bundle) -> Path:
 
 def test_quantize_adds_a_gated_int8_model(bundle_copy):
     report = quantize_bundle(bundle_copy, QuantizationConfig(method="dynamic", min_agreement=0.0))
+    assert report["kind"] == "labels" and 0 <= report["overall"]["agreement"] <= 1
     manifest = json.loads((bundle_copy / MANIFEST_NAME).read_text())
     assert manifest["models"]["int8"] == "model.int8.onnx"
     for name in ("model.int8.onnx", "model.int8.onnx.data", "accuracy.int8.json", "accuracy.int8.md"):
@@ -151,7 +152,7 @@ def test_gate_rejects_a_broken_int8_model(bundle_copy, monkeypatch, method, thre
 def test_embedding_bundle_gate_uses_cosine(tmp_path, encoder_bundle):
     bundle = Path(shutil.copytree(encoder_bundle, tmp_path / "enc"))
     report = quantize_bundle(bundle, QuantizationConfig(min_cosine=-1.0))
-    assert {"mean_cosine", "min_cosine"} <= set(report["overall"])
+    assert report["kind"] == "embeddings" and {"mean_cosine", "min_cosine"} <= set(report["overall"])
     assert -1.0 <= report["overall"]["min_cosine"] <= report["overall"]["mean_cosine"] <= 1.0 + 1e-6
     with pytest.raises(GateError, match=r"min cosine 0\.\d{6} < 1\.0.*lower --min-cosine knowingly"):
         quantize_bundle(bundle, QuantizationConfig(min_cosine=1.0))
@@ -195,6 +196,7 @@ def _report(groups: dict[str, tuple[int, float]], shift: float = 0.02) -> dict:
     n = sum(r["decisions"] for r in rows.values())
     pooled = sum(r["decisions"] * r["agreement"] for r in rows.values()) / n
     return {
+        "kind": "labels",
         "reference": "model.onnx",
         "candidate": "model.int8.onnx",
         "groups": rows,

@@ -168,7 +168,7 @@ def info(bundle: Path, as_json: bool) -> None:
         overall, config = q.overall, q.config
         figure = (
             f"agreement {overall['agreement']:.4f} (worst {overall['worst_group']} {overall['worst_agreement']:.4f})"
-            if "agreement" in overall
+            if TASKS[m.task].labelled
             else f"cosine mean {overall['mean_cosine']:.4f} min {overall['min_cosine']:.4f}"
         )
         invariant = "batch-invariant" if config.batch_invariant else "results depend on batch-mates"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Literal, TypedDict
 
 import numpy as np
 
@@ -26,6 +26,44 @@ Z_95 = 1.645
 # change over RMS of the FP32 logits, each row centred); healthy INT8 models stay far below it, negated logits
 # far above (benchmarks/README.md, "Figures behind the defaults").
 MAX_LOGIT_SHIFT = 0.5
+
+
+class Figures(TypedDict, total=False):
+    """One group's figures (a language, a file), or all groups' pooled (`Report["overall"]`)."""
+
+    texts: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    mean_cosine: float  # embeddings
+    min_cosine: float  # embeddings
+    decisions: int  # labels: one per text, or per real token
+    agreement: float  # labels: top-1 agreement with the reference
+    logit_shift: float  # labels: RMS logit change over the reference logits' RMS
+    accuracy_reference: float  # labels, where the text had gold labels
+    accuracy_candidate: float
+    worst_group: str  # overall only
+    worst_agreement: float  # overall only, labels
+
+
+class GateRecord(TypedDict):
+    """How the gate judged a labels report (`gate_failure`)."""
+
+    judged_alone_from: float
+    small_groups: list[str]
+    overall_bound: float
+    max_logit_shift: float
+
+
+class Report(TypedDict, total=False):
+    """A candidate against the reference: `kind` says which figures it holds (labels: agreement; embeddings:
+    cosines); `gate` is added once the gate has judged it."""
+
+    kind: Literal["labels", "embeddings"]
+    reference: str
+    candidate: str
+    overall: Figures
+    groups: dict[str, Figures]
+    gate: GateRecord
 
 
 def wilson_upper(agreement: float, n: int, z: float = Z_95) -> float:
@@ -50,13 +88,13 @@ def _logit_moves(reference: list[np.ndarray], candidate: list[np.ndarray]) -> tu
 
 def _group_metrics(
     reference: list[np.ndarray], candidate: list[np.ndarray], embeddings: bool, gold: list[int] | None
-) -> dict[str, Any]:
+) -> Figures:
     diffs = np.concatenate([np.abs(r - c).ravel() for r, c in zip(reference, candidate)])
-    row = {"texts": len(reference), "max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean())}
+    row: Figures = {"texts": len(reference), "max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean())}
     if embeddings:
         ref, cand = np.stack(reference), np.stack(candidate)
         cosine = (ref * cand).sum(1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(cand, axis=1) + 1e-12)
-        row.update(mean_cosine=float(cosine.mean()), min_cosine=float(cosine.min()))
+        row["mean_cosine"], row["min_cosine"] = float(cosine.mean()), float(cosine.min())
         return row
     # Sequence tasks: one decision per text; token tasks: one per real token.
     ref_top = np.concatenate([np.atleast_2d(r).argmax(-1) for r in reference])
@@ -80,11 +118,11 @@ def compare(
     batch_size: int = 32,
     advance: Callable[[int], None] = lambda n: None,
     reference_outputs: dict[str, list[np.ndarray]] | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """Per-group and overall figures of `candidate` against `reference` on the same texts, for a bundle of
     `task` (`reference_outputs`, per group, spares recomputing them when one reference meets many candidates)."""
     embeddings = not TASKS[task].labelled
-    groups: dict[str, dict[str, Any]] = {}
+    groups: dict[str, Figures] = {}
     moves = np.zeros(2)
     for name, texts in textset.texts.items():
         ref = reference_outputs[name] if reference_outputs else reference.head_outputs(texts, batch_size)
@@ -95,7 +133,7 @@ def compare(
         advance(len(texts))
     rows = list(groups.values())
     sizes = [r["texts"] for r in rows]
-    overall: dict[str, Any] = {
+    overall: Figures = {
         "texts": sum(sizes),
         "max_abs_diff": max(r["max_abs_diff"] for r in rows),
         "mean_abs_diff": float(np.average([r["mean_abs_diff"] for r in rows], weights=sizes)),
@@ -116,10 +154,17 @@ def compare(
             w = [r["texts"] for r in labelled]
             overall["accuracy_reference"] = float(np.average([r["accuracy_reference"] for r in labelled], weights=w))
             overall["accuracy_candidate"] = float(np.average([r["accuracy_candidate"] for r in labelled], weights=w))
-    return {"reference": reference.name, "candidate": candidate.name, "overall": overall, "groups": groups}
+    kind: Literal["labels", "embeddings"] = "embeddings" if embeddings else "labels"
+    return {
+        "kind": kind,
+        "reference": reference.name,
+        "candidate": candidate.name,
+        "overall": overall,
+        "groups": groups,
+    }
 
 
-def gate_failure(report: dict[str, Any], min_agreement: float, min_cosine: float) -> str | None:
+def gate_failure(report: Report, min_agreement: float, min_cosine: float) -> str | None:
     """Why the report fails the gate, or None when it passes; records how it judged in `report["gate"]`.
 
     Embeddings: every text's cosine must reach `min_cosine`. Labels (a `min_agreement` of 0 turns this off):
@@ -155,9 +200,9 @@ def gate_failure(report: dict[str, Any], min_agreement: float, min_cosine: float
     return "; ".join(failing[:3]) + more
 
 
-def markdown(report: dict[str, Any]) -> str:
+def markdown(report: Report) -> str:
     """A short Markdown table of the report, one row per group and an overall row."""
-    embeddings = "mean_cosine" in report["overall"]
+    embeddings = report["kind"] == "embeddings"
     cols = ["mean cos", "min cos"] if embeddings else ["agreement", "logit shift", "acc ref", "acc cand"]
     cols += ["max |Δ|", "mean |Δ|"]
     lines = [
@@ -167,7 +212,7 @@ def markdown(report: dict[str, Any]) -> str:
         "|---" * (len(cols) + 2) + "|",
     ]
 
-    def fmt(row: dict[str, Any], key: str) -> str:
+    def fmt(row: Figures, key: str) -> str:
         value = row.get(key)
         return "" if value is None else f"{value:.4f}" if "diff" not in key else f"{value:.3g}"
 
@@ -191,7 +236,7 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], folder: Path, stem: str) -> list[str]:
+def write_report(report: Report, folder: Path, stem: str) -> list[str]:
     """Write `<stem>.json` and `<stem>.md` into `folder`; returns the file names."""
     import json
 
