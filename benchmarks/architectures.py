@@ -11,13 +11,13 @@ Random heads give near ties, so agreement here shows the pipeline works on each 
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 import click
+from json_output import JSON_OPTION, write_json
 
 from mbert_edge.bundle import Bundle
 from mbert_edge.export import export_bundle
@@ -45,13 +45,7 @@ def int8_figure(report: Report) -> str:
 @click.command()
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the table here.")
 @click.option("--family", "families", multiple=True, help="Only these model types (repeatable; default all).")
-@click.option(
-    "--json",
-    "json_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the figures here as JSON.",
-)
+@JSON_OPTION
 def main(out: Path | None, families: tuple[str, ...], json_file: Path | None) -> None:
     rows = [
         "| architecture | task | tokenizer | parity max abs diff | fused operators | INT8 faithful | INT8 dynamic |",
@@ -102,8 +96,7 @@ def main(out: Path | None, families: tuple[str, ...], json_file: Path | None) ->
     click.echo(table)
     if out:
         out.write_text(table + "\n", encoding="utf-8")
-    if json_file:
-        json_file.write_text(json.dumps({"cpu_flags": sorted(cpu_flags()), "rows": records}, indent=2) + "\n")
+    write_json(json_file, {"cpu_flags": sorted(cpu_flags()), "rows": records})
 
 
 if __name__ == "__main__":

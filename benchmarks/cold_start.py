@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+from json_output import JSON_OPTION, write_json
 
 from mbert_edge.bench.measure import cold_start
 
@@ -80,13 +81,7 @@ def step_times(bundle: Path, precision: str, runs: int) -> dict[str, float]:
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--precision", type=click.Choice(["fp32", "int8"]), default="int8", show_default=True)
 @click.option("--runs", default=5, show_default=True, help="Fresh processes per measurement.")
-@click.option(
-    "--json",
-    "json_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the figures here as JSON.",
-)
+@JSON_OPTION
 def main(bundle: Path, precision: str, runs: int, json_file: Path | None) -> None:
     steps = step_times(bundle, precision, runs)
     whole = cold_start(bundle, precision, runs)
@@ -99,10 +94,7 @@ def main(bundle: Path, precision: str, runs: int, json_file: Path | None) -> Non
     click.echo(f"| **cold start as measured (import + load + first prediction)** | **{whole['seconds']:.3f}** |")
     click.echo(f"| (the session build with weight pre-packing off, for comparison) | {unpacked:.3f} |")
     click.echo(f"\npeak RSS of the cold start: {whole['peak_rss_mb']:.0f} MB")
-    if json_file:
-        json_file.write_text(
-            json.dumps({"steps_s": steps, "prepacking_off_build_s": unpacked, "cold_start": whole}, indent=2) + "\n"
-        )
+    write_json(json_file, {"steps_s": steps, "prepacking_off_build_s": unpacked, "cold_start": whole})
 
 
 if __name__ == "__main__":

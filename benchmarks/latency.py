@@ -11,10 +11,10 @@ first row.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import click
+from json_output import JSON_OPTION, write_json
 
 from mbert_edge.bench.measure import exact_length_feed, side_by_side
 from mbert_edge.bundle import Bundle, model_bytes
@@ -26,13 +26,7 @@ from mbert_edge.runtime import load
 @click.option("--lengths", default="32,128", show_default=True)
 @click.option("--rounds", default=5, show_default=True, help="Alternating rounds of 15 timed runs per model.")
 @click.option("--precision", type=click.Choice(["all", "fp32", "int8"]), default="all", show_default=True)
-@click.option(
-    "--json",
-    "json_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the figures here as JSON.",
-)
+@JSON_OPTION
 def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str, json_file: Path | None) -> None:
     sizes = [int(x) for x in lengths.split(",")]
     models = {
@@ -56,8 +50,7 @@ def main(bundles: tuple[Path, ...], lengths: str, rounds: int, precision: str, j
         click.echo(
             f"| {name} | {model_bytes(model.bundle.file(model.runner.name)) / 1e6:.0f} | " + " | ".join(cells) + " |"
         )
-    if json_file:
-        json_file.write_text(json.dumps({"p50_ms": {str(n): timed[n] for n in sizes}}, indent=2) + "\n")
+    write_json(json_file, {"p50_ms": {str(n): timed[n] for n in sizes}})
 
 
 if __name__ == "__main__":

@@ -11,12 +11,12 @@ process's VmHWM, reset once the server is idle (`/proc/PID/clear_refs`, Linux); 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from pathlib import Path
 
 import click
 import httpx
+from json_output import JSON_OPTION, write_json
 from serve_load import Server
 
 from mbert_edge.runtime.cpus import cpu_flags
@@ -46,13 +46,7 @@ async def send_all(url: str, text: str, truncation: str, clients: int) -> list[i
 @click.option("--text", "text_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--clients", default=8, show_default=True)
 @click.option("--megabytes", default=1.0, show_default=True)
-@click.option(
-    "--json",
-    "json_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the figures here as JSON.",
-)
+@JSON_OPTION
 def main(bundle: Path, text_file: Path, clients: int, megabytes: float, json_file: Path | None) -> None:
     source = text_file.read_text(encoding="utf-8")
     size = int(megabytes * 1_000_000)
@@ -84,19 +78,10 @@ def main(bundle: Path, text_file: Path, clients: int, megabytes: float, json_fil
                 "statuses": counted,
             }
         )
-    if json_file:
-        json_file.write_text(
-            json.dumps(
-                {
-                    "cpu_flags": sorted(cpu_flags()),
-                    "clients": clients,
-                    "megabytes": len(text.encode()) / 1e6,
-                    "rows": rows,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+    write_json(
+        json_file,
+        {"cpu_flags": sorted(cpu_flags()), "clients": clients, "megabytes": len(text.encode()) / 1e6, "rows": rows},
+    )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,8 @@ import click
 
 from mbert_edge.batch.formats import FORMATS
 from mbert_edge.bundle import Bundle
-from mbert_edge.cli.common import NonEmptyPath, task_option_refusal
+from mbert_edge.cli.common import BATCH_SIZE, PRECISION, TRUNCATION, NonEmptyPath, task_option_refusal
 from mbert_edge.progress import Progress
-from mbert_edge.runtime.runner import TRUNCATIONS
 
 
 @click.command()
@@ -26,33 +25,15 @@ from mbert_edge.runtime.runner import TRUNCATIONS
 @click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default=None, help="Input format (default: from the file names)."
 )
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=32,
-    show_default=True,
-    help="Texts (their windows) run through the model together.",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "int8", "fp32"]),
-    default="auto",
-    show_default=True,
-    help="Which model of the bundle: auto takes INT8 when the bundle has it.",
-)
+@BATCH_SIZE
+@PRECISION
 @click.option(
     "--top-k",
     type=click.IntRange(1),
     default=None,
     help="Classification: this many labels per text, as lists (default 1: a label and a score).",
 )
-@click.option(
-    "--truncation",
-    type=click.Choice(TRUNCATIONS),
-    default=None,
-    help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
-    "classification, window otherwise).",
-)
+@TRUNCATION
 @click.option(
     "--part-rows",
     type=click.IntRange(1),

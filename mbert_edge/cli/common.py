@@ -9,11 +9,35 @@ from typing import Any
 import click
 
 from ..bundle import model_bytes
+from ..runtime.runner import TRUNCATIONS
 from ..tasks import TASKS, taking
 
 DATA_HELP = (
     "Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
     "(also one folder level down); default: the built-in multilingual sample."
+)
+
+# Options several commands take, defined once.
+PRECISION = click.option(
+    "--precision",
+    type=click.Choice(["auto", "int8", "fp32"]),
+    default="auto",
+    show_default=True,
+    help="Which model of the bundle: auto takes INT8 when the bundle has it.",
+)
+BATCH_SIZE = click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    default=32,
+    show_default=True,
+    help="Texts (their windows) run through the model together.",
+)
+TRUNCATION = click.option(
+    "--truncation",
+    type=click.Choice(TRUNCATIONS),
+    default=None,
+    help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
+    "classification, window otherwise).",
 )
 
 

@@ -16,10 +16,9 @@ from ..progress import Progress
 from ..runtime import Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
 from ..runtime.entities import AGGREGATIONS
-from ..runtime.runner import TRUNCATIONS
 from ..tasks import TASKS
 from ..textdata import builtin_sample, evaluation_texts, load_textset
-from .common import DATA_HELP, NonEmptyPath, numbers, size_text, task_option_refusal
+from .common import BATCH_SIZE, DATA_HELP, PRECISION, TRUNCATION, NonEmptyPath, numbers, size_text, task_option_refusal
 
 
 class _InputLines:
@@ -60,20 +59,8 @@ class _InputLines:
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.argument("texts", nargs=-1)
 @click.option("--input", "input_file", default=None, help="One text per line; - reads stdin.")
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "int8", "fp32"]),
-    default="auto",
-    show_default=True,
-    help="Which model of the bundle: auto takes INT8 when the bundle has it.",
-)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(1),
-    default=32,
-    show_default=True,
-    help="Texts (their windows) run through the model together.",
-)
+@PRECISION
+@BATCH_SIZE
 @click.option(
     "--top-k", type=click.IntRange(1), default=None, help="Classification: this many labels per text (default 1)."
 )
@@ -83,13 +70,7 @@ class _InputLines:
     default=None,
     help="Token classification: how tokens become entities (default simple).",
 )
-@click.option(
-    "--truncation",
-    type=click.Choice(TRUNCATIONS),
-    default=None,
-    help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
-    "classification, window otherwise).",
-)
+@TRUNCATION
 def predict(
     bundle: Path,
     texts: tuple[str, ...],

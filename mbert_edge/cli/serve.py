@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .common import NonEmptyPath
+from .common import PRECISION, NonEmptyPath
 
 if TYPE_CHECKING:
     from ..runtime import TaskModel
@@ -25,13 +25,7 @@ if TYPE_CHECKING:
 @click.argument("bundle", type=NonEmptyPath(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True, help="Port to listen on.")
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "int8", "fp32"]),
-    default="auto",
-    show_default=True,
-    help="Which model of the bundle: auto takes INT8 when the bundle has it.",
-)
+@PRECISION
 @click.option(
     "--max-batch-tokens",
     type=click.IntRange(1),

@@ -1,0 +1,24 @@
+"""The `--json FILE` option the benchmark scripts share: their figures as JSON, which is what the tests read
+(never the Markdown tables, which are for people)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+JSON_OPTION = click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures here as JSON.",
+)
+
+
+def write_json(path: Path | None, figures: dict[str, Any]) -> None:
+    """Write `figures` to `path` when the option was given."""
+    if path is not None:
+        path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
