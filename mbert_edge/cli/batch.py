@@ -93,7 +93,17 @@ def batch(
     if refusal:
         raise click.UsageError(refusal)
     job = Job(
-        bundle, input_path, output, text_column, id_column, fmt, precision, batch_size, top_k, truncation, part_rows
+        bundle=bundle,
+        input=input_path,
+        output=output,
+        text_column=text_column,
+        id_column=id_column,
+        format=fmt,
+        precision=precision,
+        batch_size=batch_size,
+        top_k=top_k,
+        truncation=truncation,
+        part_rows=part_rows,
     )
     if ray_address is None:
         if workers is not None or threads_per_worker != 1:
