@@ -76,7 +76,7 @@ def main(bundle: Path, workdir: Path, data: Path) -> None:
     ):
         target = workdir / f"model.{name.replace(', ', '-')}.onnx"
         quantize_dynamic_int8(
-            fp32, target, QuantizationConfig(method="dynamic", preset=preset, embedding_table=table), op_types=ops
+            fp32, target, QuantizationConfig.of("dynamic", preset=preset, embedding_table=table), op_types=ops
         )
         report = compare(opened.task, reference, reference.with_graph(target, target.name), texts)["overall"]
         click.echo(

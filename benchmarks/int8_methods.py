@@ -65,10 +65,13 @@ def main(
         target = workdir / name.replace(" ", "_").replace("+", "plus")
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(bundle, target)
-        faithful = {"weight_format": weight_format} if METHODS[name]["method"] == "faithful" else {}
-        config = QuantizationConfig(
+        faithful = (
+            {"weight_format": weight_format, "calibration": calibration and str(calibration)}
+            if METHODS[name]["method"] == "faithful"
+            else {}
+        )
+        config = QuantizationConfig.of(
             data=data and str(data),
-            calibration=calibration and str(calibration),
             min_agreement=0.0,
             min_cosine=-1.0,
             **METHODS[name],

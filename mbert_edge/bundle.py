@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import BundleError
-from .quantization import GATE_KEYS, QuantizationConfig
+from .quantization import GATE_KEYS, METHOD_SETTINGS, QuantizationConfig, option_names
 from .tasks import TASKS
 
 MANIFEST_NAME = "mbert_edge.json"
@@ -180,7 +180,7 @@ class Quantization:
     chosen: dict[str, Any] = field(default_factory=dict)  # the method's own record (reduce_range, fp32_layers, ...)
 
     def to_json(self) -> dict[str, Any]:
-        config = dataclasses.asdict(self.config)
+        config = self.config.options()
         gate = {key: config.pop(key) for key in GATE_KEYS}
         config["data"] = config["data"] or BUILTIN_SAMPLE
         return {
@@ -195,14 +195,16 @@ class Quantization:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Quantization:
-        names = {f.name for f in dataclasses.fields(QuantizationConfig)}
-        settings = {k: v for k, v in data.items() if k in names}
+        method = data.get("method", QuantizationConfig.method)
+        common = {f.name for f in dataclasses.fields(QuantizationConfig)} - {"method", "settings"}
+        settings = {k: v for k, v in data.items() if k in common | set(option_names(METHOD_SETTINGS[method]))}
         settings.update(data.get("gate", {}))
         if settings.get("data") == BUILTIN_SAMPLE:
             settings["data"] = None
-        known = names | {"batch_invariant", "cpu_flags", "passed", "gate", "report"}
+        options = {name for kind in METHOD_SETTINGS.values() for name in option_names(kind)}
+        known = common | options | {"method", "batch_invariant", "cpu_flags", "passed", "gate", "report"}
         return cls(
-            QuantizationConfig(**settings, checked=False),
+            QuantizationConfig.of(method, checked=False, **settings),
             data.get("cpu_flags", []),
             data["passed"],
             data["report"]["overall"],

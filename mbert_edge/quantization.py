@@ -1,6 +1,6 @@
 """The quantization settings, in one place: the methods, CPU presets, weight formats, roundings and embedding
-tables as enums, which options each method reads, the gate's defaults, and `QuantizationConfig`, which checks
-a request when it is made. Standard library only: the runtime reads these values from manifests, and the CLI
+tables as enums, each method's settings class, the gate's defaults, and `QuantizationConfig`, which checks a
+request when it is made. Standard library only: the runtime reads these values from manifests, and the CLI
 derives its choices and per-method option checks from here."""
 
 from __future__ import annotations
@@ -67,82 +67,164 @@ class EmbeddingTable(Choice):
 # behind these values: benchmarks/README.md).
 DEFAULT_MIN_AGREEMENT = {Method.FAITHFUL.value: 0.98, Method.DYNAMIC.value: 0.90}
 DEFAULT_MIN_COSINE = 0.98
+GATE_KEYS = ("min_agreement", "min_cosine")
 
-# The options that only one method reads (recorded in the manifest, they would look used).
-METHOD_OPTIONS = {
-    **dict.fromkeys(("per_channel", "embedding_table"), Method.DYNAMIC.value),
-    **dict.fromkeys(
-        ("calibration", "smoothing", "fallback_target", "weight_format", "weight_rounding", "outlier_channels"),
-        Method.FAITHFUL.value,
-    ),
+
+def _fraction(name: str, value: float | None) -> None:
+    if value is not None and not 0 <= value <= 1:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+
+
+@dataclass
+class FaithfulSettings:
+    """The options of method faithful (one activation scale per token, calibrated on real text)."""
+
+    weight_format: str | None = None  # None: p8 on AVX2 without VNNI, else s8
+    weight_rounding: str = Rounding.GPTQ.value
+    outlier_channels: int = 4  # input channels per layer kept FP32
+    smoothing: float | None = None  # SmoothQuant migration strength
+    fallback_target: float | None = None  # the agreement the FP32 fallback search aims for
+    calibration: str | None = None  # calibration text; None: the built-in sample
+    checked: InitVar[bool] = True
+
+    def __post_init__(self, checked: bool) -> None:
+        if not checked:
+            return
+        if self.weight_format is not None:
+            self.weight_format = WeightFormat.parse("weight_format", self.weight_format)
+        self.weight_rounding = Rounding.parse("weight_rounding", self.weight_rounding)
+        if self.outlier_channels < 0:
+            raise ValueError(f"outlier_channels must be at least 0, got {self.outlier_channels}")
+        _fraction("smoothing", self.smoothing)
+        _fraction("fallback_target", self.fallback_target)
+
+    def describe(self) -> str:
+        return (
+            f"per-token activation scales, {self.weight_format} weights, {self.weight_rounding} rounding, "
+            f"{self.outlier_channels} FP32 outlier channels"
+        )
+
+
+@dataclass
+class DynamicSettings:
+    """The options of method dynamic (ONNX Runtime's: one activation scale per batch tensor, at run time)."""
+
+    per_channel: bool = True  # one weight scale per output column
+    embedding_table: str = EmbeddingTable.PER_ROW.value
+    checked: InitVar[bool] = True
+
+    def __post_init__(self, checked: bool) -> None:
+        if checked:
+            self.embedding_table = EmbeddingTable.parse("embedding_table", self.embedding_table)
+
+    def describe(self) -> str:
+        return f"per-channel {self.per_channel}, {self.embedding_table} embedding table"
+
+
+MethodSettings = FaithfulSettings | DynamicSettings
+METHOD_SETTINGS: dict[str, type[FaithfulSettings] | type[DynamicSettings]] = {
+    Method.FAITHFUL.value: FaithfulSettings,
+    Method.DYNAMIC.value: DynamicSettings,
 }
-FRACTIONS = ("smoothing", "fallback_target", "min_agreement")  # each in [0, 1] when set
+
+
+def option_names(settings: type[MethodSettings]) -> list[str]:
+    """A method's options, as its settings class (and the manifest, flat) names them."""
+    return [f.name for f in dataclasses.fields(settings)]
+
+
+def method_of(option: str) -> str | None:
+    """The method whose settings hold `option`; None for a setting of every method."""
+    return next((method for method, cls in METHOD_SETTINGS.items() if option in option_names(cls)), None)
 
 
 @dataclass
 class QuantizationConfig:
-    """What `mbert-edge quantize` is asked to do: built by the CLI or by `QuantizationConfig.avx2()` and its
-    siblings, taken by `quantize_bundle`, recorded in the manifest (with `preset` and `weight_format` resolved
-    for the machine that quantized). A value outside its choices or range, or an option of the other method
-    set away from its default, raises ValueError when the config is made (`checked=False`: a manifest's record,
-    taken as written)."""
+    """What `mbert-edge quantize` is asked to do: the method, the CPU preset, the method's own settings and the
+    accuracy gate. Built by the CLI, by `QuantizationConfig.of(...)` from flat options, or by a preset's named
+    constructor (`QuantizationConfig.avx2(...)`); taken by `quantize_bundle`; recorded in the manifest (with
+    `preset` and `weight_format` resolved for the machine that quantized). A value outside its choices or range,
+    or an option of the other method, raises ValueError when the config is made (`checked=False`: a manifest's
+    record, taken as written)."""
 
     method: str = Method.FAITHFUL.value
     preset: str = Preset.AUTO.value
-    per_channel: bool = True  # dynamic: one weight scale per output column
-    embedding_table: str = EmbeddingTable.PER_ROW.value  # dynamic
-    weight_format: str | None = None  # faithful; None: p8 on AVX2 without VNNI, else s8
-    weight_rounding: str = Rounding.GPTQ.value  # faithful
-    outlier_channels: int = 4  # faithful: input channels per layer kept FP32
-    smoothing: float | None = None  # faithful: SmoothQuant migration strength
-    fallback_target: float | None = None  # faithful: agreement the FP32 fallback search aims for
-    calibration: str | None = None  # faithful: calibration text; None: the built-in sample
+    settings: MethodSettings | None = None  # the method's own options; None: its defaults
     data: str | None = None  # the gate's text; None: the built-in sample
     min_agreement: float | None = None  # the gate, label tasks: least top-1 agreement; None: the method's own
     min_cosine: float = DEFAULT_MIN_COSINE  # the gate, embeddings: least cosine of any text
     checked: InitVar[bool] = True
 
     def __post_init__(self, checked: bool) -> None:
-        if not checked:
-            return
-        self.method = Method.parse("method", self.method)
-        self.preset = Preset.parse("preset", self.preset)
-        self.embedding_table = EmbeddingTable.parse("embedding_table", self.embedding_table)
-        self.weight_rounding = Rounding.parse("weight_rounding", self.weight_rounding)
-        if self.weight_format is not None:
-            self.weight_format = WeightFormat.parse("weight_format", self.weight_format)
-        for name in FRACTIONS:
-            value = getattr(self, name)
-            if value is not None and not 0 <= value <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
-        if not -1 <= self.min_cosine <= 1:
-            raise ValueError(f"min_cosine must be in [-1, 1], got {self.min_cosine}")
-        if self.outlier_channels < 0:
-            raise ValueError(f"outlier_channels must be at least 0, got {self.outlier_channels}")
-        defaults = {f.name: f.default for f in dataclasses.fields(QuantizationConfig)}
-        for name, method in METHOD_OPTIONS.items():
-            if method != self.method and getattr(self, name) != defaults[name]:
-                raise ValueError(f"{name} applies to method {method} only")
+        if checked:
+            self.method = Method.parse("method", self.method)
+            self.preset = Preset.parse("preset", self.preset)
+            _fraction("min_agreement", self.min_agreement)
+            if not -1 <= self.min_cosine <= 1:
+                raise ValueError(f"min_cosine must be in [-1, 1], got {self.min_cosine}")
+        expected = METHOD_SETTINGS[self.method]
+        if self.settings is None:
+            self.settings = expected()
+        elif checked and not isinstance(self.settings, expected):
+            raise ValueError(f"method {self.method} takes {expected.__name__}, got {type(self.settings).__name__}")
 
     @classmethod
-    def avx512_vnni(cls, **settings: Any) -> QuantizationConfig:
+    def of(cls, method: str = Method.FAITHFUL.value, *, checked: bool = True, **options: Any) -> QuantizationConfig:
+        """A config from flat options, as the command line and the manifest spell them: the method's own go to its
+        settings; one of the other method's raises ValueError."""
+        kind = METHOD_SETTINGS[Method.parse("method", method) if checked else method]
+        own = option_names(kind)
+        common = {f.name for f in dataclasses.fields(cls)} - {"method", "settings"}
+        for name in options:
+            if name not in own and name not in common:
+                other = method_of(name)
+                raise ValueError(f"{name} applies to method {other} only" if other else f"no setting {name}")
+        settings = kind(**{k: v for k, v in options.items() if k in own}, checked=checked)
+        return cls(method, settings=settings, checked=checked, **{k: v for k, v in options.items() if k in common})
+
+    def options(self) -> dict[str, Any]:
+        """The config as flat options (the manifest's record): the method's own settings beside the others."""
+        flat = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "settings"}
+        return {**flat, **dataclasses.asdict(self.method_settings)}
+
+    @property
+    def method_settings(self) -> MethodSettings:
+        assert self.settings is not None  # set in __post_init__
+        return self.settings
+
+    @property
+    def faithful(self) -> FaithfulSettings:
+        """The faithful method's settings (TypeError on a dynamic config)."""
+        if not isinstance(self.settings, FaithfulSettings):
+            raise TypeError(f"a {self.method} config has no faithful settings")
+        return self.settings
+
+    @property
+    def dynamic(self) -> DynamicSettings:
+        """The dynamic method's settings (TypeError on a faithful config)."""
+        if not isinstance(self.settings, DynamicSettings):
+            raise TypeError(f"a {self.method} config has no dynamic settings")
+        return self.settings
+
+    @classmethod
+    def avx512_vnni(cls, **options: Any) -> QuantizationConfig:
         """For CPUs with AVX-512 VNNI (Intel Xeon since Cascade Lake, AMD EPYC since Genoa)."""
-        return cls(preset=Preset.AVX512_VNNI.value, **settings)
+        return cls.of(preset=Preset.AVX512_VNNI.value, **options)
 
     @classmethod
-    def avx_vnni(cls, **settings: Any) -> QuantizationConfig:
+    def avx_vnni(cls, **options: Any) -> QuantizationConfig:
         """For CPUs with AVX-VNNI but not AVX-512 (Intel Alder Lake and later client CPUs)."""
-        return cls(preset=Preset.AVX_VNNI.value, **settings)
+        return cls.of(preset=Preset.AVX_VNNI.value, **options)
 
     @classmethod
-    def avx2(cls, **settings: Any) -> QuantizationConfig:
+    def avx2(cls, **options: Any) -> QuantizationConfig:
         """For AVX2 CPUs without VNNI: 8-bit weight levels that its u8*s8 instructions cannot saturate."""
-        return cls(preset=Preset.AVX2.value, **settings)
+        return cls.of(preset=Preset.AVX2.value, **options)
 
     @classmethod
-    def arm64(cls, **settings: Any) -> QuantizationConfig:
+    def arm64(cls, **options: Any) -> QuantizationConfig:
         """For 64-bit ARM CPUs."""
-        return cls(preset=Preset.ARM64.value, **settings)
+        return cls.of(preset=Preset.ARM64.value, **options)
 
     @property
     def agreement_threshold(self) -> float:
@@ -153,6 +235,3 @@ class QuantizationConfig:
     def batch_invariant(self) -> bool:
         """A text's INT8 result is the same alone or in any batch (per-token scales)."""
         return self.method == Method.FAITHFUL
-
-
-GATE_KEYS = ("min_agreement", "min_cosine")

@@ -40,21 +40,21 @@ def quantize_dynamic_int8(
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # The weights are needed only to rewrite the table per row; the graph alone tells what the model holds.
-    model = onnx.load(str(source), load_external_data=config.embedding_table == "per-row")
+    model = onnx.load(str(source), load_external_data=config.dynamic.embedding_table == "per-row")
     embedding = [n for n in model.graph.node if n.op_type == "EmbedLayerNormalization"]
-    if config.embedding_table == "per-tensor" and any(len(n.input) > 8 and n.input[8] for n in embedding):
+    if config.dynamic.embedding_table == "per-tensor" and any(len(n.input) > 8 and n.input[8] for n in embedding):
         raise QuantizeError(
             "--embedding-table per-tensor cannot keep this model's position ids (RoBERTa, XLM-R): "
             "ONNX Runtime's quantized embedding node has no such input; use per-row"
         )
-    per_row = config.embedding_table == "per-row" and bool(embedding)
+    per_row = config.dynamic.embedding_table == "per-row" and bool(embedding)
     if per_row:
         source = target.with_name(f".{target.name}.per-row-table")
         onnx.save(per_row_table(model), str(source))
         op_types = [op for op in op_types if op not in ("EmbedLayerNormalization", "Gather")]
     del model  # the graph can be large: do not hold it while quantize_dynamic loads its own copy
     reduce_range = REDUCE_RANGE[config.preset]
-    done = replace(config, embedding_table="per-row" if per_row else "per-tensor")
+    done = replace(config, settings=replace(config.dynamic, embedding_table="per-row" if per_row else "per-tensor"))
     chosen = {"reduce_range": reduce_range, "weight_type": "int8", "activation_type": "uint8", "op_types": op_types}
     advice = _NoPreprocessingAdvice()
     logging.getLogger().addFilter(advice)
@@ -63,7 +63,7 @@ def quantize_dynamic_int8(
             str(source),
             str(target),
             op_types_to_quantize=op_types,
-            per_channel=config.per_channel,
+            per_channel=config.dynamic.per_channel,
             reduce_range=reduce_range,
             weight_type=QuantType.QInt8,
             # Without a default tensor type, shape inference fails on the fused contrib operators.

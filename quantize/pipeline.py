@@ -52,12 +52,14 @@ def quantize_bundle(
     preset, flags = resolve_preset(config.preset)
     config = replace(config, preset=preset, min_agreement=config.agreement_threshold)
     texts = evaluation_texts(config.data, bundle.manifest.labels if TASKS[bundle.task].labels_texts else None)
-    calibration = evaluation_texts(config.calibration) if config.method == "faithful" else None  # read before work
+    calibration = (
+        evaluation_texts(config.faithful.calibration) if config.method == "faithful" else None
+    )  # read before work
     staging = bundle.path / f".{INT8_FILE}.partial"
     reference = Runner.open(bundle, "fp32")
     try:
         if calibration is None:  # dynamic: scales come from each batch at run time
-            with progress.step(f"quantizing to INT8 (preset {preset}, per-channel {config.per_channel})"):
+            with progress.step(f"quantizing to INT8 (preset {preset}, {config.dynamic.describe()})"):
                 config, chosen = quantize_dynamic_int8(fp32, staging, config)
         else:
             config, chosen = quantize_faithful_int8(

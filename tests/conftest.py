@@ -220,5 +220,5 @@ def faithful_bundle(tmp_path_factory, seqcls_bundle) -> Path:
     from mbert_edge.quantize.pipeline import quantize_bundle
 
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path_factory.mktemp("faithful") / "b"))
-    quantize_bundle(bundle, QuantizationConfig(method="faithful", min_agreement=0.0, fallback_target=0.99))
+    quantize_bundle(bundle, QuantizationConfig.of("faithful", min_agreement=0.0, fallback_target=0.99))
     return bundle

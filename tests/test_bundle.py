@@ -26,7 +26,7 @@ def test_faithful_manifest_is_typed(faithful_bundle):
     manifest = Bundle.open(faithful_bundle).manifest
     q = manifest.quantization
     assert q.config.method == "faithful" and q.config.batch_invariant and q.passed
-    assert q.config.weight_format in ("s8", "p8") and q.config.data is None  # gate on the built-in sample
+    assert q.config.faithful.weight_format in ("s8", "p8") and q.config.data is None  # gate on the built-in sample
     assert raw(faithful_bundle)["quantization"]["data"] == "built-in sample"
     assert manifest.labels == ["negative", "neutral", "positive"] and manifest.special_tokens["pad"].id == 0
 

@@ -102,7 +102,7 @@ def test_quantize_adds_a_gated_int8_model(bundle_copy):
 def test_embedding_table_scales(bundle_copy, table):
     """Per-row (default): an int8 table with one scale per row, the fused Attention kept; per-tensor: ONNX
     Runtime's QEmbedLayerNormalization. Both agree with FP32 and keep every row."""
-    quantize_bundle(bundle_copy, QuantizationConfig(method="dynamic", min_agreement=0.0, embedding_table=table))
+    quantize_bundle(bundle_copy, QuantizationConfig.of("dynamic", min_agreement=0.0, embedding_table=table))
     assert json.loads((bundle_copy / MANIFEST_NAME).read_text())["quantization"]["embedding_table"] == table
     model = onnx.load(str(bundle_copy / "model.int8.onnx"))
     ops = {n.op_type for n in model.graph.node}

@@ -153,15 +153,9 @@ def info(bundle: Path, as_json: bool) -> None:
             else f"cosine mean {overall['mean_cosine']:.4f} min {overall['min_cosine']:.4f}"
         )
         invariant = "batch-invariant" if config.batch_invariant else "results depend on batch-mates"
-        settings = (
-            f"per-token activation scales, {config.weight_format} weights, {config.weight_rounding} rounding, "
-            f"{config.outlier_channels} FP32 outlier channels"
-            if config.method == "faithful"
-            else f"per-channel {config.per_channel}"
-        )
         click.echo(
             f"int8         {'kept' if q.passed else 'REJECTED'}: {config.method} ({invariant}), preset "
-            f"{config.preset}, {settings}; {figure} on {config.data or 'the built-in sample'}"
+            f"{config.preset}, {config.method_settings.describe()}; {figure} on {config.data or 'the built-in sample'}"
         )
     if m.trim:
         t = m.trim

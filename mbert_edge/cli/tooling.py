@@ -13,20 +13,24 @@ import click
 from ..progress import Progress
 from ..quantization import (
     DEFAULT_MIN_AGREEMENT,
-    METHOD_OPTIONS,
+    METHOD_SETTINGS,
     EmbeddingTable,
     Method,
     Preset,
     QuantizationConfig,
     Rounding,
     WeightFormat,
+    method_of,
 )
 from ..runtime import load
 from ..tasks import SEQUENCE_CLASSIFICATION, TASKS
 from ..textdata import TextSet, builtin_sample, load_textset
 from .common import DATA_HELP, NonEmptyPath, require_tooling, size_text
 
-DEFAULTS = {f.name: f.default for f in dataclasses.fields(QuantizationConfig)}  # as the command line spells them
+# Every setting's default, as the command line spells them (flat: each method's own options beside the others).
+DEFAULTS = {
+    f.name: f.default for kind in (QuantizationConfig, *METHOD_SETTINGS.values()) for f in dataclasses.fields(kind)
+}
 
 
 @click.command()
@@ -175,14 +179,18 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
 def quantize(bundle: Path, **settings: Any) -> None:
     """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
     given = click.get_current_context().get_parameter_source
-    for name, method in METHOD_OPTIONS.items():
-        if settings["method"] != method and given(name) == click.core.ParameterSource.COMMANDLINE:
+    chosen = {}
+    for name, value in settings.items():
+        method = method_of(name)
+        if method in (None, settings["method"]):
+            chosen[name] = value
+        elif given(name) == click.core.ParameterSource.COMMANDLINE:
             raise click.UsageError(f"--{name.replace('_', '-')} applies to --method {method} only")
     require_tooling()
     from ..quantize.pipeline import quantize_bundle
     from ..runtime.accuracy import markdown
 
-    report = quantize_bundle(bundle, QuantizationConfig(**settings), progress=Progress())
+    report = quantize_bundle(bundle, QuantizationConfig.of(**chosen), progress=Progress())
     click.echo(markdown(report))
     click.echo(f"INT8 model added to {bundle}")
 
