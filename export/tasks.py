@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mbert_edge.tasks import FEATURE_EXTRACTION, SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION
+from mbert_edge.tasks import TASKS
 
 
 @dataclass(frozen=True)
@@ -22,13 +22,18 @@ class Architecture:
     fuse alike."""
 
     model_type: str
-    heads: dict[str, str]
+    prefix: str  # of its transformers classes: "Bert" + a task's head ("ForSequenceClassification")
     token_types: bool = True
     positions_after_padding: bool = False
     fused_per_layer: dict[str, int] = field(
         default_factory=lambda: {"Attention": 1, "SkipLayerNormalization": 2, "Gelu": 1}
     )
     fused_once: dict[str, int] = field(default_factory=lambda: {"EmbedLayerNormalization": 1})
+
+    @property
+    def heads(self) -> dict[str, str]:
+        """The transformers class that carries each task's head."""
+        return {task.name: self.prefix + task.head for task in TASKS.values()}
 
     def fusion_contract(self, layers: int) -> dict[str, int]:
         """The fused operator counts an L-layer model of this architecture must reach."""
@@ -47,21 +52,13 @@ class Architecture:
         return config.max_position_embeddings
 
 
-def _heads(prefix: str) -> dict[str, str]:
-    return {
-        SEQUENCE_CLASSIFICATION.name: f"{prefix}ForSequenceClassification",
-        TOKEN_CLASSIFICATION.name: f"{prefix}ForTokenClassification",
-        FEATURE_EXTRACTION.name: f"{prefix}Model",
-    }
-
-
 ARCHITECTURES: dict[str, Architecture] = {
     spec.model_type: spec
     for spec in (
-        Architecture("bert", _heads("Bert")),
-        Architecture("distilbert", _heads("DistilBert"), token_types=False),
-        Architecture("roberta", _heads("Roberta"), positions_after_padding=True),
-        Architecture("xlm-roberta", _heads("XLMRoberta"), positions_after_padding=True),
+        Architecture("bert", "Bert"),
+        Architecture("distilbert", "DistilBert", token_types=False),
+        Architecture("roberta", "Roberta", positions_after_padding=True),
+        Architecture("xlm-roberta", "XLMRoberta", positions_after_padding=True),
     )
 }
 

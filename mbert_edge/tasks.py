@@ -1,16 +1,80 @@
-"""The tasks a bundle can hold, one registry entry each: what its graph outputs, which options its `predict`
-takes, what `batch` adds to each row, which server routes answer it, and how the accuracy gate judges its INT8
-model. Standard library only, so every part (export, quantize, the runtime, serve, batch, the CLI) reads the
-same entry. Adding a task is its runtime class (`mbert_edge/runtime/`) plus one entry here."""
+"""The tasks a bundle can hold, one registry entry each: the transformers head it is exported from, what its graph
+outputs, the options its `predict` takes (and the values they accept), the JSON shape of one text's result (the
+server answers it and publishes it), the columns `batch` adds to each row, the server routes that answer it, and
+how the accuracy gate judges its INT8 model. Standard library only, so every part (export, quantize, the runtime,
+serve, batch, the CLI) reads the same entry. Adding a task is its runtime class (a `TaskModel` in
+`mbert_edge/runtime/`) plus one entry here."""
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from .errors import RequestError
 
 if TYPE_CHECKING:
     from .runtime.model import TaskModel
+
+TRUNCATIONS = ("head", "window")  # the first window of a long text, or all of it in overlapping windows
+AGGREGATIONS = ("none", "simple", "first", "max", "average")  # how token classification's tokens become entities
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a parsed JSON value's type."""
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option of `predict` as a request sends it: its JSON types (a bool is not an int here), whether null is
+    allowed, and for the published schema the values the runtime accepts (`choices`, or integers from `minimum`)
+    and a description. The values themselves are checked by the runtime, whose ValueError is the answer."""
+
+    types: tuple[type, ...]
+    nullable: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    description: str = ""
+
+    def json_schema(self) -> dict[str, Any]:
+        """This option as a JSON Schema (OpenAPI 3.1)."""
+        names = {int: "integer", str: "string", bool: "boolean", float: "number"}
+        schema: dict[str, Any] = {"type": [names[t] for t in self.types] + (["null"] if self.nullable else [])}
+        if self.choices:
+            schema["enum"] = [*self.choices, *([None] if self.nullable else [])]
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        return {**schema, "description": self.description} if self.description else schema
+
+    def check(self, name: str, value: Any) -> Any:
+        """`value` if its JSON type fits, else RequestError (422)."""
+        if value is None and self.nullable:
+            return value
+        if int in self.types and isinstance(value, float) and value.is_integer():
+            return int(value)  # JSON has one number type: 2.0 is the integer 2 (as JSON Schema reads it)
+        if (isinstance(value, bool) and bool not in self.types) or not isinstance(value, self.types):
+            expected = " or ".join(t.__name__ for t in self.types) + (" or null" if self.nullable else "")
+            raise RequestError(422, "validation", f"{name} must be {expected}, got {json_type(value)}")
+        return value
+
+
+TRUNCATION = Option(
+    (str,),
+    choices=TRUNCATIONS,
+    description="head: the first window; window: the whole text in overlapping windows (default: the task's)",
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column `batch` adds to each row. `kind`: string, float32, int64, entities or vector (Arrow types, in
+    `mbert_edge.batch.results`); `key`: the field of a result that fills it (None: the whole result)."""
+
+    name: str
+    kind: str
+    key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -19,19 +83,27 @@ class Task:
 
     name: str
     runtime_class: str  # "module:Class" of its runtime class, imported when first asked for
+    head: str  # the transformers class that carries its head, after the architecture's prefix ("Bert" + head)
     output_name: str  # the graph's output
     output_axes: dict[int, str]  # the output's dynamic axes, as the ONNX export names them
     labelled: bool  # results are labels: the gate counts top-1 agreement with FP32; else it takes cosines
     labels_texts: bool  # a label per whole text: --data folders may hold gold labels (<label>.txt)
     pooled: bool  # one vector per text, pooled inside the graph as the checkpoint's sentence-transformers says
-    predict_options: tuple[str, ...]  # predict's own options, beyond batch_size and truncation
-    result_columns: tuple[str, ...]  # the columns `batch` adds to each row (and "error")
+    predict_options: dict[str, Option]  # predict's own options, beyond batch_size and truncation
+    result: dict[str, Any]  # the JSON Schema of one text's result, as `predict` returns it
+    summary: str  # what a result is, in a few words (the server's published API)
+    columns: tuple[Column, ...]  # what `batch` adds to each row (and "error")
     routes: tuple[str, ...] = field(default=())  # the server's inference routes for it, beyond /tokenize
 
     @property
     def gate_option(self) -> str:
         """The quantize option that sets this task's gate."""
         return "--min-agreement" if self.labelled else "--min-cosine"
+
+    @property
+    def request_options(self) -> dict[str, Option]:
+        """The options a request to its /predict routes may give."""
+        return {**self.predict_options, "truncation": TRUNCATION}
 
     def model_class(self) -> type[TaskModel]:
         """The runtime class that loads a bundle of this task."""
@@ -40,40 +112,78 @@ class Task:
         return cls
 
 
+PREDICTION = {
+    "type": "object",
+    "required": ["label", "score"],
+    "additionalProperties": False,
+    "properties": {"label": {"type": "string"}, "score": {"type": "number"}},
+}
+ENTITY = {
+    "type": "object",
+    "required": ["score", "word", "start", "end"],
+    "properties": {
+        "entity_group": {"type": "string"},
+        "entity": {"type": "string"},
+        "score": {"type": "number"},
+        "index": {"type": "integer"},
+        "word": {"type": "string"},
+        "start": {"type": "integer"},
+        "end": {"type": "integer"},
+    },
+}
+
 SEQUENCE_CLASSIFICATION = Task(
     "sequence-classification",
     "mbert_edge.runtime.classifier:Classifier",
+    "ForSequenceClassification",
     "logits",
     {0: "batch"},
     labelled=True,
     labels_texts=True,
     pooled=False,
-    predict_options=("top_k",),
-    result_columns=("label", "score"),
+    predict_options={
+        "top_k": Option(
+            (int,),
+            nullable=True,
+            minimum=1,
+            description="labels per text, best first (default 1; null in a request: all)",
+        )
+    },
+    result={"anyOf": [PREDICTION, {"type": "array", "items": PREDICTION}]},
+    summary="labels and scores (the text-classification pipeline's)",
+    columns=(Column("label", "string", "label"), Column("score", "float32", "score")),
     routes=("/predict",),
 )
 TOKEN_CLASSIFICATION = Task(
     "token-classification",
     "mbert_edge.runtime.token_classifier:TokenClassifier",
+    "ForTokenClassification",
     "logits",
     {0: "batch", 1: "sequence"},
     labelled=True,
     labels_texts=False,
     pooled=False,
-    predict_options=("aggregation",),
-    result_columns=("entities",),
+    predict_options={
+        "aggregation": Option((str,), choices=AGGREGATIONS, description="how tokens become entities (default simple)")
+    },
+    result={"type": "array", "items": ENTITY},
+    summary="entities with character offsets",
+    columns=(Column("entities", "entities"),),
     routes=("/predict", "/ner"),
 )
 FEATURE_EXTRACTION = Task(
     "feature-extraction",
     "mbert_edge.runtime.embedder:Embedder",
+    "Model",
     "embeddings",
     {0: "batch"},
     labelled=False,
     labels_texts=False,
     pooled=True,
-    predict_options=(),
-    result_columns=("embedding",),
+    predict_options={"normalize": Option((bool,), description="unit vectors (default true)")},
+    result={"type": "array", "items": {"type": "number"}},
+    summary="one vector per text",
+    columns=(Column("embedding", "vector"),),
     routes=("/embed", "/v1/embeddings"),
 )
 

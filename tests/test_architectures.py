@@ -18,8 +18,7 @@ from tokenizers import Tokenizer
 
 from mbert_edge import Classifier, Embedder, TokenClassifier
 from mbert_edge.bundle import Bundle
-from mbert_edge.runtime.entities import AGGREGATIONS
-from mbert_edge.tasks import TASKS
+from mbert_edge.tasks import AGGREGATIONS, TASKS
 from mbert_edge.textdata import builtin_sample
 
 FAMILIES = ["distilbert", "roberta", "xlm-roberta"]

@@ -221,6 +221,9 @@ def test_corrupt_model_is_one_line(tmp_path, seqcls_bundle):
 def test_predict_serves_every_task(encoder_bundle, token_bundle):
     rows = predicted(encoder_bundle, "Guten Morgen", "Bonjour")
     assert [len(r) for r in rows] == [32, 32] and abs(sum(x * x for x in rows[0]) - 1) < 1e-5
+    raw = predicted(encoder_bundle, "Guten Morgen", "--no-normalize")  # a flag from the task's registry entry
+    norm = sum(x * x for x in raw[0]) ** 0.5
+    assert abs(norm - 1) > 1e-3 and [x / norm for x in raw[0]] == pytest.approx(rows[0], abs=1e-5)
     entities = run_cli("predict", str(token_bundle), "Angela Merkel besuchte Paris.", "--aggregation", "none")
     assert entities.returncode == 0, entities.stderr
     tokens = json.loads(entities.stdout)

@@ -8,7 +8,7 @@ import pytest
 from conftest import NER_LABELS, minilm_path
 
 from mbert_edge import TokenClassifier
-from mbert_edge.runtime.entities import AGGREGATIONS
+from mbert_edge.tasks import AGGREGATIONS
 from mbert_edge.textdata import builtin_sample
 
 # Offsets must index the original string in every script: CJK, Arabic, Devanagari, accents, emoji.

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mbert_edge.runtime import TaskModel
-from mbert_edge.tasks import FEATURE_EXTRACTION, SEQUENCE_CLASSIFICATION, TASKS, TOKEN_CLASSIFICATION
+from mbert_edge.tasks import TASKS, Column
 
 ENTITY = pa.struct(
     [
@@ -26,7 +26,7 @@ ERROR_COLUMN = "error"
 
 def output_columns(task: str) -> tuple[str, ...]:
     """The columns the results add to the input's."""
-    return (*TASKS[task].result_columns, ERROR_COLUMN)
+    return (*(column.name for column in TASKS[task].columns), ERROR_COLUMN)
 
 
 def as_text(texts: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -102,40 +102,29 @@ def _predict(
     return results
 
 
-def _label_columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[str, pa.Array]:
-    if top_k in (None, 1):
-        return {
-            "label": pa.array([r and r["label"] for r in results], pa.string()),
-            "score": pa.array([r and r["score"] for r in results], pa.float32()),
-        }
-    return {
-        "label": pa.array([r and [x["label"] for x in r] for r in results], pa.list_(pa.string())),
-        "score": pa.array([r and [x["score"] for x in r] for r in results], pa.list_(pa.float32())),
-    }
+# The Arrow type of each kind of column a task's registry entry names (a vector's width is the model's).
+KINDS = {"string": pa.string(), "float32": pa.float32(), "int64": pa.int64(), "entities": pa.list_(ENTITY)}
 
 
-def _entity_columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[str, pa.Array]:
-    return {"entities": pa.array(results, pa.list_(ENTITY))}
-
-
-def _embedding_columns(model: TaskModel, results: list[Any], top_k: int | None) -> dict[str, pa.Array]:
-    width = model.bundle.manifest.hidden_size
+def _vectors(results: list[Any], width: int) -> pa.Array:
     vectors = np.zeros((len(results), width), np.float32)
     for row, vector in enumerate(results):
         if vector is not None:
             vectors[row] = vector
-    missing = [r is None for r in results]
-    values = pa.array(vectors.reshape(-1))
-    return {"embedding": pa.FixedSizeListArray.from_arrays(values, width, mask=pa.array(missing))}
+    mask = pa.array([vector is None for vector in results])
+    return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), width, mask=mask)
 
 
-# Each task's results as Arrow arrays of one row per result (None where a row had no result), in the columns its
-# registry entry names.
-COLUMNS: dict[str, Callable[[TaskModel, list[Any], int | None], dict[str, pa.Array]]] = {
-    SEQUENCE_CLASSIFICATION.name: _label_columns,
-    TOKEN_CLASSIFICATION.name: _entity_columns,
-    FEATURE_EXTRACTION.name: _embedding_columns,
-}
+def _column(column: Column, results: list[Any], width: int, listed: bool) -> pa.Array:
+    """One column of the results (None where a row has none): a result's `key` field, or a list of them where
+    each result is a list (`listed`: top_k > 1), or the whole result."""
+    if column.kind == "vector":
+        return _vectors(results, width)
+    kind = KINDS[column.kind]
+    if column.key is None:
+        return pa.array(results, kind)
+    values = [r and ([x[column.key] for x in r] if listed else r[column.key]) for r in results]
+    return pa.array(values, pa.list_(kind) if listed else kind)
 
 
 def annotate(
@@ -173,8 +162,9 @@ def annotate(
     for row, result in zip(good, predicted):
         results[row] = result
     out = table.select(keep) if keep is not None else table
+    width = model.bundle.manifest.hidden_size
     for name, column in {
-        **COLUMNS[model.task](model, results, top_k),
+        **{c.name: _column(c, results, width, top_k not in (None, 1)) for c in TASKS[model.task].columns},
         ERROR_COLUMN: pa.array(errors, pa.string()),
     }.items():
         out = out.append_column(name, column)

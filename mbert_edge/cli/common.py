@@ -9,8 +9,7 @@ from typing import Any
 import click
 
 from ..bundle import model_bytes
-from ..runtime.runner import TRUNCATIONS
-from ..tasks import TASKS, taking
+from ..tasks import TASKS, TRUNCATIONS, taking
 
 DATA_HELP = (
     "Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
@@ -76,6 +75,28 @@ def require_tooling() -> None:
         raise click.ClickException(
             f"this command needs the [export] extra ({exc.name} is missing): pip install 'mbert-edge[export]'"
         ) from exc
+
+
+def task_options(command: Any) -> Any:
+    """A flag for each option of any task's `predict`, typed from its registry entry (`mbert_edge.tasks`); None
+    when not given. `task_option_refusal` refuses one the bundle's task does not take."""
+    options = {name: option for task in TASKS.values() for name, option in task.predict_options.items()}
+    for name, option in reversed(options.items()):
+        flag = "--" + name.replace("_", "-")
+        tasks = " and ".join(taking(name))
+        help_text = f"{tasks[0].upper()}{tasks[1:]}: {option.description}."
+        if bool in option.types:
+            command = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(command)
+            continue
+        kind: click.ParamType = (
+            click.Choice(option.choices)
+            if option.choices
+            else click.IntRange(option.minimum)
+            if int in option.types
+            else click.FloatRange(option.minimum)
+        )
+        command = click.option(flag, name, type=kind, default=None, help=help_text)(command)
+    return command
 
 
 def task_option_refusal(bundle: Path, task: str, options: dict[str, Any]) -> str | None:

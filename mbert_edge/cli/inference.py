@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import numpy as np
@@ -15,10 +16,19 @@ from ..bundle import Bundle, RuntimeSettings, check_writable
 from ..progress import Progress
 from ..runtime import Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
-from ..runtime.entities import AGGREGATIONS
 from ..tasks import TASKS
 from ..textdata import builtin_sample, evaluation_texts, load_textset
-from .common import BATCH_SIZE, DATA_HELP, PRECISION, TRUNCATION, NonEmptyPath, numbers, size_text, task_option_refusal
+from .common import (
+    BATCH_SIZE,
+    DATA_HELP,
+    PRECISION,
+    TRUNCATION,
+    NonEmptyPath,
+    numbers,
+    size_text,
+    task_option_refusal,
+    task_options,
+)
 
 
 class _InputLines:
@@ -61,15 +71,7 @@ class _InputLines:
 @click.option("--input", "input_file", default=None, help="One text per line; - reads stdin.")
 @PRECISION
 @BATCH_SIZE
-@click.option(
-    "--top-k", type=click.IntRange(1), default=None, help="Classification: this many labels per text (default 1)."
-)
-@click.option(
-    "--aggregation",
-    type=click.Choice(AGGREGATIONS),
-    default=None,
-    help="Token classification: how tokens become entities (default simple).",
-)
+@task_options
 @TRUNCATION
 def predict(
     bundle: Path,
@@ -77,27 +79,18 @@ def predict(
     input_file: str | None,
     precision: str,
     batch_size: int,
-    top_k: int | None,
-    aggregation: str | None,
     truncation: str | None,
+    **task_settings: Any,
 ) -> None:
     """Run BUNDLE on TEXTS (or --input lines), one JSON line per input: {"label", "score"} for
     classification, a list of entities for token classification, a vector for embeddings."""
     opened = Bundle.open(bundle)
     task = opened.task
-    refusal = task_option_refusal(bundle, task, {"top_k": top_k, "aggregation": aggregation})
+    refusal = task_option_refusal(bundle, task, task_settings)
     if refusal:
         raise click.ClickException(refusal)
-    options = {
-        k: v
-        for k, v in (
-            ("batch_size", batch_size),
-            ("top_k", top_k),
-            ("aggregation", aggregation),
-            ("truncation", truncation),
-        )
-        if v is not None
-    }
+    given = {"batch_size": batch_size, "truncation": truncation, **task_settings}
+    options = {k: v for k, v in given.items() if v is not None}
     inputs = _InputLines(texts, input_file)
     model = load(opened, precision=precision)
     for result in model.iter_predict(inputs, chunk_size=8 * batch_size, **options):

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-AGGREGATIONS = ("none", "simple", "first", "max", "average")
 Entity = dict[str, Any]
 
 
@@ -87,7 +86,7 @@ def entities(
     subword_prefix: str | None,
     ignore_labels: Sequence[str] = ("O",),
 ) -> list[Entity]:
-    """The entities of `text` under aggregation `strategy` (one of AGGREGATIONS), with character offsets
+    """The entities of `text` under aggregation `strategy` (one of `mbert_edge.tasks.AGGREGATIONS`), with character offsets
     into `text`."""
     pre: list[dict[str, Any]] = []
     for t in tokens:

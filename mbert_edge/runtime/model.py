@@ -20,7 +20,8 @@ from tokenizers import Encoding, Tokenizer
 
 from ..bundle import Bundle
 from ..errors import BundleError
-from .runner import TRUNCATIONS, Runner
+from ..tasks import TRUNCATIONS
+from .runner import Runner
 from .textinput import as_text_list, check_choice, check_count
 
 PerText = list[tuple[list[Encoding], list[np.ndarray]]]  # each text's windows and the graph's output for each

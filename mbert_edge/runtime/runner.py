@@ -17,12 +17,12 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from ..bundle import TOKENIZER_NAME, Bundle
+from ..tasks import TRUNCATIONS
 from .batching import padded_inputs, plan_batches
 from .cpus import available_cpus, cpu_flags, int8_is_fast
 from .integrity import check_graph, check_tokenizer, open_session
 from .textinput import encodable
 
-TRUNCATIONS = ("head", "window")
 DEFAULT_MAX_TEXT_TOKENS = 131_072  # a text read in windows may span this many tokens unless `max_windows` says
 HEAD_CHARS_PER_TOKEN = 8  # the first guess of a head window's characters per token; doubled until it holds
 COUNT_CHUNK = 65_536  # characters tokenized at a time when a text's tokens are only counted

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from tokenizers import Encoding
 
-from ..tasks import TOKEN_CLASSIFICATION
-from .entities import AGGREGATIONS, Entity, Token, entities
+from ..tasks import AGGREGATIONS, TOKEN_CLASSIFICATION
+from .entities import Entity, Token, entities
 from .model import PerText, TaskModel
 from .scores import softmax
 from .textinput import encodable

@@ -33,7 +33,7 @@ from mbert_edge.runtime.batching import bucket_length
 from mbert_edge.runtime.textinput import encodable
 
 from ..errors import RequestError
-from ..tasks import TASKS, TOKEN_CLASSIFICATION, serving
+from ..tasks import TASKS, Option, serving
 from . import schemas
 from .batcher import BatchLimits, MicroBatcher, Run
 from .metrics import RequestCounter, ServerMetrics
@@ -227,9 +227,7 @@ class Server:
                 f"the body did not arrive within this server's --request-timeout {self.settings.request_timeout:g} s",
             ) from None
 
-    def _parse(
-        self, raw: bytes, options: dict[str, schemas.Option], texts_field: str = "inputs"
-    ) -> schemas.TextRequest:
+    def _parse(self, raw: bytes, options: dict[str, Option], texts_field: str = "inputs") -> schemas.TextRequest:
         return schemas.parse(raw, options, self.settings.max_input_texts, texts_field)
 
     def _windows(self, texts: list[str], all_windows: bool) -> list[list[int]]:
@@ -291,25 +289,17 @@ class Server:
     # -- routes -------------------------------------------------------------------------------------
 
     async def predict(self, request: Request, raw: bytes) -> Response:
-        """POST /predict: labels and scores, or entities on a token-classification bundle."""
-        if self.model.task == TOKEN_CLASSIFICATION.name:
-            return await self.ner(request, raw)
-        self._require("/predict")
-        parsed = self._parse(raw, schemas.CLASSIFY)
-        results, _ = await self._run(request, "predict", parsed)
-        return JSONResponse(results[0] if parsed.single else results)
-
-    async def ner(self, request: Request, raw: bytes) -> Response:
-        """POST /ner: entities with character offsets."""
+        """POST /predict (and /ner): the task's result per text (one for a single string), with the options its
+        registry entry lists (`mbert_edge.tasks`)."""
         self._require(request.url.path)
-        parsed = self._parse(raw, schemas.NER)
+        parsed = self._parse(raw, TASKS[self.model.task].request_options)
         results, _ = await self._run(request, "predict", parsed)
         return JSONResponse(results[0] if parsed.single else results)
 
     async def embed(self, request: Request, raw: bytes) -> Response:
         """POST /embed: one vector per input (a list of vectors also for a single string, as TEI)."""
         self._require("/embed")
-        parsed = self._parse(raw, schemas.EMBED)
+        parsed = self._parse(raw, TASKS[self.model.task].request_options)
         vectors, _ = await self._run(request, "encode", parsed)
         return JSONResponse([vector.tolist() for vector in vectors])
 
@@ -401,11 +391,10 @@ class Server:
         await self.batcher.stop()
 
     def app(self) -> Starlette:
+        protocols = {"/embed": self.embed, "/v1/embeddings": self.openai_embeddings}
+        every = dict.fromkeys(route for task in TASKS.values() for route in task.routes)  # a 400 names the task
         routes = [
-            Route("/predict", self._inference(self.predict), methods=["POST"]),
-            Route("/ner", self._inference(self.ner), methods=["POST"]),
-            Route("/embed", self._inference(self.embed), methods=["POST"]),
-            Route("/v1/embeddings", self._inference(self.openai_embeddings), methods=["POST"]),
+            *(Route(path, self._inference(protocols.get(path, self.predict)), methods=["POST"]) for path in every),
             Route("/tokenize", self._inference(self.tokenize), methods=["POST"]),
             Route("/info", self.info, methods=["GET"]),
             Route("/openapi.json", self.openapi_document, methods=["GET"]),

@@ -1,12 +1,13 @@
-"""The server's HTTP API as an OpenAPI 3.1 document (`GET /openapi.json`), built from the request definitions in
-`schemas.py`, so the published fields and the parsed ones cannot drift apart. A server runs one task, so its
+"""The server's HTTP API as an OpenAPI 3.1 document (`GET /openapi.json`), built from the task registry's options
+and result shapes and the request definitions in `schemas.py`, so the published fields and the parsed ones cannot
+drift apart. A server runs one task, so its
 document holds that task's routes only."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..tasks import FEATURE_EXTRACTION, SEQUENCE_CLASSIFICATION, TASKS, TOKEN_CLASSIFICATION
+from ..tasks import TASKS, Option
 from . import schemas
 
 ERROR = {
@@ -14,25 +15,6 @@ ERROR = {
     "required": ["error", "error_type"],
     "additionalProperties": False,
     "properties": {"error": {"type": "string"}, "error_type": {"type": "string"}},
-}
-PREDICTION = {
-    "type": "object",
-    "required": ["label", "score"],
-    "additionalProperties": False,
-    "properties": {"label": {"type": "string"}, "score": {"type": "number"}},
-}
-ENTITY = {
-    "type": "object",
-    "required": ["score", "word", "start", "end"],
-    "properties": {
-        "entity_group": {"type": "string"},
-        "entity": {"type": "string"},
-        "score": {"type": "number"},
-        "index": {"type": "integer"},
-        "word": {"type": "string"},
-        "start": {"type": "integer"},
-        "end": {"type": "integer"},
-    },
 }
 TOKEN = {
     "type": "object",
@@ -94,7 +76,7 @@ def _texts(field: str, max_texts: int) -> dict[str, Any]:
 
 
 def _post(
-    summary: str, options: dict[str, schemas.Option], answer: dict[str, Any], max_texts: int, field: str = "inputs"
+    summary: str, options: dict[str, Option], answer: dict[str, Any], max_texts: int, field: str = "inputs"
 ) -> dict[str, Any]:
     body = {
         "type": "object",
@@ -137,36 +119,20 @@ def _get(
 
 def openapi(task: str, max_texts: int, api_key: bool = False, public_metrics: bool = False) -> dict[str, Any]:
     """The OpenAPI document of a server of `task` taking at most `max_texts` texts a request."""
-    classified = {
-        "anyOf": [
-            PREDICTION,
-            {"type": "array", "items": PREDICTION},
-            {"type": "array", "items": {"type": "array", "items": PREDICTION}},
-        ]
+    entry = TASKS[task]
+    # The protocol routes keep their protocols' shapes (text-embeddings-inference's, OpenAI's); any other route
+    # answers the task's result per text, one for a single string, with the task's options.
+    protocols: dict[str, tuple[str, dict[str, Option], dict[str, Any]]] = {
+        "/embed": (entry.summary, entry.request_options, VECTORS),
+        "/v1/embeddings": ("OpenAI's embeddings request and response", schemas.OPENAI_EMBED, OPENAI_EMBEDDINGS),
     }
-    entities = {
-        "anyOf": [{"type": "array", "items": ENTITY}, {"type": "array", "items": {"type": "array", "items": ENTITY}}]
-    }
-    ner = ("entities with character offsets", schemas.NER, entities)
-    described: dict[tuple[str, str], tuple[str, dict[str, schemas.Option], dict[str, Any]]] = {  # (task, route)
-        (SEQUENCE_CLASSIFICATION.name, "/predict"): (
-            "labels and scores (the text-classification pipeline's)",
-            schemas.CLASSIFY,
-            classified,
-        ),
-        (TOKEN_CLASSIFICATION.name, "/predict"): ner,
-        (TOKEN_CLASSIFICATION.name, "/ner"): ner,
-        (FEATURE_EXTRACTION.name, "/embed"): ("one vector per text", schemas.EMBED, VECTORS),
-        (FEATURE_EXTRACTION.name, "/v1/embeddings"): (
-            "OpenAI's embeddings request and response",
-            schemas.OPENAI_EMBED,
-            OPENAI_EMBEDDINGS,
-        ),
-    }
-    paths: dict[str, Any] = {
-        route: _post(*described[task, route], max_texts, field="input" if route == "/v1/embeddings" else "inputs")
-        for route in TASKS[task].routes
-    }
+    answer = {"anyOf": [entry.result, {"type": "array", "items": entry.result}]}
+    paths: dict[str, Any] = {}
+    for route in entry.routes:
+        summary, options, shape = protocols.get(route, (entry.summary, entry.request_options, answer))
+        paths[route] = _post(
+            summary, options, shape, max_texts, field="input" if route == "/v1/embeddings" else "inputs"
+        )
     paths["/tokenize"] = _post(
         "each text's first window's tokens",
         schemas.TOKENIZE,
