@@ -64,7 +64,7 @@ class EmbeddingTable(Choice):
 
 
 # The gate's default agreement per method: below it, the method is broken on this model (the agreements
-# behind these values: benchmarks/README.md).
+# behind these values: benchmarks/studies/int8-methods.md).
 DEFAULT_MIN_AGREEMENT = {Method.FAITHFUL.value: 0.98, Method.DYNAMIC.value: 0.90}
 DEFAULT_MIN_COSINE = 0.98
 GATE_KEYS = ("min_agreement", "min_cosine")

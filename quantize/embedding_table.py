@@ -1,7 +1,7 @@
 """The word-embedding table stored int8 with one scale per row, for both INT8 methods.
 
 ONNX Runtime's `QEmbedLayerNormalization` takes one scale for the whole table, which leaves rows several
-times further off than a scale per row (benchmarks/README.md), so the fused `EmbedLayerNormalization` is
+times further off than a scale per row (benchmarks/studies/embedding-table.md), so the fused `EmbedLayerNormalization` is
 rebuilt here from standard operators around an int8 `Gather` and a per-row scale.
 """
 
