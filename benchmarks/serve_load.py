@@ -30,7 +30,7 @@ import numpy as np
 
 from mbert_edge import Classifier
 from mbert_edge.runtime.cpus import available_cpus, cpu_flags
-from mbert_edge.serve.app import SERVER_SESSION_CONFIG
+from mbert_edge.serve.settings import SERVER_SESSION_CONFIG
 from mbert_edge.textdata import load_textset
 
 

@@ -10,6 +10,8 @@ from dataclasses import InitVar, dataclass
 from enum import Enum
 from typing import Any
 
+from .settings import setting
+
 
 class Choice(str, Enum):
     """A setting's value: a string in JSON, the manifest and on the command line."""
@@ -79,12 +81,38 @@ def _fraction(name: str, value: float | None) -> None:
 class FaithfulSettings:
     """The options of method faithful (one activation scale per token, calibrated on real text)."""
 
-    weight_format: str | None = None  # None: p8 on AVX2 without VNNI, else s8
-    weight_rounding: str = Rounding.GPTQ.value
-    outlier_channels: int = 4  # input channels per layer kept FP32
-    smoothing: float | None = None  # SmoothQuant migration strength
-    fallback_target: float | None = None  # the agreement the FP32 fallback search aims for
-    calibration: str | None = None  # calibration text; None: the built-in sample
+    calibration: str | None = setting(
+        None,
+        "text for calibration: GPTQ, outlier channels, smoothing, fallback (default: the built-in sample; a few "
+        "hundred sentences of your domain do better).",
+        path=True,
+    )
+    smoothing: float | None = setting(
+        None,
+        "SmoothQuant migration strength; off by default (no better once outlier channels are FP32).",
+        min=0,
+        max=1,
+    )
+    fallback_target: float | None = setting(
+        None,
+        "keep the fewest MatMuls in FP32 that reach this agreement on the calibration text (default: off).",
+        min=0,
+        max=1,
+    )
+    weight_format: str | None = setting(
+        None,
+        "int8 weights (s8), 7-bit (s7), 8-bit as uint8 (u8, exact on AVX2, slower), or 8-bit with pair-limited "
+        "levels (p8, exact at AVX2's fast speed); default: p8 on AVX2 without VNNI, else s8.",
+        choices=WeightFormat.values(),
+    )
+    weight_rounding: str = setting(
+        Rounding.GPTQ.value,
+        "GPTQ error-compensating rounding on the calibration text, or nearest level.",
+        choices=Rounding.values(),
+    )
+    outlier_channels: int = setting(
+        4, "per layer, the input channels with the largest calibration peaks kept FP32.", min=0
+    )
     checked: InitVar[bool] = True
 
     def __post_init__(self, checked: bool) -> None:
@@ -109,8 +137,12 @@ class FaithfulSettings:
 class DynamicSettings:
     """The options of method dynamic (ONNX Runtime's: one activation scale per batch tensor, at run time)."""
 
-    per_channel: bool = True  # one weight scale per output column
-    embedding_table: str = EmbeddingTable.PER_ROW.value
+    per_channel: bool = setting(True, "one weight scale per output channel (more accurate) or per tensor.")
+    embedding_table: str = setting(
+        EmbeddingTable.PER_ROW.value,
+        "int8 word table with one scale per row, or ONNX Runtime's one scale for the table.",
+        choices=EmbeddingTable.values(),
+    )
     checked: InitVar[bool] = True
 
     def __post_init__(self, checked: bool) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +77,40 @@ def require_tooling() -> None:
         raise click.ClickException(
             f"this command needs the [export] extra ({exc.name} is missing): pip install 'mbert-edge[export]'"
         ) from exc
+
+
+def _option_type(kind: str, meta: Mapping[str, Any]) -> click.ParamType:
+    """The click type of a setting annotated `kind` ("int", "float", "str") with its metadata's bounds."""
+    if "choices" in meta:
+        return click.Choice(meta["choices"])
+    if meta.get("path"):
+        return click.Path(exists=True)
+    low, high = meta.get("min"), meta.get("max")
+    if kind == "int":
+        return click.IntRange(low, high)
+    return click.FloatRange(low, high, min_open=meta.get("min_open", False)) if kind == "float" else click.STRING
+
+
+def settings_options(settings: type, prefix: str = "") -> Callable[[Any], Any]:
+    """An option for each field of the dataclass `settings` made with `mbert_edge.settings.setting` (those with
+    help text), typed from its annotation, with its default, bounds and help (after `prefix`): the settings'
+    owner is the one place that holds them."""
+
+    def decorate(command: Any) -> Any:
+        for spec in reversed(dataclasses.fields(settings)):
+            meta = spec.metadata
+            if "help" not in meta:
+                continue
+            flag, kind = "--" + spec.name.replace("_", "-"), str(spec.type).split(" | ")[0]
+            shown = {"default": spec.default, "help": prefix + meta["help"], "show_default": spec.default is not None}
+            if kind == "bool":  # off by default: a flag; on by default: a pair, --x/--no-x
+                flags = f"{flag}/--no-{flag[2:]}" if spec.default else flag
+                command = click.option(flags, is_flag=True, **shown)(command)
+            else:
+                command = click.option(flag, type=_option_type(kind, meta), envvar=meta.get("envvar"), **shown)(command)
+        return command
+
+    return decorate
 
 
 def task_options(command: Any) -> Any:

@@ -13,24 +13,19 @@ import click
 from ..progress import Progress
 from ..quantization import (
     DEFAULT_MIN_AGREEMENT,
-    METHOD_SETTINGS,
-    EmbeddingTable,
+    DynamicSettings,
+    FaithfulSettings,
     Method,
     Preset,
     QuantizationConfig,
-    Rounding,
-    WeightFormat,
     method_of,
 )
 from ..runtime import load
 from ..tasks import SEQUENCE_CLASSIFICATION, TASKS
 from ..textdata import TextSet, builtin_sample, load_textset
-from .common import DATA_HELP, NonEmptyPath, require_tooling, size_text
+from .common import DATA_HELP, NonEmptyPath, require_tooling, settings_options, size_text
 
-# Every setting's default, as the command line spells them (flat: each method's own options beside the others).
-DEFAULTS = {
-    f.name: f.default for kind in (QuantizationConfig, *METHOD_SETTINGS.values()) for f in dataclasses.fields(kind)
-}
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(QuantizationConfig)}  # the settings of every method
 
 
 @click.command()
@@ -111,7 +106,7 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
     type=click.FloatRange(0, 1),
     default=None,
     help="Least top-1 agreement with FP32 (label tasks), overall and in each language with enough "
-    "decisions to judge alone (README: the gate); default "
+    "decisions to judge alone (the docs' quantize guide: the gate); default "
     + ", ".join(f"{v} for {k}" for k, v in DEFAULT_MIN_AGREEMENT.items())
     + ".",
 )
@@ -122,60 +117,8 @@ def export(model: str, output_dir: Path, labels: str | None, **options: Any) -> 
     show_default=True,
     help="Least cosine to the FP32 embedding for any text (embedding bundles).",
 )
-@click.option(
-    "--per-channel/--no-per-channel",
-    default=DEFAULTS["per_channel"],
-    show_default=True,
-    help="dynamic: one weight scale per output channel (more accurate) or per tensor.",
-)
-@click.option(
-    "--embedding-table",
-    type=click.Choice(EmbeddingTable.values()),
-    default=DEFAULTS["embedding_table"],
-    show_default=True,
-    help="dynamic: int8 word table with one scale per row, or ONNX Runtime's one scale for the table.",
-)
-@click.option(
-    "--calibration",
-    type=click.Path(exists=True),
-    default=None,
-    help="faithful: text for calibration: GPTQ, outlier channels, smoothing, fallback "
-    "(default: the built-in sample; a few hundred sentences of your domain do better).",
-)
-@click.option(
-    "--smoothing",
-    type=click.FloatRange(0, 1),
-    default=None,
-    help="faithful: SmoothQuant migration strength; off by default (no better once outlier channels are FP32).",
-)
-@click.option(
-    "--fallback-target",
-    type=click.FloatRange(0, 1),
-    default=DEFAULTS["fallback_target"],
-    help="faithful: keep the fewest MatMuls in FP32 that reach this agreement on the calibration text (default: off).",
-)
-@click.option(
-    "--weight-format",
-    type=click.Choice(WeightFormat.values()),
-    default=DEFAULTS["weight_format"],
-    help="faithful: int8 weights (s8), 7-bit (s7), 8-bit as uint8 (u8, exact on AVX2, slower), or 8-bit "
-    "with pair-limited levels (p8, exact at AVX2's fast speed); default: p8 on AVX2 without VNNI, "
-    "else s8.",
-)
-@click.option(
-    "--weight-rounding",
-    type=click.Choice(Rounding.values()),
-    default=DEFAULTS["weight_rounding"],
-    show_default=True,
-    help="faithful: GPTQ error-compensating rounding on the calibration text, or nearest level.",
-)
-@click.option(
-    "--outlier-channels",
-    type=click.IntRange(min=0),
-    default=DEFAULTS["outlier_channels"],
-    show_default=True,
-    help="faithful: per layer, the input channels with the largest calibration peaks kept FP32.",
-)
+@settings_options(DynamicSettings, prefix="dynamic: ")
+@settings_options(FaithfulSettings, prefix="faithful: ")
 def quantize(bundle: Path, **settings: Any) -> None:
     """Add an INT8 model to BUNDLE, kept only if it passes the accuracy gate against FP32."""
     given = click.get_current_context().get_parameter_source

@@ -15,7 +15,7 @@ import hmac
 import json
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,53 +39,11 @@ from .batcher import BatchLimits, MicroBatcher, Run
 from .metrics import RequestCounter, ServerMetrics
 from .openapi import openapi
 from .protocol import GuardedHttpToolsProtocol
+from .settings import ServerSettings
 
 SETTINGS_VARIABLE = "MBERT_EDGE_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker
 INLINE_TOKENIZING = 4096  # characters: fewer are tokenized on the event loop (tens of µs), more in a thread
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    """What `mbert-edge serve` was started with (its options, same names)."""
-
-    bundle: str
-    precision: str = "auto"
-    max_batch_tokens: int = 512
-    max_batch_size: int = 32
-    max_wait_ms: float = 0.0
-    max_concurrent_requests: int = 512
-    max_input_texts: int = 256
-    max_input_tokens: int = 131_072
-    max_body_bytes: int = 2_000_000
-    concurrent_batches: int = 2
-    intra_op_threads: int | None = None  # None: the runtime's choice (bench --save's, else the usable cores)
-    api_key: str | None = None  # every route but /health (and /metrics when public) needs it as a Bearer token
-    public_metrics: bool = False
-    request_timeout: float = 10.0  # seconds for a request's headers, and again for its body, to arrive
-    max_header_bytes: int = 64 * 1024
-    graceful_timeout: float = 30.0
-
-    def load(self) -> TaskModel:
-        """The bundle's model, loaded as the server runs it. `max_batch_tokens` also caps each session run's
-        padded tokens: the runtime sorts a batch by length and runs it in pieces padded to their own bucket, far
-        faster than one piece padded to its longest text (benchmarks/README.md, "Figures behind the defaults")."""
-        model = mbert_edge.load(
-            self.bundle,
-            precision=self.precision,
-            max_batch_tokens=self.max_batch_tokens,
-            intra_op_threads=self.intra_op_threads,
-            session_config=SERVER_SESSION_CONFIG,
-        )
-        # A text the token budget admits is read whole, whatever the runtime's default window limit (set before
-        # the model serves anything).
-        model.runner.max_windows = self.max_input_tokens // model.runner.window_step + 2
-        return model
-
-
-# ONNX Runtime's intra-op threads not spinning after each run: in a server they would take the cores from the
-# event loop (benchmarks/README.md, "Figures behind the defaults").
-SERVER_SESSION_CONFIG = {"session.intra_op.allow_spinning": "0"}
 
 
 def info_payload(model: TaskModel, settings: ServerSettings) -> dict[str, Any]:

@@ -175,7 +175,7 @@ if __name__ == "__main__":  # python -m mbert_edge.serve.openapi docs/http-api: 
     import sys
     from pathlib import Path
 
-    from .app import ServerSettings
+    from .settings import ServerSettings
 
     folder = Path(sys.argv[1])
     for name in TASKS:
