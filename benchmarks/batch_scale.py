@@ -27,7 +27,9 @@ import click
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mbert_edge.runtime.cpus import available_cpus, cpu_flags, cpu_model
+from mbert_edge.bench.measure import machine
+from mbert_edge.bench.report import machine_line
+from mbert_edge.runtime.cpus import available_cpus
 from mbert_edge.textdata import load_textset
 
 RATE = re.compile(r"([\d,]+) rows in ([\d.]+) s")
@@ -119,11 +121,7 @@ def main(bundle: Path, data: Path, rows: int, precision: str, rounds: int, out: 
     # niceness 15, which on a shared machine hands their CPU time to everyone else's processes).
     env = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_worker_niceness": "0"}
     results = {
-        "machine": {
-            "cpu": cpu_model(),
-            "usable_cores": cores,
-            "flags": sorted(cpu_flags() & {"avx2", "avx512f", "avx512_vnni", "avx_vnni"}),
-        },
+        "machine": machine("onnxruntime", "pyarrow", "ray", "mbert-edge"),
         "rows": rows,
         "distinct_sentences": len(set(texts)),
         "precision": precision,
@@ -178,7 +176,7 @@ def main(bundle: Path, data: Path, rows: int, precision: str, rounds: int, out: 
         )
     click.echo(
         f"Ray's best: {results['ray_best_share_of_single']:.1%} of the single process (mean command figures); "
-        f"CPU {results['machine']['cpu']}, flags {', '.join(results['machine']['flags'])}"
+        + machine_line(results["machine"])
     )
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)

@@ -26,10 +26,8 @@ from __future__ import annotations
 import functools
 import json
 import os
-import platform
 import sys
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +36,12 @@ import numpy as np
 from openvino_session import InputInfo, OpenVINOSession
 
 from mbert_edge.bench.measure import cold_start as bundle_cold_start
-from mbert_edge.bench.measure import script_cold_start, side_by_side, time_calls
+from mbert_edge.bench.measure import machine, script_cold_start, side_by_side, time_calls
+from mbert_edge.bench.report import machine_line
 from mbert_edge.bundle import Bundle
 from mbert_edge.runtime.accuracy import compare
 from mbert_edge.runtime.batching import padded_inputs
-from mbert_edge.runtime.cpus import available_cpus, cpu_flags, cpu_model
+from mbert_edge.runtime.cpus import available_cpus
 from mbert_edge.runtime.runner import Runner
 from mbert_edge.textdata import TextSet, load_textset
 
@@ -310,15 +309,7 @@ def main(
             OPENVINO_COLD_START, str(path), str(fp32.file("tokenizer.json")), str(threads), repr(config)
         )
     results = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": threads,
-            "flags": sorted(cpu_flags()),
-            "python": platform.python_version(),
-            "versions": {
-                p: version(p) for p in ("onnxruntime", "openvino", "nncf", "ctranslate2", "mbert-edge") if _installed(p)
-            },
-        },
+        "machine": machine("onnxruntime", "openvino", "nncf", "ctranslate2", "mbert-edge"),
         "bundle": str(bundle),
         "task": task,
         "data": str(data),
@@ -334,12 +325,10 @@ def main(
 
 
 def markdown(results: dict[str, Any]) -> str:
-    machine = results["machine"]
     embeddings = results["task"] == "feature-extraction"
     fidelity_head = "cosine mean / min" if embeddings else "agreement (worst group)"
     lines = [
-        f"{machine['cpu']}, {machine['cores']} cores, flags {' '.join(machine['flags'])}; "
-        + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+        machine_line(results["machine"])
         + f"; OpenVINO default precision here: {results['openvino_precision']['OpenVINO FP32 (CPU default precision)']}.",
         "",
         f"| variant | ms at {' / '.join(map(str, LENGTHS))} tokens (batch 1) | sentences/s (batch 32) | "
@@ -386,14 +375,6 @@ def _median_cold_start(script: str, *args: str, runs: int = 3) -> dict[str, floa
         "seconds": float(np.median([s["seconds"] for s in samples])),
         "peak_rss_mb": float(np.median([s["peak_rss_mb"] for s in samples])),
     }
-
-
-def _installed(package: str) -> bool:
-    try:
-        version(package)
-    except Exception:
-        return False
-    return True
 
 
 if __name__ == "__main__":

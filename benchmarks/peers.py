@@ -28,12 +28,10 @@ import functools
 import itertools
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -47,15 +45,17 @@ from mbert_edge.bench.measure import cold_start as bundle_cold_start
 from mbert_edge.bench.measure import (
     exact_length_feed,
     graph_seconds,
+    machine,
     pipeline_timings,
     script_cold_start,
     side_by_side,
     summary,
     time_calls,
 )
+from mbert_edge.bench.report import machine_line
 from mbert_edge.bundle import Bundle
 from mbert_edge.runtime.batching import padded_inputs
-from mbert_edge.runtime.cpus import available_cpus, cpu_flags, cpu_model
+from mbert_edge.runtime.cpus import available_cpus
 from mbert_edge.runtime.runner import session_options
 from mbert_edge.textdata import load_textset
 
@@ -278,7 +278,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     model = results["model"]
     figure.suptitle(
         f"{model['layers']} layers x {model['hidden']} on {results['machine']['cpu']}, "
-        f"{results['machine']['cores']} cores"
+        f"{results['machine']['usable_cores']} cores"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -363,13 +363,7 @@ def main(
         # Throughput in GOP/s, counting each sentence at the corpus's mean length (padding is not work).
         row["roofline_share_batch32"] = row["sentences_per_s"] * model_gop(config, round(mean_length)) / limit
     results = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": threads,
-            "flags": sorted(cpu_flags()),
-            "python": platform.python_version(),
-            "versions": {p: version(p) for p in ("torch", "transformers", "onnxruntime", "tokenizers", "mbert-edge")},
-        },
+        "machine": machine("torch", "transformers", "onnxruntime", "tokenizers", "mbert-edge"),
         "model": {
             "checkpoint": str(checkpoint),
             "layers": config["num_hidden_layers"],
@@ -387,8 +381,7 @@ def main(
     out.mkdir(parents=True, exist_ok=True)
     (out / "peers.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     lines = [
-        f"Machine: {results['machine']['cpu']}, {threads} cores, flags {', '.join(results['machine']['flags'])}; "
-        f"GEMM roofline FP32 {roofline['fp32']:.0f} GOP/s, INT8 {roofline['int8']:.0f} GOP/s; model "
+        f"{machine_line(results['machine'])}; GEMM roofline FP32 {roofline['fp32']:.0f} GOP/s, INT8 {roofline['int8']:.0f} GOP/s; model "
         f"{config['num_hidden_layers']} layers x {config['hidden_size']}, {gop:.1f} GOP at 128 tokens; "
         f"{len(sentences)} sentences ({tokens} tokens) in {len(texts)} languages.",
         "",

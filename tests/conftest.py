@@ -51,6 +51,12 @@ def run_cli(*args: str, stdin: str | None = None, env: dict[str, str] | None = N
     )
 
 
+def quick_bench(bundle: Path, lengths: str, batch_sizes: str, *options: str) -> subprocess.CompletedProcess:
+    """`mbert-edge bench` at two runs a figure and no time budget: for the report's shape, not its figures."""
+    timing = ("--runs", "2", "--max-seconds", "0", "--lengths", lengths, "--batch-sizes", batch_sizes)
+    return run_cli("bench", str(bundle), *timing, *options)
+
+
 def run_cli_in_terminal(*args: str) -> tuple[int, str]:
     """Run the real command with a pseudo-terminal as its stdin, stdout and stderr, as in a user's shell (click
     draws progress bars only there); returns the exit code and everything it wrote."""
@@ -125,6 +131,15 @@ def randomize_biases(model) -> None:
                 parameter.copy_(1 + 0.1 * torch.randn(parameter.shape, generator=generator))
 
 
+def label_config(labels: list[str]) -> dict:
+    """A transformers config's label fields for these label names."""
+    return {
+        "num_labels": len(labels),
+        "id2label": dict(enumerate(labels)),
+        "label2id": {x: i for i, x in enumerate(labels)},
+    }
+
+
 def write_checkpoint(folder: Path, head: str, vocab: list[str], layers: int = 2, **config_extra) -> Path:
     """Save a random tiny BERT with the given head class, its vocab.txt and a cased tokenizer config."""
     import torch
@@ -157,24 +172,14 @@ def vocab() -> list[str]:
 @pytest.fixture(scope="session")
 def seqcls_checkpoint(tmp_path_factory, vocab) -> Path:
     return write_checkpoint(
-        tmp_path_factory.mktemp("seqcls"),
-        "BertForSequenceClassification",
-        vocab,
-        num_labels=3,
-        id2label=dict(enumerate(LABELS)),
-        label2id={label: i for i, label in enumerate(LABELS)},
+        tmp_path_factory.mktemp("seqcls"), "BertForSequenceClassification", vocab, **label_config(LABELS)
     )
 
 
 @pytest.fixture(scope="session")
 def token_checkpoint(tmp_path_factory, vocab) -> Path:
     return write_checkpoint(
-        tmp_path_factory.mktemp("token"),
-        "BertForTokenClassification",
-        vocab,
-        num_labels=len(NER_LABELS),
-        id2label=dict(enumerate(NER_LABELS)),
-        label2id={label: i for i, label in enumerate(NER_LABELS)},
+        tmp_path_factory.mktemp("token"), "BertForTokenClassification", vocab, **label_config(NER_LABELS)
     )
 
 

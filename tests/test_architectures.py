@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import quick_bench, run_cli
 from families import write_family_checkpoint
 from test_token_classifier import TEXTS as NER_TEXTS
 from test_token_classifier import assert_same_entities, pipeline_entities
@@ -223,22 +223,7 @@ def test_bench_measures_every_architecture(exported, model_type, tmp_path):
     """Figures are read from bench.json, never from the formatted table: on a busy machine the table marks a
     figure "(wide spread)", which is for people, not for parsing."""
     _, bundle = exported(model_type, "token-classification")
-    result = run_cli(
-        "bench",
-        str(bundle),
-        "--runs",
-        "2",
-        "--max-seconds",
-        "0",
-        "--lengths",
-        "8,32",
-        "--batch-sizes",
-        "4",
-        "--no-cold-start",
-        "--no-threads",
-        "--out",
-        str(tmp_path),
-    )
+    result = quick_bench(bundle, "8,32", "4", "--no-cold-start", "--no-threads", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "| precision | 8 tokens | 32 tokens |" in result.stdout
     fp32 = json.loads((tmp_path / "bench.json").read_text())["variants"]["fp32"]

@@ -352,31 +352,14 @@ def test_killed_run_resumes_to_the_same_output(seqcls_bundle, tmp_path):
     finished = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("part-*.parquet")}
     assert 3 <= len(finished) < 60, "the kill must land mid-run"
     assert not (tmp_path / "out" / "_SUCCESS").exists()
-    rerun = run_cli(
-        "batch",
-        str(seqcls_bundle),
-        str(tmp_path / "in.parquet"),
-        str(tmp_path / "out"),
-        "--part-rows",
-        "100",
-        "--batch-size",
-        "8",
-    )
+    out = ["batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--part-rows", "100"]
+    rerun = run_cli(*out, "--batch-size", "8")
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(finished)} already done" in rerun.stdout
     assert {name: (tmp_path / "out" / name).stat().st_mtime_ns for name in finished} == finished  # not rewritten
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
     assert results_of(tmp_path / "out").equals(results_of(tmp_path / "whole"))
-    again = run_cli(
-        "batch",
-        str(seqcls_bundle),
-        str(tmp_path / "in.parquet"),
-        str(tmp_path / "out"),
-        "--part-rows",
-        "100",
-        "--batch-size",
-        "16",
-    )
+    again = run_cli(*out, "--batch-size", "16")
     assert again.returncode == 1 and "(batch_size differ)" in again.stderr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from conftest import run_cli, run_cli_in_terminal
@@ -54,6 +55,12 @@ def assert_same_output(ours: pa.Table, theirs: pa.Table) -> None:
     assert_same_results(ours, theirs)
 
 
+def ray_batch(bundle: Path, folder: Path, address: str, *options: str) -> list[str]:
+    """`mbert-edge batch` of folder/in into folder/ray on Ray: 2 actors x 1 thread, top 3 labels."""
+    ray = ["--ray", address, "--workers", "2", "--threads-per-worker", "1", "--top-k", "3"]
+    return ["batch", str(bundle), str(folder / "in"), str(folder / "ray"), *ray, *options]
+
+
 def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_path):
     """3,000 rows in three files through 2 actors x 1 thread equal the single-process run, row by row (by id)."""
     table = corpus(3000)
@@ -61,22 +68,7 @@ def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_pa
     for index, start in enumerate(range(0, 3000, 1000)):
         pq.write_table(table.slice(start, 1000), tmp_path / "in" / f"{index}.parquet")
     local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local", top_k=3))
-    args = [
-        "batch",
-        str(seqcls_bundle),
-        str(tmp_path / "in"),
-        str(tmp_path / "ray"),
-        "--part-rows",
-        "1000",
-        "--ray",
-        ray_address,
-        "--workers",
-        "2",
-        "--threads-per-worker",
-        "1",
-        "--top-k",
-        "3",
-    ]
+    args = ray_batch(seqcls_bundle, tmp_path, ray_address, "--part-rows", "1000")
     run = run_cli(*args)
     assert run.returncode == 0, run.stderr
     # Rows are compared by id (the order of blocks within a file rests on Ray Data's preserve_order).
@@ -154,22 +146,7 @@ def test_small_files_run_in_groups_of_part_rows(seqcls_bundle, ray_address, tmp_
     (tmp_path / "in").mkdir()
     for index in range(5):
         pq.write_table(table.slice(100 * index, 100), tmp_path / "in" / f"{index}.parquet")
-    args = [
-        "batch",
-        str(seqcls_bundle),
-        str(tmp_path / "in"),
-        str(tmp_path / "ray"),
-        "--part-rows",
-        "250",
-        "--ray",
-        ray_address,
-        "--workers",
-        "2",
-        "--threads-per-worker",
-        "1",
-        "--top-k",
-        "3",
-    ]
+    args = ray_batch(seqcls_bundle, tmp_path, ray_address, "--part-rows", "250")
     run = run_cli(*args)
     assert run.returncode == 0, run.stderr
     out = tmp_path / "ray"

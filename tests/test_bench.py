@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import quick_bench, run_cli
 
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
@@ -21,21 +21,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_bench_writes_every_output(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "b"))
     quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
-    result = run_cli(
-        "bench",
-        str(bundle),
-        "--runs",
-        "2",
-        "--max-seconds",
-        "0",
-        "--lengths",
-        "16,64,256",
-        "--batch-sizes",
-        "4,16",
-        "--save",
-        "--out",
-        str(tmp_path / "out"),
-    )
+    result = quick_bench(bundle, "16,64,256", "4,16", "--save", "--out", str(tmp_path / "out"))
     assert result.returncode == 0, result.stderr
     assert "## Batch-1 latency" in result.stdout and "Recommended: `intra_op_threads=" in result.stdout
     report = json.loads((tmp_path / "out" / "bench.json").read_text())

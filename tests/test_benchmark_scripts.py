@@ -21,6 +21,15 @@ pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pyte
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def script(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """`python benchmarks/<name> ARGS...`, run for real from the benchmarks folder; it must exit 0."""
+    done = subprocess.run(
+        [sys.executable, name, *args], cwd=BENCHMARKS, capture_output=True, text=True, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 PEERS = {
     "mbert-edge FP32",
     "mbert-edge INT8 plain",
@@ -38,28 +47,21 @@ def _run_peers(tmp_path: Path, checkpoint: Path, bundle: Path, *options: str) ->
     (data / "deu.txt").write_text("Guten Morgen.\nWie geht es dir?\nDas ist gut.\n", encoding="utf-8")
     (data / "fra.txt").write_text("Bonjour.\nÇa va ?\n", encoding="utf-8")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "peers.py",
-            str(checkpoint),
-            str(bundle),
-            "--data",
-            str(data),
-            "--runs",
-            "2",
-            "--per-group",
-            "2",
-            "--out",
-            str(out),
-            *options,
-        ],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
+    script(
+        "peers.py",
+        str(checkpoint),
+        str(bundle),
+        "--data",
+        str(data),
+        "--runs",
+        "2",
+        "--per-group",
+        "2",
+        "--out",
+        str(out),
+        *options,
         timeout=1200,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     return json.loads((out / "peers.json").read_text()), out
 
 
@@ -102,14 +104,9 @@ def test_latency_script_times_models_side_by_side(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
     quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     figures = tmp_path / "latency.json"
-    result = subprocess.run(
-        [sys.executable, "latency.py", str(bundle), "--lengths", "8,16", "--rounds", "1", "--json", str(figures)],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = script(
+        "latency.py", str(bundle), "--lengths", "8,16", "--rounds", "1", "--json", str(figures), timeout=300
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     timed = json.loads(figures.read_text())["p50_ms"]
     assert set(timed) == {"8", "16"} and all(set(row) == {"bundle fp32", "bundle int8"} for row in timed.values())
     assert all(ms > 0 for row in timed.values() for ms in row.values())
@@ -120,14 +117,7 @@ def test_cold_start_script_times_each_step(tmp_path, seqcls_bundle):
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
     quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
     figures = tmp_path / "cold_start.json"
-    result = subprocess.run(
-        [sys.executable, "cold_start.py", str(bundle), "--runs", "1", "--json", str(figures)],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    result = script("cold_start.py", str(bundle), "--runs", "1", "--json", str(figures), timeout=300)
     report = json.loads(figures.read_text())
     steps = report["steps_s"]
     assert {"import numpy", "parse tokenizer.json", "sha256 of the model files", "build the session"} <= set(steps)
@@ -141,27 +131,20 @@ def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithf
     plain = Path(shutil.copytree(seqcls_bundle, tmp_path / "plain"))
     quantize_bundle(plain, QuantizationConfig(method="dynamic", min_agreement=0.0))
     out = tmp_path / "profile.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "op_profile.py",
-            str(plain),
-            str(faithful_bundle),
-            "--lengths",
-            "8",
-            "--batch",
-            "3",
-            "--runs",
-            "3",
-            "--out",
-            str(out),
-        ],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
+    result = script(
+        "op_profile.py",
+        str(plain),
+        str(faithful_bundle),
+        "--lengths",
+        "8",
+        "--batch",
+        "3",
+        "--runs",
+        "3",
+        "--out",
+        str(out),
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     profile = json.loads(out.read_text())
     models = profile["results"]["8"]
     assert profile["batch"] == 3 and "batch 3; ms per call" in result.stdout
@@ -183,14 +166,7 @@ def test_faithful_variants_cut_the_per_row_work_away(tmp_path, faithful_bundle):
     counts = {}
     for name in ("per-row", "per-tensor", "row-floor"):
         out = tmp_path / name
-        result = subprocess.run(
-            [sys.executable, "faithful_variants.py", str(faithful_bundle), str(out), "--probe", name],
-            cwd=BENCHMARKS,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
+        script("faithful_variants.py", str(faithful_bundle), str(out), "--probe", name, timeout=300)
         graph = onnx.load(str(out / "model.int8.onnx"), load_external_data=False).graph
         counts[name] = Counter(n.op_type for n in graph.node)
         assert Classifier(out, "int8").logits(["Guten Morgen.", "Hello"]).shape == (2, 3)
@@ -212,28 +188,21 @@ def test_serve_load_script_runs_end_to_end(tmp_path, seqcls_bundle):
     for lang, text in (("deu", "Guten Morgen.\nWie geht es dir?\n"), ("fra", "Bonjour.\nÇa va ?\n")):
         (data / f"{lang}.txt").write_text(text * 4, encoding="utf-8")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "serve_load.py",
-            str(bundle),
-            "--data",
-            str(data),
-            "--per-group",
-            "8",
-            "--concurrency",
-            "1,4",
-            "--warmup",
-            "2",
-            "--out",
-            str(out),
-        ],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
+    script(
+        "serve_load.py",
+        str(bundle),
+        "--data",
+        str(data),
+        "--per-group",
+        "8",
+        "--concurrency",
+        "1,4",
+        "--warmup",
+        "2",
+        "--out",
+        str(out),
         timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     assert list(out.glob("*.json")) and list(out.glob("*.png"))
 
 
@@ -244,49 +213,27 @@ def test_batch_scale_script_runs_end_to_end(tmp_path, seqcls_bundle):
     data.mkdir()
     (data / "deu.txt").write_text("Guten Morgen.\nWie geht es dir?\nDas ist gut.\n" * 20, encoding="utf-8")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "batch_scale.py",
-            str(seqcls_bundle),
-            "--data",
-            str(data),
-            "--rows",
-            "300",
-            "--precision",
-            "fp32",
-            "--rounds",
-            "1",
-            "--out",
-            str(out),
-        ],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
+    script(
+        "batch_scale.py",
+        str(seqcls_bundle),
+        "--data",
+        str(data),
+        "--rows",
+        "300",
+        "--precision",
+        "fp32",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
         timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     assert list(out.glob("*.json"))
 
 
 def test_architectures_script_tabulates_each_task(tmp_path):
     out, figures = tmp_path / "architectures.md", tmp_path / "architectures.json"
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BENCHMARKS / "architectures.py"),
-            "--family",
-            "distilbert",
-            "--out",
-            str(out),
-            "--json",
-            str(figures),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert run.returncode == 0, run.stderr
+    script("architectures.py", "--family", "distilbert", "--out", str(out), "--json", str(figures))
     rows = json.loads(figures.read_text())["rows"]
     assert [row["task"] for row in rows] == ["sequence-classification", "token-classification", "feature-extraction"]
     for row in rows:
@@ -324,34 +271,27 @@ def test_engines_and_engine_profile_scripts(tmp_path, seqcls_checkpoint, seqcls_
         folder.mkdir()
         (folder / "text.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "engines.py",
-            str(seqcls_bundle),
-            "--dynamic",
-            str(dynamic),
-            "--faithful",
-            str(faithful_bundle),
-            "--checkpoint",
-            str(seqcls_checkpoint),
-            "--data",
-            str(data),
-            "--calibration",
-            str(calibration),
-            "--sentences",
-            "16",
-            "--rounds",
-            "1",
-            "--out",
-            str(out),
-        ],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
+    script(
+        "engines.py",
+        str(seqcls_bundle),
+        "--dynamic",
+        str(dynamic),
+        "--faithful",
+        str(faithful_bundle),
+        "--checkpoint",
+        str(seqcls_checkpoint),
+        "--data",
+        str(data),
+        "--calibration",
+        str(calibration),
+        "--sentences",
+        "16",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
         timeout=900,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((out / "engines.json").read_text())
     assert set(report["variants"]) == ENGINES
     for name, row in report["variants"].items():
@@ -364,26 +304,19 @@ def test_engines_and_engine_profile_scripts(tmp_path, seqcls_checkpoint, seqcls_
     irs = sorted((out / "models").glob("*.xml"))
     assert [ir.name for ir in irs] == ["fp32.xml", "int8_weights.xml", "static_int8.xml"]
     profile_out = tmp_path / "profile.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "engine_profile.py",
-            "--bundle",
-            str(faithful_bundle),
-            *(a for ir in irs for a in ("--openvino", str(ir))),
-            "--lengths",
-            "8",
-            "--runs",
-            "2",
-            "--out",
-            str(profile_out),
-        ],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
+    script(
+        "engine_profile.py",
+        "--bundle",
+        str(faithful_bundle),
+        *(a for ir in irs for a in ("--openvino", str(ir))),
+        "--lengths",
+        "8",
+        "--runs",
+        "2",
+        "--out",
+        str(profile_out),
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(profile_out.read_text())["results"]["8"]
     assert set(rows) == {"ORT b", "OpenVINO fp32", "OpenVINO int8_weights", "OpenVINO static_int8"}
     assert all(row["ms"]["GEMMs"] > 0 and row["wall_ms"] > 0 for row in rows.values())
@@ -394,26 +327,19 @@ def test_serve_memory_script_measures_head_and_window(tmp_path, seqcls_bundle):
     text = tmp_path / "text.txt"
     text.write_text("Guten Morgen, wie geht es dir heute? " * 50, encoding="utf-8")
     figures = tmp_path / "serve_memory.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "serve_memory.py",
-            str(seqcls_bundle),
-            "--text",
-            str(text),
-            "--clients",
-            "2",
-            "--megabytes",
-            "0.05",
-            "--json",
-            str(figures),
-        ],
-        cwd=BENCHMARKS,
-        capture_output=True,
-        text=True,
+    result = script(
+        "serve_memory.py",
+        str(seqcls_bundle),
+        "--text",
+        str(text),
+        "--clients",
+        "2",
+        "--megabytes",
+        "0.05",
+        "--json",
+        str(figures),
         timeout=300,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(figures.read_text())["rows"]
     assert [row["truncation"] for row in rows] == ["head", "window"]
     for row in rows:  # CPU time is counted in clock ticks: a light request may read 0 on a fast machine

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import needs_shared, run_cli
+from conftest import label_config, needs_shared, run_cli
 
 from mbert_edge.bundle import MANIFEST_NAME
 
@@ -58,9 +58,7 @@ def train_language_id(folder: Path) -> Path:
         num_attention_heads=2,
         intermediate_size=128,
         max_position_embeddings=128,
-        num_labels=len(LANGUAGES),
-        id2label=dict(enumerate(LANGUAGES)),
-        label2id={lang: i for i, lang in enumerate(LANGUAGES)},
+        **label_config(LANGUAGES),
         architectures=["BertForSequenceClassification"],
     )
     model = transformers.BertForSequenceClassification(config)

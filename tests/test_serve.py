@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -623,6 +623,24 @@ def test_serve_needs_the_extra_a_bundle_sane_limits_and_a_free_port(tmp_path, se
     assert "already in use" in port_in_use.stderr and "--port" in port_in_use.stderr
 
 
+def slow_upper() -> tuple[Callable[[list[str]], list[str]], list[int], list[list[str]]]:
+    """A model for the batcher alone: 0.2 s a batch, texts upper-cased; with the most batches that ran at once
+    and every batch's texts (sorted)."""
+    lock, running, most, batches = threading.Lock(), [0], [0], []
+
+    def run(texts: list[str]) -> list[str]:
+        with lock:
+            batches.append(sorted(texts))
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+        return [text.upper() for text in texts]
+
+    return run, most, batches
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("concurrent", [1, 2])
 def test_the_batcher_runs_up_to_its_concurrent_batches_at_once(concurrent):
@@ -630,16 +648,7 @@ def test_the_batcher_runs_up_to_its_concurrent_batches_at_once(concurrent):
     from mbert_edge.serve.batcher import BatchLimits, MicroBatcher
     from mbert_edge.serve.metrics import ServerMetrics
 
-    lock, running, most = threading.Lock(), [0], [0]
-
-    def run(texts: list[str]) -> list[str]:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.2)
-        with lock:
-            running[0] -= 1
-        return [text.upper() for text in texts]
+    run, most, _ = slow_upper()
 
     async def scenario() -> list[list[str]]:
         batcher = MicroBatcher(BatchLimits(max_tokens=512, max_size=2, max_wait=0), ServerMetrics(), concurrent)
@@ -692,17 +701,7 @@ def test_idle_batch_slots_share_the_waiting_texts():
     from mbert_edge.serve.batcher import BatchLimits, MicroBatcher
     from mbert_edge.serve.metrics import ServerMetrics
 
-    lock, running, most, batches = threading.Lock(), [0], [0], []
-
-    def run(texts: list[str]) -> list[str]:
-        with lock:
-            batches.append(sorted(texts))
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.2)
-        with lock:
-            running[0] -= 1
-        return [text.upper() for text in texts]
+    run, most, batches = slow_upper()
 
     async def scenario() -> list[list[str]]:
         batcher = MicroBatcher(BatchLimits(max_tokens=512, max_size=32, max_wait=0.1), ServerMetrics(), 2)

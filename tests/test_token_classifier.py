@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from conftest import NER_LABELS, minilm_path
+from conftest import NER_LABELS, label_config, minilm_path
 
 from mbert_edge import TokenClassifier
 from mbert_edge.tasks import AGGREGATIONS
@@ -66,9 +66,7 @@ def test_minilm_with_a_head_agrees_with_hf_pipeline(tmp_path):
     torch.manual_seed(0)
     model = transformers.BertForTokenClassification.from_pretrained(
         source,
-        num_labels=len(NER_LABELS),
-        id2label=dict(enumerate(NER_LABELS)),
-        label2id={label: i for i, label in enumerate(NER_LABELS)},
+        **label_config(NER_LABELS),
     )
     checkpoint = tmp_path / "minilm-ner"
     model.save_pretrained(checkpoint)

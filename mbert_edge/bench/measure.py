@@ -46,6 +46,27 @@ model.predict("Das Essen war großartig")
 """
 
 
+def machine(*packages: str) -> dict[str, Any]:
+    """The machine a report was measured on: CPU, usable cores, CPU flags, Python, and the versions of
+    `packages` that are installed (each report names the libraries it compares)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
+    for package in packages:
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return {
+        "cpu": cpu_model(),
+        "usable_cores": available_cpus(),
+        "flags": sorted(cpu_flags()),
+        "python": platform.python_version(),
+        "versions": versions,
+    }
+
+
 def time_calls(call: Callable[[], Any], min_runs: int, max_seconds: float, warmup: int = 3) -> np.ndarray:
     """Seconds per call: `warmup` untimed calls, then at least `min_runs` timed ones, continuing while
     under `max_seconds` up to 10x `min_runs` (more samples, steadier medians, for fast calls)."""
@@ -191,17 +212,11 @@ def run(
     progress: Progress,
 ) -> dict[str, Any]:
     """Every figure of `mbert-edge bench` for the given precisions of one bundle."""
-    import onnxruntime
 
     texts = [t for group in sentences.values() for t in group]
     results: dict[str, Any] = {
         "bundle": str(bundle),
-        "machine": {
-            "cpu": cpu_model(),
-            "usable_cores": available_cpus(),
-            "flags": sorted(cpu_flags()),
-            "onnxruntime": onnxruntime.__version__,
-        },
+        "machine": machine("onnxruntime", "mbert-edge"),
         "data": {"sentences": len(texts), "groups": len(sentences)},
         "settings": {"min_runs": min_runs, "max_seconds": max_seconds},
         "variants": {},

@@ -13,17 +13,15 @@ def _flag(row: dict[str, Any]) -> str:
     return " (wide spread)" if row["wide_spread"] else ""
 
 
+def machine_line(machine: dict[str, Any]) -> str:
+    """`measure.machine`'s record in one line, as every report starts."""
+    versions = ", ".join(f"{package} {number}" for package, number in machine["versions"].items())
+    return f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores, flags {' '.join(machine['flags'])}; {versions}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     """All figures as Markdown tables (also what the terminal shows)."""
-    machine = results["machine"]
-    lines = [
-        f"# mbert-edge bench: {results['bundle']}",
-        "",
-        f"Machine: {machine['cpu']}, {machine['usable_cores']} usable cores, flags: "
-        f"{', '.join(machine['flags']) or 'none of avx2/avx512_vnni/avx_vnni/asimddp'}; "
-        f"onnxruntime {machine['onnxruntime']}.",
-        "",
-    ]
+    lines = [f"# mbert-edge bench: {results['bundle']}", "", machine_line(results["machine"]) + ".", ""]
     variants = results["variants"]
     lengths = sorted({int(n) for v in variants.values() for n in v["latency_by_length"]})
     lines += [
