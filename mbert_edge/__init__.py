@@ -15,7 +15,7 @@ from .errors import (
     TrimError,
 )
 from .quantization import QuantizationConfig
-from .runtime import Classifier, Embedder, TokenClassifier, load
+from .runtime import Classifier, Embedder, TokenClassifier, ZeroShotClassifier, load
 
 
 def __getattr__(name: str) -> Any:
@@ -46,6 +46,7 @@ __all__ = [
     "RequestError",
     "TokenClassifier",
     "TrimError",
+    "ZeroShotClassifier",
     "__version__",
     "load",
 ]

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from .runtime.model import TaskModel
 
 TRUNCATIONS = ("head", "window")  # the first window of a long text, or all of it in overlapping windows
+# How a pair of texts is cut to the max length (the tokenizers' strategies): tokens from the longer text first,
+# or from one text alone.
+PAIR_TRUNCATIONS = ("longest_first", "only_first", "only_second")
 AGGREGATIONS = ("none", "simple", "first", "max", "average")  # how token classification's tokens become entities
 
 
@@ -94,6 +97,7 @@ class Task:
     summary: str  # what a result is, in a few words (the server's published API)
     columns: tuple[Column, ...]  # what `batch` adds to each row (and "error")
     routes: tuple[str, ...] = field(default=())  # the server's inference routes for it, beyond /tokenize
+    pairs: bool = False  # `predict` also takes pairs of texts, (text, text_pair)
 
     @property
     def gate_option(self) -> str:
@@ -153,6 +157,7 @@ SEQUENCE_CLASSIFICATION = Task(
     summary="labels and scores (the text-classification pipeline's)",
     columns=(Column("label", "string", "label"), Column("score", "float32", "score")),
     routes=("/predict",),
+    pairs=True,
 )
 TOKEN_CLASSIFICATION = Task(
     "token-classification",

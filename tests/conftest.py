@@ -19,7 +19,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != REPO_ROOT]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 LABELS = ["negative", "neutral", "positive"]
-NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "MISC"]  # MISC: a label without a B-/I- prefix
+NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "MISC"]
+NLI_LABELS = [
+    "contradiction",
+    "neutral",
+    "entailment",
+]  # the order of MNLI's roberta-large-mnli  # MISC: a label without a B-/I- prefix
 
 
 def needs_shared(*parts: str) -> Path:
@@ -193,6 +198,18 @@ def mbert_vocab_checkpoint(tmp_path_factory) -> Path:
     vocab = needs_shared("mbert_vocab", "vocab.txt").read_text(encoding="utf-8").splitlines()
     folder = tmp_path_factory.mktemp("mbert-vocab")
     return write_checkpoint(folder, "BertForSequenceClassification", vocab, layers=1, num_labels=2)
+
+
+@pytest.fixture(scope="session")
+def nli_bundle(tmp_path_factory, vocab) -> Path:
+    """A tiny BERT NLI bundle (premise, hypothesis -> contradiction, neutral, entailment), for zero-shot."""
+    from mbert_edge.export import export_bundle
+
+    folder = tmp_path_factory.mktemp("nli")
+    checkpoint = write_checkpoint(
+        folder / "checkpoint", "BertForSequenceClassification", vocab, **label_config(NLI_LABELS)
+    )
+    return export_bundle(str(checkpoint), folder / "bundle").path
 
 
 @pytest.fixture(scope="session")

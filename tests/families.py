@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import LABELS, NER_LABELS, randomize_biases, tiny_vocab
+from conftest import LABELS, NER_LABELS, label_config, randomize_biases, tiny_vocab
 
 # XLM-R's and RoBERTa's special-token layout: <s> 0, <pad> 1, </s> 2, <unk> 3.
 SENTENCEPIECE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
@@ -66,7 +66,7 @@ def bpe_tokenizer():
     return tokenizer
 
 
-def write_family_checkpoint(folder: Path, model_type: str, task: str) -> Path:
+def write_family_checkpoint(folder: Path, model_type: str, task: str, labels: list[str] | None = None) -> Path:
     """A random tiny `model_type` checkpoint with `task`'s head and its tokenizer files. XLM-R's
     tokenizer_config.json names its special tokens (as the real one does); RoBERTa's names none, so they
     are read from the tokenizer's post-processor and the model config. `bert` here is a BERT encoder with
@@ -75,16 +75,8 @@ def write_family_checkpoint(folder: Path, model_type: str, task: str) -> Path:
     import transformers
 
     folder.mkdir(parents=True, exist_ok=True)
-    labels = NER_LABELS if task == "token-classification" else LABELS
-    head = (
-        {}
-        if task == "feature-extraction"
-        else {
-            "num_labels": len(labels),
-            "id2label": dict(enumerate(labels)),
-            "label2id": {label: i for i, label in enumerate(labels)},
-        }
-    )
+    labels = labels or (NER_LABELS if task == "token-classification" else LABELS)
+    head = {} if task == "feature-extraction" else label_config(labels)
     if model_type == "distilbert":
         vocab = tiny_vocab()
         (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")

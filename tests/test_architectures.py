@@ -264,3 +264,50 @@ def test_special_tokens_named_null_are_read_from_the_tokenizer(exported, tmp_pat
     (copy / "tokenizer_config.json").write_text(json.dumps(config))
     _, special, _ = build_tokenizer(copy)
     assert (special["cls"].token, special["cls"].id, special["sep"].token, special["sep"].id) == ("<s>", 0, "</s>", 2)
+
+
+PAIRS = [
+    ("Der Hund schläft.", "Ein Tier ruht."),
+    ("Il pleut.", "Il fait beau 🙂"),
+    ("東京は大きい。", "Tokyo is big."),
+    ("a", "b"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", ["bert", *FAMILIES])
+def test_pairs_agree_with_the_text_classification_pipeline(exported, seqcls_checkpoint, seqcls_bundle, model_type):
+    """Pairs as the tokenizer's pair template lays them out (segment ids where the model takes them), cut as
+    transformers cuts them, classified as the `text-classification` pipeline classifies `{"text", "text_pair"}`."""
+    import transformers
+
+    if model_type == "bert":  # WordPiece with two segment types
+        checkpoint, bundle = seqcls_checkpoint, seqcls_bundle
+    else:
+        checkpoint, bundle = exported(model_type, "sequence-classification")
+    pipe = transformers.pipeline("text-classification", model=str(checkpoint), tokenizer=str(checkpoint))
+    expected = pipe([{"text": a, "text_pair": b} for a, b in PAIRS], top_k=None)
+    model = Classifier(bundle, precision="fp32")
+    got = model.predict(PAIRS, top_k=None)
+    for ours, theirs in zip(got, expected):
+        assert {r["label"]: r["score"] for r in ours} == pytest.approx(
+            {r["label"]: r["score"] for r in theirs}, abs=1e-5
+        )
+    assert model.predict({"text": PAIRS[0][0], "text_pair": PAIRS[0][1]}) == got[0][0]  # the pipeline's dict, alone
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    long, short = " ".join(TEXTS * 3), "kurz und gut"
+    for strategy, pairs in {
+        "longest_first": [(long, short), (short, long), (long, long[::-1])],
+        "only_first": [(long, short)],
+        "only_second": [(short, long)],
+    }.items():
+        theirs = tokenizer([a for a, _ in pairs], [b for _, b in pairs], truncation=strategy, max_length=128)
+        windows = [group[0] for group in model.runner.pair_windows(pairs, strategy)]
+        assert [w.ids for w in windows] == theirs["input_ids"]
+        if "token_type_ids" in theirs:
+            assert [w.type_ids for w in windows] == theirs["token_type_ids"]
+    with pytest.raises(ValueError, match="'only_first' cannot cut these pairs to 128 tokens"):
+        model.predict((short, long), truncation="only_first")
+    with pytest.warns(UserWarning, match="some pairs are longer than 128 tokens and were cut"):
+        model.predict((long, short))

@@ -7,5 +7,6 @@ from .loading import load
 from .model import TaskModel
 from .runner import Runner
 from .token_classifier import TokenClassifier
+from .zero_shot import ZeroShotClassifier
 
-__all__ = ["Classifier", "Embedder", "Runner", "TaskModel", "TokenClassifier", "load"]
+__all__ = ["Classifier", "Embedder", "Runner", "TaskModel", "TokenClassifier", "ZeroShotClassifier", "load"]

@@ -11,7 +11,7 @@ import numpy as np
 from ..tasks import SEQUENCE_CLASSIFICATION
 from .model import PerText, TaskModel
 from .scores import sigmoid, softmax
-from .textinput import check_count
+from .textinput import TextInput, check_count
 
 Prediction = dict[str, Any]
 
@@ -34,33 +34,42 @@ class Classifier(TaskModel):
         multi_label = self.bundle.manifest.problem_type == "multi_label_classification"
         self._activation = sigmoid if multi_label or len(self.labels) == 1 else softmax
 
-    def _logits(self, items: list[str], per_text: PerText) -> np.ndarray:
+    def _logits(self, items: list[TextInput], per_text: PerText) -> np.ndarray:
         """One row per text: a long text's windows' logits are averaged."""
         rows = [np.mean(outputs, axis=0) for _, outputs in per_text]
         return np.array(rows, dtype=np.float32).reshape(len(rows), len(self.labels))
 
-    def logits(self, texts: str | Sequence[str], batch_size: int = 32, truncation: str | None = None) -> np.ndarray:
-        """Raw logits, shape (n, labels); a single row for a single string. Texts longer than the max
+    def logits(
+        self, texts: TextInput | Sequence[TextInput], batch_size: int = 32, truncation: str | None = None
+    ) -> np.ndarray:
+        """Raw logits, shape (n, labels); a single row for a single string or pair. Texts longer than the max
         length are cut to their head (`truncation="head"`; by default too, with a warning), or with
-        `truncation="window"` read whole in overlapping windows whose logits are averaged."""
+        `truncation="window"` read whole in overlapping windows whose logits are averaged. Pairs of texts
+        (`(text, text_pair)` tuples or `{"text", "text_pair"}` dicts: a premise and a hypothesis, a question and a
+        passage) are read as one input by the tokenizer's pair template, cut to the max length by
+        `truncation="longest_first"` (the default, with a warning), `"only_first"` or `"only_second"`."""
         logits: np.ndarray = self._call(texts, batch_size, truncation, self._logits)
         return logits
 
     def predict_proba(
-        self, texts: str | Sequence[str], batch_size: int = 32, truncation: str | None = None
+        self, texts: TextInput | Sequence[TextInput], batch_size: int = 32, truncation: str | None = None
     ) -> np.ndarray:
         """Label probabilities, shape (n, labels) (softmax, or sigmoid for multi-label heads)."""
         return self._activation(self.logits(texts, batch_size, truncation))
 
     def predict(
-        self, texts: str | Sequence[str], top_k: int | None = 1, batch_size: int = 32, truncation: str | None = None
+        self,
+        texts: TextInput | Sequence[TextInput],
+        top_k: int | None = 1,
+        batch_size: int = 32,
+        truncation: str | None = None,
     ) -> Prediction | list[Prediction] | list[list[Prediction]]:
-        """`{"label", "score"}` per text; with `top_k` > 1 (or None for all labels) a list of them,
-        best first. A single string gives a single result."""
+        """`{"label", "score"}` per text or pair of texts (as `logits` reads them); with `top_k` > 1 (or None for
+        all labels) a list of them, best first. A single string or pair gives a single result."""
         check_count("top_k", top_k, allow_none=True)
         k = len(self.labels) if top_k is None else min(top_k, len(self.labels))
 
-        def ranked(items: list[str], per_text: PerText) -> list[Any]:
+        def ranked(items: list[TextInput], per_text: PerText) -> list[Any]:
             results = []
             for row in self._activation(self._logits(items, per_text)):
                 best = [{"label": self.labels[i], "score": float(row[i])} for i in np.argsort(-row, kind="stable")[:k]]

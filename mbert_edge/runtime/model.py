@@ -20,9 +20,9 @@ from tokenizers import Encoding, Tokenizer
 
 from ..bundle import Bundle
 from ..errors import BundleError
-from ..tasks import TRUNCATIONS
+from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS
 from .runner import Runner
-from .textinput import as_text_list, check_choice, check_count
+from .textinput import TextInput, as_text_list, check_choice, check_count
 
 PerText = list[tuple[list[Encoding], list[np.ndarray]]]  # each text's windows and the graph's output for each
 
@@ -104,36 +104,46 @@ class TaskModel(ABC):
         """Label names in id order; None for embeddings."""
         return self.bundle.manifest.labels
 
-    def _per_text(self, texts: list[str], truncation: str | None, batch_size: int) -> PerText:
-        """(windows, outputs) of each text: all windows of all texts are batched together. A text cut by the
-        task's default "head" truncation is warned about (asking for "head" explicitly is not)."""
-        check_choice("truncation", truncation, TRUNCATIONS)
+    def _per_text(self, texts: list[TextInput], truncation: str | None, batch_size: int) -> PerText:
+        """(windows, outputs) of each text or pair: all windows of all inputs are batched together. A text cut by
+        the task's default "head" truncation, or a pair cut by the default "longest_first", is warned about
+        (asking for it explicitly is not)."""
         check_count("batch_size", batch_size)
-        windows = self.runner.windows(texts, truncation or self.default_truncation)
+        pairs = [t for t in texts if not isinstance(t, str)]
+        if pairs:
+            check_choice("truncation", truncation, PAIR_TRUNCATIONS)
+            windows = self.runner.pair_windows(pairs, truncation or PAIR_TRUNCATIONS[0])
+            cut = f"some pairs are longer than {self.max_length} tokens and were cut, the longer text first"
+            fix = "pass truncation='only_first' or 'only_second' to cut one text alone"
+        else:
+            check_choice("truncation", truncation, TRUNCATIONS)
+            windows = self.runner.windows(
+                [t for t in texts if isinstance(t, str)], truncation or self.default_truncation
+            )
+            cut = f"some texts are longer than {self.max_length} tokens and were cut to their first {self.max_length}"
+            fix = "pass truncation='window' (on the command line --truncation window) to read them whole"
         if self._trimmed_unk_id is not None and not self._warned_unknown:
             self._check_unknown_rate(windows, self._trimmed_unk_id)
-        if truncation is None and self.default_truncation == "head" and any(g[0].overflowing for g in windows):
-            warnings.warn(
-                f"some texts are longer than {self.max_length} tokens and were cut to their first "
-                f"{self.max_length}; pass truncation='window' (on the command line --truncation window) to read them "
-                "whole",
-                UserWarning,
-                stacklevel=4,
-            )
+        if (
+            truncation is None
+            and (pairs or self.default_truncation == "head")
+            and any(g[0].overflowing for g in windows)
+        ):
+            warnings.warn(f"{cut}; {fix}", UserWarning, stacklevel=4)
         outputs = self.runner.run([w for group in windows for w in group], batch_size)
         bounds = list(itertools.accumulate((len(group) for group in windows), initial=0))
         return [(group, outputs[a:b]) for group, a, b in zip(windows, bounds, bounds[1:])]
 
     def _call(
         self,
-        texts: str | Sequence[str],
+        texts: TextInput | Sequence[TextInput],
         batch_size: int,
         truncation: str | None,
-        postprocess: Callable[[list[str], PerText], Sequence[Any] | np.ndarray],
+        postprocess: Callable[[list[Any], PerText], Sequence[Any] | np.ndarray],  # the inputs as given, texts or pairs
     ) -> Any:
-        """The task's `postprocess` over all texts' outputs, one result per text; a single string gives its result alone
-        (typed by the caller, which knows its task's result)."""
-        items, single = as_text_list(texts)
+        """The task's `postprocess` over all inputs' outputs, one result per input; a single string (or pair, where
+        the task takes pairs) gives its result alone (typed by the caller, which knows its task's result)."""
+        items, single = as_text_list(texts, pairs=TASKS[self.task].pairs)
         results = postprocess(items, self._per_text(items, truncation, batch_size))
         return results[0] if single else results
 
@@ -152,7 +162,7 @@ class TaskModel(ABC):
                 stacklevel=5,
             )
 
-    def iter_predict(self, texts: Iterable[str], chunk_size: int = 1024, **options: Any) -> Iterator[Any]:
+    def iter_predict(self, texts: Iterable[TextInput], chunk_size: int = 1024, **options: Any) -> Iterator[Any]:
         """`predict` for a stream of texts (a generator, a file): one result at a time, in input order, with
         memory bounded by `chunk_size` texts. Takes `predict`'s keyword arguments."""
         if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
@@ -163,5 +173,5 @@ class TaskModel(ABC):
             chunk = list(itertools.islice(source, chunk_size))
             if not chunk:
                 return
-            as_text_list(chunk, first)  # a wrong type is named by its index in the whole stream
+            as_text_list(chunk, first, pairs=TASKS[self.task].pairs)  # a wrong type is named by its index in the stream
             yield from self.predict(chunk, **options)

@@ -17,7 +17,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from ..bundle import TOKENIZER_NAME, Bundle
-from ..tasks import TRUNCATIONS
+from ..tasks import PAIR_TRUNCATIONS, TRUNCATIONS
 from .batching import padded_inputs, plan_batches
 from .cpus import available_cpus, cpu_flags, int8_is_fast
 from .integrity import check_graph, check_tokenizer, open_session
@@ -89,6 +89,7 @@ class Runner:
             )
         tokenizer.no_padding()  # batches are padded by `batching.padded_inputs`
         tokenizer.enable_truncation(max_length, stride=self.stride)  # the rest: `Encoding.overflowing` windows
+        self._pair_tokenizers: dict[str, Tokenizer] = {}  # a copy per pair truncation, made on first use
         self.session, self.tokenizer, self.max_length, self.pad_id, self.name = (
             session,
             tokenizer,
@@ -197,6 +198,25 @@ class Runner:
                     f"tokens (the max_windows limit); read its head (truncation='head') or raise max_windows"
                 )
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
+
+    def pair_windows(self, pairs: Sequence[tuple[str, str]], truncation: str) -> list[list[Encoding]]:
+        """Each pair's one window, laid out by the tokenizer's pair template (`[CLS] text [SEP] text_pair [SEP]`
+        with segment ids 0 and 1 for BERT, `<s> a </s></s> b </s>` for XLM-R and RoBERTa) and cut to the max
+        length: "longest_first" takes tokens from the longer text first, "only_first" / "only_second" from that
+        text alone (ValueError when it is too short to make room)."""
+        if truncation not in PAIR_TRUNCATIONS:
+            raise ValueError(f"truncation of pairs must be one of {', '.join(PAIR_TRUNCATIONS)}, got {truncation!r}")
+        if truncation not in self._pair_tokenizers:
+            tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
+            tokenizer.enable_truncation(self.max_length, stride=0, strategy=truncation)
+            self._pair_tokenizers[truncation] = tokenizer
+        try:
+            encodings = self._pair_tokenizers[truncation].encode_batch([(encodable(a), encodable(b)) for a, b in pairs])
+        except Exception as exc:  # the tokenizers' own, for a text too short to cut
+            raise ValueError(
+                f"truncation {truncation!r} cannot cut these pairs to {self.max_length} tokens: {exc}"
+            ) from exc
+        return [[e] for e in encodings]
 
     def exceeds_max_windows(self, text: str) -> bool:
         """Whether `text` needs more than `max_windows` windows. Its tokens are counted in

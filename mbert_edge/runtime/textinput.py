@@ -9,17 +9,46 @@ from collections.abc import Sequence
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def as_text_list(texts: str | Sequence[str], first_index: int = 0) -> tuple[list[str], bool]:
-    """Normalise `texts` to a list; the flag says a single string came in (and a single result goes out).
-    A wrong type raises TypeError naming its index (counted from `first_index`, for streamed chunks)."""
+Pair = tuple[str, str]  # (text, text_pair): a premise and its hypothesis, a query and a document
+TextInput = str | Pair
+
+
+def _pair(item: object) -> Pair | None:
+    """`item` as (text, text_pair) when it is one: a 2-tuple of strings or the pipelines' dict
+    `{"text": ..., "text_pair": ...}`; else None."""
+    if isinstance(item, dict) and set(item) == {"text", "text_pair"}:
+        item = (item["text"], item["text_pair"])
+    if isinstance(item, (tuple, list)) and len(item) == 2 and all(isinstance(x, str) for x in item):
+        return item[0], item[1]
+    return None
+
+
+def as_text_list(
+    texts: TextInput | Sequence[TextInput], first_index: int = 0, pairs: bool = False
+) -> tuple[list[TextInput], bool]:
+    """Normalise `texts` to a list; the flag says a single input came in (and a single result goes out).
+    With `pairs`, an input may also be a pair of texts: a tuple `(text, text_pair)` or a dict
+    `{"text", "text_pair"}` (a list of two strings is two texts at the top level, a pair within a list).
+    A batch holds texts or pairs, not both. A wrong type raises TypeError naming its index (counted from
+    `first_index`, for streamed chunks)."""
     if isinstance(texts, str):
         return [texts], True
-    if isinstance(texts, (bytes, bytearray)) or not isinstance(texts, Sequence):
-        raise TypeError(f"texts must be a str or a sequence of str, got {type(texts).__name__}")
+    single = _pair(texts) if pairs and isinstance(texts, (tuple, dict)) else None
+    if single is not None:
+        return [single], True
+    if isinstance(texts, (bytes, bytearray, dict)) or not isinstance(texts, Sequence):
+        expected = "a str, a (text, text_pair) tuple or a sequence of them" if pairs else "a str or a sequence of str"
+        raise TypeError(f"texts must be {expected}, got {type(texts).__name__}")
+    items: list[TextInput] = []
     for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"texts[{first_index + index}] must be str, got {type(text).__name__}")
-    return list(texts), False
+        item = text if isinstance(text, str) else _pair(text) if pairs else None
+        if item is None:
+            expected = "str or a (text, text_pair) pair of str" if pairs else "str"
+            raise TypeError(f"texts[{first_index + index}] must be {expected}, got {type(text).__name__}")
+        if isinstance(item, str) != isinstance(items[0] if items else item, str):
+            raise TypeError(f"texts[{first_index + index}]: a call takes texts or pairs of texts, not both")
+        items.append(item)
+    return items, False
 
 
 def check_count(name: str, value: object, allow_none: bool = False) -> None:

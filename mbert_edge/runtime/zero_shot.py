@@ -1,0 +1,97 @@
+"""Zero-shot classification over an NLI bundle, as transformers' `zero-shot-classification` pipeline does it:
+each text is the premise of one hypothesis per candidate label, and the model's entailment decides."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+from ..errors import BundleError
+from .classifier import Classifier
+from .scores import softmax
+from .textinput import as_text_list
+
+DEFAULT_TEMPLATE = "This example is {}."
+
+
+def nli_label_ids(labels: Sequence[str], where: str) -> tuple[int, int]:
+    """(entailment, contradiction) label ids. Entailment is the first label starting with "entail" (the pipeline's
+    rule); contradiction is the label starting with "contradict", else the pipeline's choice (the first label, or
+    the last when entailment is the first). BundleError when no label says entailment."""
+    lowered = [label.lower() for label in labels]
+    entailment = next((i for i, label in enumerate(lowered) if label.startswith("entail")), None)
+    if entailment is None:
+        raise BundleError(
+            f"{where} has no entailment label (its labels: {', '.join(labels)}): zero-shot classification needs an "
+            "NLI model, whose labels name entailment (and contradiction)"
+        )
+    named = next((i for i, label in enumerate(lowered) if label.startswith("contradict")), None)
+    return entailment, named if named is not None else (len(labels) - 1 if entailment == 0 else 0)
+
+
+def candidates(candidate_labels: str | Sequence[str]) -> list[str]:
+    """The candidate labels: a list, or one string of comma-separated labels (as the pipeline takes them)."""
+    if isinstance(candidate_labels, str):
+        labels = [label.strip() for label in candidate_labels.split(",") if label.strip()]
+    elif isinstance(candidate_labels, Sequence) and all(isinstance(x, str) for x in candidate_labels):
+        labels = list(candidate_labels)
+    else:
+        raise TypeError(f"candidate_labels must be a str or a sequence of str, got {type(candidate_labels).__name__}")
+    if not labels:
+        raise ValueError("candidate_labels is empty: give at least one label")
+    return labels
+
+
+class ZeroShotClassifier(Classifier):
+    """Classify texts into labels given at call time, with an NLI bundle (premise, hypothesis -> entailment,
+    neutral, contradiction), with the `zero-shot-classification` pipeline's semantics and results.
+
+    >>> zs = ZeroShotClassifier("xnli-bundle/")
+    >>> zs.predict("Der Zug hatte zwei Stunden Verspätung.", ["travel", "cooking", "sport"])
+    {'sequence': 'Der Zug hatte zwei Stunden Verspätung.', 'labels': ['travel', ...], 'scores': [0.91, ...]}
+    """
+
+    def __init__(self, path: str | Path, precision: str = "auto", **kwargs: Any) -> None:
+        super().__init__(path, precision, **kwargs)
+        self.entailment_id, self.contradiction_id = nli_label_ids(self.labels, f"bundle {self.bundle.path}")
+
+    def predict(  # type: ignore[override]
+        self,
+        texts: str | Sequence[str],
+        candidate_labels: str | Sequence[str],
+        hypothesis_template: str = DEFAULT_TEMPLATE,
+        multi_label: bool = False,
+        batch_size: int = 32,
+        truncation: str | None = None,
+    ) -> dict[str, Any] | list[dict[str, Any]]:
+        """`{"sequence", "labels", "scores"}` per text, labels best first. Each text is paired with
+        `hypothesis_template` filled with each label; all pairs of all texts run batched together. Scores: the
+        entailment logits softmaxed over the labels, or with `multi_label` (or a single label) each label's
+        entailment against its contradiction alone. `truncation`: how a pair too long is cut (default
+        "only_first": the text, never the hypothesis; "longest_first" where the text is too short for that)."""
+        labels = candidates(candidate_labels)
+        if hypothesis_template.format(labels[0]) == hypothesis_template:
+            raise ValueError(
+                f"hypothesis_template {hypothesis_template!r} has no {{}} where the label goes, "
+                'e.g. "This example is {}."'
+            )
+        listed, single = as_text_list(texts)
+        items = cast(list[str], listed)  # texts, not pairs: as_text_list took no pairs
+        pairs = [(text, hypothesis_template.format(label)) for text in items for label in labels]
+        try:
+            logits = self.logits(pairs, batch_size, truncation or "only_first")
+        except ValueError:
+            if truncation is not None:
+                raise
+            logits = self.logits(pairs, batch_size, "longest_first")  # a hypothesis longer than the text
+        by_text = logits.reshape(len(items), len(labels), -1)
+        if multi_label or len(labels) == 1:
+            scores = softmax(by_text[..., [self.contradiction_id, self.entailment_id]])[..., 1]
+        else:
+            scores = softmax(by_text[..., self.entailment_id])
+        results = []
+        for text, row in zip(items, scores):
+            best = list(reversed(row.argsort()))
+            results.append({"sequence": text, "labels": [labels[i] for i in best], "scores": row[best].tolist()})
+        return results[0] if single else results
