@@ -15,7 +15,7 @@ from .errors import (
     TrimError,
 )
 from .quantization import QuantizationConfig
-from .runtime import Classifier, Embedder, TokenClassifier, ZeroShotClassifier, load
+from .runtime import Classifier, Embedder, Reranker, TokenClassifier, ZeroShotClassifier, load
 
 
 def __getattr__(name: str) -> Any:
@@ -44,6 +44,7 @@ __all__ = [
     "QuantizationConfig",
     "QuantizeError",
     "RequestError",
+    "Reranker",
     "TokenClassifier",
     "TrimError",
     "ZeroShotClassifier",

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 TRUNCATIONS = ("head", "window")  # the first window of a long text, or all of it in overlapping windows
 # How a pair of texts is cut to the max length (the tokenizers' strategies): tokens from the longer text first,
-# or from one text alone.
-PAIR_TRUNCATIONS = ("longest_first", "only_first", "only_second")
+# or from one text alone; or the second text read in windows, the first whole in each.
+PAIR_TRUNCATIONS = ("longest_first", "only_first", "only_second", "window")
 AGGREGATIONS = ("none", "simple", "first", "max", "average")  # how token classification's tokens become entities
 
 

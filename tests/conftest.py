@@ -200,16 +200,24 @@ def mbert_vocab_checkpoint(tmp_path_factory) -> Path:
     return write_checkpoint(folder, "BertForSequenceClassification", vocab, layers=1, num_labels=2)
 
 
+def pair_bundle(folder: Path, vocab: list[str], labels: list[str]) -> Path:
+    """A tiny BERT sequence-classification bundle with these labels, exported."""
+    from mbert_edge.export import export_bundle
+
+    checkpoint = write_checkpoint(folder / "checkpoint", "BertForSequenceClassification", vocab, **label_config(labels))
+    return export_bundle(str(checkpoint), folder / "bundle").path
+
+
 @pytest.fixture(scope="session")
 def nli_bundle(tmp_path_factory, vocab) -> Path:
     """A tiny BERT NLI bundle (premise, hypothesis -> contradiction, neutral, entailment), for zero-shot."""
-    from mbert_edge.export import export_bundle
+    return pair_bundle(tmp_path_factory.mktemp("nli"), vocab, NLI_LABELS)
 
-    folder = tmp_path_factory.mktemp("nli")
-    checkpoint = write_checkpoint(
-        folder / "checkpoint", "BertForSequenceClassification", vocab, **label_config(NLI_LABELS)
-    )
-    return export_bundle(str(checkpoint), folder / "bundle").path
+
+@pytest.fixture(scope="session")
+def rerank_bundle(tmp_path_factory, vocab) -> Path:
+    """A tiny BERT cross-encoder bundle (query, document -> one relevance logit)."""
+    return pair_bundle(tmp_path_factory.mktemp("rerank"), vocab, ["score"])
 
 
 @pytest.fixture(scope="session")

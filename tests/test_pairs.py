@@ -1,15 +1,17 @@
-"""Pairs of texts: zero-shot classification over NLI bundles of every architecture, against transformers'
-`zero-shot-classification` pipeline (the pair encodings and `Classifier` on pairs: test_architectures.py)."""
+"""Pairs of texts: zero-shot classification over NLI bundles and reranking with cross-encoder bundles of every
+architecture, against transformers' `zero-shot-classification` pipeline and the PyTorch cross-encoder (the pair
+encodings and `Classifier` on pairs: test_architectures.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import NLI_LABELS
 from families import write_family_checkpoint
 
-from mbert_edge import ZeroShotClassifier
+from mbert_edge import Reranker, ZeroShotClassifier
 from mbert_edge.errors import BundleError
 
 pytestmark = pytest.mark.slow  # exports a tiny NLI model per architecture
@@ -90,3 +92,73 @@ def test_a_call_takes_texts_or_pairs_and_pair_truncations(seqcls_bundle):
     with pytest.raises(ValueError, match="truncation must be one of longest_first, only_first, only_second"):
         clf.predict(("Guten Morgen", "Hallo"), truncation="head")
     assert clf.predict(("Guten Morgen", "Hallo")) == clf.predict([{"text": "Guten Morgen", "text_pair": "Hallo"}])[0]
+
+
+@pytest.fixture(scope="module")
+def cross_encoder(tmp_path_factory):
+    """(checkpoint, bundle) of a tiny cross-encoder (one relevance logit) per architecture, exported once."""
+    from mbert_edge.export import export_bundle
+
+    made: dict[str, tuple[Path, Path]] = {}
+
+    def get(model_type: str) -> tuple[Path, Path]:
+        if model_type not in made:
+            root = tmp_path_factory.mktemp(f"rerank-{model_type}")
+            checkpoint = write_family_checkpoint(root / "checkpoint", model_type, "sequence-classification", ["score"])
+            made[model_type] = checkpoint, export_bundle(str(checkpoint), root / "bundle").path
+        return made[model_type]
+
+    return get
+
+
+QUERY = "Wo ist der Bahnhof?"
+DOCUMENTS = ["Der Bahnhof ist links.", "Il pleut à Paris.", "駅は左です。", "The station is on the left.", "x"]
+
+
+def torch_relevance(checkpoint: Path, query: str, documents: list[str]) -> np.ndarray:
+    """The PyTorch model's relevance logit of each (query, document), as transformers tokenizes the pairs."""
+    import torch
+    import transformers
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    tokenizer.pad_token = tokenizer.pad_token or "<pad>"  # the RoBERTa folder names no special tokens
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint, attn_implementation="eager")
+    batch = tokenizer([query] * len(documents), documents, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        return model.eval()(**batch).logits[:, 0].numpy()
+
+
+@pytest.mark.parametrize("model_type", ["bert", "distilbert", "roberta", "xlm-roberta"])
+def test_rerank_agrees_with_the_pytorch_cross_encoder(cross_encoder, model_type):
+    checkpoint, bundle = cross_encoder(model_type)
+    reranker = Reranker(bundle, precision="fp32")
+    logits = torch_relevance(checkpoint, QUERY, DOCUMENTS)
+    ranked = reranker.rank(QUERY, DOCUMENTS, return_documents=True)
+    assert [r["index"] for r in ranked] == list(np.argsort(-logits, kind="stable"))
+    assert [r["score"] for r in ranked] == pytest.approx(sorted(1 / (1 + np.exp(-logits)), reverse=True), abs=1e-5)
+    assert [r["text"] for r in ranked] == [DOCUMENTS[r["index"]] for r in ranked]
+    raw = reranker.rank(QUERY, DOCUMENTS, top_k=2, raw_scores=True)
+    assert [r["score"] for r in raw] == pytest.approx(sorted(logits, reverse=True)[:2], abs=1e-5) and "text" not in raw[
+        0
+    ]
+    alone = [reranker.rank(QUERY, [doc], raw_scores=True)[0]["score"] for doc in DOCUMENTS]
+    assert alone == pytest.approx(list(logits), abs=1e-5)  # batched as one at a time
+
+
+def test_a_long_document_is_read_in_windows_with_the_query(cross_encoder):
+    checkpoint, bundle = cross_encoder("bert")
+    reranker = Reranker(bundle, precision="fp32")
+    long = " ".join(DOCUMENTS * 40)  # several windows of 128 tokens
+    head = reranker.rank(QUERY, [long], raw_scores=True, truncation="only_second")[0]["score"]
+    assert head == pytest.approx(torch_relevance(checkpoint, QUERY, [long])[0], abs=1e-5)  # transformers cuts it so
+    windows = reranker.runner.pair_windows([(QUERY, long)], "window")[0]
+    query = reranker.tokenizer.encode(QUERY, add_special_tokens=False).ids
+    assert len(windows) > 2 and all([t for t, n in zip(w.ids, w.sequence_ids) if n == 0] == query for w in windows)
+    scores = [float(x[0]) for x in reranker.runner.run(windows)]
+    assert reranker.rank(QUERY, [long], raw_scores=True)[0]["score"] == pytest.approx(max(scores), abs=1e-6)
+    assert reranker.rank(QUERY, []) == []
+
+
+def test_a_reranker_needs_one_relevance_logit(seqcls_bundle):
+    with pytest.raises(BundleError, match="has 3 labels \\(negative, neutral, positive\\); a reranker has one"):
+        Reranker(seqcls_bundle)

@@ -5,8 +5,9 @@ from .classifier import Classifier
 from .embedder import Embedder
 from .loading import load
 from .model import TaskModel
+from .reranker import Reranker
 from .runner import Runner
 from .token_classifier import TokenClassifier
 from .zero_shot import ZeroShotClassifier
 
-__all__ = ["Classifier", "Embedder", "Runner", "TaskModel", "TokenClassifier", "ZeroShotClassifier", "load"]
+__all__ = ["Classifier", "Embedder", "Reranker", "Runner", "TaskModel", "TokenClassifier", "ZeroShotClassifier", "load"]

@@ -200,15 +200,25 @@ class Runner:
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
 
     def pair_windows(self, pairs: Sequence[tuple[str, str]], truncation: str) -> list[list[Encoding]]:
-        """Each pair's one window, laid out by the tokenizer's pair template (`[CLS] text [SEP] text_pair [SEP]`
-        with segment ids 0 and 1 for BERT, `<s> a </s></s> b </s>` for XLM-R and RoBERTa) and cut to the max
-        length: "longest_first" takes tokens from the longer text first, "only_first" / "only_second" from that
-        text alone (ValueError when it is too short to make room)."""
+        """Each pair's windows, laid out by the tokenizer's pair template (`[CLS] text [SEP] text_pair [SEP]` with
+        segment ids 0 and 1 for BERT, `<s> a </s></s> b </s>` for XLM-R and RoBERTa) and cut to the max length:
+        one window cut by "longest_first" (tokens from the longer text first) or "only_first" / "only_second"
+        (from that text alone; ValueError when it is too short to make room), or with "window" the second text
+        in windows overlapping by `stride` tokens, the first text whole in each (at most `max_windows`)."""
         if truncation not in PAIR_TRUNCATIONS:
             raise ValueError(f"truncation of pairs must be one of {', '.join(PAIR_TRUNCATIONS)}, got {truncation!r}")
+        windowed = truncation == "window"
+        if windowed:
+            for index, (_, second) in enumerate(pairs):
+                if self.exceeds_max_windows(second):
+                    raise ValueError(
+                        f"pair {index}'s second text is longer than {self.max_windows} windows of {self.max_length} "
+                        "tokens (the max_windows limit); cut it (truncation='only_second') or raise max_windows"
+                    )
         if truncation not in self._pair_tokenizers:
             tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
-            tokenizer.enable_truncation(self.max_length, stride=0, strategy=truncation)
+            strategy, stride = ("only_second", self.stride) if windowed else (truncation, 0)
+            tokenizer.enable_truncation(self.max_length, stride=stride, strategy=strategy)
             self._pair_tokenizers[truncation] = tokenizer
         try:
             encodings = self._pair_tokenizers[truncation].encode_batch([(encodable(a), encodable(b)) for a, b in pairs])
@@ -216,7 +226,7 @@ class Runner:
             raise ValueError(
                 f"truncation {truncation!r} cannot cut these pairs to {self.max_length} tokens: {exc}"
             ) from exc
-        return [[e] for e in encodings]
+        return [[e, *e.overflowing] if windowed else [e] for e in encodings]
 
     def exceeds_max_windows(self, text: str) -> bool:
         """Whether `text` needs more than `max_windows` windows. Its tokens are counted in
