@@ -21,18 +21,19 @@ CANDIDATES = ["Reise", "cuisine", "weather", "sport", "politics"]
 
 
 @pytest.fixture(scope="module")
-def nli(tmp_path_factory):
-    """(checkpoint, bundle) of a tiny NLI model per architecture, exported once."""
+def exported(tmp_path_factory):
+    """(checkpoint, bundle) of a tiny sequence-classification model per architecture and labels, exported once."""
     from mbert_edge.export import export_bundle
 
-    made: dict[str, tuple[Path, Path]] = {}
+    made: dict[tuple[str, tuple[str, ...]], tuple[Path, Path]] = {}
 
-    def get(model_type: str) -> tuple[Path, Path]:
-        if model_type not in made:
-            root = tmp_path_factory.mktemp(f"nli-{model_type}")
-            checkpoint = write_family_checkpoint(root / "checkpoint", model_type, "sequence-classification", NLI_LABELS)
-            made[model_type] = checkpoint, export_bundle(str(checkpoint), root / "bundle").path
-        return made[model_type]
+    def get(model_type: str, labels: list[str]) -> tuple[Path, Path]:
+        key = (model_type, tuple(labels))
+        if key not in made:
+            root = tmp_path_factory.mktemp(f"{model_type}-{len(labels)}-labels")
+            checkpoint = write_family_checkpoint(root / "checkpoint", model_type, "sequence-classification", labels)
+            made[key] = checkpoint, export_bundle(str(checkpoint), root / "bundle").path
+        return made[key]
 
     return get
 
@@ -47,10 +48,10 @@ def assert_same_ranking(ours: dict, theirs: dict) -> None:
 
 
 @pytest.mark.parametrize("model_type", ["bert", "distilbert", "roberta", "xlm-roberta"])
-def test_zero_shot_agrees_with_the_pipeline(nli, model_type):
+def test_zero_shot_agrees_with_the_pipeline(exported, model_type):
     import transformers
 
-    checkpoint, bundle = nli(model_type)
+    checkpoint, bundle = exported(model_type, NLI_LABELS)
     pipe = transformers.pipeline("zero-shot-classification", model=str(checkpoint), tokenizer=str(checkpoint))
     pipe.tokenizer.pad_token = pipe.tokenizer.pad_token or "<pad>"  # the RoBERTa folder names no special tokens
     model = ZeroShotClassifier(bundle, precision="fp32")
@@ -94,23 +95,7 @@ def test_a_call_takes_texts_or_pairs_and_pair_truncations(seqcls_bundle):
     assert clf.predict(("Guten Morgen", "Hallo")) == clf.predict([{"text": "Guten Morgen", "text_pair": "Hallo"}])[0]
 
 
-@pytest.fixture(scope="module")
-def cross_encoder(tmp_path_factory):
-    """(checkpoint, bundle) of a tiny cross-encoder (one relevance logit) per architecture, exported once."""
-    from mbert_edge.export import export_bundle
-
-    made: dict[str, tuple[Path, Path]] = {}
-
-    def get(model_type: str) -> tuple[Path, Path]:
-        if model_type not in made:
-            root = tmp_path_factory.mktemp(f"rerank-{model_type}")
-            checkpoint = write_family_checkpoint(root / "checkpoint", model_type, "sequence-classification", ["score"])
-            made[model_type] = checkpoint, export_bundle(str(checkpoint), root / "bundle").path
-        return made[model_type]
-
-    return get
-
-
+RELEVANCE = ["score"]  # a cross-encoder's one logit
 QUERY = "Wo ist der Bahnhof?"
 DOCUMENTS = ["Der Bahnhof ist links.", "Il pleut à Paris.", "駅は左です。", "The station is on the left.", "x"]
 
@@ -129,8 +114,8 @@ def torch_relevance(checkpoint: Path, query: str, documents: list[str]) -> np.nd
 
 
 @pytest.mark.parametrize("model_type", ["bert", "distilbert", "roberta", "xlm-roberta"])
-def test_rerank_agrees_with_the_pytorch_cross_encoder(cross_encoder, model_type):
-    checkpoint, bundle = cross_encoder(model_type)
+def test_rerank_agrees_with_the_pytorch_cross_encoder(exported, model_type):
+    checkpoint, bundle = exported(model_type, RELEVANCE)
     reranker = Reranker(bundle, precision="fp32")
     logits = torch_relevance(checkpoint, QUERY, DOCUMENTS)
     ranked = reranker.rank(QUERY, DOCUMENTS, return_documents=True)
@@ -145,8 +130,8 @@ def test_rerank_agrees_with_the_pytorch_cross_encoder(cross_encoder, model_type)
     assert alone == pytest.approx(list(logits), abs=1e-5)  # batched as one at a time
 
 
-def test_a_long_document_is_read_in_windows_with_the_query(cross_encoder):
-    checkpoint, bundle = cross_encoder("bert")
+def test_a_long_document_is_read_in_windows_with_the_query(exported):
+    checkpoint, bundle = exported("bert", RELEVANCE)
     reranker = Reranker(bundle, precision="fp32")
     long = " ".join(DOCUMENTS * 40)  # several windows of 128 tokens
     head = reranker.rank(QUERY, [long], raw_scores=True, truncation="only_second")[0]["score"]

@@ -10,9 +10,9 @@ from __future__ import annotations
 import itertools
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -21,8 +21,11 @@ from tokenizers import Encoding, Tokenizer
 from ..bundle import Bundle
 from ..errors import BundleError
 from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS
-from .runner import Runner
+from .runner import Runner, RunnerOptions
 from .textinput import TextInput, as_text_list, check_choice, check_count
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11; for the type checker only
 
 PerText = list[tuple[list[Encoding], list[np.ndarray]]]  # each text's windows and the graph's output for each
 
@@ -38,26 +41,11 @@ class TaskModel(ABC):
         """The task's main call (`encode` for embeddings): results for one text or a sequence of texts."""
 
     def __init__(
-        self,
-        path: str | Path | Bundle,
-        precision: str = "auto",
-        *,
-        stride: int | None = None,
-        max_batch_tokens: int = 8192,
-        max_windows: int | None = None,
-        intra_op_threads: int | None = None,
-        inter_op_threads: int = 1,
-        options: ort.SessionOptions | None = None,
-        session_config: Mapping[str, str] | None = None,
-        verify_hashes: bool = True,
+        self, path: str | Path | Bundle, precision: str = "auto", **run_options: Unpack[RunnerOptions]
     ) -> None:
-        """`precision`: "auto" (INT8 when the bundle has it), "int8" or "fp32". `stride`: tokens shared by
-        consecutive windows of a long text (default a quarter of the max length). `max_batch_tokens`: cap on
-        padded tokens per batch, which bounds activation memory. `max_windows`: most windows a text read
-        with truncation="window" may take (default: as many as span 131,072 tokens; longer: ValueError).
-        `options` replaces the session options; `session_config` adds ONNX Runtime config entries to the
-        default ones.
-        `path` may be an opened `Bundle` (its manifest is then not read again)."""
+        """`precision`: "auto" (INT8 when the bundle has it), "int8" or "fp32"; `run_options`: how the model runs
+        (`RunnerOptions`: stride, max_batch_tokens, max_windows, intra_op_threads, inter_op_threads, options,
+        session_config, verify_hashes). `path` may be an opened `Bundle` (its manifest is then not read again)."""
         self.bundle = path if isinstance(path, Bundle) else Bundle.open(path)
         if self.bundle.task != self.task:
             raise BundleError(
@@ -65,18 +53,7 @@ class TaskModel(ABC):
                 "load it with the class for its task (mbert_edge.load picks it)"
             )
         self.precision = self.bundle.resolve_precision(precision)
-        self.runner = Runner.open(
-            self.bundle,
-            self.precision,
-            stride=stride,
-            max_batch_tokens=max_batch_tokens,
-            max_windows=max_windows,
-            intra_op_threads=intra_op_threads,
-            inter_op_threads=inter_op_threads,
-            options=options,
-            session_config=session_config,
-            verify_hashes=verify_hashes,
-        )
+        self.runner = Runner.open(self.bundle, self.precision, **run_options)
         trim = self.bundle.manifest.trim
         self._trimmed_unk_id = self.bundle.manifest.special_tokens["unk"].id if trim else None
         self._warned_unknown = False

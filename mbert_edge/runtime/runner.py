@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 import onnxruntime as ort
@@ -22,6 +23,9 @@ from .batching import padded_inputs, plan_batches
 from .cpus import available_cpus, cpu_flags, int8_is_fast
 from .integrity import check_graph, check_tokenizer, open_session
 from .textinput import encodable
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing's own from Python 3.11; for the type checker only
 
 DEFAULT_MAX_TEXT_TOKENS = 131_072  # a text read in windows may span this many tokens unless `max_windows` says
 HEAD_CHARS_PER_TOKEN = 8  # the first guess of a head window's characters per token; doubled until it holds
@@ -59,6 +63,30 @@ def _warn_if_int8_is_slow() -> None:
         )
 
 
+DEFAULT_MAX_BATCH_TOKENS = 8192
+
+
+class RunnerOptions(TypedDict, total=False):
+    """How a bundle's model runs: the keywords of `Runner.open`, which every task class takes too.
+
+    `stride` (default: a quarter of the max length): tokens shared by consecutive windows of a long text.
+    `max_batch_tokens` (8192): cap on padded tokens per batch, which bounds activation memory.
+    `max_windows` (default: as many as span 131,072 tokens): most windows a text read with truncation="window"
+    may take; longer: ValueError. `intra_op_threads` (default: the bundle's `bench --save` figure, else the
+    usable cores) and `inter_op_threads` (1): ONNX Runtime's threads. `options`: session options that replace
+    ours; `session_config`: ONNX Runtime config entries added to ours. `verify_hashes` (True): check the loaded
+    files against the manifest's sha256."""
+
+    stride: int | None
+    max_batch_tokens: int
+    max_windows: int | None
+    intra_op_threads: int | None
+    inter_op_threads: int
+    options: ort.SessionOptions | None
+    session_config: Mapping[str, str] | None
+    verify_hashes: bool
+
+
 class Runner:
     """Runs texts through one graph in length-bucketed batches. Read-only after construction: one runner
     serves many threads (ONNX Runtime runs concurrent calls on one session)."""
@@ -72,7 +100,7 @@ class Runner:
         name: str,
         *,
         stride: int | None = None,
-        max_batch_tokens: int = 8192,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_windows: int | None = None,
     ) -> None:
         """`stride`: tokens shared by consecutive windows of a long text (default a quarter of the max
@@ -105,23 +133,11 @@ class Runner:
         self.input_names = [i.name for i in session.get_inputs()]
 
     @classmethod
-    def open(
-        cls,
-        bundle: Bundle,
-        precision: str = "auto",
-        *,
-        stride: int | None = None,
-        max_batch_tokens: int = 8192,
-        max_windows: int | None = None,
-        intra_op_threads: int | None = None,
-        inter_op_threads: int = 1,
-        options: ort.SessionOptions | None = None,
-        session_config: Mapping[str, str] | None = None,
-        verify_hashes: bool = True,
-    ) -> Runner:
+    def open(cls, bundle: Bundle, precision: str = "auto", **run_options: Unpack[RunnerOptions]) -> Runner:
         """The runner of a bundle's model (`precision` "auto" takes INT8 when there is one), after the load-time
         checks: files present, hashes, tokenizer and graph belong to the manifest. Intra-op threads: the
-        argument, else the manifest's from `mbert-edge bench --save`, else the usable cores."""
+        option, else the manifest's from `mbert-edge bench --save`, else the usable cores."""
+        intra_op_threads = run_options.get("intra_op_threads")
         precision = bundle.resolve_precision(precision)
         bundle.check_files_present()
         manifest = bundle.manifest
@@ -134,11 +150,15 @@ class Runner:
         # release the GIL: side by side they cut the mBERT INT8 cold start by about 0.2 s. A file that fails
         # its hash is reported before anything else.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            hashed = pool.submit(lambda: [bundle.verify_file(name) for name in checked]) if verify_hashes else None
+            verify = run_options.get("verify_hashes", True)
+            hashed = pool.submit(lambda: [bundle.verify_file(name) for name in checked]) if verify else None
             session = pool.submit(
                 open_session,
                 bundle.file(model_file),
-                options or session_options(intra_op_threads, inter_op_threads, session_config),
+                run_options.get("options")
+                or session_options(
+                    intra_op_threads, run_options.get("inter_op_threads", 1), run_options.get("session_config")
+                ),
             )
             try:
                 tokenizer = check_tokenizer(bundle.file(TOKENIZER_NAME), manifest)
@@ -155,9 +175,9 @@ class Runner:
             manifest.max_length,
             manifest.special_tokens["pad"].id,
             model_file,
-            stride=stride,
-            max_batch_tokens=max_batch_tokens,
-            max_windows=max_windows,
+            stride=run_options.get("stride"),
+            max_batch_tokens=run_options.get("max_batch_tokens", DEFAULT_MAX_BATCH_TOKENS),
+            max_windows=run_options.get("max_windows"),
         )
 
     @property
