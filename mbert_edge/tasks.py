@@ -68,6 +68,12 @@ TRUNCATION = Option(
     choices=TRUNCATIONS,
     description="head: the first window; window: the whole text in overlapping windows (default: the task's)",
 )
+PAIR_TRUNCATION = Option(
+    (str,),
+    choices=PAIR_TRUNCATIONS,
+    description="longest_first (the default): the longer text is cut first; only_first, only_second: that text "
+    "alone; window: the second text in overlapping windows",
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,11 @@ class Task:
     def request_options(self) -> dict[str, Option]:
         """The options a request to its /predict routes may give."""
         return {**self.predict_options, "truncation": TRUNCATION}
+
+    @property
+    def pair_options(self) -> dict[str, Option]:
+        """The options a request of pairs of texts to its /predict routes may give (where it takes pairs)."""
+        return {**self.predict_options, "truncation": PAIR_TRUNCATION}
 
     def model_class(self) -> type[TaskModel]:
         """The runtime class that loads a bundle of this task."""
@@ -156,7 +167,7 @@ SEQUENCE_CLASSIFICATION = Task(
     result={"anyOf": [PREDICTION, {"type": "array", "items": PREDICTION}]},
     summary="labels and scores (the text-classification pipeline's)",
     columns=(Column("label", "string", "label"), Column("score", "float32", "score")),
-    routes=("/predict",),
+    routes=("/predict", "/rerank"),
     pairs=True,
 )
 TOKEN_CLASSIFICATION = Task(

@@ -147,3 +147,37 @@ def test_a_long_document_is_read_in_windows_with_the_query(exported):
 def test_a_reranker_needs_one_relevance_logit(seqcls_bundle):
     with pytest.raises(BundleError, match="has 3 labels \\(negative, neutral, positive\\); a reranker has one"):
         Reranker(seqcls_bundle)
+
+
+def test_the_server_ranks_and_classifies_pairs(rerank_bundle, seqcls_bundle):
+    """text-embeddings-inference's /rerank and pairs on /predict answer as the in-process model does."""
+    from starlette.testclient import TestClient
+
+    from mbert_edge import load
+    from mbert_edge.serve.app import create_app
+    from mbert_edge.serve.settings import ServerSettings
+
+    reranker = load(rerank_bundle)
+    assert isinstance(reranker, Reranker)  # a classifier with one logit loads as a reranker
+    with TestClient(create_app(reranker, ServerSettings(bundle=str(rerank_bundle)))) as client:
+        ranked = client.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS, "return_text": True}).json()
+        expected = reranker.rank(QUERY, DOCUMENTS, return_documents=True)
+        assert [(r["index"], r["text"]) for r in ranked] == [(r["index"], r["text"]) for r in expected]
+        assert [r["score"] for r in ranked] == pytest.approx([r["score"] for r in expected], abs=1e-6)
+        body = {"query": QUERY, "texts": DOCUMENTS, "raw_scores": True, "truncate": True}
+        raw = client.post("/rerank", json=body).json()
+        head = reranker.rank(QUERY, DOCUMENTS, raw_scores=True, truncation="only_second")
+        assert [r["score"] for r in raw] == pytest.approx([r["score"] for r in head], abs=1e-6) and "text" not in raw[0]
+        missing = client.post("/rerank", json={"texts": DOCUMENTS})
+        assert missing.status_code == 422 and missing.json()["error"].startswith("query is missing")
+        pairs = [["Der Hund schläft.", "Ein Tier ruht."], ["Il pleut.", "Il fait beau."]]
+        answered = client.post("/predict", json={"inputs": pairs, "top_k": None}).json()
+        local = reranker.predict([tuple(p) for p in pairs], top_k=None)
+        assert [x["score"] for r in answered for x in r] == pytest.approx([x["score"] for r in local for x in r])
+        mixed = client.post("/predict", json={"inputs": [pairs[0], "Bonjour"]})
+        assert mixed.status_code == 422 and "mixes texts and pairs" in mixed.json()["error"]
+        published = client.get("/openapi.json").json()["paths"]["/rerank"]["post"]["requestBody"]
+        assert published["content"]["application/json"]["schema"]["required"] == ["texts", "query"]
+    with TestClient(create_app(load(seqcls_bundle), ServerSettings(bundle=str(seqcls_bundle)))) as client:
+        refused = client.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS})
+        assert refused.status_code == 400 and "needs a cross-encoder bundle" in refused.json()["error"]

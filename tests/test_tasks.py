@@ -87,6 +87,7 @@ LABEL_MARGIN = dataclasses.replace(
     summary="the best label and its lead",
     columns=(Column("label", "string", "label"), Column("margin", "float32", "margin")),
     routes=("/predict", "/margin"),
+    pairs=False,
 )
 
 

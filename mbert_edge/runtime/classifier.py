@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..bundle import Bundle
 from ..tasks import SEQUENCE_CLASSIFICATION
 from .model import PerText, TaskModel
 from .scores import sigmoid, softmax
@@ -33,6 +34,13 @@ class Classifier(TaskModel):
         # The pipeline's rule: one logit or multi-label -> sigmoid per label, otherwise softmax.
         multi_label = self.bundle.manifest.problem_type == "multi_label_classification"
         self._activation = sigmoid if multi_label or len(self.labels) == 1 else softmax
+
+    @classmethod
+    def variant(cls, bundle: Bundle) -> type[TaskModel]:
+        """A `Reranker` for a bundle with one logit (a cross-encoder's relevance), else this class."""
+        from .reranker import Reranker  # a subclass of this one
+
+        return Reranker if len(bundle.manifest.labels or []) == 1 else cls
 
     def _logits(self, items: list[TextInput], per_text: PerText) -> np.ndarray:
         """One row per text: a long text's windows' logits are averaged."""

@@ -11,6 +11,7 @@ from .model import TaskModel
 
 
 def load(path: str | Path | Bundle, **kwargs: Any) -> TaskModel:
-    """Open the bundle at `path` with the class for its task (same keyword arguments as the classes)."""
+    """Open the bundle at `path` with the class for its task, or for what the bundle is within it (a classifier
+    with one relevance logit is a `Reranker`); same keyword arguments as the classes."""
     bundle = path if isinstance(path, Bundle) else Bundle.open(path)
-    return TASKS[bundle.task].model_class()(bundle, **kwargs)
+    return TASKS[bundle.task].model_class().variant(bundle)(bundle, **kwargs)

@@ -59,6 +59,11 @@ class TaskModel(ABC):
         self._warned_unknown = False
 
     @classmethod
+    def variant(cls, bundle: Bundle) -> type[TaskModel]:
+        """The class `mbert_edge.load` opens `bundle` with: this one, or a subclass for what the bundle is."""
+        return cls
+
+    @classmethod
     def from_bundle(cls, path: str | Path | Bundle, **kwargs: Any) -> TaskModel:
         """Load the bundle at `path` (same arguments as the constructor)."""
         return cls(path, **kwargs)

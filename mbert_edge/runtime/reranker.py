@@ -33,6 +33,26 @@ class Reranker(Classifier):
                 "has one relevance logit: classify pairs with Classifier instead"
             )
 
+    def scores(
+        self,
+        query: str,
+        documents: Sequence[str],
+        raw_scores: bool = False,
+        batch_size: int = 32,
+        truncation: str | None = None,
+    ) -> np.ndarray:
+        """Each document's relevance to `query`, in the documents' order (as `rank` scores them)."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        if not documents:
+            return np.zeros(0, np.float32)
+
+        def best_window(items: list[Any], per_text: PerText) -> np.ndarray:
+            return np.array([max(float(output.reshape(-1)[0]) for output in outputs) for _, outputs in per_text])
+
+        logits = self._call([(query, doc) for doc in documents], batch_size, truncation or "window", best_window)
+        return np.asarray(logits if raw_scores else sigmoid(logits))
+
     def rank(
         self,
         query: str,
@@ -48,18 +68,9 @@ class Reranker(Classifier):
         document) pairs run batched together. A document longer than the model reads is read in windows with
         the query in each, and its best window counts (`truncation="window"`, the default); "only_second" reads
         its head alone, "longest_first" cuts the longer of query and document first."""
-        if not isinstance(query, str):
-            raise TypeError(f"query must be a str, got {type(query).__name__}")
         check_count("top_k", top_k, allow_none=True)
         docs = cast(list[str], as_text_list(documents)[0])  # texts, not pairs: as_text_list took no pairs
-        if not docs:
-            return []
-
-        def best_window(items: list[Any], per_text: PerText) -> np.ndarray:
-            return np.array([max(float(output.reshape(-1)[0]) for output in outputs) for _, outputs in per_text])
-
-        logits = self._call([(query, doc) for doc in docs], batch_size, truncation or "window", best_window)
-        scores = logits if raw_scores else sigmoid(logits)
+        scores = self.scores(query, docs, raw_scores, batch_size, truncation)
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [
             {"index": int(i), "score": float(scores[i]), **({"text": docs[i]} if return_documents else {})}

@@ -30,10 +30,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import mbert_edge
 from mbert_edge.runtime import TaskModel
 from mbert_edge.runtime.batching import bucket_length
-from mbert_edge.runtime.textinput import encodable
+from mbert_edge.runtime.textinput import TextInput, encodable
 
 from ..errors import RequestError
-from ..tasks import TASKS, Option, serving
+from ..tasks import PAIR_TRUNCATIONS, TASKS, Option, serving
 from . import schemas
 from .batcher import BatchLimits, MicroBatcher, Run
 from .metrics import RequestCounter, ServerMetrics
@@ -42,6 +42,12 @@ from .protocol import GuardedHttpToolsProtocol
 from .settings import ServerSettings
 
 SETTINGS_VARIABLE = "MBERT_EDGE_SERVE_SETTINGS"  # how `--workers N` hands the settings to each worker
+# The protocol routes' model call, and the bundle it needs (a route the model cannot answer is not served).
+PROTOCOL_CALLS = {
+    "/embed": ("encode", "an embedding bundle"),
+    "/v1/embeddings": ("encode", "an embedding bundle"),
+    "/rerank": ("scores", "a cross-encoder bundle (a classifier with one relevance logit)"),
+}
 INLINE_TOKENIZING = 4096  # characters: fewer are tokenized on the event loop (tens of µs), more in a thread
 T = TypeVar("T")
 
@@ -110,6 +116,13 @@ class Server:
 
     # -- plumbing -----------------------------------------------------------------------------------
 
+    @property
+    def routes(self) -> list[str]:
+        """The inference routes this server answers: its task's, less a protocol route whose call the model lacks
+        (a classifier with more than one label does not rank)."""
+        task_routes = TASKS[self.model.task].routes
+        return [r for r in task_routes if hasattr(self.model, PROTOCOL_CALLS.get(r, ("predict", ""))[0])]
+
     def _require(self, route: str) -> None:
         if route not in TASKS[self.model.task].routes:
             raise RequestError(
@@ -117,6 +130,8 @@ class Server:
                 "wrong_task",
                 f"this server runs a {self.model.task} bundle; {route} serves {' and '.join(serving(route))} bundles",
             )
+        if route not in self.routes:
+            raise RequestError(400, "wrong_task", f"{route} needs {PROTOCOL_CALLS[route][1]}; this server's is not")
 
     def _inference(
         self, handler: Callable[[Request, bytes], Awaitable[Response]]
@@ -185,34 +200,56 @@ class Server:
                 f"the body did not arrive within this server's --request-timeout {self.settings.request_timeout:g} s",
             ) from None
 
-    def _parse(self, raw: bytes, options: dict[str, Option], texts_field: str = "inputs") -> schemas.TextRequest:
-        return schemas.parse(raw, options, self.settings.max_input_texts, texts_field)
+    def _parse(
+        self, raw: bytes, options: dict[str, Option], texts_field: str = "inputs", pairs: bool = False
+    ) -> schemas.TextRequest:
+        return schemas.parse(raw, options, self.settings.max_input_texts, texts_field, pairs)
 
-    def _windows(self, texts: list[str], all_windows: bool) -> list[list[int]]:
-        """Each text's windows' token counts, as the model will see them. A text with more windows than
-        --max-input-tokens can pay for is refused before it is tokenized whole."""
+    def _windows(self, texts: list[TextInput], truncation: str | None) -> list[list[int]]:
+        """Each text's (or pair's) windows' token counts, as the model will see them. A text with more windows
+        than --max-input-tokens can pay for is refused before it is tokenized whole. (A truncation the runtime
+        does not take is counted as its default here, and refused by the runtime.)"""
+        pairs = [t for t in texts if not isinstance(t, str)]
         try:
-            windows = self.model.runner.windows(texts, "window" if all_windows else "head")
+            if pairs:
+                windows = self.model.runner.pair_windows(
+                    pairs, truncation if truncation in PAIR_TRUNCATIONS else PAIR_TRUNCATIONS[0]
+                )
+            else:
+                all_windows = (truncation or self.model.default_truncation) == "window"
+                windows = self.model.runner.windows(
+                    [t for t in texts if isinstance(t, str)], "window" if all_windows else "head"
+                )
         except ValueError as exc:
             raise RequestError(
                 422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens {self.settings.max_input_tokens}"
             ) from exc
         return [[len(w) for w in group] for group in windows]
 
-    def _call(self, method: str, options: dict[str, Any]) -> tuple[Hashable, Run]:
-        """The batch key and function of `model.<method>` with these options."""
+    def _call(self, method: str, options: dict[str, Any], query: str | None = None) -> tuple[Hashable, Run]:
+        """The batch key and function of `model.<method>` with these options (after `query`, when given: texts
+        of requests with the same query batch together)."""
         function = getattr(self.model, method)
         batch_size = self.settings.max_batch_size
-        return (method, tuple(sorted(options.items()))), lambda texts: function(texts, batch_size=batch_size, **options)
+        key = (method, query, tuple(sorted(options.items())))
+        if query is not None:
+            return key, lambda texts: function(query, texts, batch_size=batch_size, **options)
+        return key, lambda texts: function(texts, batch_size=batch_size, **options)
 
-    async def _run(self, request: Request, method: str, parsed: schemas.TextRequest) -> tuple[list[Any], int]:
-        """Results of `model.<method>` for the request's texts through the batcher, and their token count.
-        A client that disconnects first is not waited for: its texts not yet started leave the queue."""
-        all_windows = parsed.options.get("truncation", self.model.default_truncation) == "window"
-        if sum(map(len, parsed.texts)) <= INLINE_TOKENIZING:
-            windows = self._windows(parsed.texts, all_windows)
+    async def _run(
+        self, request: Request, method: str, parsed: schemas.TextRequest, query: str | None = None
+    ) -> tuple[list[Any], int]:
+        """Results of `model.<method>` for the request's texts (each after `query`, when given) through the
+        batcher, and their token count. A client that disconnects first is not waited for: its texts not yet
+        started leave the queue."""
+        measured: list[TextInput] = (
+            [*parsed.texts] if query is None else [(query, t) for t in parsed.texts if isinstance(t, str)]
+        )
+        truncation = parsed.options.get("truncation")
+        if sum(len(t) if isinstance(t, str) else len(t[0]) + len(t[1]) for t in measured) <= INLINE_TOKENIZING:
+            windows = self._windows(measured, truncation)
         else:
-            windows = await asyncio.to_thread(self._windows, parsed.texts, all_windows)
+            windows = await asyncio.to_thread(self._windows, measured, truncation)
         costs = [sum(bucket_length(n, self.model.max_length) for n in lengths) for lengths in windows]
         cost, limit = sum(costs), self.settings.max_input_tokens
         if cost > limit:  # one request must not hold the model for minutes (a 2 MB text read in windows)
@@ -223,7 +260,7 @@ class Server:
                 f"this server's --max-input-tokens {limit}; send fewer or "
                 'shorter texts, or truncation "head"',
             )
-        key, run = self._call(method, parsed.options)
+        key, run = self._call(method, parsed.options, query)
         results = await self._unless_disconnected(request, self.batcher.submit(key, run, parsed.texts, costs))
         return results, sum(map(sum, windows))
 
@@ -250,9 +287,30 @@ class Server:
         """POST /predict (and /ner): the task's result per text (one for a single string), with the options its
         registry entry lists (`mbert_edge.tasks`)."""
         self._require(request.url.path)
-        parsed = self._parse(raw, TASKS[self.model.task].request_options)
+        task = TASKS[self.model.task]
+        parsed = self._parse(raw, task.request_options, pairs=task.pairs)
         results, _ = await self._run(request, "predict", parsed)
         return JSONResponse(results[0] if parsed.single else results)
+
+    async def rerank(self, request: Request, raw: bytes) -> Response:
+        """POST /rerank: text-embeddings-inference's: the documents in `texts` ranked by their relevance to
+        `query`, best first, with a cross-encoder bundle."""
+        self._require("/rerank")
+        parsed = self._parse(raw, schemas.RERANK, texts_field="texts")
+        query = parsed.options.get("query")
+        if query is None:
+            raise schemas.invalid("query is missing: give the text the documents are ranked for")
+        options = {
+            "raw_scores": parsed.options.get("raw_scores", False),
+            "truncation": "only_second" if parsed.options.get("truncate", False) else "window",
+        }
+        documents = schemas.TextRequest(parsed.texts, parsed.single, options)
+        scores, _ = await self._run(request, "scores", documents, query=query)
+        shown = parsed.options.get("return_text", False)
+        order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+        return JSONResponse(
+            [{"index": i, "score": float(scores[i]), **({"text": parsed.texts[i]} if shown else {})} for i in order]
+        )
 
     async def embed(self, request: Request, raw: bytes) -> Response:
         """POST /embed: one vector per input (a list of vectors also for a single string, as TEI)."""
@@ -292,7 +350,7 @@ class Server:
         """POST /tokenize: the tokens of each input's first window (what `truncation="head"` reads)."""
         parsed = self._parse(raw, schemas.TOKENIZE)
         special = parsed.options.get("add_special_tokens", True)
-        texts = [encodable(t) for t in parsed.texts]
+        texts = [encodable(t) for t in parsed.texts if isinstance(t, str)]  # /tokenize takes no pairs
         encodings = await asyncio.to_thread(self.model.tokenizer.encode_batch, texts, add_special_tokens=special)
         return JSONResponse(
             [
@@ -320,6 +378,7 @@ class Server:
                 self.settings.max_input_texts,
                 self.settings.api_key is not None,
                 self.settings.public_metrics,
+                self.routes,
             )
         )
 
@@ -349,7 +408,7 @@ class Server:
         await self.batcher.stop()
 
     def app(self) -> Starlette:
-        protocols = {"/embed": self.embed, "/v1/embeddings": self.openai_embeddings}
+        protocols = {"/embed": self.embed, "/v1/embeddings": self.openai_embeddings, "/rerank": self.rerank}
         every = dict.fromkeys(route for task in TASKS.values() for route in task.routes)  # a 400 names the task
         routes = [
             *(Route(path, self._inference(protocols.get(path, self.predict)), methods=["POST"]) for path in every),

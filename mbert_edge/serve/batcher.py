@@ -15,7 +15,7 @@ from typing import Any
 
 from .metrics import ServerMetrics
 
-Run = Callable[[list[str]], Sequence[Any]]
+Run = Callable[[list[Any]], Sequence[Any]]  # texts (or pairs of texts) in, one result each out
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class _Job:
 
     key: Hashable
     run: Run
-    texts: list[str]
+    texts: list[Any]
     costs: list[int]
     future: asyncio.Future[list[Any]]
     arrived: float = field(default_factory=time.perf_counter)
@@ -84,7 +84,7 @@ class MicroBatcher:
         await asyncio.gather(*self._running, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def submit(self, key: Hashable, run: Run, texts: list[str], costs: list[int]) -> list[Any]:
+    async def submit(self, key: Hashable, run: Run, texts: list[Any], costs: list[int]) -> list[Any]:
         """The results of `run` for `texts` (whose token costs are `costs`), computed in shared batches."""
         job = _Job(key, run, texts, costs, asyncio.get_running_loop().create_future())
         self._jobs.append(job)

@@ -27,6 +27,14 @@ TOKEN = {
         "stop": {"type": "integer"},
     },
 }
+RANKED = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["index", "score"],
+        "properties": {"index": {"type": "integer"}, "score": {"type": "number"}, "text": {"type": "string"}},
+    },
+}
 VECTORS = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
 OPENAI_EMBEDDINGS = {
     "type": "object",
@@ -63,27 +71,33 @@ POST_ERRORS = {
 }
 
 
-def _texts(field: str, max_texts: int) -> dict[str, Any]:
+def _body(field: str, options: dict[str, Option], texts: dict[str, Any]) -> dict[str, Any]:
+    """A request object: its texts field (schema `texts`), and its options (`query`, where there is one, required)."""
     return {
-        field: {
-            "anyOf": [
-                {"type": "string"},
-                {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_texts},
-            ],
-            "description": "a text, or a list of texts (one result each)",
-        }
+        "type": "object",
+        "required": [field, "query"] if "query" in options else [field],
+        "additionalProperties": False,
+        "properties": {field: texts, **{name: o.json_schema() for name, o in options.items()}},
     }
 
 
 def _post(
-    summary: str, options: dict[str, Option], answer: dict[str, Any], max_texts: int, field: str = "inputs"
+    summary: str,
+    options: dict[str, Option],
+    answer: dict[str, Any],
+    max_texts: int,
+    field: str = "inputs",
+    pair_options: dict[str, Option] | None = None,
 ) -> dict[str, Any]:
-    body = {
-        "type": "object",
-        "required": [field],
-        "additionalProperties": False,
-        "properties": {**_texts(field, max_texts), **{name: o.json_schema() for name, o in options.items()}},
-    }
+    """A POST route taking a text or a list of texts in `field`, with `options`; with `pair_options`, also a
+    list of [text, text_pair] pairs, with those."""
+    listed = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_texts}
+    texts = {"anyOf": [{"type": "string"}, listed], "description": "a text, or a list of texts (one result each)"}
+    body = _body(field, options, texts)
+    if pair_options is not None:
+        pair = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}
+        pairs = {**listed, "items": pair, "description": "a list of [text, text_pair] pairs (one result each)"}
+        body = {"oneOf": [body, _body(field, pair_options, pairs)]}
     responses = {
         "200": {"description": "one result per text", "content": {"application/json": {"schema": answer}}},
         **{
@@ -117,22 +131,34 @@ def _get(
     }
 
 
-def openapi(task: str, max_texts: int, api_key: bool = False, public_metrics: bool = False) -> dict[str, Any]:
-    """The OpenAPI document of a server of `task` taking at most `max_texts` texts a request."""
+def openapi(
+    task: str,
+    max_texts: int,
+    api_key: bool = False,
+    public_metrics: bool = False,
+    routes: list[str] | None = None,
+) -> dict[str, Any]:
+    """The OpenAPI document of a server of `task` taking at most `max_texts` texts a request, answering `routes`
+    (default: all of the task's)."""
     entry = TASKS[task]
     # The protocol routes keep their protocols' shapes (text-embeddings-inference's, OpenAI's); any other route
     # answers the task's result per text, one for a single string, with the task's options.
     protocols: dict[str, tuple[str, dict[str, Option], dict[str, Any]]] = {
         "/embed": (entry.summary, entry.request_options, VECTORS),
         "/v1/embeddings": ("OpenAI's embeddings request and response", schemas.OPENAI_EMBED, OPENAI_EMBEDDINGS),
+        "/rerank": (
+            "documents ranked by relevance to the query, best first (cross-encoder bundles)",
+            schemas.RERANK,
+            RANKED,
+        ),
     }
     answer = {"anyOf": [entry.result, {"type": "array", "items": entry.result}]}
     paths: dict[str, Any] = {}
-    for route in entry.routes:
+    fields = {"/v1/embeddings": "input", "/rerank": "texts"}
+    for route in entry.routes if routes is None else routes:
         summary, options, shape = protocols.get(route, (entry.summary, entry.request_options, answer))
-        paths[route] = _post(
-            summary, options, shape, max_texts, field="input" if route == "/v1/embeddings" else "inputs"
-        )
+        pairs = entry.pair_options if entry.pairs and route not in protocols else None  # the task's own routes
+        paths[route] = _post(summary, options, shape, max_texts, fields.get(route, "inputs"), pairs)
     paths["/tokenize"] = _post(
         "each text's first window's tokens",
         schemas.TOKENIZE,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mbert_edge.errors import RequestError
+from mbert_edge.runtime.textinput import TextInput
 from mbert_edge.tasks import Option, json_type
 
 
@@ -24,17 +25,28 @@ OPENAI_EMBED = {
     "user": Option((str,)),
 }
 TOKENIZE = {"add_special_tokens": Option((bool,), description="default true")}
+RERANK = {  # text-embeddings-inference's /rerank; `texts` are the documents
+    "query": Option((str,), description="the text the documents are ranked for (required)"),
+    "raw_scores": Option((bool,), description="the relevance logit instead of its sigmoid (default false)"),
+    "return_text": Option((bool,), description="each document's text in its result (default false)"),
+    "truncate": Option(
+        (bool,), description="read each document's head only (default false: all of it in windows, the best counts)"
+    ),
+}
 
 
 @dataclass(frozen=True)
 class TextRequest:
-    texts: list[str]
+    texts: list[TextInput]  # strings, or (text, text_pair) pairs where the route takes them
     single: bool  # a string came in: a single result goes out (where the route's shape has one)
     options: dict[str, Any]  # only the options the client gave
 
 
-def parse(raw: bytes, options: dict[str, Option], max_texts: int, texts_field: str = "inputs") -> TextRequest:
-    """The request in `raw`, or a RequestError (422) naming what is wrong."""
+def parse(
+    raw: bytes, options: dict[str, Option], max_texts: int, texts_field: str = "inputs", pairs: bool = False
+) -> TextRequest:
+    """The request in `raw`, or a RequestError (422) naming what is wrong. With `pairs`, a list may hold pairs of
+    texts, each a list of two strings (as text-embeddings-inference takes them), instead of texts."""
     try:
         body = json.loads(raw)
     # ValueError: besides malformed JSON, an integer of more than 4,300 digits; RecursionError: nested too deep.
@@ -49,7 +61,7 @@ def parse(raw: bytes, options: dict[str, Option], max_texts: int, texts_field: s
         raise invalid(f"{texts_field} is missing: give a string or a list of strings")
     texts = body[texts_field]
     if isinstance(texts, str):
-        items = [texts]
+        items: list[TextInput] = [texts]
     elif isinstance(texts, list):
         if not texts:
             raise invalid(f"{texts_field} is an empty list")
@@ -59,11 +71,19 @@ def parse(raw: bytes, options: dict[str, Option], max_texts: int, texts_field: s
                 "too_many_texts",
                 f"{texts_field} has {len(texts)} texts; this server takes at most {max_texts} per request",
             )
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise invalid(f"{texts_field}[{index}] must be a string, got {json_type(text)}")
-        items = texts
+        items = [_text_or_pair(f"{texts_field}[{index}]", t, pairs) for index, t in enumerate(texts)]
+        if pairs and len({isinstance(item, str) for item in items}) > 1:
+            raise invalid(f"{texts_field} mixes texts and pairs of texts: send one kind per request")
     else:
         raise invalid(f"{texts_field} must be a string or a list of strings, got {json_type(texts)}")
     given = {name: spec.check(name, body[name]) for name, spec in options.items() if name in body}
     return TextRequest(items, isinstance(texts, str), given)
+
+
+def _text_or_pair(where: str, item: Any, pairs: bool) -> TextInput:
+    if isinstance(item, str):
+        return item
+    if pairs and isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item):
+        return item[0], item[1]
+    expected = "a string or a pair of strings ([text, text_pair])" if pairs else "a string"
+    raise invalid(f"{where} must be {expected}, got {json_type(item)}")
