@@ -4,6 +4,7 @@ encodings and `Classifier` on pairs: test_architectures.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -181,3 +182,32 @@ def test_the_server_ranks_and_classifies_pairs(rerank_bundle, seqcls_bundle):
     with TestClient(create_app(load(seqcls_bundle), ServerSettings(bundle=str(seqcls_bundle)))) as client:
         refused = client.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS})
         assert refused.status_code == 400 and "needs a cross-encoder bundle" in refused.json()["error"]
+
+
+def test_the_command_line_takes_pairs_and_ranks(rerank_bundle, seqcls_bundle, tmp_path):
+    from conftest import run_cli
+
+    from mbert_edge import Classifier
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("Der Hund schläft.\tEin Tier ruht.\nIl pleut.\tIl fait beau.\n", encoding="utf-8")
+    predicted = run_cli("predict", str(seqcls_bundle), "--input", str(pairs), "--pair-separator", r"\t", "--top-k", "3")
+    assert predicted.returncode == 0, predicted.stderr
+    local = Classifier(seqcls_bundle).predict(
+        [("Der Hund schläft.", "Ein Tier ruht."), ("Il pleut.", "Il fait beau.")], 3
+    )
+    got = [json.loads(line) for line in predicted.stdout.splitlines()]
+    assert [[x["label"] for x in r] for r in got] == [[x["label"] for x in r] for r in local]
+    assert [x["score"] for r in got for x in r] == pytest.approx([x["score"] for r in local for x in r], abs=1e-6)
+    pairs.write_text("Guten Morgen.\tHallo.\nno separator here\n", encoding="utf-8")
+    broken = run_cli("predict", str(seqcls_bundle), "--input", str(pairs), "--pair-separator", r"\t")
+    assert broken.returncode == 1 and len(broken.stdout.splitlines()) == 1  # the pair before it was answered
+    assert broken.stderr.count("\n") == 1 and "input 2 has no --pair-separator" in broken.stderr, broken.stderr
+
+    ranked = run_cli("rank", str(rerank_bundle), QUERY, *DOCUMENTS, "--top-k", "3")
+    assert ranked.returncode == 0, ranked.stderr
+    expected = Reranker(rerank_bundle).rank(QUERY, DOCUMENTS, top_k=3, return_documents=True)
+    lines = [json.loads(line) for line in ranked.stdout.splitlines()]
+    assert [(r["index"], r["text"]) for r in lines] == [(r["index"], r["text"]) for r in expected]
+    refused = run_cli("rank", str(seqcls_bundle), QUERY, "doc")
+    assert refused.returncode == 1 and "rank needs a cross-encoder bundle" in refused.stderr, refused.stderr

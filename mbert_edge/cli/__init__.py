@@ -14,7 +14,7 @@ import click
 
 from ..errors import MbertEdgeError
 from .batch import batch
-from .inference import bench, info, predict, verify
+from .inference import bench, info, predict, rank, verify
 from .serve import serve
 from .tooling import demo, export, quantize, trim
 
@@ -44,7 +44,7 @@ def cli() -> None:
     """Run multilingual BERT fast on CPUs: export, quantize, verify, bench, predict."""
 
 
-for command in (export, predict, info, quantize, verify, trim, bench, demo, serve, batch):
+for command in (export, predict, rank, info, quantize, verify, trim, bench, demo, serve, batch):
     cli.add_command(command)
 
 

@@ -40,6 +40,10 @@ TRUNCATION = click.option(
     help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
     "classification, window otherwise).",
 )
+PAIR_TRUNCATION_HELP = (
+    "longest_first (the default) cuts the longer text first; only_first, only_second cut that text alone; "
+    "window reads the second text in windows with the first whole in each"
+)
 
 
 class NonEmptyPath(click.Path):

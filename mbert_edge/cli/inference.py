@@ -1,4 +1,4 @@
-"""Commands that need only the runtime: `predict`, `info`, `verify`, `bench`."""
+"""Commands that need only the runtime: `predict`, `rank`, `info`, `verify`, `bench`."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import numpy as np
 from ..bench.measure import BATCH_SIZES, LENGTHS
 from ..bundle import Bundle, RuntimeSettings, check_writable
 from ..progress import Progress
-from ..runtime import Runner, load
+from ..runtime import Reranker, Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
-from ..tasks import TASKS
+from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS
 from ..textdata import builtin_sample, evaluation_texts, load_textset
 from .common import (
     BATCH_SIZE,
     DATA_HELP,
+    PAIR_TRUNCATION_HELP,
     PRECISION,
-    TRUNCATION,
     NonEmptyPath,
     numbers,
     size_text,
@@ -72,7 +72,19 @@ class _InputLines:
 @PRECISION
 @BATCH_SIZE
 @task_options
-@TRUNCATION
+@click.option(
+    "--truncation",
+    type=click.Choice(tuple(dict.fromkeys(TRUNCATIONS + PAIR_TRUNCATIONS))),
+    default=None,
+    help="Texts over the max length: cut to the head, or read whole in windows (default: head for classification, "
+    f"window otherwise). Pairs: {PAIR_TRUNCATION_HELP}.",
+)
+@click.option(
+    "--pair-separator",
+    default=None,
+    help="Each input is a pair of texts (a premise and its hypothesis, ...) split at this separator's first "
+    r"occurrence ('\t': a tab, for TSV lines); sequence classification only.",
+)
 def predict(
     bundle: Path,
     texts: tuple[str, ...],
@@ -80,6 +92,7 @@ def predict(
     precision: str,
     batch_size: int,
     truncation: str | None,
+    pair_separator: str | None,
     **task_settings: Any,
 ) -> None:
     """Run BUNDLE on TEXTS (or --input lines), one JSON line per input: {"label", "score"} for
@@ -87,16 +100,89 @@ def predict(
     opened = Bundle.open(bundle)
     task = opened.task
     refusal = task_option_refusal(bundle, task, task_settings)
+    if pair_separator is not None and not TASKS[task].pairs:
+        refusal = f"{bundle} is a {task} bundle; --pair-separator applies to {' and '.join(pair_tasks())} bundles only"
     if refusal:
         raise click.ClickException(refusal)
     given = {"batch_size": batch_size, "truncation": truncation, **task_settings}
     options = {k: v for k, v in given.items() if v is not None}
     inputs = _InputLines(texts, input_file)
     model = load(opened, precision=precision)
-    for result in model.iter_predict(inputs, chunk_size=8 * batch_size, **options):
+    items = inputs if pair_separator is None else _InputPairs(inputs, {r"\t": "\t"}.get(pair_separator, pair_separator))
+    for result in model.iter_predict(items, chunk_size=8 * batch_size, **options):
         click.echo(json.dumps(result.tolist() if isinstance(result, np.ndarray) else result, ensure_ascii=False))
+    if items.failure:
+        raise click.ClickException(items.failure)
+
+
+class _InputPairs:
+    """The inputs of `lines` as pairs, each split at the separator's first occurrence. An input without it ends
+    the input there: the pairs before it are answered, then `failure` says which input it was."""
+
+    def __init__(self, lines: _InputLines, separator: str) -> None:
+        self.lines, self.separator = lines, separator
+        self.failure: str | None = None
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        for number, line in enumerate(self.lines, start=1):
+            text, found, text_pair = line.partition(self.separator)
+            if not found:
+                self.failure = (
+                    f"input {number} has no --pair-separator {self.separator!r}: give each pair as "
+                    f"TEXT{self.separator}TEXT_PAIR; the inputs before it were answered"
+                )
+                return
+            yield text, text_pair
+        self.failure = self.lines.failure
+
+
+def pair_tasks() -> list[str]:
+    return [name for name, task in TASKS.items() if task.pairs]
+
+
+@click.command()
+@click.argument("bundle", type=NonEmptyPath(path_type=Path))
+@click.argument("query")
+@click.argument("documents", nargs=-1)
+@click.option("--input", "input_file", default=None, help="One document per line; - reads stdin.")
+@PRECISION
+@BATCH_SIZE
+@click.option(
+    "--top-k", type=click.IntRange(1), default=None, help="Only the K most relevant documents (default: all)."
+)
+@click.option("--raw-scores", is_flag=True, help="The relevance logit instead of its sigmoid.")
+@click.option(
+    "--truncation",
+    type=click.Choice(PAIR_TRUNCATIONS),
+    default=None,
+    help="A document over the max length with the query: window (the default) reads all of it in windows with the "
+    "query whole in each, the best window counting; only_second reads its head; longest_first cuts the longer "
+    "of query and document first.",
+)
+def rank(
+    bundle: Path,
+    query: str,
+    documents: tuple[str, ...],
+    input_file: str | None,
+    precision: str,
+    batch_size: int,
+    top_k: int | None,
+    raw_scores: bool,
+    truncation: str | None,
+) -> None:
+    """Rank DOCUMENTS (or --input lines) by relevance to QUERY with a cross-encoder BUNDLE (a classifier with one
+    relevance logit): one JSON line per document, best first, {"index", "score", "text"}."""
+    model = load(bundle, precision=precision)
+    if not isinstance(model, Reranker):
+        raise click.ClickException(
+            f"{bundle} has {len(model.labels or [])} labels; rank needs a cross-encoder bundle (one relevance logit)"
+        )
+    inputs = _InputLines(documents, input_file)
+    docs = list(inputs)  # ranking needs them all
     if inputs.failure:
         raise click.ClickException(inputs.failure)
+    for ranked in model.rank(query, docs, top_k, True, raw_scores, batch_size, truncation):
+        click.echo(json.dumps(ranked, ensure_ascii=False))
 
 
 @click.command()
