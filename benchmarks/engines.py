@@ -99,7 +99,7 @@ def openvino_models(fp32_onnx: Path, calibration: Runner, texts: list[str], work
     if not paths["fp32"].exists():
         ov.save_model(ov.convert_model(fp32_onnx), paths["fp32"], compress_to_fp16=False)
     if not paths["static"].exists():
-        feeds = [feed for _, feed in calibration.batches([g[0] for g in calibration.windows(texts, "head")], 1)]
+        feeds = [feed for _, feed in calibration.batches(calibration.first_windows(texts), 1)]
         quantized = nncf.quantize(
             ov.convert_model(fp32_onnx),
             nncf.Dataset(feeds),
@@ -151,12 +151,12 @@ def cut_texts(runner: Runner, sentences: list[str], length: int, count: int = 24
 
 def predict(runner: Runner, texts: list[str], batch_size: int) -> list[np.ndarray]:
     """What a task class does per call, minus the result formatting: tokenize, batch, run."""
-    return runner.run([g[0] for g in runner.windows(texts, "head")], batch_size)
+    return runner.run(runner.first_windows(texts), batch_size)
 
 
 def batch_invariance(runner: Runner, texts: list[str], size: int = 16) -> float:
     """Max |output alone - output in a batch of `size` mixed-length texts padded to the longest|."""
-    encodings = [g[0] for g in runner.windows(texts, "head")]
+    encodings = runner.first_windows(texts)
     worst = 0.0
     for first in range(0, len(encodings) - size + 1, size):
         group = encodings[first : first + size]

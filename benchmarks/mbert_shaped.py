@@ -6,7 +6,10 @@ and filled up with unused pieces to 250,002: right for size and speed, not for t
 `xlm-roberta-large` the same at xlm-roberta-large's shape (24 layers of 1,024; 2.24 GB of FP32 weights, over
 protobuf's 2 GiB: the path of models that need external data throughout).
 
-    python benchmarks/mbert_shaped.py [--architecture bert|xlm-roberta|xlm-roberta-large] [--out DIR]
+    python benchmarks/mbert_shaped.py [--architecture bert|xlm-roberta|xlm-roberta-large] [--out DIR] [--labels A,B]
+
+`--labels score` gives a cross-encoder's head (one relevance logit); `--labels contradiction,neutral,entailment` an
+NLI head (benchmarks/pairs.py).
 
 No multilingual weights can be downloaded here; these models are right for size, speed and tokenizer
 behaviour, not for accuracy (use the fine-tuned MiniLM for that).
@@ -57,10 +60,11 @@ def unigram_tokenizer_json(rows: int) -> str:
 @click.option("--vocab", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=DEFAULT_VOCAB)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT, show_default=True)
 @click.option("--seed", default=0, show_default=True)
+@click.option("--labels", default=",".join(LABELS), show_default=True, help="The head's labels, comma-separated.")
 @click.option(
     "--architecture", type=click.Choice(["bert", "xlm-roberta", "xlm-roberta-large"]), default="bert", show_default=True
 )
-def main(vocab: Path, out: Path, seed: int, architecture: str) -> None:
+def main(vocab: Path, out: Path, seed: int, labels: str, architecture: str) -> None:
     import torch
     import transformers
 
@@ -68,14 +72,15 @@ def main(vocab: Path, out: Path, seed: int, architecture: str) -> None:
         click.echo(f"cached: {out}")
         return
     torch.manual_seed(seed)
+    names = labels.split(",")
     shape = {
         "hidden_size": 768,
         "num_hidden_layers": 12,
         "num_attention_heads": 12,
         "intermediate_size": 3072,
-        "num_labels": 3,
-        "id2label": dict(enumerate(LABELS)),
-        "label2id": {label: i for i, label in enumerate(LABELS)},
+        "num_labels": len(names),
+        "id2label": dict(enumerate(names)),
+        "label2id": {label: i for i, label in enumerate(names)},
     }
     if architecture == "xlm-roberta-large":
         shape.update(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)

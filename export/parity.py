@@ -1,4 +1,4 @@
-"""Prove the ONNX graph computes what PyTorch computes, per language, on padded batches of real text."""
+"""Prove the ONNX graph computes what PyTorch computes, per language, on padded batches of real text (and of\npairs of texts, for models that read two)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def parity_report(
     batches (real tokens only for token-level outputs, so padding positions do not count)."""
     languages: dict[str, LanguageParity] = {}
     for lang, sentences in textset.texts.items():
-        windows = [group[0] for group in runner.windows(sentences, "head")]
+        windows = runner.first_windows(sentences)
         diffs = []
         for indices, feed in runner.batches(windows, batch_size):
             with torch.inference_mode():

@@ -32,13 +32,15 @@ def library_versions() -> dict[str, str]:
     return {name: version(name) for name in VERSIONED}
 
 
-def parity_texts(data: str | Path | None) -> TextSet:
-    """The built-in multilingual sample, plus the user's `--data` when given."""
-    sample = builtin_sample()
-    if data is None:
-        return sample
-    extra = load_textset(data)
-    return TextSet({**sample.texts, **{f"data:{k}": v for k, v in extra.texts.items()}})
+def parity_texts(data: TextSet | None, pairs: bool) -> TextSet:
+    """The built-in multilingual sample (and its sample of pairs of texts, for a task that takes `pairs`), plus the
+    user's `--data` when given."""
+    texts = builtin_sample().texts
+    if pairs:
+        texts.update({f"pairs/{k}": v for k, v in builtin_sample(pairs=True).texts.items()})
+    if data is not None:
+        texts.update({f"data:{k}": v for k, v in data.texts.items()})
+    return TextSet(texts)
 
 
 def _max_length(requested: int | None, limit: int, tokenizer_max: int | None) -> int:
@@ -75,8 +77,9 @@ def export_bundle(
     output = Path(output_dir).resolve()
     source = Path(model)  # a local checkpoint folder, which the bundle must not replace; a hub id never exists
     check_output(output, force, source)
-    texts = parity_texts(data)
+    extra = load_textset(data) if data is not None else None  # read before work
     checkpoint = inspect(model, task)
+    texts = parity_texts(extra, checkpoint.task.pairs)
     labels = checked_labels(checkpoint, labels)
     tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config)
     if tokenizer.get_vocab_size() > checkpoint.config.vocab_size:

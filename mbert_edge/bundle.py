@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from .errors import BundleError
 from .quantization import GATE_KEYS, METHOD_SETTINGS, QuantizationConfig, option_names
-from .tasks import TASKS
+from .tasks import TASKS, reads_pairs
 
 MANIFEST_NAME = "mbert_edge.json"
 TOKENIZER_NAME = "tokenizer.json"
@@ -281,6 +281,11 @@ class Manifest:
             if value is not None or f.name not in OPTIONAL_SECTIONS:
                 data.setdefault(f.name, value)
         return data
+
+    @property
+    def reads_pairs(self) -> bool:
+        """Whether the model is made to read pairs of texts (a cross-encoder's or an NLI head): `tasks.reads_pairs`."""
+        return reads_pairs(self.task, self.labels)
 
     @classmethod
     def from_json(cls, data: dict[str, Any], where: Path) -> Manifest:

@@ -83,8 +83,8 @@ class FaithfulSettings:
 
     calibration: str | None = setting(
         None,
-        "text for calibration: GPTQ, outlier channels, smoothing, fallback (default: the built-in sample; a few "
-        "hundred sentences of your domain do better).",
+        "text for calibration: GPTQ, outlier channels, smoothing, fallback (default: the built-in sample, of pairs "
+        "for a cross-encoder or NLI model; a few hundred sentences, or .tsv pairs, of your domain do better).",
         path=True,
     )
     smoothing: float | None = setting(

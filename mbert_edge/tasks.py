@@ -43,8 +43,10 @@ class Option:
 
     def json_schema(self) -> dict[str, Any]:
         """This option as a JSON Schema (OpenAPI 3.1)."""
-        names = {int: "integer", str: "string", bool: "boolean", float: "number"}
+        names = {int: "integer", str: "string", bool: "boolean", float: "number", list: "array"}
         schema: dict[str, Any] = {"type": [names[t] for t in self.types] + (["null"] if self.nullable else [])}
+        if list in self.types:
+            schema["items"] = {"type": "string"}  # the options that take lists take lists of strings
         if self.choices:
             schema["enum"] = [*self.choices, *([None] if self.nullable else [])]
         if self.minimum is not None:
@@ -167,7 +169,7 @@ SEQUENCE_CLASSIFICATION = Task(
     result={"anyOf": [PREDICTION, {"type": "array", "items": PREDICTION}]},
     summary="labels and scores (the text-classification pipeline's)",
     columns=(Column("label", "string", "label"), Column("score", "float32", "score")),
-    routes=("/predict", "/rerank"),
+    routes=("/predict", "/rerank", "/zero-shot"),
     pairs=True,
 )
 TOKEN_CLASSIFICATION = Task(
@@ -203,9 +205,21 @@ FEATURE_EXTRACTION = Task(
     routes=("/embed", "/v1/embeddings"),
 )
 
+RELEVANCE_COLUMNS = (Column("score", "float32"),)  # `batch --query-column`: each (query, document) row's relevance
+
 TASKS: dict[str, Task] = {
     task.name: task for task in (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION)
 }
+
+
+ENTAILMENT, CONTRADICTION = "entail", "contradict"  # how NLI labels start (the zero-shot pipeline's rule)
+
+
+def reads_pairs(task: str, labels: list[str] | None) -> bool:
+    """Whether a model of `task` with these labels is made to read pairs of texts, as its head shows: one relevance
+    logit (a cross-encoder) or a label naming entailment (NLI). Quantize then calibrates and gates on pairs."""
+    names = labels or []
+    return TASKS[task].pairs and (len(names) == 1 or any(name.lower().startswith(ENTAILMENT) for name in names))
 
 
 def serving(route: str) -> list[str]:

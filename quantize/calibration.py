@@ -11,6 +11,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from mbert_edge.runtime import Runner
+from mbert_edge.runtime.textinput import TextInput
 
 from .graph import linear_inputs
 
@@ -25,7 +26,7 @@ class LayerStats:
 
 
 def layer_statistics(
-    graph: onnx.ModelProto, folder: Path, runner: Runner, texts: list[str], batch_size: int = 32
+    graph: onnx.ModelProto, folder: Path, runner: Runner, texts: list[TextInput], batch_size: int = 32
 ) -> dict[str, LayerStats]:
     """Each linear layer's input statistics over the real tokens of `texts`, from the FP32 graph `graph` (its
     weights left in their file in `folder`) run with `runner`'s tokenizer and batching (every layer input made a
@@ -44,7 +45,7 @@ def layer_statistics(
         prober = runner.with_graph(path, "calibration probe")
     finally:
         path.unlink(missing_ok=True)
-    windows = [group[0] for group in prober.windows(texts, "head")]
+    windows = prober.first_windows(texts)
     stats: dict[str, LayerStats] = {}
     for _, feed in prober.batches(windows, batch_size):
         outputs = prober.session.run(tensors, feed)

@@ -51,9 +51,10 @@ def quantize_bundle(
     fp32 = bundle.verify_file(bundle.models["fp32"])
     preset, flags = resolve_preset(config.preset)
     config = replace(config, preset=preset, min_agreement=config.agreement_threshold)
-    texts = evaluation_texts(config.data, bundle.manifest.labels if TASKS[bundle.task].labels_texts else None)
+    pairs = bundle.manifest.reads_pairs  # a cross-encoder or NLI model: the built-in samples are pairs of texts
+    texts = evaluation_texts(config.data, bundle.manifest.labels if TASKS[bundle.task].labels_texts else None, pairs)
     calibration = (
-        evaluation_texts(config.faithful.calibration) if config.method == "faithful" else None
+        evaluation_texts(config.faithful.calibration, pairs=pairs) if config.method == "faithful" else None
     )  # read before work
     staging = bundle.path / f".{INT8_FILE}.partial"
     reference = Runner.open(bundle, "fp32")

@@ -280,12 +280,13 @@ def trim(
     else:
         if not 0 <= holdout < 1 or min_count < 1:
             raise TrimError("--holdout must be in [0, 1) and --min-count at least 1")
-        split = {group: len(texts) - int(len(texts) * holdout) for group, texts in corpus.texts.items()}
-        seen = [t for group, texts in corpus.texts.items() for t in texts[: split[group]]]
+        sentences = corpus.sentences()
+        split = {group: len(texts) - int(len(texts) * holdout) for group, texts in sentences.items()}
+        seen = [t for group, texts in sentences.items() for t in texts[: split[group]]]
         tokenizer = Tokenizer.from_str(json.dumps(tokenizer_json))
         kept, found = keep_by_corpus(tokenizer, tokenizer_json, seen, min_count)
         trimmed = Tokenizer.from_str(json.dumps(trimmed_tokenizer_json(tokenizer_json, kept)))
-        held_out = {group: texts[split[group] :] for group, texts in corpus.texts.items()}
+        held_out = {group: texts[split[group] :] for group, texts in sentences.items()}
         record = {
             "mode": "corpus",
             "scripts": found,

@@ -35,7 +35,8 @@ def test_sequence_classification_bundle(seqcls_bundle):
     assert manifest["max_length"] == 128
     parity = manifest["export"]["parity"]
     assert 0 <= parity["max_abs_diff"] <= 1e-4
-    assert set(parity["languages"]) == set(builtin_sample().texts)
+    pairs = {f"pairs/{lang}" for lang in builtin_sample(pairs=True).texts}  # a classifier reads pairs too
+    assert set(parity["languages"]) == set(builtin_sample().texts) | pairs
     for name, record in manifest["files"].items():
         assert sha256_file(seqcls_bundle / name) == record["sha256"]
     assert {"torch", "transformers", "onnxruntime", "tokenizers"} <= set(manifest["versions"])

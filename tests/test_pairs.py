@@ -77,8 +77,10 @@ def test_zero_shot_refuses_what_it_cannot_do(nli_bundle, seqcls_bundle):
         model.predict(TEXTS[0], CANDIDATES, hypothesis_template="This example is about it.")
     with pytest.raises(ValueError, match="candidate_labels is empty"):
         model.predict(TEXTS[0], " , ")
-    with pytest.raises(TypeError, match="candidate_labels must be a str or a sequence of str"):
-        model.predict(TEXTS[0], [1, 2])
+    with pytest.raises(TypeError, match="candidate_labels\\[1\\] must be a str, got int"):
+        model.predict(TEXTS[0], ["sport", 2])
+    with pytest.raises(TypeError, match="candidate_labels must be a str or a sequence of str, got int"):
+        model.predict(TEXTS[0], 3)
     with pytest.raises(BundleError, match="has no entailment label \\(its labels: negative, neutral, positive\\)"):
         ZeroShotClassifier(seqcls_bundle)
 
@@ -116,6 +118,7 @@ def torch_relevance(checkpoint: Path, query: str, documents: list[str]) -> np.nd
 
 @pytest.mark.parametrize("model_type", ["bert", "distilbert", "roberta", "xlm-roberta"])
 def test_rerank_agrees_with_the_pytorch_cross_encoder(exported, model_type):
+    """Against the PyTorch model's logits, and sentence-transformers' `CrossEncoder.rank` where it is installed."""
     checkpoint, bundle = exported(model_type, RELEVANCE)
     reranker = Reranker(bundle, precision="fp32")
     logits = torch_relevance(checkpoint, QUERY, DOCUMENTS)
@@ -129,6 +132,15 @@ def test_rerank_agrees_with_the_pytorch_cross_encoder(exported, model_type):
     ]
     alone = [reranker.rank(QUERY, [doc], raw_scores=True)[0]["score"] for doc in DOCUMENTS]
     assert alone == pytest.approx(list(logits), abs=1e-5)  # batched as one at a time
+    try:
+        from sentence_transformers import CrossEncoder  # the peers extra installs it
+    except ImportError:
+        return
+    encoder = CrossEncoder(str(checkpoint), device="cpu")
+    encoder.tokenizer.pad_token = encoder.tokenizer.pad_token or "<pad>"  # as in torch_relevance
+    theirs = encoder.rank(QUERY, DOCUMENTS, top_k=3)
+    assert [r["index"] for r in ranked[:3]] == [r["corpus_id"] for r in theirs]
+    assert [r["score"] for r in ranked[:3]] == pytest.approx([r["score"] for r in theirs], abs=1e-5)
 
 
 def test_a_long_document_is_read_in_windows_with_the_query(exported):
@@ -184,6 +196,40 @@ def test_the_server_ranks_and_classifies_pairs(rerank_bundle, seqcls_bundle):
         assert refused.status_code == 400 and "needs a cross-encoder bundle" in refused.json()["error"]
 
 
+def test_the_server_classifies_zero_shot(nli_bundle, seqcls_bundle):
+    """/zero-shot answers as the in-process ZeroShotClassifier, over the NLI classifier's own session."""
+    from starlette.testclient import TestClient
+
+    from mbert_edge import Classifier, load
+    from mbert_edge.serve.app import create_app
+    from mbert_edge.serve.settings import ServerSettings
+
+    model = load(nli_bundle)
+    assert type(model) is Classifier  # an NLI bundle loads as a classifier of pairs; /zero-shot shares its session
+    local = ZeroShotClassifier(nli_bundle)
+    with TestClient(create_app(model, ServerSettings(bundle=str(nli_bundle)))) as client:
+        answered = client.post("/zero-shot", json={"inputs": TEXTS, "candidate_labels": CANDIDATES}).json()
+        expected = local.predict(TEXTS, CANDIDATES)
+        assert [r["sequence"] for r in answered] == TEXTS
+        for ours, theirs in zip(answered, expected):
+            assert_same_ranking(ours, theirs)
+        body = {"inputs": TEXTS[0], "candidate_labels": "Reise, cuisine", "multi_label": True}
+        single = client.post("/zero-shot", json={**body, "hypothesis_template": "Es geht um {}."}).json()
+        assert_same_ranking(single, local.predict(TEXTS[0], ["Reise", "cuisine"], "Es geht um {}.", multi_label=True))
+        missing = client.post("/zero-shot", json={"inputs": TEXTS})
+        assert missing.status_code == 422 and missing.json()["error"].startswith("candidate_labels is missing")
+        no_slot = client.post("/zero-shot", json={**body, "hypothesis_template": "About this."})
+        assert no_slot.status_code == 422 and "has no {} where the label goes" in no_slot.json()["error"]
+        wrong = client.post("/zero-shot", json={"inputs": TEXTS, "candidate_labels": ["a", 3]})
+        assert wrong.status_code == 422 and "candidate_labels" in wrong.json()["error"]
+        paths = client.get("/openapi.json").json()["paths"]
+        schema = paths["/zero-shot"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        assert schema["required"] == ["inputs", "candidate_labels"] and "/rerank" not in paths
+    with TestClient(create_app(load(seqcls_bundle), ServerSettings(bundle=str(seqcls_bundle)))) as client:
+        refused = client.post("/zero-shot", json={"inputs": TEXTS, "candidate_labels": CANDIDATES})
+        assert refused.status_code == 400 and "needs an NLI bundle" in refused.json()["error"]
+
+
 def test_the_command_line_takes_pairs_and_ranks(rerank_bundle, seqcls_bundle, tmp_path):
     from conftest import run_cli
 
@@ -211,3 +257,98 @@ def test_the_command_line_takes_pairs_and_ranks(rerank_bundle, seqcls_bundle, tm
     assert [(r["index"], r["text"]) for r in lines] == [(r["index"], r["text"]) for r in expected]
     refused = run_cli("rank", str(seqcls_bundle), QUERY, "doc")
     assert refused.returncode == 1 and "rank needs a cross-encoder bundle" in refused.stderr, refused.stderr
+
+
+def test_pair_models_are_proved_calibrated_and_gated_on_pairs(nli_bundle, rerank_bundle, tmp_path):
+    """Export proves a text classifier on the built-in pairs too; quantize calibrates and gates a cross-encoder or
+    NLI model on pairs (the built-in sample or a `.tsv` of them), and faithful INT8 scores pairs batch-invariantly."""
+    import shutil
+
+    from conftest import run_cli
+
+    from mbert_edge.bundle import Bundle
+    from mbert_edge.quantization import QuantizationConfig
+    from mbert_edge.quantize.pipeline import quantize_bundle
+    from mbert_edge.textdata import builtin_sample
+
+    pair_langs = set(builtin_sample(pairs=True).texts)
+    assert len(pair_langs) == 12 and all(
+        len(p) == 2 for group in builtin_sample(pairs=True).texts.values() for p in group
+    )
+    proved = Bundle.open(nli_bundle).manifest.export.parity.languages
+    assert {f"pairs/{lang}" for lang in pair_langs} <= set(proved) and "deu" in proved
+    reranker = Path(shutil.copytree(rerank_bundle, tmp_path / "rerank"))
+    report = quantize_bundle(reranker, QuantizationConfig.of("faithful", min_agreement=0.0))
+    assert set(report["groups"]) == pair_langs and report["overall"]["decisions"] == 60
+    assert Bundle.open(reranker).manifest.quantization.chosen["calibration_texts"] == 60
+    int8 = Reranker(reranker, precision="int8")
+    documents = [b for group in builtin_sample(pairs=True).texts.values() for _, b in group][:24]
+    batched = [r["score"] for r in sorted(int8.rank(QUERY, documents, raw_scores=True), key=lambda r: r["index"])]
+    assert batched == [int8.rank(QUERY, [doc], raw_scores=True)[0]["score"] for doc in documents]  # exactly
+
+    data = tmp_path / "xnli"
+    data.mkdir()
+    (data / "deu.tsv").write_text("Der Hund schläft.\tEin Tier ruht.\t2\nEs regnet.\tDie Sonne scheint.\t0\n")
+    (data / "fra.txt").write_text("Il pleut.\nBonjour.\n")
+    nli = Path(shutil.copytree(nli_bundle, tmp_path / "nli"))
+    quantized = run_cli("quantize", str(nli), "--method", "dynamic", "--min-agreement", "0", "--data", str(data))
+    assert quantized.returncode == 0, quantized.stderr
+    gated = json.loads((nli / "accuracy.int8.json").read_text())["groups"]
+    assert set(gated) == {"deu", "fra"} and gated["deu"]["texts"] == 2 and "accuracy_reference" in gated["deu"]
+    (data / "deu.tsv").write_text("Der Hund schläft.\tEin Tier ruht.\nnur ein Text\n")
+    broken = run_cli("quantize", str(nli), "--data", str(data))
+    assert broken.returncode == 1 and broken.stderr.count("\n") == 1, broken.stderr
+    assert "deu.tsv: every line must be text<TAB>text_pair" in broken.stderr
+
+
+def test_batch_reads_pairs_and_scores_queries(nli_bundle, rerank_bundle, seqcls_bundle, tmp_path):
+    """`batch --pair-column` classifies (text, text_pair) rows and `--query-column` scores (query, text) rows with a
+    cross-encoder, equal to the runtime's; a bad second text is its row's error; misuse is one line."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+    from conftest import run_cli
+
+    from mbert_edge import Classifier
+    from mbert_edge.textdata import builtin_sample
+
+    pairs = [p for group in builtin_sample(pairs=True).texts.values() for p in group]
+    firsts, seconds = [a for a, _ in pairs], [b for _, b in pairs]
+    seconds[5], seconds[9] = None, " "
+    table = pa.table({"id": range(len(pairs)), "text": firsts, "hypothesis": seconds, "query": firsts})
+    pq.write_table(table, tmp_path / "in.parquet")
+    errors = {5: "null text in hypothesis", 9: "empty text in hypothesis"}
+
+    run = run_cli(
+        "batch", str(nli_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "nli"), "--pair-column", "hypothesis"
+    )
+    assert run.returncode == 0, run.stderr
+    out = pq.read_table(tmp_path / "nli").to_pylist()
+    good = [i for i in range(len(pairs)) if i not in errors]
+    expected = dict(zip(good, Classifier(nli_bundle).predict([pairs[i] for i in good])))
+    for row in out:
+        if row["id"] in errors:
+            assert (row["label"], row["error"]) == (None, errors[row["id"]])
+        else:
+            want = expected[row["id"]]
+            assert row["label"] == want["label"] and row["score"] == pytest.approx(want["score"], abs=1e-6)
+
+    table = table.set_column(2, "hypothesis", pa.array([b for _, b in pairs]))  # documents, each with its query
+    pq.write_table(table, tmp_path / "docs.parquet")
+    args = ("--text-column", "hypothesis", "--query-column", "query")
+    run = run_cli("batch", str(rerank_bundle), str(tmp_path / "docs.parquet"), str(tmp_path / "rank"), *args)
+    assert run.returncode == 0, run.stderr
+    ranked = pq.read_table(tmp_path / "rank")
+    assert ranked.column_names == ["id", "text", "hypothesis", "query", "score", "error"]
+    reranker = Reranker(rerank_bundle)
+    expected_scores = [reranker.scores(a, [b])[0] for a, b in pairs]  # one query at a time
+    assert ranked.column("score").to_pylist() == pytest.approx(expected_scores, abs=1e-6)
+
+    refusals = {
+        "--pair-column": (seqcls_bundle, "--pair-column", "hypothesis", "--query-column", "query"),
+        "not a cross-encoder bundle": (nli_bundle, "--query-column", "query"),
+        "--top-k applies to labels": (rerank_bundle, "--query-column", "query", "--top-k", "2"),
+        "no column 'premise'": (nli_bundle, "--pair-column", "premise"),
+    }
+    for message, (bundle, *options) in refusals.items():
+        refused = run_cli("batch", str(bundle), str(tmp_path / "docs.parquet"), str(tmp_path / "x"), *options)
+        assert refused.returncode in (1, 2) and message in refused.stderr and "Traceback" not in refused.stderr

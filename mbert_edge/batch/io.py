@@ -53,18 +53,19 @@ def _has_content(path: Path) -> bool:
     return False
 
 
-def reader_options(fmt: str, text_column: str) -> dict[str, Any]:
-    """pyarrow's reading options, shared by the local reader and Ray's `read_*`: CSV reads the text column
+def reader_options(fmt: str, text_columns: list[str]) -> dict[str, Any]:
+    """pyarrow's reading options, shared by the local reader and Ray's `read_*`: CSV reads the text columns
     as strings, so texts that look like numbers stay texts, and leaves strings' bytes unchecked, as the JSON
     reader does, so that a row that is not UTF-8 gets an error of its own (`results.annotate`)."""
     if fmt == "csv":
-        return {"convert_options": pa_csv.ConvertOptions(column_types={text_column: pa.string()}, check_utf8=False)}
+        types = dict.fromkeys(text_columns, pa.string())
+        return {"convert_options": pa_csv.ConvertOptions(column_types=types, check_utf8=False)}
     return {}
 
 
-def open_input(files: list[Path], fmt: str, text_column: str) -> pa_ds.Dataset:
+def open_input(files: list[Path], fmt: str, text_columns: list[str]) -> pa_ds.Dataset:
     """All files as one dataset (one schema, the first file's), read lazily."""
-    file_format = FILE_FORMATS[fmt](**reader_options(fmt, text_column))
+    file_format = FILE_FORMATS[fmt](**reader_options(fmt, text_columns))
     try:
         return pa_ds.dataset([str(f) for f in files], format=file_format)
     except (pa.ArrowInvalid, OSError) as exc:  # pyarrow reads only the first file here, for the schema

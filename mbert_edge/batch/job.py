@@ -46,12 +46,19 @@ class Job:
     output: Path
     text_column: str = "text"
     id_column: str | None = None
+    pair_column: str | None = None  # each row's second text: (text, text_pair) pairs
+    query_column: str | None = None  # each row's query: (query, text) pairs scored by a cross-encoder
     format: str | None = None
     precision: str = "auto"
     batch_size: int = 32
     top_k: int | None = None
     truncation: str | None = None
     part_rows: int = 10_000
+
+    @property
+    def text_columns(self) -> list[str]:
+        """The columns the model reads."""
+        return [self.text_column, *(c for c in (self.pair_column, self.query_column) if c is not None)]
 
 
 @dataclass
@@ -118,14 +125,16 @@ def start_output(output: Path, description: dict[str, Any]) -> None:
 def kept_columns(names: list[str], job: Job, task: str) -> list[str]:
     """The input columns the output keeps (the id column alone, or all); a missing column or a name clash with
     the results fails."""
-    if job.text_column not in names:
-        raise MbertEdgeError(
-            f"the input has no column {job.text_column!r} (it has {', '.join(names)}): pass --text-column"
-        )
+    flags = {job.text_column: "--text-column", job.pair_column: "--pair-column", job.query_column: "--query-column"}
+    for column in job.text_columns:
+        if column not in names:
+            raise MbertEdgeError(
+                f"the input has no column {column!r} (it has {', '.join(names)}): pass {flags[column]}"
+            )
     if job.id_column is not None and job.id_column not in names:
         raise MbertEdgeError(f"the input has no column {job.id_column!r} for --id-column")
     keep = [job.id_column] if job.id_column is not None else names
-    clash = [name for name in output_columns(task) if name in keep]
+    clash = [name for name in output_columns(task, job.query_column is not None) if name in keep]
     if clash:
         raise MbertEdgeError(
             f"the input already has the column(s) {', '.join(clash)} that the results add: "
@@ -155,7 +164,7 @@ def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int 
     progress = progress or Progress(enabled=False)
     model = load(job.bundle, precision=job.precision, intra_op_threads=intra_op_threads)
     files, fmt = input_files(job.input, job.format)
-    dataset = open_input(files, fmt, job.text_column)
+    dataset = open_input(files, fmt, job.text_columns)
     keep = kept_columns(dataset.schema.names, job, model.task)
     total = row_count(dataset)
     if not total:
@@ -175,6 +184,8 @@ def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int 
                         model,
                         part,
                         job.text_column,
+                        pair_column=job.pair_column,
+                        query_column=job.query_column,
                         keep=keep,
                         batch_size=job.batch_size,
                         top_k=job.top_k,

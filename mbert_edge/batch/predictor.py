@@ -20,6 +20,8 @@ class BatchPredictor:
         bundle: str | Path,
         *,
         text_column: str = "text",
+        pair_column: str | None = None,
+        query_column: str | None = None,
         keep: list[str] | None = None,
         precision: str = "auto",
         intra_op_threads: int = 1,
@@ -28,12 +30,14 @@ class BatchPredictor:
         truncation: str | None = None,
         schema: pa.Schema | None = None,
     ) -> None:
-        """`keep`: the input columns to keep beside the results (default all); `intra_op_threads`: ONNX
+        """`pair_column`, `query_column`: as `annotate` takes them; `keep`: the input columns to keep beside the results (default all); `intra_op_threads`: ONNX
         Runtime's threads, to match the CPUs each actor reserves (`num_cpus`); `schema`: the input's columns,
         to which each batch is cast first, so that files of one input that differ in column order, extra
         columns or types give output of one schema."""
         self.model = load(bundle, precision=precision, intra_op_threads=intra_op_threads)
         self.options: dict[str, Any] = {
+            "pair_column": pair_column,
+            "query_column": query_column,
             "keep": keep,
             "batch_size": batch_size,
             "top_k": top_k,

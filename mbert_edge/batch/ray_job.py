@@ -44,7 +44,7 @@ class PartNames(FilenameProvider):
         return f"part-{task_index:05d}-{write_uuid}.parquet"
 
 
-def file_groups(files: list[Path], fmt: str, text_column: str, rows: int) -> list[tuple[list[int], int]]:
+def file_groups(files: list[Path], fmt: str, text_columns: list[str], rows: int) -> list[tuple[list[int], int]]:
     """Indices of consecutive input files that run through one pipeline: files of one schema, gathered until
     they hold `rows` rows (a pipeline's actors start and load the bundle anew, which takes seconds, so small
     files are not run one by one), each with its row count. A group is the unit of resumption. Row counts come
@@ -53,7 +53,7 @@ def file_groups(files: list[Path], fmt: str, text_column: str, rows: int) -> lis
     groups: list[tuple[list[int], int]] = []
     schema = None
     for index, path in enumerate(files):
-        dataset = open_input([path], fmt, text_column)
+        dataset = open_input([path], fmt, text_columns)
         if not groups or groups[-1][1] >= rows or dataset.schema != schema:
             groups.append(([], 0))
             schema = dataset.schema
@@ -142,13 +142,15 @@ def run_on_ray(
     if (job.output / DONE_FILE).exists():
         return summarize(job.output, 0, len(list(job.output.glob("part-*.parquet"))), 0, 0.0)
     progress = progress or Progress(enabled=False)
-    groups = file_groups(files, fmt, job.text_column, job.part_rows)
+    groups = file_groups(files, fmt, job.text_columns, job.part_rows)
     done = {group[0] for group, _ in groups if file_marker(job.output, group[0]).exists()}
     skipped = sum(len(file_parts(job.output, index)) for index in done)
-    schema = open_input(files, fmt, job.text_column).schema  # the whole input's, as the local path reads it
+    schema = open_input(files, fmt, job.text_columns).schema  # the whole input's, as the local path reads it
     predictor = ray_predictor(
         job.bundle.resolve(),
         text_column=job.text_column,
+        pair_column=job.pair_column,
+        query_column=job.query_column,
         schema=schema,
         keep=kept_columns(schema.names, job, task),
         precision=precision,
@@ -192,7 +194,7 @@ def run_group(
     index, staging = group[0], job.output / STAGING
     for stale in file_parts(job.output, index):  # parts of a group an interrupted run was renaming
         stale.unlink()
-    dataset = READERS[fmt]([str(files[i].resolve()) for i in group], **reader_options(fmt, job.text_column))
+    dataset = READERS[fmt]([str(files[i].resolve()) for i in group], **reader_options(fmt, job.text_columns))
     shutil.rmtree(staging, ignore_errors=True)
     # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so that
     # every actor has work (Ray Data's streaming repartition, which never holds the dataset).

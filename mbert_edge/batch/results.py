@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mbert_edge.runtime import TaskModel
-from mbert_edge.tasks import TASKS, Column
+from mbert_edge.errors import MbertEdgeError
+from mbert_edge.runtime import Reranker, TaskModel
+from mbert_edge.runtime.textinput import Pair, TextInput
+from mbert_edge.tasks import PAIR_TRUNCATIONS, RELEVANCE_COLUMNS, TASKS, Column
 
 ENTITY = pa.struct(
     [
@@ -24,9 +26,14 @@ ENTITY = pa.struct(
 ERROR_COLUMN = "error"
 
 
-def output_columns(task: str) -> tuple[str, ...]:
+def result_columns(task: str, relevance: bool = False) -> tuple[Column, ...]:
+    """The columns of the results: the task's, or with `relevance` (`--query-column`) a cross-encoder's score."""
+    return RELEVANCE_COLUMNS if relevance else TASKS[task].columns
+
+
+def output_columns(task: str, relevance: bool = False) -> tuple[str, ...]:
     """The columns the results add to the input's."""
-    return (*(column.name for column in TASKS[task].columns), ERROR_COLUMN)
+    return (*(column.name for column in result_columns(task, relevance)), ERROR_COLUMN)
 
 
 def as_text(texts: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -81,24 +88,30 @@ def row_errors(texts: pa.ChunkedArray) -> list[str | None]:
 
 def _predict(
     model: TaskModel,
-    texts: list[str],
+    items: list[TextInput],
+    relevance: bool,
     batch_size: int,
     top_k: int | None,
     truncation: str | None,
     advance: Callable[[int], None],
     chunk_size: int,
 ) -> list[Any]:
-    """The model's results for `texts`, streamed `chunk_size` at a time so that `advance` moves with them."""
+    """The model's results for `items` (texts, or pairs of texts; with `relevance`, each (query, document) pair's
+    score), `chunk_size` at a time so that `advance` moves with them."""
     options: dict[str, Any] = {"batch_size": batch_size, "truncation": truncation}
-    if "top_k" in TASKS[model.task].predict_options:
+    if not relevance and "top_k" in TASKS[model.task].predict_options:
         options["top_k"] = top_k or 1
-    stream = model.iter_predict(texts, chunk_size=chunk_size, **options)
-    results = []
-    for result in stream:
-        results.append(result)
-        if len(results) % chunk_size == 0:
-            advance(chunk_size)
-    advance(len(results) % chunk_size)
+
+    def call(chunk: list[TextInput]) -> list[Any]:
+        if relevance:
+            return cast(Reranker, model).pair_scores(cast(list[Pair], chunk), **options).tolist()
+        return list(model.predict(chunk, **options))
+
+    results: list[Any] = []
+    for start in range(0, len(items), chunk_size):
+        chunk = items[start : start + chunk_size]
+        results.extend(call(chunk))
+        advance(len(chunk))
     return results
 
 
@@ -127,11 +140,27 @@ def _column(column: Column, results: list[Any], width: int, listed: bool) -> pa.
     return pa.array(values, pa.list_(kind) if listed else kind)
 
 
+def _checked_rows(
+    table: pa.Table, columns: list[str], unreadable: list[str | None]
+) -> tuple[list[str | None], list[list[str]]]:
+    """Per row its error (None: readable), and each column's texts of the rows without one. An error in a column
+    other than the first names it."""
+    errors = list(unreadable)
+    for index, name in enumerate(columns):
+        for row, error in enumerate(row_errors(as_text(table.column(name)))):
+            if errors[row] is None and error is not None:
+                errors[row] = error if index == 0 else f"{error} in {name}"
+    good = pa.array([row for row, error in enumerate(errors) if error is None], pa.int64())
+    return errors, [pc.take(as_text(table.column(name)), good).to_pylist() for name in columns]
+
+
 def annotate(
     model: TaskModel,
     table: pa.Table,
     text_column: str,
     *,
+    pair_column: str | None = None,
+    query_column: str | None = None,
     keep: list[str] | None = None,
     batch_size: int = 32,
     top_k: int | None = None,
@@ -141,22 +170,35 @@ def annotate(
     locate: Callable[[int], str] | None = None,
 ) -> pa.Table:
     """`table` (or its `keep` columns) with the results of `model` on `text_column`, and an `error` column
-    that names why a row has no result. Bad rows never stop the others. `truncation`: as the model's
-    `predict` takes it (None: the task's default); `locate`: where a row of `table` was read, named in the
-    error of a row that is not UTF-8."""
-    table, unreadable = not_utf8(table, [text_column, *(keep or table.column_names)], locate)
-    texts = as_text(table.column(text_column))
-    errors = [error or other for error, other in zip(unreadable, row_errors(texts))]
+    that names why a row has no result. Bad rows never stop the others. With `pair_column`, each row is read as
+    the pair (text, text_pair); with `query_column`, as (query, text), scored by a cross-encoder (`Reranker`): a
+    `score` column. `truncation`: as the model's `predict` takes it (None: the task's default); `locate`: where a
+    row of `table` was read, named in the error of a row that is not UTF-8."""
+    if query_column is not None and not isinstance(model, Reranker):
+        raise MbertEdgeError("--query-column needs a cross-encoder bundle (a classifier with one relevance logit)")
+    second = pair_column or query_column
+    columns = [text_column, *([second] if second else [])]
+    table, unreadable = not_utf8(table, [*columns, *(keep or table.column_names)], locate)
+    errors, read = _checked_rows(table, columns, unreadable)
     good = [row for row, error in enumerate(errors) if error is None]
-    chosen = pc.take(texts, pa.array(good, pa.int64())).to_pylist() if good else []
-    if (truncation or model.default_truncation) == "window":  # a text too long to read whole is its row's error
+    items: list[TextInput] = list(read[0])
+    if second:
+        items = list(zip(read[1], read[0]) if query_column else zip(read[0], read[1]))
+    default = "window" if query_column else PAIR_TRUNCATIONS[0] if pair_column else model.default_truncation
+    if (truncation or default) == "window":  # a text too long to read whole is its row's error
         runner = model.runner
-        for row, text in zip(good, chosen):
-            if runner.exceeds_max_windows(text):
-                errors[row] = f"over {runner.max_windows} windows of {runner.max_length} tokens; pass --truncation head"
-        kept = [(row, text) for row, text in zip(good, chosen) if errors[row] is None]
-        good, chosen = [row for row, _ in kept], [text for _, text in kept]
-    predicted = _predict(model, chosen, batch_size, top_k, truncation, advance, chunk_size or 8 * batch_size)
+        long = [
+            row
+            for row, item in zip(good, items)
+            if runner.exceeds_max_windows(item if isinstance(item, str) else item[1])
+        ]
+        for row in long:
+            errors[row] = f"over {runner.max_windows} windows of {runner.max_length} tokens; pass --truncation head"
+        kept = [(row, item) for row, item in zip(good, items) if errors[row] is None]
+        good, items = [row for row, _ in kept], [item for _, item in kept]
+    predicted = _predict(
+        model, items, query_column is not None, batch_size, top_k, truncation, advance, chunk_size or 8 * batch_size
+    )
     advance(len(errors) - len(good))
     results: list[Any] = [None] * len(errors)
     for row, result in zip(good, predicted):
@@ -164,7 +206,10 @@ def annotate(
     out = table.select(keep) if keep is not None else table
     width = model.bundle.manifest.hidden_size
     for name, column in {
-        **{c.name: _column(c, results, width, top_k not in (None, 1)) for c in TASKS[model.task].columns},
+        **{
+            c.name: _column(c, results, width, top_k not in (None, 1))
+            for c in result_columns(model.task, query_column is not None)
+        },
         ERROR_COLUMN: pa.array(errors, pa.string()),
     }.items():
         out = out.append_column(name, column)

@@ -10,6 +10,7 @@ from mbert_edge.batch.formats import FORMATS
 from mbert_edge.bundle import Bundle
 from mbert_edge.cli.common import BATCH_SIZE, PRECISION, TRUNCATION, NonEmptyPath, task_option_refusal
 from mbert_edge.progress import Progress
+from mbert_edge.tasks import TASKS
 
 
 @click.command()
@@ -17,6 +18,18 @@ from mbert_edge.progress import Progress
 @click.argument("input_path", metavar="INPUT", type=NonEmptyPath(exists=True, path_type=Path))
 @click.argument("output", type=NonEmptyPath(file_okay=False, path_type=Path))
 @click.option("--text-column", default="text", show_default=True, help="The column holding the texts.")
+@click.option(
+    "--pair-column",
+    default=None,
+    help="The column holding each row's second text: rows are read as (text, text_pair) pairs (a premise and its "
+    "hypothesis); text classification only.",
+)
+@click.option(
+    "--query-column",
+    default=None,
+    help="The column holding each row's query: rows are (query, text) pairs scored by a cross-encoder bundle, "
+    "into a score column (sort by query and score to rank).",
+)
 @click.option(
     "--id-column",
     default=None,
@@ -70,6 +83,8 @@ def batch(
     input_path: Path,
     output: Path,
     text_column: str,
+    pair_column: str | None,
+    query_column: str | None,
     id_column: str | None,
     fmt: str | None,
     batch_size: int,
@@ -89,7 +104,10 @@ def batch(
     require("pyarrow", "ray" if ray_address else "batch")
     from mbert_edge.batch.job import Job, run_local
 
-    refusal = task_option_refusal(bundle, Bundle.open(bundle).task, {"top_k": top_k})
+    opened = Bundle.open(bundle)
+    refusal = task_option_refusal(bundle, opened.task, {"top_k": top_k}) or _column_refusal(
+        opened, pair_column, query_column, top_k
+    )
     if refusal:
         raise click.UsageError(refusal)
     job = Job(
@@ -97,6 +115,8 @@ def batch(
         input=input_path,
         output=output,
         text_column=text_column,
+        pair_column=pair_column,
+        query_column=query_column,
         id_column=id_column,
         format=fmt,
         precision=precision,
@@ -117,3 +137,16 @@ def batch(
             job, None if ray_address == "local" else ray_address, workers, threads_per_worker, Progress()
         )
     click.echo(summary.line())
+
+
+def _column_refusal(opened: Bundle, pair_column: str | None, query_column: str | None, top_k: int | None) -> str | None:
+    """Why --pair-column or --query-column does not fit the bundle (or each other), or None."""
+    if pair_column is not None and query_column is not None:
+        return "--pair-column and --query-column read a row's second text two ways: give one"
+    if pair_column is not None and not TASKS[opened.task].pairs:
+        return f"{opened.path} is a {opened.task} bundle; --pair-column needs a text classification bundle"
+    if query_column is not None and len(opened.manifest.labels or []) != 1:
+        return f"{opened.path} is not a cross-encoder bundle (one relevance logit); --query-column needs one"
+    if query_column is not None and top_k is not None:
+        return "--top-k applies to labels; --query-column gives each row one score"
+    return None

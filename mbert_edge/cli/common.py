@@ -11,11 +11,12 @@ from typing import Any
 import click
 
 from ..bundle import model_bytes
-from ..tasks import TASKS, TRUNCATIONS, taking
+from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS, taking
 
 DATA_HELP = (
-    "Evaluation text: a file, a folder of <lang>.txt, or <name>_text.txt + <name>_labels.txt pairs "
-    "(also one folder level down); default: the built-in multilingual sample."
+    "Evaluation text: a file, a .tsv of text<TAB>text_pair[<TAB>label] pairs, a folder of <lang>.txt (or .tsv), or "
+    "<name>_text.txt + <name>_labels.txt (also one folder level down); default: the built-in multilingual sample "
+    "(of pairs, for a cross-encoder or NLI model)."
 )
 
 # Options several commands take, defined once.
@@ -33,16 +34,16 @@ BATCH_SIZE = click.option(
     show_default=True,
     help="Texts (their windows) run through the model together.",
 )
-TRUNCATION = click.option(
-    "--truncation",
-    type=click.Choice(TRUNCATIONS),
-    default=None,
-    help="Texts over the max length: cut to the head, or read whole in windows (default: head for "
-    "classification, window otherwise).",
-)
 PAIR_TRUNCATION_HELP = (
     "longest_first (the default) cuts the longer text first; only_first, only_second cut that text alone; "
     "window reads the second text in windows with the first whole in each"
+)
+TRUNCATION = click.option(
+    "--truncation",
+    type=click.Choice(tuple(dict.fromkeys(TRUNCATIONS + PAIR_TRUNCATIONS))),
+    default=None,
+    help="Texts over the max length: cut to the head, or read whole in windows (default: head for classification, "
+    f"window otherwise). Pairs: {PAIR_TRUNCATION_HELP}.",
 )
 
 

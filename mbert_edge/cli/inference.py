@@ -16,13 +16,13 @@ from ..bundle import Bundle, RuntimeSettings, check_writable
 from ..progress import Progress
 from ..runtime import Reranker, Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
-from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS
+from ..tasks import PAIR_TRUNCATIONS, TASKS
 from ..textdata import builtin_sample, evaluation_texts, load_textset
 from .common import (
     BATCH_SIZE,
     DATA_HELP,
-    PAIR_TRUNCATION_HELP,
     PRECISION,
+    TRUNCATION,
     NonEmptyPath,
     numbers,
     size_text,
@@ -72,13 +72,7 @@ class _InputLines:
 @PRECISION
 @BATCH_SIZE
 @task_options
-@click.option(
-    "--truncation",
-    type=click.Choice(tuple(dict.fromkeys(TRUNCATIONS + PAIR_TRUNCATIONS))),
-    default=None,
-    help="Texts over the max length: cut to the head, or read whole in windows (default: head for classification, "
-    f"window otherwise). Pairs: {PAIR_TRUNCATION_HELP}.",
-)
+@TRUNCATION
 @click.option(
     "--pair-separator",
     default=None,
@@ -282,7 +276,8 @@ def verify(
     opened = Bundle.open(bundle)
     if out is not None:
         check_writable(out.parent, out.name)
-    texts = evaluation_texts(data, opened.manifest.labels if TASKS[opened.task].labels_texts else None)
+    labels = opened.manifest.labels if TASKS[opened.task].labels_texts else None
+    texts = evaluation_texts(data, labels, opened.manifest.reads_pairs)
     reference = Runner.open(opened, "fp32")
     candidate = reference if precision == "fp32" else Runner.open(opened, precision)
     with Progress().bar(f"comparing {precision} with fp32", len(texts)) as advance:
@@ -365,7 +360,7 @@ def bench(
     precisions = [p for p in ("fp32", "int8") if p in opened.models and precision in ("all", p)]
     if not precisions:
         opened.resolve_precision(precision)  # raises the usual "no int8 model; run quantize" error
-    sentences = (load_textset(data) if data else builtin_sample()).texts
+    sentences = (load_textset(data) if data else builtin_sample()).sentences()
     results = measure.run(
         bundle,
         sentences,

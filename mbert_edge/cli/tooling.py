@@ -57,7 +57,8 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(QuantizationConfig)}  
     "--data",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="Extra parity text: a file (one sentence per line) or a folder of <lang>.txt files.",
+    help="Extra parity text: a file (one sentence per line), a .tsv of text<TAB>text_pair pairs, or a folder of "
+    "<lang>.txt (or .tsv) files.",
 )
 @click.option("--labels", default=None, help="Comma-separated labels for a new (untrained) classification head.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT_DIR if it exists.")
@@ -243,7 +244,7 @@ def demo(output_dir: Path | None, force: bool) -> None:
     model = load(bundle.path)
     unk = bundle.manifest.special_tokens["unk"].id
     readable: dict[str, str] = {}
-    for lang, sentences in builtin_sample().texts.items():
+    for lang, sentences in builtin_sample().sentences().items():
         pieces = model.tokenizer.encode(sentences[0], add_special_tokens=False).ids
         unknown = pieces.count(unk) / max(len(pieces), 1)
         if unknown > UNREADABLE:

@@ -44,13 +44,24 @@ class Reranker(Classifier):
         """Each document's relevance to `query`, in the documents' order (as `rank` scores them)."""
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
-        if not documents:
+        return self.pair_scores([(query, doc) for doc in documents], raw_scores, batch_size, truncation)
+
+    def pair_scores(
+        self,
+        pairs: Sequence[tuple[str, str]],
+        raw_scores: bool = False,
+        batch_size: int = 32,
+        truncation: str | None = None,
+    ) -> np.ndarray:
+        """Each (query, document) pair's relevance, the queries may differ (as `rank` scores a query's documents):
+        how `mbert-edge batch --query-column` scores a table's rows, all pairs batched together."""
+        if not pairs:
             return np.zeros(0, np.float32)
 
         def best_window(items: list[Any], per_text: PerText) -> np.ndarray:
             return np.array([max(float(output.reshape(-1)[0]) for output in outputs) for _, outputs in per_text])
 
-        logits = self._call([(query, doc) for doc in documents], batch_size, truncation or "window", best_window)
+        logits = self._call(list(pairs), batch_size, truncation or "window", best_window)
         return np.asarray(logits if raw_scores else sigmoid(logits))
 
     def rank(

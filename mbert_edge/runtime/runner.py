@@ -22,7 +22,7 @@ from ..tasks import PAIR_TRUNCATIONS, TRUNCATIONS
 from .batching import padded_inputs, plan_batches
 from .cpus import available_cpus, cpu_flags, int8_is_fast
 from .integrity import check_graph, check_tokenizer, open_session
-from .textinput import encodable
+from .textinput import TextInput, encodable
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11; for the type checker only
@@ -312,6 +312,18 @@ class Runner:
                 results[index] = row[: len(windows[index])] if row.ndim == 2 else row
         return results
 
-    def head_outputs(self, texts: Sequence[str], batch_size: int = 32) -> list[np.ndarray]:
-        """The graph's output for each text's first window: what accuracy reports compare."""
-        return self.run([group[0] for group in self.windows(texts, "head")], batch_size)
+    def first_windows(self, items: Sequence[TextInput]) -> list[Encoding]:
+        """Each text's head window and each pair's one window cut "longest_first", in order: what parity proofs,
+        calibration and accuracy reports feed."""
+        singles = {i: item for i, item in enumerate(items) if isinstance(item, str)}
+        pairs = {i: item for i, item in enumerate(items) if not isinstance(item, str)}
+        windows: dict[int, Encoding] = {}
+        if singles:
+            windows.update(zip(singles, (group[0] for group in self.windows(list(singles.values()), "head"))))
+        if pairs:
+            windows.update(zip(pairs, (group[0] for group in self.pair_windows(list(pairs.values()), "longest_first"))))
+        return [windows[i] for i in range(len(items))]
+
+    def head_outputs(self, items: Sequence[TextInput], batch_size: int = 32) -> list[np.ndarray]:
+        """The graph's output for each text's (or pair's) first window: what accuracy reports compare."""
+        return self.run(self.first_windows(items), batch_size)

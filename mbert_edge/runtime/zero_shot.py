@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from ..errors import BundleError
+from ..tasks import CONTRADICTION, ENTAILMENT
 from .classifier import Classifier
 from .scores import softmax
 from .textinput import as_text_list
@@ -20,13 +21,13 @@ def nli_label_ids(labels: Sequence[str], where: str) -> tuple[int, int]:
     rule); contradiction is the label starting with "contradict", else the pipeline's choice (the first label, or
     the last when entailment is the first). BundleError when no label says entailment."""
     lowered = [label.lower() for label in labels]
-    entailment = next((i for i, label in enumerate(lowered) if label.startswith("entail")), None)
+    entailment = next((i for i, label in enumerate(lowered) if label.startswith(ENTAILMENT)), None)
     if entailment is None:
         raise BundleError(
             f"{where} has no entailment label (its labels: {', '.join(labels)}): zero-shot classification needs an "
             "NLI model, whose labels name entailment (and contradiction)"
         )
-    named = next((i for i, label in enumerate(lowered) if label.startswith("contradict")), None)
+    named = next((i for i, label in enumerate(lowered) if label.startswith(CONTRADICTION)), None)
     return entailment, named if named is not None else (len(labels) - 1 if entailment == 0 else 0)
 
 
@@ -34,8 +35,11 @@ def candidates(candidate_labels: str | Sequence[str]) -> list[str]:
     """The candidate labels: a list, or one string of comma-separated labels (as the pipeline takes them)."""
     if isinstance(candidate_labels, str):
         labels = [label.strip() for label in candidate_labels.split(",") if label.strip()]
-    elif isinstance(candidate_labels, Sequence) and all(isinstance(x, str) for x in candidate_labels):
+    elif isinstance(candidate_labels, Sequence):
         labels = list(candidate_labels)
+        wrong = next((i for i, label in enumerate(labels) if not isinstance(label, str)), None)
+        if wrong is not None:
+            raise TypeError(f"candidate_labels[{wrong}] must be a str, got {type(labels[wrong]).__name__}")
     else:
         raise TypeError(f"candidate_labels must be a str or a sequence of str, got {type(candidate_labels).__name__}")
     if not labels:
@@ -55,6 +59,15 @@ class ZeroShotClassifier(Classifier):
     def __init__(self, path: str | Path, precision: str = "auto", **kwargs: Any) -> None:
         super().__init__(path, precision, **kwargs)
         self.entailment_id, self.contradiction_id = nli_label_ids(self.labels, f"bundle {self.bundle.path}")
+
+    @classmethod
+    def sharing(cls, classifier: Classifier) -> ZeroShotClassifier:
+        """Zero-shot classification over an open classifier's session and tokenizer, not a second copy of the model:
+        how the server answers /zero-shot beside /predict. BundleError when its labels name no entailment."""
+        view = cls.__new__(cls)
+        view.__dict__.update(vars(classifier))
+        view.entailment_id, view.contradiction_id = nli_label_ids(view.labels, f"bundle {view.bundle.path}")
+        return view
 
     def predict(  # type: ignore[override]
         self,

@@ -28,12 +28,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import mbert_edge
-from mbert_edge.runtime import TaskModel
+from mbert_edge.runtime import Classifier, TaskModel
 from mbert_edge.runtime.batching import bucket_length
 from mbert_edge.runtime.textinput import TextInput, encodable
+from mbert_edge.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotClassifier, candidates
 
 from ..errors import RequestError
-from ..tasks import PAIR_TRUNCATIONS, TASKS, Option, serving
+from ..tasks import ENTAILMENT, PAIR_TRUNCATIONS, TASKS, Option, serving
 from . import schemas
 from .batcher import BatchLimits, MicroBatcher, Run
 from .metrics import RequestCounter, ServerMetrics
@@ -47,6 +48,7 @@ PROTOCOL_CALLS = {
     "/embed": ("encode", "an embedding bundle"),
     "/v1/embeddings": ("encode", "an embedding bundle"),
     "/rerank": ("scores", "a cross-encoder bundle (a classifier with one relevance logit)"),
+    "/zero-shot": ("predict", "an NLI bundle (a classifier whose labels name entailment)"),  # the zero-shot view's
 }
 INLINE_TOKENIZING = 4096  # characters: fewer are tokenized on the event loop (tens of µs), more in a thread
 T = TypeVar("T")
@@ -113,6 +115,12 @@ class Server:
         )
         self.ready = False
         self.in_flight = 0
+        # An NLI classifier also classifies zero-shot (/zero-shot), over the same session.
+        self.zero_shot = (
+            ZeroShotClassifier.sharing(model)
+            if isinstance(model, Classifier) and any(label.lower().startswith(ENTAILMENT) for label in model.labels)
+            else None
+        )
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -120,8 +128,12 @@ class Server:
     def routes(self) -> list[str]:
         """The inference routes this server answers: its task's, less a protocol route whose call the model lacks
         (a classifier with more than one label does not rank)."""
-        task_routes = TASKS[self.model.task].routes
-        return [r for r in task_routes if hasattr(self.model, PROTOCOL_CALLS.get(r, ("predict", ""))[0])]
+        return [route for route in TASKS[self.model.task].routes if self._answerer(route) is not None]
+
+    def _answerer(self, route: str) -> Any:
+        """Whose call answers `route`: the model, or its zero-shot view for /zero-shot; None where neither can."""
+        owner = self.zero_shot if route == "/zero-shot" else self.model
+        return owner if owner is not None and hasattr(owner, PROTOCOL_CALLS.get(route, ("predict", ""))[0]) else None
 
     def _require(self, route: str) -> None:
         if route not in TASKS[self.model.task].routes:
@@ -226,31 +238,40 @@ class Server:
             ) from exc
         return [[len(w) for w in group] for group in windows]
 
-    def _call(self, method: str, options: dict[str, Any], query: str | None = None) -> tuple[Hashable, Run]:
-        """The batch key and function of `model.<method>` with these options (after `query`, when given: texts
-        of requests with the same query batch together)."""
-        function = getattr(self.model, method)
+    def _call(
+        self, method: str, options: dict[str, Any], query: str | None = None, owner: Any = None
+    ) -> tuple[Hashable, Run]:
+        """The batch key and function of `<owner>.<method>` (the model's, by default) with these options (after
+        `query`, when given: texts of requests with the same query batch together)."""
+        function = getattr(owner or self.model, method)
         batch_size = self.settings.max_batch_size
-        key = (method, query, tuple(sorted(options.items())))
+        key = (owner is None, method, query, tuple(sorted(options.items())))
         if query is not None:
             return key, lambda texts: function(query, texts, batch_size=batch_size, **options)
         return key, lambda texts: function(texts, batch_size=batch_size, **options)
 
     async def _run(
-        self, request: Request, method: str, parsed: schemas.TextRequest, query: str | None = None
+        self,
+        request: Request,
+        method: str,
+        parsed: schemas.TextRequest,
+        query: str | None = None,
+        owner: Any = None,
+        reads: list[TextInput] | None = None,
     ) -> tuple[list[Any], int]:
-        """Results of `model.<method>` for the request's texts (each after `query`, when given) through the
-        batcher, and their token count. A client that disconnects first is not waited for: its texts not yet
-        started leave the queue."""
-        measured: list[TextInput] = (
-            [*parsed.texts] if query is None else [(query, t) for t in parsed.texts if isinstance(t, str)]
-        )
+        """Results of `<owner>.<method>` (the model's, by default) for the request's texts (each after `query`, when
+        given) through the batcher, and their token count. `reads`: what the model reads for them, the same number
+        of inputs per text (default: the texts, each after `query`), to count their tokens. A client that
+        disconnects first is not waited for: its texts not yet started leave the queue."""
+        measured: list[TextInput] = reads or [t if query is None else (query, str(t)) for t in parsed.texts]
         truncation = parsed.options.get("truncation")
         if sum(len(t) if isinstance(t, str) else len(t[0]) + len(t[1]) for t in measured) <= INLINE_TOKENIZING:
             windows = self._windows(measured, truncation)
         else:
             windows = await asyncio.to_thread(self._windows, measured, truncation)
-        costs = [sum(bucket_length(n, self.model.max_length) for n in lengths) for lengths in windows]
+        per_input = [sum(bucket_length(n, self.model.max_length) for n in lengths) for lengths in windows]
+        step = len(measured) // len(parsed.texts)
+        costs = [sum(per_input[i : i + step]) for i in range(0, len(per_input), step)]
         cost, limit = sum(costs), self.settings.max_input_tokens
         if cost > limit:  # one request must not hold the model for minutes (a 2 MB text read in windows)
             raise RequestError(
@@ -260,7 +281,7 @@ class Server:
                 f"this server's --max-input-tokens {limit}; send fewer or "
                 'shorter texts, or truncation "head"',
             )
-        key, run = self._call(method, parsed.options, query)
+        key, run = self._call(method, parsed.options, query, owner)
         results = await self._unless_disconnected(request, self.batcher.submit(key, run, parsed.texts, costs))
         return results, sum(map(sum, windows))
 
@@ -311,6 +332,29 @@ class Server:
         return JSONResponse(
             [{"index": i, "score": float(scores[i]), **({"text": parsed.texts[i]} if shown else {})} for i in order]
         )
+
+    async def zero_shot_route(self, request: Request, raw: bytes) -> Response:
+        """POST /zero-shot: the zero-shot-classification pipeline's result per text (one for a single string), with
+        an NLI bundle: each text read with a hypothesis per candidate label."""
+        self._require("/zero-shot")
+        parsed = self._parse(raw, schemas.ZERO_SHOT)
+        if "candidate_labels" not in parsed.options:
+            raise schemas.invalid("candidate_labels is missing: give the labels to choose from")
+        try:
+            labels = candidates(parsed.options["candidate_labels"])  # a bad label list is a 422 before any work
+        except (TypeError, ValueError) as exc:
+            raise schemas.invalid(str(exc)) from exc
+        template = parsed.options.get("hypothesis_template", DEFAULT_TEMPLATE)
+        options = {**parsed.options, "candidate_labels": tuple(labels)}  # hashable: requests alike batch together
+        reads: list[TextInput] = [(str(t), template.format(label)) for t in parsed.texts for label in labels]
+        results, _ = await self._run(
+            request,
+            "predict",
+            schemas.TextRequest(parsed.texts, parsed.single, options),
+            owner=self.zero_shot,
+            reads=reads,
+        )
+        return JSONResponse(results[0] if parsed.single else results)
 
     async def embed(self, request: Request, raw: bytes) -> Response:
         """POST /embed: one vector per input (a list of vectors also for a single string, as TEI)."""
@@ -408,7 +452,12 @@ class Server:
         await self.batcher.stop()
 
     def app(self) -> Starlette:
-        protocols = {"/embed": self.embed, "/v1/embeddings": self.openai_embeddings, "/rerank": self.rerank}
+        protocols = {
+            "/embed": self.embed,
+            "/v1/embeddings": self.openai_embeddings,
+            "/rerank": self.rerank,
+            "/zero-shot": self.zero_shot_route,
+        }
         every = dict.fromkeys(route for task in TASKS.values() for route in task.routes)  # a 400 names the task
         routes = [
             *(Route(path, self._inference(protocols.get(path, self.predict)), methods=["POST"]) for path in every),

@@ -35,6 +35,15 @@ RANKED = {
         "properties": {"index": {"type": "integer"}, "score": {"type": "number"}, "text": {"type": "string"}},
     },
 }
+ZERO_SHOT_RESULT = {
+    "type": "object",
+    "required": ["sequence", "labels", "scores"],
+    "properties": {
+        "sequence": {"type": "string"},
+        "labels": {"type": "array", "items": {"type": "string"}},
+        "scores": {"type": "array", "items": {"type": "number"}},
+    },
+}
 VECTORS = {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}
 OPENAI_EMBEDDINGS = {
     "type": "object",
@@ -72,10 +81,10 @@ POST_ERRORS = {
 
 
 def _body(field: str, options: dict[str, Option], texts: dict[str, Any]) -> dict[str, Any]:
-    """A request object: its texts field (schema `texts`), and its options (`query`, where there is one, required)."""
+    """A request object: its texts field (schema `texts`), and its options (`schemas.REQUIRED` ones required)."""
     return {
         "type": "object",
-        "required": [field, "query"] if "query" in options else [field],
+        "required": [field, *(name for name in options if name in schemas.REQUIRED)],
         "additionalProperties": False,
         "properties": {field: texts, **{name: o.json_schema() for name, o in options.items()}},
     }
@@ -150,6 +159,11 @@ def openapi(
             "documents ranked by relevance to the query, best first (cross-encoder bundles)",
             schemas.RERANK,
             RANKED,
+        ),
+        "/zero-shot": (
+            "the zero-shot-classification pipeline's labels and scores per text (NLI bundles)",
+            schemas.ZERO_SHOT,
+            {"anyOf": [ZERO_SHOT_RESULT, {"type": "array", "items": ZERO_SHOT_RESULT}]},
         ),
     }
     answer = {"anyOf": [entry.result, {"type": "array", "items": entry.result}]}

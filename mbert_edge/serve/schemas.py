@@ -12,7 +12,7 @@ from typing import Any
 
 from mbert_edge.errors import RequestError
 from mbert_edge.runtime.textinput import TextInput
-from mbert_edge.tasks import Option, json_type
+from mbert_edge.tasks import PAIR_TRUNCATIONS, Option, json_type
 
 
 def invalid(message: str) -> RequestError:
@@ -33,6 +33,20 @@ RERANK = {  # text-embeddings-inference's /rerank; `texts` are the documents
         (bool,), description="read each document's head only (default false: all of it in windows, the best counts)"
     ),
 }
+
+ZERO_SHOT = {  # the zero-shot-classification pipeline's arguments; `inputs` are the texts
+    "candidate_labels": Option(
+        (list, str), description="the labels to choose from: a list, or one comma-separated string (required)"
+    ),
+    "hypothesis_template": Option((str,), description='each label\'s hypothesis (default "This example is {}.")'),
+    "multi_label": Option((bool,), description="score each label on its own, not softmaxed over them (default false)"),
+    "truncation": Option(
+        (str,),
+        choices=PAIR_TRUNCATIONS,
+        description="how a (text, hypothesis) pair too long is cut (default only_first: the text, never the hypothesis)",
+    ),
+}
+REQUIRED = ("query", "candidate_labels")  # the routes' options that a request must give
 
 
 @dataclass(frozen=True)
