@@ -17,13 +17,13 @@ PyTorch's.
 from __future__ import annotations
 
 import itertools
-import shutil
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 from json_output import JSON_OPTION, write_json
+from variants import bundles
 
 from mbert_edge.bench.measure import machine, side_by_side
 from mbert_edge.bench.report import machine_line
@@ -31,28 +31,6 @@ from mbert_edge.runtime import Reranker, ZeroShotClassifier
 from mbert_edge.textdata import load_textset
 
 LABELS = ["travel", "food", "sport", "politics", "weather"]
-METHODS = ("faithful", "dynamic")
-
-
-def bundles(checkpoint: Path, work: Path) -> dict[str, tuple[Path, str]]:
-    """(bundle, precision) of FP32 and each INT8 method, exported and quantized into `work` when not there yet."""
-    from mbert_edge.export import export_bundle
-    from mbert_edge.progress import Progress
-    from mbert_edge.quantization import QuantizationConfig
-    from mbert_edge.quantize.pipeline import quantize_bundle
-
-    fp32 = work / "fp32"
-    if not (fp32 / "mbert_edge.json").exists():
-        export_bundle(str(checkpoint), fp32, force=True, progress=Progress())
-    made = {"mbert-edge FP32": (fp32, "fp32")}
-    for method in METHODS:
-        target = work / method
-        if not (target / "model.int8.onnx").exists():
-            shutil.rmtree(target, ignore_errors=True)
-            shutil.copytree(fp32, target)
-            quantize_bundle(target, QuantizationConfig.of(method, min_agreement=0.0), Progress())
-        made[f"mbert-edge INT8 {method}"] = (target, "int8")
-    return made
 
 
 def sentences(data: Path, count: int) -> list[str]:

@@ -1,0 +1,30 @@
+"""A checkpoint's bundles for the benchmarks that compare our precisions: FP32 and each INT8 method, exported and
+quantized (gate off) by our tooling into a work folder once, and reused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+METHODS = ("faithful", "dynamic")
+
+
+def bundles(checkpoint: Path, work: Path) -> dict[str, tuple[Path, str]]:
+    """(bundle, precision) by variant name: "mbert-edge FP32" and "mbert-edge INT8 <method>"."""
+    from mbert_edge.export import export_bundle
+    from mbert_edge.progress import Progress
+    from mbert_edge.quantization import QuantizationConfig
+    from mbert_edge.quantize.pipeline import quantize_bundle
+
+    fp32 = work / "fp32"
+    if not (fp32 / "mbert_edge.json").exists():
+        export_bundle(str(checkpoint), fp32, force=True, progress=Progress())
+    made = {"mbert-edge FP32": (fp32, "fp32")}
+    for method in METHODS:
+        target = work / method
+        if not (target / "model.int8.onnx").exists():
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(fp32, target)
+            quantize_bundle(target, QuantizationConfig.of(method, min_agreement=0.0), Progress())
+        made[f"mbert-edge INT8 {method}"] = (target, "int8")
+    return made
