@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -14,14 +15,27 @@ from .tasks import INPUT_AXES
 class ExportWrapper(torch.nn.Module):
     """The exported function: positional inputs in the architecture's order, one output tensor."""
 
-    def __init__(self, model: torch.nn.Module, checkpoint: Checkpoint, input_names: list[str]) -> None:
+    def __init__(
+        self, model: torch.nn.Module, checkpoint: Checkpoint, input_names: list[str], mask_id: int | None = None
+    ) -> None:
+        """`mask_id`: for fill-mask, the mask token's id; the head then reads only the rows that hold it."""
         super().__init__()
         self.model = model
         self.pooling = checkpoint.pooling
         self.input_names = input_names
+        self.mask_id = mask_id
+        heads = checkpoint.family.mask_head if mask_id is not None else ()
+        self.mask_head: list[torch.nn.Module] = [getattr(model, name) for name in heads]
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         kwargs = dict(zip(self.input_names, inputs))
+        if self.mask_id is not None:
+            # The vocabulary-wide head on the mask tokens' rows alone (row-major order), not on every position.
+            encoder: Any = self.model.base_model  # a transformers model's encoder without its head
+            rows = encoder(**kwargs).last_hidden_state[kwargs["input_ids"] == self.mask_id]
+            for module in self.mask_head:
+                rows = module(rows)
+            return rows
         output = self.model(**kwargs)
         if self.pooling is None:
             return output.logits
@@ -39,6 +53,8 @@ def export_onnx(wrapper: ExportWrapper, checkpoint: Checkpoint, path: Path, opse
     """TorchScript export (dynamo=False): the graph ONNX Runtime's BERT optimizer fuses fully."""
     spec = checkpoint.task
     sample = tuple(torch.ones((2, 8), dtype=torch.long) for _ in wrapper.input_names)
+    if wrapper.mask_id is not None:
+        sample[0][:, 3] = wrapper.mask_id  # a mask token in each row: the gather is traced on real rows
     axes = dict.fromkeys(wrapper.input_names, INPUT_AXES)
     axes[spec.output_name] = spec.output_axes
     with torch.inference_mode(), warnings.catch_warnings():

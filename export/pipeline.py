@@ -14,7 +14,7 @@ from mbert_edge.errors import ExportError
 from mbert_edge.progress import Progress
 from mbert_edge.runtime import Runner
 from mbert_edge.runtime.runner import session_options
-from mbert_edge.textdata import TextSet, builtin_sample, load_textset
+from mbert_edge.textdata import TextSet, builtin_sample, load_textset, with_masks
 
 from .checkpoint import checked_labels, inspect, load_model
 from .fusion import contract_gaps, fuse
@@ -79,9 +79,12 @@ def export_bundle(
     check_output(output, force, source)
     extra = load_textset(data) if data is not None else None  # read before work
     checkpoint = inspect(model, task)
-    texts = parity_texts(extra, checkpoint.task.pairs)
     labels = checked_labels(checkpoint, labels)
-    tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config)
+    masked = checkpoint.task.masked
+    tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config, mask=masked)
+    texts = parity_texts(extra, checkpoint.task.pairs)
+    if masked:  # fill-mask's graph reads only the mask tokens' rows: each text holds one
+        texts = with_masks(texts, special["mask"].token)
     if tokenizer.get_vocab_size() > checkpoint.config.vocab_size:
         raise ExportError(
             f"{checkpoint.path}'s tokenizer has {tokenizer.get_vocab_size()} tokens but its model "
@@ -91,7 +94,7 @@ def export_bundle(
     with progress.step(f"loading {checkpoint.path.name} as {checkpoint.head_class}"):
         torch_model = load_model(checkpoint, labels)
     input_names = checkpoint.family.inputs(torch_model.config)
-    wrapper = ExportWrapper(torch_model, checkpoint, input_names).eval()
+    wrapper = ExportWrapper(torch_model, checkpoint, input_names, special["mask"].id if masked else None).eval()
     config = torch_model.config
 
     def checked_parity(graph: Path, label: str) -> Parity:
@@ -121,7 +124,7 @@ def export_bundle(
         if optimize:
             fused = work / "fused.onnx"
             with progress.step("fusing with ONNX Runtime's BERT optimizer"):
-                contract = checkpoint.family.fusion_contract(config.num_hidden_layers)
+                contract = checkpoint.family.fusion_contract(config.num_hidden_layers, checkpoint.task.name)
                 counts, cls_row = fuse(
                     graph,
                     fused,
@@ -144,7 +147,9 @@ def export_bundle(
             staging,
             Manifest(
                 task=task,
-                labels=[config.id2label[i] for i in range(config.num_labels)] if checkpoint.task.labelled else None,
+                labels=[config.id2label[i] for i in range(config.num_labels)]
+                if checkpoint.task.labelled and not masked  # a masked LM scores the vocabulary, not labels
+                else None,
                 problem_type=getattr(config, "problem_type", None),
                 max_length=length,
                 inputs=input_names,

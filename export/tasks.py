@@ -29,15 +29,19 @@ class Architecture:
         default_factory=lambda: {"Attention": 1, "SkipLayerNormalization": 2, "Gelu": 1}
     )
     fused_once: dict[str, int] = field(default_factory=lambda: {"EmbedLayerNormalization": 1})
+    mask_head: tuple[str, ...] = ("cls",)  # the masked-LM head's modules, applied in turn to the mask tokens' rows
 
     @property
     def heads(self) -> dict[str, str]:
         """The transformers class that carries each task's head."""
         return {task.name: self.prefix + task.head for task in TASKS.values()}
 
-    def fusion_contract(self, layers: int) -> dict[str, int]:
-        """The fused operator counts an L-layer model of this architecture must reach."""
-        return {**{op: n * layers for op, n in self.fused_per_layer.items()}, **self.fused_once}
+    def fusion_contract(self, layers: int, task: str | None = None) -> dict[str, int]:
+        """The fused operator counts an L-layer model of this architecture must reach (with `task`'s head)."""
+        contract = {**{op: n * layers for op, n in self.fused_per_layer.items()}, **self.fused_once}
+        for op, n in HEAD_FUSION.get(task or "", {}).items():
+            contract[op] = contract.get(op, 0) + n
+        return contract
 
     def inputs(self, config: Any) -> list[str]:
         """The graph's inputs: `token_type_ids` only for models that take them and have more than one type."""
@@ -52,13 +56,21 @@ class Architecture:
         return config.max_position_embeddings
 
 
+# What a task's head adds to the fusion contract: the masked-LM head's transform has a Gelu of its own.
+HEAD_FUSION = {"fill-mask": {"Gelu": 1}}
+
 ARCHITECTURES: dict[str, Architecture] = {
     spec.model_type: spec
     for spec in (
         Architecture("bert", "Bert"),
-        Architecture("distilbert", "DistilBert", token_types=False),
-        Architecture("roberta", "Roberta", positions_after_padding=True),
-        Architecture("xlm-roberta", "XLMRoberta", positions_after_padding=True),
+        Architecture(
+            "distilbert",
+            "DistilBert",
+            token_types=False,
+            mask_head=("vocab_transform", "activation", "vocab_layer_norm", "vocab_projector"),
+        ),
+        Architecture("roberta", "Roberta", positions_after_padding=True, mask_head=("lm_head",)),
+        Architecture("xlm-roberta", "XLMRoberta", positions_after_padding=True, mask_head=("lm_head",)),
     )
 }
 

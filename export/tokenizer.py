@@ -14,9 +14,10 @@ from tokenizers.implementations import BertWordPieceTokenizer
 from mbert_edge.bundle import SpecialToken
 from mbert_edge.errors import ExportError
 
-SPECIAL_DEFAULTS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]"}
+SPECIAL_DEFAULTS = {"pad": "[PAD]", "unk": "[UNK]", "cls": "[CLS]", "sep": "[SEP]", "mask": "[MASK]"}
 # The same roles in SentencePiece/BPE vocabularies (XLM-R, RoBERTa), tried when nothing names them.
-SPECIAL_ALTERNATIVES = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>"}
+SPECIAL_ALTERNATIVES = {"pad": "<pad>", "unk": "<unk>", "cls": "<s>", "sep": "</s>", "mask": "<mask>"}
+ROLES = ("pad", "unk", "cls", "sep")  # every bundle's; "mask" too for fill-mask
 
 
 def _tokenizer_config(path: Path) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def _from_vocab(vocab: Path, config: dict[str, Any]) -> Tokenizer:
             sep_token=_token(config, "sep"),
             cls_token=_token(config, "cls"),
             pad_token=_token(config, "pad"),
+            mask_token=_token(config, "mask"),
         )
     except TypeError as exc:  # tokenizers' "cls_token not found in the vocabulary"
         raise ExportError(
@@ -68,8 +70,11 @@ def _special_token(tokenizer: Tokenizer, role: str, config: dict[str, Any], mode
     )
 
 
-def build_tokenizer(path: Path, model_config: Any = None) -> tuple[Tokenizer, dict[str, SpecialToken], int | None]:
-    """(tokenizer without padding/truncation, special tokens with ids, the checkpoint's trained length)."""
+def build_tokenizer(
+    path: Path, model_config: Any = None, mask: bool = False
+) -> tuple[Tokenizer, dict[str, SpecialToken], int | None]:
+    """(tokenizer without padding/truncation, special tokens with ids (the mask token's too, with `mask`), the
+    checkpoint's trained length)."""
     config = _tokenizer_config(path)
     if (path / "tokenizer.json").is_file():
         tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
@@ -80,7 +85,7 @@ def build_tokenizer(path: Path, model_config: Any = None) -> tuple[Tokenizer, di
     tokenizer.no_padding()
     tokenizer.no_truncation()
     special = {}
-    for role in SPECIAL_DEFAULTS:
+    for role in (*ROLES, "mask") if mask else ROLES:
         token = _special_token(tokenizer, role, config, model_config)
         token_id = None if token is None else tokenizer.token_to_id(token)
         if token is None or token_id is None:

@@ -15,7 +15,7 @@ from .errors import (
     TrimError,
 )
 from .quantization import QuantizationConfig
-from .runtime import Classifier, Embedder, Reranker, TokenClassifier, ZeroShotClassifier, load
+from .runtime import Classifier, Embedder, FillMask, Reranker, TokenClassifier, ZeroShotClassifier, load
 
 
 def __getattr__(name: str) -> Any:
@@ -37,6 +37,7 @@ __all__ = [
     "DataError",
     "Embedder",
     "ExportError",
+    "FillMask",
     "FusionError",
     "GateError",
     "Manifest",

@@ -106,6 +106,9 @@ class Task:
     columns: tuple[Column, ...]  # what `batch` adds to each row (and "error")
     routes: tuple[str, ...] = field(default=())  # the server's inference routes for it, beyond /tokenize
     pairs: bool = False  # `predict` also takes pairs of texts, (text, text_pair)
+    # The graph scores only the mask tokens' positions, gathered inside it (fill-mask): its output rows are those
+    # positions in row-major order, the manifest names the mask token, and evaluation texts need one.
+    masked: bool = False
 
     @property
     def gate_option(self) -> str:
@@ -189,6 +192,40 @@ TOKEN_CLASSIFICATION = Task(
     columns=(Column("entities", "entities"),),
     routes=("/predict", "/ner"),
 )
+FILL = {
+    "type": "object",
+    "required": ["score", "token", "token_str", "sequence"],
+    "properties": {
+        "score": {"type": "number"},
+        "token": {"type": "integer"},
+        "token_str": {"type": "string"},
+        "sequence": {"type": "string"},
+    },
+}
+FILL_MASK = Task(
+    "fill-mask",
+    "mbert_edge.runtime.fill_mask:FillMask",
+    "ForMaskedLM",
+    "logits",
+    {0: "masks"},
+    labelled=True,  # the gate counts top-1 token agreement with FP32 (the manifest holds no labels: the vocabulary)
+    labels_texts=False,
+    pooled=False,
+    predict_options={
+        "top_k": Option((int,), minimum=1, description="tokens per mask, best first (default 5)"),
+        "targets": Option((list, str), nullable=True, description="score only these tokens (a list, or one token)"),
+    },
+    result={
+        "anyOf": [
+            {"type": "array", "items": FILL},
+            {"type": "array", "items": {"type": "array", "items": FILL}},
+        ]
+    },
+    summary="the likeliest tokens for each mask token (the fill-mask pipeline's)",
+    columns=(Column("fills", "fills"),),
+    routes=("/predict", "/fill-mask"),
+    masked=True,
+)
 FEATURE_EXTRACTION = Task(
     "feature-extraction",
     "mbert_edge.runtime.embedder:Embedder",
@@ -208,7 +245,7 @@ FEATURE_EXTRACTION = Task(
 RELEVANCE_COLUMNS = (Column("score", "float32"),)  # `batch --query-column`: each (query, document) row's relevance
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION)
+    task.name: task for task in (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION, FILL_MASK)
 }
 
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import DataError
 from .runtime.textinput import Pair, TextInput
+from .tasks import TASKS
+
+if TYPE_CHECKING:
+    from .bundle import Manifest
 
 SAMPLE_RESOURCE = "sample_sentences.tsv"
 PAIR_SAMPLE_RESOURCE = "sample_pairs.tsv"
@@ -155,3 +160,28 @@ def evaluation_texts(data: str | Path | None, labels: list[str] | None = None, p
                     f"0..{len(labels) - 1} ({', '.join(labels)})"
                 )
     return textset
+
+
+def with_masks(textset: TextSet, mask_token: str) -> TextSet:
+    """Each text with `mask_token` in place of its middle word (or middle character, in scripts written without
+    spaces), unless it holds one already: fill-mask's evaluation text (a pair's two texts are two texts)."""
+
+    def masked(text: str) -> str:
+        if mask_token in text:
+            return text
+        words = text.split(" ")
+        if len(words) >= 3:
+            words[len(words) // 2] = mask_token
+            return " ".join(words)
+        middle = len(text) // 2
+        return text[:middle] + mask_token + text[middle + 1 :]
+
+    return TextSet({group: [masked(t) for t in texts] for group, texts in textset.sentences().items()})
+
+
+def model_texts(data: str | Path | None, manifest: Manifest) -> TextSet:
+    """What a bundle's model is judged and calibrated on: `evaluation_texts` (gold labels checked where its task
+    has them; pairs for a model that reads pairs), with a mask token in each text for fill-mask."""
+    task = TASKS[manifest.task]
+    texts = evaluation_texts(data, manifest.labels if task.labels_texts else None, manifest.reads_pairs)
+    return with_masks(texts, manifest.special_tokens["mask"].token) if task.masked else texts

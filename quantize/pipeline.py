@@ -13,7 +13,7 @@ from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.runtime import Runner
 from mbert_edge.runtime.accuracy import Report, compare, gate_failure, write_report
 from mbert_edge.tasks import TASKS
-from mbert_edge.textdata import evaluation_texts
+from mbert_edge.textdata import model_texts
 
 from .dynamic import quantize_dynamic_int8
 from .faithful import quantize_faithful_int8
@@ -51,10 +51,9 @@ def quantize_bundle(
     fp32 = bundle.verify_file(bundle.models["fp32"])
     preset, flags = resolve_preset(config.preset)
     config = replace(config, preset=preset, min_agreement=config.agreement_threshold)
-    pairs = bundle.manifest.reads_pairs  # a cross-encoder or NLI model: the built-in samples are pairs of texts
-    texts = evaluation_texts(config.data, bundle.manifest.labels if TASKS[bundle.task].labels_texts else None, pairs)
+    texts = model_texts(config.data, bundle.manifest)
     calibration = (
-        evaluation_texts(config.faithful.calibration, pairs=pairs) if config.method == "faithful" else None
+        model_texts(config.faithful.calibration, bundle.manifest) if config.method == "faithful" else None
     )  # read before work
     staging = bundle.path / f".{INT8_FILE}.partial"
     reference = Runner.open(bundle, "fp32")

@@ -196,6 +196,9 @@ def rewrite(
         gptq=weight_rounding == "gptq",
     )
     padding_mask = None
+    # A word table that other nodes read too (a masked LM's decoder, tied to it) stays one FP32 table: an int8 copy
+    # for the embedding beside it would grow the model.
+    shared = {name for n in model.graph.node if n.op_type != "EmbedLayerNormalization" for name in n.input}
     for node in model.graph.node:
         if node.name in quantized and node.op_type == "MatMul":
             r.matmul(node.input[0], inits[node.input[1]], node.output[0], node.name, node.name in fp32_layers)
@@ -218,7 +221,7 @@ def rewrite(
                 num_heads=heads,
             )
         elif node.op_type == "EmbedLayerNormalization":
-            embedding_layer(r, node, inits, node.name in fp32_layers)
+            embedding_layer(r, node, inits, node.name in fp32_layers or node.input[2] in shared)
         else:
             r.nodes.append(node)
     return r.build(model, "mbert-edge faithful int8")

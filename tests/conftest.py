@@ -221,6 +221,19 @@ def rerank_bundle(tmp_path_factory, vocab) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mlm_checkpoint(tmp_path_factory, vocab) -> Path:
+    """A tiny BERT with its masked-LM head (M-BERT's own kind: vocab.txt, [MASK], the decoder tied to the word table)."""
+    return write_checkpoint(tmp_path_factory.mktemp("mlm"), "BertForMaskedLM", vocab)
+
+
+@pytest.fixture(scope="session")
+def mlm_bundle(tmp_path_factory, mlm_checkpoint) -> Path:
+    from mbert_edge.export import export_bundle
+
+    return export_bundle(str(mlm_checkpoint), tmp_path_factory.mktemp("bundles") / "mlm").path
+
+
+@pytest.fixture(scope="session")
 def seqcls_bundle(tmp_path_factory, seqcls_checkpoint) -> Path:
     from mbert_edge.export import export_bundle
 

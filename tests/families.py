@@ -9,12 +9,13 @@ from pathlib import Path
 
 from conftest import LABELS, NER_LABELS, label_config, randomize_biases, tiny_vocab
 
-# XLM-R's and RoBERTa's special-token layout: <s> 0, <pad> 1, </s> 2, <unk> 3.
-SENTENCEPIECE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]
+# XLM-R's and RoBERTa's special-token layout: <s> 0, <pad> 1, </s> 2, <unk> 3 (<mask> is their last token; here 4).
+SENTENCEPIECE_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
 HEADS = {
     "sequence-classification": "ForSequenceClassification",
     "token-classification": "ForTokenClassification",
     "feature-extraction": "Model",
+    "fill-mask": "ForMaskedLM",
 }
 PREFIX = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta"}
 MAX_POSITIONS = 130  # RoBERTa family: 128 tokens after the padding index + 1
@@ -76,7 +77,7 @@ def write_family_checkpoint(folder: Path, model_type: str, task: str, labels: li
 
     folder.mkdir(parents=True, exist_ok=True)
     labels = labels or (NER_LABELS if task == "token-classification" else LABELS)
-    head = {} if task == "feature-extraction" else label_config(labels)
+    head = {} if task in ("feature-extraction", "fill-mask") else label_config(labels)
     if model_type == "distilbert":
         vocab = tiny_vocab()
         (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
@@ -95,6 +96,7 @@ def write_family_checkpoint(folder: Path, model_type: str, task: str, labels: li
                 "sep_token": "</s>",
                 "pad_token": "<pad>",
                 "unk_token": "<unk>",
+                "mask_token": "<mask>",
             }
             if model_type != "roberta"
             else {}

@@ -218,20 +218,3 @@ def test_missing_ray_is_one_line(seqcls_bundle, tmp_path):
     assert run.stderr.strip().splitlines() == [
         "Error: this needs the [ray] extra (ray is missing): pip install 'mbert-edge[ray]'"
     ]
-
-
-def test_pairs_on_ray(rerank_bundle, ray_address, tmp_path):
-    """(query, document) rows (`--query-column`) on Ray score as the single-process run does."""
-    table = corpus(200)
-    table = table.append_column("query", table.column("source"))  # five queries
-    (tmp_path / "in").mkdir()
-    pq.write_table(table, tmp_path / "in" / "rows.parquet")
-    run_local(Job(rerank_bundle, tmp_path / "in", tmp_path / "local", query_column="query"))
-    ray = ["--ray", ray_address, "--workers", "2", "--query-column", "query"]
-    run = run_cli("batch", str(rerank_bundle), str(tmp_path / "in"), str(tmp_path / "ray"), *ray)
-    assert run.returncode == 0, run.stderr
-    ours, local = (pq.read_table(tmp_path / name).sort_by("id") for name in ("ray", "local"))
-    assert ours.column_names[-2:] == ["score", "error"] and ours.drop_columns(["score"]).equals(
-        local.drop_columns(["score"])
-    )
-    assert ours.column("score").to_pylist() == pytest.approx(local.column("score").to_pylist(), abs=1e-6)

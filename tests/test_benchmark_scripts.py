@@ -15,6 +15,7 @@ import pytest
 
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
+from mbert_edge.tasks import TASKS
 
 pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pytest -m 'not slow' skips them
 
@@ -231,12 +232,12 @@ def test_architectures_script_tabulates_each_task(tmp_path):
     out, figures = tmp_path / "architectures.md", tmp_path / "architectures.json"
     script("architectures.py", "--family", "distilbert", "--out", str(out), "--json", str(figures))
     rows = json.loads(figures.read_text())["rows"]
-    assert [row["task"] for row in rows] == ["sequence-classification", "token-classification", "feature-extraction"]
+    assert [row["task"] for row in rows] == list(TASKS)
     for row in rows:
         assert row["parity_max_abs_diff"] < 1e-4 and row["fused_operators"]["Attention"] == 2  # within atol; fused
         for overall in row["int8"].values():
             assert 0.9 <= overall.get("agreement", overall.get("mean_cosine", 0)) <= 1
-    assert out.read_text().count("| distilbert |") == 3
+    assert out.read_text().count("| distilbert |") == len(TASKS)
 
 
 ENGINES = {

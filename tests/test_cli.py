@@ -67,9 +67,9 @@ def test_export_task_without_head_mapping(tmp_path, encoder_checkpoint):
     config = json.loads((encoder_checkpoint / "config.json").read_text())
     folder = tmp_path / "mlm"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    (folder / "config.json").write_text(json.dumps({**config, "architectures": ["BertForPreTraining"]}))
     result = run_cli("export", str(folder), str(tmp_path / "out"))
-    assert_one_line_error(result, "BertForMaskedLM", "--task")
+    assert_one_line_error(result, "BertForPreTraining", "--task")
 
 
 def test_export_cli_end_to_end(tmp_path, seqcls_checkpoint):

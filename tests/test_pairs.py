@@ -342,6 +342,10 @@ def test_batch_reads_pairs_and_scores_queries(nli_bundle, rerank_bundle, seqcls_
     reranker = Reranker(rerank_bundle)
     expected_scores = [reranker.scores(a, [b])[0] for a, b in pairs]  # one query at a time
     assert ranked.column("score").to_pylist() == pytest.approx(expected_scores, abs=1e-6)
+    from mbert_edge.batch import ray_predictor  # what each Ray actor runs, here in-process
+
+    on_ray = ray_predictor(rerank_bundle, text_column="hypothesis", query_column="query")()(table)
+    assert on_ray.column("score").to_pylist() == pytest.approx(expected_scores, abs=1e-6)
 
     refusals = {
         "--pair-column": (seqcls_bundle, "--pair-column", "hypothesis", "--query-column", "query"),

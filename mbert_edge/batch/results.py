@@ -99,8 +99,8 @@ def _predict(
     """The model's results for `items` (texts, or pairs of texts; with `relevance`, each (query, document) pair's
     score), `chunk_size` at a time so that `advance` moves with them."""
     options: dict[str, Any] = {"batch_size": batch_size, "truncation": truncation}
-    if not relevance and "top_k" in TASKS[model.task].predict_options:
-        options["top_k"] = top_k or 1
+    if not relevance and top_k is not None and "top_k" in TASKS[model.task].predict_options:
+        options["top_k"] = top_k
 
     def call(chunk: list[TextInput]) -> list[Any]:
         if relevance:
@@ -116,7 +116,16 @@ def _predict(
 
 
 # The Arrow type of each kind of column a task's registry entry names (a vector's width is the model's).
-KINDS = {"string": pa.string(), "float32": pa.float32(), "int64": pa.int64(), "entities": pa.list_(ENTITY)}
+FILL = pa.struct(
+    [("score", pa.float32()), ("token", pa.int64()), ("token_str", pa.string()), ("sequence", pa.string())]
+)
+KINDS = {
+    "string": pa.string(),
+    "float32": pa.float32(),
+    "int64": pa.int64(),
+    "entities": pa.list_(ENTITY),
+    "fills": pa.list_(pa.list_(FILL)),  # a list per mask token, also for a text with one
+}
 
 
 def _vectors(results: list[Any], width: int) -> pa.Array:
@@ -134,6 +143,8 @@ def _column(column: Column, results: list[Any], width: int, listed: bool) -> pa.
     if column.kind == "vector":
         return _vectors(results, width)
     kind = KINDS[column.kind]
+    if column.kind == "fills":  # the pipeline gives a text with one mask that mask's list alone
+        results = [r if r is None or isinstance(r[0], list) else [r] for r in results]
     if column.key is None:
         return pa.array(results, kind)
     values = [r and ([x[column.key] for x in r] if listed else r[column.key]) for r in results]
@@ -180,6 +191,12 @@ def annotate(
     columns = [text_column, *([second] if second else [])]
     table, unreadable = not_utf8(table, [*columns, *(keep or table.column_names)], locate)
     errors, read = _checked_rows(table, columns, unreadable)
+    if TASKS[model.task].masked:  # a text whose first window holds no mask token has nothing to fill
+        readable = [row for row, error in enumerate(errors) if error is None]
+        for row, window in zip(readable, model.runner.first_windows(read[0])):
+            if model.runner.gathered_id not in window.ids:
+                errors[row] = f"no mask token in its first {model.max_length} tokens"
+        read = [[text for row, text in zip(readable, read[0]) if errors[row] is None]]
     good = [row for row, error in enumerate(errors) if error is None]
     items: list[TextInput] = list(read[0])
     if second:

@@ -42,7 +42,7 @@ import sys, time
 start = time.perf_counter()
 import mbert_edge
 model = mbert_edge.load(sys.argv[1], precision=sys.argv[2])
-model.predict("Das Essen war großartig")
+model.predict(model.probe)
 """
 
 

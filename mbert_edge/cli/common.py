@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..bundle import model_bytes
-from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS, taking
+from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS, Option, taking
 
 DATA_HELP = (
     "Evaluation text: a file, a .tsv of text<TAB>text_pair[<TAB>label] pairs, a folder of <lang>.txt (or .tsv), or "
@@ -121,13 +121,26 @@ def settings_options(settings: type, prefix: str = "") -> Callable[[Any], Any]:
 def task_options(command: Any) -> Any:
     """A flag for each option of any task's `predict`, typed from its registry entry (`mbert_edge.tasks`); None
     when not given. `task_option_refusal` refuses one the bundle's task does not take."""
-    options = {name: option for task in TASKS.values() for name, option in task.predict_options.items()}
-    for name, option in reversed(options.items()):
+    specs: dict[str, list[tuple[str, Option]]] = {}
+    for task in TASKS.values():
+        for name, option in task.predict_options.items():
+            specs.setdefault(name, []).append((task.name, option))
+    for name, given in reversed(specs.items()):
         flag = "--" + name.replace("_", "-")
-        tasks = " and ".join(taking(name))
-        help_text = f"{tasks[0].upper()}{tasks[1:]}: {option.description}."
+        described = dict.fromkeys(option.description for _, option in given)
+        if len(described) == 1:
+            tasks = " and ".join(taking(name))
+            help_text = f"{tasks[0].upper()}{tasks[1:]}: {next(iter(described))}."
+        else:
+            help_text = "; ".join(f"{task}: {option.description}" for task, option in given) + "."
+        option = given[0][1]
         if bool in option.types:
             command = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(command)
+            continue
+        if list in option.types:  # repeatable; not given: None, as every other flag
+            command = click.option(
+                flag, name, multiple=True, callback=lambda _c, _p, value: list(value) or None, help=help_text
+            )(command)
             continue
         kind: click.ParamType = (
             click.Choice(option.choices)

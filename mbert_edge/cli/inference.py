@@ -17,7 +17,7 @@ from ..progress import Progress
 from ..runtime import Reranker, Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
 from ..tasks import PAIR_TRUNCATIONS, TASKS
-from ..textdata import builtin_sample, evaluation_texts, load_textset
+from ..textdata import builtin_sample, load_textset, model_texts, with_masks
 from .common import (
     BATCH_SIZE,
     DATA_HELP,
@@ -276,8 +276,7 @@ def verify(
     opened = Bundle.open(bundle)
     if out is not None:
         check_writable(out.parent, out.name)
-    labels = opened.manifest.labels if TASKS[opened.task].labels_texts else None
-    texts = evaluation_texts(data, labels, opened.manifest.reads_pairs)
+    texts = model_texts(data, opened.manifest)
     reference = Runner.open(opened, "fp32")
     candidate = reference if precision == "fp32" else Runner.open(opened, precision)
     with Progress().bar(f"comparing {precision} with fp32", len(texts)) as advance:
@@ -360,7 +359,9 @@ def bench(
     precisions = [p for p in ("fp32", "int8") if p in opened.models and precision in ("all", p)]
     if not precisions:
         opened.resolve_precision(precision)  # raises the usual "no int8 model; run quantize" error
-    sentences = (load_textset(data) if data else builtin_sample()).sentences()
+    texts = load_textset(data) if data else builtin_sample()
+    masked = TASKS[opened.task].masked  # fill-mask: each text needs a mask token
+    sentences = (with_masks(texts, opened.manifest.special_tokens["mask"].token) if masked else texts).sentences()
     results = measure.run(
         bundle,
         sentences,

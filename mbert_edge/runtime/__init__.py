@@ -3,6 +3,7 @@ quantize tooling. `runner` feeds graphs; `model` is the task classes' shared bas
 
 from .classifier import Classifier
 from .embedder import Embedder
+from .fill_mask import FillMask
 from .loading import load
 from .model import TaskModel
 from .reranker import Reranker
@@ -10,4 +11,14 @@ from .runner import Runner
 from .token_classifier import TokenClassifier
 from .zero_shot import ZeroShotClassifier
 
-__all__ = ["Classifier", "Embedder", "Reranker", "Runner", "TaskModel", "TokenClassifier", "ZeroShotClassifier", "load"]
+__all__ = [
+    "Classifier",
+    "Embedder",
+    "FillMask",
+    "Reranker",
+    "Runner",
+    "TaskModel",
+    "TokenClassifier",
+    "ZeroShotClassifier",
+    "load",
+]

@@ -38,6 +38,7 @@ class Figures(TypedDict, total=False):
     min_cosine: float  # embeddings
     decisions: int  # labels: one per text, or per real token
     agreement: float  # labels: top-1 agreement with the reference
+    top5_overlap: float  # fill-mask: the share of the reference's 5 best tokens among the candidate's 5 best
     logit_shift: float  # labels: RMS logit change over the reference logits' RMS
     accuracy_reference: float  # labels, where the text had gold labels
     accuracy_candidate: float
@@ -86,8 +87,19 @@ def _logit_moves(reference: list[np.ndarray], candidate: list[np.ndarray]) -> tu
     return float(((cand - ref) ** 2).sum()), float((centred**2).sum())
 
 
+def _top5_overlap(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
+    """The mean share of each row's 5 best reference tokens among its 5 best candidate tokens."""
+    ref, cand = np.concatenate(reference), np.concatenate(candidate)
+    best_ref, best_cand = np.argsort(-ref, axis=-1)[:, :5], np.argsort(-cand, axis=-1)[:, :5]
+    return float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(best_ref.tolist(), best_cand.tolist())]))
+
+
 def _group_metrics(
-    reference: list[np.ndarray], candidate: list[np.ndarray], embeddings: bool, gold: list[int] | None
+    reference: list[np.ndarray],
+    candidate: list[np.ndarray],
+    embeddings: bool,
+    gold: list[int] | None,
+    masked: bool = False,
 ) -> Figures:
     diffs = np.concatenate([np.abs(r - c).ravel() for r, c in zip(reference, candidate)])
     row: Figures = {"texts": len(reference), "max_abs_diff": float(diffs.max()), "mean_abs_diff": float(diffs.mean())}
@@ -103,6 +115,8 @@ def _group_metrics(
     row["agreement"] = float((ref_top == cand_top).mean())
     moved, spread = _logit_moves(reference, candidate)
     row["logit_shift"] = math.sqrt(moved / max(spread, 1e-30))
+    if masked:
+        row["top5_overlap"] = _top5_overlap(reference, candidate)
     if gold is not None and reference[0].ndim == 1:
         gold_arr = np.asarray(gold)
         row["accuracy_reference"] = float((ref_top == gold_arr).mean())
@@ -127,7 +141,7 @@ def compare(
     for name, texts in textset.texts.items():
         ref = reference_outputs[name] if reference_outputs else reference.head_outputs(texts, batch_size)
         cand = candidate.head_outputs(texts, batch_size)
-        groups[name] = _group_metrics(ref, cand, embeddings, textset.labels.get(name))
+        groups[name] = _group_metrics(ref, cand, embeddings, textset.labels.get(name), TASKS[task].masked)
         if not embeddings:
             moves += _logit_moves(ref, cand)
         advance(len(texts))
@@ -149,6 +163,8 @@ def compare(
         overall["logit_shift"] = math.sqrt(moves[0] / max(moves[1], 1e-30))
         overall["worst_group"] = min(groups, key=lambda g: groups[g]["agreement"])
         overall["worst_agreement"] = groups[overall["worst_group"]]["agreement"]
+        if TASKS[task].masked:
+            overall["top5_overlap"] = float(np.average([r["top5_overlap"] for r in rows], weights=weights))
         labelled = [r for r in rows if "accuracy_reference" in r]
         if labelled:
             w = [r["texts"] for r in labelled]
@@ -203,7 +219,9 @@ def gate_failure(report: Report, min_agreement: float, min_cosine: float) -> str
 def markdown(report: Report) -> str:
     """A short Markdown table of the report, one row per group and an overall row."""
     embeddings = report["kind"] == "embeddings"
+    masked = "top5_overlap" in report["overall"]
     cols = ["mean cos", "min cos"] if embeddings else ["agreement", "logit shift", "acc ref", "acc cand"]
+    cols += ["top-5 overlap"] if masked else []
     cols += ["max |Δ|", "mean |Δ|"]
     lines = [
         f"Candidate `{report['candidate']}` vs `{report['reference']}`",
@@ -221,6 +239,7 @@ def markdown(report: Report) -> str:
         if embeddings
         else ["agreement", "logit_shift", "accuracy_reference", "accuracy_candidate"]
     )
+    keys += ["top5_overlap"] if masked else []
     keys += ["max_abs_diff", "mean_abs_diff"]
     gate = report.get("gate", {})
     small = set(gate.get("small_groups", ()))

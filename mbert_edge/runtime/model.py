@@ -35,6 +35,7 @@ class TaskModel(ABC):
 
     task: ClassVar[str]  # its name in `mbert_edge.tasks.TASKS`
     default_truncation: ClassVar[str] = "window"
+    probe = "mbert-edge"  # a text any model of the task answers: the server's first run, cold-start timings
 
     @abstractmethod
     def predict(self, *args: Any, **kwargs: Any) -> Any:

@@ -18,7 +18,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from ..bundle import TOKENIZER_NAME, Bundle
-from ..tasks import PAIR_TRUNCATIONS, TRUNCATIONS
+from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS
 from .batching import padded_inputs, plan_batches
 from .cpus import available_cpus, cpu_flags, int8_is_fast
 from .integrity import check_graph, check_tokenizer, open_session
@@ -102,9 +102,11 @@ class Runner:
         stride: int | None = None,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_windows: int | None = None,
+        gathered_id: int | None = None,
     ) -> None:
         """`stride`: tokens shared by consecutive windows of a long text (default a quarter of the max
-        length). `max_batch_tokens`: cap on padded tokens per batch, which bounds activation memory.
+        length). `gathered_id`: the graph's output rows are the positions of the inputs holding this token id
+        (fill-mask's mask token), in row-major order, not one per input. `max_batch_tokens`: cap on padded tokens per batch, which bounds activation memory.
         `max_windows`: most windows one text may be read in (default: as many as span 131,072 tokens); a
         longer text is refused before it is tokenized whole. `name` says which graph this is in reports."""
         if max_batch_tokens < max_length:
@@ -126,6 +128,7 @@ class Runner:
             name,
         )
         self.max_batch_tokens = max_batch_tokens
+        self.gathered_id = gathered_id
         self.window_step = content - self.stride  # tokens from one window's start to the next's
         self.max_windows = -(-DEFAULT_MAX_TEXT_TOKENS // self.window_step) if max_windows is None else max_windows
         if self.max_windows < 1:
@@ -178,6 +181,7 @@ class Runner:
             stride=run_options.get("stride"),
             max_batch_tokens=run_options.get("max_batch_tokens", DEFAULT_MAX_BATCH_TOKENS),
             max_windows=run_options.get("max_windows"),
+            gathered_id=manifest.special_tokens["mask"].id if TASKS[manifest.task].masked else None,
         )
 
     @property
@@ -200,6 +204,7 @@ class Runner:
             stride=self.stride,
             max_batch_tokens=self.max_batch_tokens,
             max_windows=self.max_windows,
+            gathered_id=self.gathered_id,
         )
 
     def windows(self, texts: Sequence[str], truncation: str) -> list[list[Encoding]]:
@@ -304,10 +309,16 @@ class Runner:
 
     def run(self, windows: Sequence[Encoding], batch_size: int = 32) -> list[np.ndarray]:
         """The graph's first output for each window, in input order: a vector for sequence-level tasks,
-        a (real tokens, labels) matrix for token-level ones (padding removed)."""
+        a (real tokens, labels) matrix for token-level ones (padding removed), a (masks, vocabulary) matrix for
+        fill-mask's gathered rows."""
         results: list[np.ndarray] = [np.empty(0)] * len(windows)
         for indices, feed in self.batches(windows, batch_size):
             (output,) = self.session.run(None, feed)[:1]
+            if self.gathered_id is not None:
+                counts = (feed["input_ids"] == self.gathered_id).sum(axis=1)
+                for index, rows in zip(indices, np.split(output, np.cumsum(counts)[:-1])):
+                    results[index] = rows
+                continue
             for row, index in zip(output, indices):
                 results[index] = row[: len(windows[index])] if row.ndim == 2 else row
         return results

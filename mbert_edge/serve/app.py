@@ -236,6 +236,10 @@ class Server:
             raise RequestError(
                 422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens {self.settings.max_input_tokens}"
             ) from exc
+        mask = self.model.runner.gathered_id  # fill-mask: refused here, not in a batch that other requests share
+        unmasked = next((i for i, group in enumerate(windows) if mask is not None and mask not in group[0].ids), None)
+        if unmasked is not None:
+            raise schemas.invalid(f"inputs[{unmasked}] has no mask token in its first {self.model.max_length} tokens")
         return [[len(w) for w in group] for group in windows]
 
     def _call(
@@ -245,7 +249,8 @@ class Server:
         `query`, when given: texts of requests with the same query batch together)."""
         function = getattr(owner or self.model, method)
         batch_size = self.settings.max_batch_size
-        key = (owner is None, method, query, tuple(sorted(options.items())))
+        given = sorted((name, tuple(v) if isinstance(v, list) else v) for name, v in options.items())  # hashable
+        key = (owner is None, method, query, tuple(given))
         if query is not None:
             return key, lambda texts: function(query, texts, batch_size=batch_size, **options)
         return key, lambda texts: function(texts, batch_size=batch_size, **options)
@@ -443,8 +448,8 @@ class Server:
         self.batcher.start()
         await self.batcher.submit(
             *self._call("predict", {}),
-            ["mbert-edge"],
-            [bucket_length(3, self.model.max_length)],
+            [self.model.probe],
+            [bucket_length(4, self.model.max_length)],
         )
         self.ready = True
         yield
