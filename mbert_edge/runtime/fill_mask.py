@@ -95,7 +95,7 @@ class FillMask(TaskModel):
         single = positions.size == 1
         rows = []
         for position, row in zip(positions, probabilities):
-            best = np.argsort(-row, kind="stable")[:top_k]
+            best = _top(row, top_k)
             fills = []
             for choice in best:
                 token = int(allowed[choice]) if allowed is not None else int(choice)
@@ -112,3 +112,12 @@ class FillMask(TaskModel):
                 )
             rows.append(fills)
         return rows[0] if single else rows
+
+
+def _top(row: np.ndarray, k: int) -> np.ndarray:
+    """The indices of `row`'s `k` largest values, largest first: partitioned first, since sorting a whole
+    vocabulary's scores (119,547 for M-BERT) for 5 of them costs more than the rest of the postprocessing."""
+    if k < row.size:
+        row_top = np.argpartition(-row, k - 1)[:k]
+        return row_top[np.argsort(-row[row_top], kind="stable")]
+    return np.argsort(-row, kind="stable")
