@@ -68,7 +68,7 @@ def _run_peers(tmp_path: Path, checkpoint: Path, bundle: Path, *options: str) ->
 
 def test_peers_script(tmp_path, seqcls_checkpoint, seqcls_bundle):
     """Every peer side by side; with Optimum's documented path (export, O2, INT8, or the nearest working path,
-    recorded) in its own venv where MBERT_EDGE_OPTIMUM_VENV names a folder for it (.ci/run sets it)."""
+    recorded) in its own venv where MBERT_EDGE_OPTIMUM_VENV names a folder for it (.ci/run leaves it unset)."""
     venv = os.environ.get("MBERT_EDGE_OPTIMUM_VENV")
     options = ("--optimum-venv", venv) if venv else ("--skip-optimum",)
     report, out = _run_peers(tmp_path, seqcls_checkpoint, seqcls_bundle, *options)
