@@ -8,14 +8,12 @@ import os
 import shutil
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from mbert_edge.quantization import QuantizationConfig
 from mbert_edge.quantize.pipeline import quantize_bundle
-from mbert_edge.tasks import TASKS
 
 pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pytest -m 'not slow' skips them
 
@@ -153,29 +151,6 @@ def test_op_profile_sums_kernel_time_by_operator(tmp_path, seqcls_bundle, faithf
     assert "| **all kernels** |" in result.stdout and "| wall, unprofiled p50 |" in result.stdout
 
 
-def test_faithful_variants_cut_the_per_row_work_away(tmp_path, faithful_bundle):
-    """The timing probes load and run as bundles; without the corrections the per-row quantization is still
-    there, and the per-tensor probe has none of it."""
-    import onnx
-
-    from mbert_edge import Classifier
-
-    counts = {}
-    for name in ("per-row", "per-tensor", "row-floor"):
-        out = tmp_path / name
-        script("faithful_variants.py", str(faithful_bundle), str(out), "--probe", name, timeout=300)
-        graph = onnx.load(str(out / "model.int8.onnx"), load_external_data=False).graph
-        counts[name] = Counter(n.op_type for n in graph.node)
-        assert Classifier(out, "int8").logits(["Guten Morgen.", "Hello"]).shape == (2, 3)
-    assert counts["per-row"]["QuantizeLinear"] == 2 * counts["per-row"]["MatMulIntegerToFloat"] > 0  # level, row
-    assert counts["per-row"]["Concat"] == counts["per-tensor"]["Concat"] == 0  # no corrections left to join
-    assert counts["per-tensor"]["QuantizeLinear"] == counts["per-tensor"]["ReduceMin"] == 0
-    assert counts["per-tensor"]["DynamicQuantizeLinear"] == counts["per-tensor"]["MatMulIntegerToFloat"]
-    floor = counts["row-floor"]  # per MatMul one ReduceMax, one Mul, two QuantizeLinear; nothing else per row
-    assert floor["ReduceMax"] == floor["QuantizeLinear"] // 2 == floor["MatMulIntegerToFloat"] > 0
-    assert floor["ReduceMin"] == floor["Concat"] == floor["DynamicQuantizeLinear"] == 0
-
-
 def test_serve_load_script_runs_end_to_end(tmp_path, seqcls_bundle):
     """The load benchmark against a real server on 127.0.0.1, two small levels: every answer accounted for."""
     bundle = Path(shutil.copytree(seqcls_bundle, tmp_path / "bundle"))
@@ -201,43 +176,6 @@ def test_serve_load_script_runs_end_to_end(tmp_path, seqcls_bundle):
         timeout=600,
     )
     assert list(out.glob("*.json")) and list(out.glob("*.png"))
-
-
-def test_batch_scale_script_runs_end_to_end(tmp_path, seqcls_bundle):
-    """Single process against Ray on a few hundred rows, one round: a row per configuration, figures written."""
-    pytest.importorskip("ray")
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "deu.txt").write_text("Guten Morgen.\nWie geht es dir?\nDas ist gut.\n" * 20, encoding="utf-8")
-    out = tmp_path / "out"
-    script(
-        "batch_scale.py",
-        str(seqcls_bundle),
-        "--data",
-        str(data),
-        "--rows",
-        "300",
-        "--precision",
-        "fp32",
-        "--rounds",
-        "1",
-        "--out",
-        str(out),
-        timeout=600,
-    )
-    assert list(out.glob("*.json"))
-
-
-def test_architectures_script_tabulates_each_task(tmp_path):
-    out, figures = tmp_path / "architectures.md", tmp_path / "architectures.json"
-    script("architectures.py", "--family", "distilbert", "--out", str(out), "--json", str(figures))
-    rows = json.loads(figures.read_text())["rows"]
-    assert [row["task"] for row in rows] == list(TASKS)
-    for row in rows:
-        assert row["parity_max_abs_diff"] < 1e-4 and row["fused_operators"]["Attention"] == 2  # within atol; fused
-        for overall in row["int8"].values():
-            assert 0.9 <= overall.get("agreement", overall.get("mean_cosine", 0)) <= 1
-    assert out.read_text().count("| distilbert |") == len(TASKS)
 
 
 ENGINES = {
@@ -343,29 +281,3 @@ def test_serve_memory_script_measures_head_and_window(tmp_path, seqcls_bundle):
         assert 0 < row["idle_rss_mb"] <= row["peak_rss_mb"] and row["cpu_s_per_request"] >= 0
     assert rows[0]["statuses"] == {"200": 2} and sum(rows[1]["statuses"].values()) == 2
     assert "| head |" in result.stdout
-
-
-def test_pairs_script(tmp_path):
-    """benchmarks/pairs.py on tiny cross-encoder and NLI checkpoints: every variant timed, FP32 equal to PyTorch."""
-    from conftest import NLI_LABELS
-    from families import write_family_checkpoint
-
-    cross_encoder = write_family_checkpoint(tmp_path / "ce", "bert", "sequence-classification", ["score"])
-    nli = write_family_checkpoint(tmp_path / "nli", "bert", "sequence-classification", NLI_LABELS)
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "deu.txt").write_text(
-        "Guten Morgen.\nWo ist der Bahnhof?\nDas Essen war gut.\nEs regnet.\n", encoding="utf-8"
-    )
-    (data / "fra.txt").write_text("Bonjour.\nLa gare est à gauche.\nIl pleut.\n", encoding="utf-8")
-    out = tmp_path / "pairs.json"
-    options = ["--documents", "4", "--texts", "2", "--rounds", "1", "--per-round", "1", "--json", str(out)]
-    done = script(
-        "pairs.py", str(cross_encoder), str(nli), "--data", str(data), "--work", str(tmp_path / "w"), *options
-    )
-    figures = json.loads(out.read_text())
-    ours = {"mbert-edge FP32", "mbert-edge INT8 faithful", "mbert-edge INT8 dynamic"}
-    assert ours < set(figures["rerank"]) and ours < set(figures["zero_shot"]) and len(figures["rerank"]) == 4
-    fp32 = figures["rerank"]["mbert-edge FP32"]
-    assert fp32["max_abs_logit_diff"] < 1e-4 and fp32["same_top10"] and fp32["ms_per_query"] > 0
-    assert all(row["texts_per_s"] > 0 for row in figures["zero_shot"].values()) and "| variant |" in done.stdout
