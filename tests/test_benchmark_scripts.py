@@ -1,10 +1,10 @@
-"""The peers, latency and cold-start benchmark scripts on a tiny model with a couple of repetitions: they run end to end and write
-well-formed output (their timings are read by people, never asserted)."""
+"""The latency, cold-start, profiling, serving and engines benchmark scripts on a tiny model with a couple of
+repetitions: they run end to end and write well-formed output (their timings are read by people, never asserted).
+The peers, batch-scale, architectures, pairs and faithful-variants scripts are run for their studies only (CI time)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,72 +27,6 @@ def script(name: str, *args: str, timeout: int = 600) -> subprocess.CompletedPro
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return done
-
-
-PEERS = {
-    "mbert-edge FP32",
-    "mbert-edge INT8 plain",
-    "transformers pipeline, PyTorch FP32",
-    "transformers pipeline, PyTorch INT8",
-}
-OPTIMUM = {"Optimum ORT FP32", "Optimum ORT INT8"}
-
-
-def _run_peers(tmp_path: Path, checkpoint: Path, bundle: Path, *options: str) -> tuple[dict, Path]:
-    bundle = Path(shutil.copytree(bundle, tmp_path / "bundle"))
-    quantize_bundle(bundle, QuantizationConfig(min_agreement=0.0))
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "deu.txt").write_text("Guten Morgen.\nWie geht es dir?\nDas ist gut.\n", encoding="utf-8")
-    (data / "fra.txt").write_text("Bonjour.\nÇa va ?\n", encoding="utf-8")
-    out = tmp_path / "out"
-    script(
-        "peers.py",
-        str(checkpoint),
-        str(bundle),
-        "--data",
-        str(data),
-        "--runs",
-        "2",
-        "--per-group",
-        "2",
-        "--out",
-        str(out),
-        *options,
-        timeout=1200,
-    )
-    return json.loads((out / "peers.json").read_text()), out
-
-
-def test_peers_script(tmp_path, seqcls_checkpoint, seqcls_bundle):
-    """Every peer side by side; with Optimum's documented path (export, O2, INT8, or the nearest working path,
-    recorded) in its own venv where MBERT_EDGE_OPTIMUM_VENV names a folder for it (.ci/run leaves it unset)."""
-    venv = os.environ.get("MBERT_EDGE_OPTIMUM_VENV")
-    options = ("--optimum-venv", venv) if venv else ("--skip-optimum",)
-    report, out = _run_peers(tmp_path, seqcls_checkpoint, seqcls_bundle, *options)
-    assert set(report["variants"]) == (PEERS | OPTIMUM if venv else PEERS)
-    assert report["data"]["sentences"] == 4 and report["roofline_gops"]["int8"] > 0
-    for name in PEERS:
-        row = report["variants"][name]
-        assert row["end_to_end"]["p50_ms"] > 0 and row["sentences_per_s"] > 0 and row["cold_start"]["seconds"] > 0
-    assert "| mbert-edge INT8 plain |" in (out / "peers.md").read_text()
-    side_by_side = report["graphs_side_by_side_ms"]
-    assert "128" in side_by_side and all(ms > 0 for row in side_by_side.values() for ms in row.values())
-    single = report["single_sentences_side_by_side_ms"]
-    assert set(single) >= PEERS and min(single.values()) > 0
-    assert "| transformers pipeline, PyTorch INT8 |" in (out / "peers.md").read_text().split("Single real sentences")[1]
-    assert (out / "peers.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-    if not venv:
-        assert report["optimum"] == {"skipped": True}
-        return
-    steps = report["optimum"]["steps"]
-    assert steps["int8_operators"].get("MatMulInteger", 0) + steps["int8_operators"].get("DynamicQuantizeMatMul", 0) > 0
-    assert "int8_path" in steps and report["optimum"]["versions"]["optimum-onnx"]
-    for name in OPTIMUM:
-        assert report["variants"][name]["end_to_end"]["p50_ms"] > 0
-    for row in side_by_side.values():
-        assert {"mbert-edge INT8 plain", "Optimum ORT INT8"} <= set(row) and min(row.values()) > 0
-    assert "Optimum" in (out / "peers.md").read_text()
 
 
 def test_latency_script_times_models_side_by_side(tmp_path, seqcls_bundle):
