@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-from json_output import JSON_OPTION, write_json
+from json_output import JSON_OPTION, echo_table, write_json
 from variants import bundles
 
 from mbert_edge.bench.measure import machine, side_by_side
@@ -163,18 +163,11 @@ def main(
     }
     click.echo(machine_line(figures["machine"]))
     click.echo(f"\nEnd to end (tokenization included), ms per call, median of {rounds} alternating rounds\n")
-    click.echo("| variant | ms |")
-    click.echo("|---|---|")
-    for name, ms in end_to_end.items():
-        click.echo(f"| {name} | {ms:.1f} |")
+    echo_table("variant", "ms", end_to_end)
     click.echo("\nThe FP32 graph alone, on the same feeds: the head on the mask tokens' rows or on every position\n")
-    click.echo("| graph | ms |")
-    click.echo("|---|---|")
-    for name, ms in graphs.items():
-        click.echo(f"| {name} | {ms:.1f} |")
-    click.echo("\n| model file | MB |\n|---|---|")
-    for name, mb in sizes.items():
-        click.echo(f"| {name} | {mb:.0f} |")
+    echo_table("graph", "ms", graphs)
+    click.echo()
+    echo_table("model file", "MB", sizes, ".0f")
     write_json(json_file, figures)
 
 

@@ -1,5 +1,5 @@
 """The `--json FILE` option the benchmark scripts share: their figures as JSON, which is what the tests read
-(never the Markdown tables, which are for people)."""
+(never the Markdown tables, which are for people; `echo_table` prints the two-column ones)."""
 
 from __future__ import annotations
 
@@ -22,3 +22,10 @@ def write_json(path: Path | None, figures: dict[str, Any]) -> None:
     """Write `figures` to `path` when the option was given."""
     if path is not None:
         path.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+
+
+def echo_table(name: str, value: str, rows: dict[str, float], number: str = ".1f") -> None:
+    """A two-column Markdown table of `rows` (a name and its figure, formatted by `number`)."""
+    click.echo(f"| {name} | {value} |\n|---|---|")
+    for key, figure in rows.items():
+        click.echo(f"| {key} | {figure:{number}} |")

@@ -10,7 +10,8 @@ protobuf's 2 GiB: the path of models that need external data throughout).
 
 `--labels score` gives a cross-encoder's head (one relevance logit); `--labels contradiction,neutral,entailment` an
 NLI head (benchmarks/pairs.py); `--masked-lm` M-BERT's own head, `BertForMaskedLM` with its decoder tied to the word
-table (benchmarks/fill_mask.py).
+table (benchmarks/fill_mask.py); `--question-answering` an extractive QA head, `BertForQuestionAnswering`
+(benchmarks/question_answering.py).
 
 No multilingual weights can be downloaded here; these models are right for size, speed and tokenizer
 behaviour, not for accuracy (use the fine-tuned MiniLM for that).
@@ -63,15 +64,18 @@ def unigram_tokenizer_json(rows: int) -> str:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--labels", default=",".join(LABELS), show_default=True, help="The head's labels, comma-separated.")
 @click.option("--masked-lm", is_flag=True, help="BertForMaskedLM (the pretraining head) instead of a classifier.")
+@click.option("--question-answering", is_flag=True, help="BertForQuestionAnswering instead of a classifier.")
 @click.option(
     "--architecture", type=click.Choice(["bert", "xlm-roberta", "xlm-roberta-large"]), default="bert", show_default=True
 )
-def main(vocab: Path, out: Path, seed: int, labels: str, masked_lm: bool, architecture: str) -> None:
+def main(
+    vocab: Path, out: Path, seed: int, labels: str, masked_lm: bool, question_answering: bool, architecture: str
+) -> None:
     import torch
     import transformers
 
-    if masked_lm and architecture != "bert":
-        raise click.UsageError("--masked-lm builds the bert architecture only")
+    if (masked_lm or question_answering) and architecture != "bert":
+        raise click.UsageError("--masked-lm and --question-answering build the bert architecture only")
     if (out / "config.json").exists():
         click.echo(f"cached: {out}")
         return
@@ -90,7 +94,13 @@ def main(vocab: Path, out: Path, seed: int, labels: str, masked_lm: bool, archit
         shape.update(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
     out.mkdir(parents=True, exist_ok=True)
     if architecture == "bert":
-        head = "BertForMaskedLM" if masked_lm else "BertForSequenceClassification"
+        head = (
+            "BertForMaskedLM"
+            if masked_lm
+            else "BertForQuestionAnswering"
+            if question_answering
+            else "BertForSequenceClassification"
+        )
         config = transformers.BertConfig(vocab_size=119547, architectures=[head], **shape)
         (out / "vocab.txt").write_bytes(vocab.read_bytes())
         (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": False, "model_max_length": 512}))

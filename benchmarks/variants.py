@@ -9,8 +9,9 @@ from pathlib import Path
 METHODS = ("faithful", "dynamic")
 
 
-def bundles(checkpoint: Path, work: Path) -> dict[str, tuple[Path, str]]:
-    """(bundle, precision) by variant name: "mbert-edge FP32" and "mbert-edge INT8 <method>"."""
+def bundles(checkpoint: Path, work: Path, max_length: int | None = None) -> dict[str, tuple[Path, str]]:
+    """(bundle, precision) by variant name: "mbert-edge FP32" and "mbert-edge INT8 <method>" (windows of
+    `max_length` tokens, default the model's)."""
     from mbert_edge.export import export_bundle
     from mbert_edge.progress import Progress
     from mbert_edge.quantization import QuantizationConfig
@@ -18,7 +19,7 @@ def bundles(checkpoint: Path, work: Path) -> dict[str, tuple[Path, str]]:
 
     fp32 = work / "fp32"
     if not (fp32 / "mbert_edge.json").exists():
-        export_bundle(str(checkpoint), fp32, force=True, progress=Progress())
+        export_bundle(str(checkpoint), fp32, max_length=max_length, force=True, progress=Progress())
     made = {"mbert-edge FP32": (fp32, "fp32")}
     for method in METHODS:
         target = work / method

@@ -135,8 +135,8 @@ def checked_labels(checkpoint: Checkpoint, labels: list[str] | None) -> list[str
     if labels is None:
         return None
     labels = [label.strip() for label in labels]
-    if checkpoint.task.pooled:
-        raise ExportError("--labels names a classification head's outputs; a feature-extraction export has none")
+    if not checkpoint.task.has_labels:
+        raise ExportError(f"--labels names a classification head's outputs; a {checkpoint.task.name} export has none")
     if not all(labels) or len(set(labels)) != len(labels):
         raise ExportError(f"--labels must be distinct, non-empty names; got {','.join(labels)!r}")
     trained = [a for a, task in _trained_heads(checkpoint.config).items() if task == checkpoint.task.name]

@@ -24,6 +24,7 @@ class ExportWrapper(torch.nn.Module):
         self.pooling = checkpoint.pooling
         self.input_names = input_names
         self.mask_id = mask_id
+        self.spans = checkpoint.task.questions
         heads = checkpoint.family.mask_head if mask_id is not None else ()
         self.mask_head: list[torch.nn.Module] = [getattr(model, name) for name in heads]
 
@@ -37,6 +38,8 @@ class ExportWrapper(torch.nn.Module):
                 rows = module(rows)
             return rows
         output = self.model(**kwargs)
+        if self.spans:  # question answering: a (start, end) logit pair per token, one output
+            return torch.stack((output.start_logits, output.end_logits), dim=-1)
         if self.pooling is None:
             return output.logits
         hidden = output.last_hidden_state

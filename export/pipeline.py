@@ -14,6 +14,7 @@ from mbert_edge.errors import ExportError
 from mbert_edge.progress import Progress
 from mbert_edge.runtime import Runner
 from mbert_edge.runtime.runner import session_options
+from mbert_edge.tasks import Task
 from mbert_edge.textdata import TextSet, builtin_sample, load_textset, with_masks
 
 from .checkpoint import checked_labels, inspect, load_model
@@ -32,11 +33,13 @@ def library_versions() -> dict[str, str]:
     return {name: version(name) for name in VERSIONED}
 
 
-def parity_texts(data: TextSet | None, pairs: bool) -> TextSet:
-    """The built-in multilingual sample (and its sample of pairs of texts, for a task that takes `pairs`), plus the
-    user's `--data` when given."""
+def parity_texts(data: TextSet | None, task: Task) -> TextSet:
+    """The built-in multilingual sample (and its sample of pairs of texts, for a task that takes pairs; for question
+    answering its questions with contexts alone), plus the user's `--data` when given."""
     texts = builtin_sample().texts
-    if pairs:
+    if task.questions:
+        texts = {f"questions/{k}": v for k, v in builtin_sample(questions=True).texts.items()}
+    elif task.pairs:
         texts.update({f"pairs/{k}": v for k, v in builtin_sample(pairs=True).texts.items()})
     if data is not None:
         texts.update({f"data:{k}": v for k, v in data.texts.items()})
@@ -82,7 +85,7 @@ def export_bundle(
     labels = checked_labels(checkpoint, labels)
     masked = checkpoint.task.masked
     tokenizer, special, tokenizer_max = build_tokenizer(checkpoint.path, checkpoint.config, mask=masked)
-    texts = parity_texts(extra, checkpoint.task.pairs)
+    texts = parity_texts(extra, checkpoint.task)
     if masked:  # fill-mask's graph reads only the mask tokens' rows: each text holds one
         texts = with_masks(texts, special["mask"].token)
     if tokenizer.get_vocab_size() > checkpoint.config.vocab_size:
@@ -148,7 +151,7 @@ def export_bundle(
             Manifest(
                 task=task,
                 labels=[config.id2label[i] for i in range(config.num_labels)]
-                if checkpoint.task.labelled and not masked  # a masked LM scores the vocabulary, not labels
+                if checkpoint.task.has_labels  # a masked LM scores the vocabulary, a QA head spans
                 else None,
                 problem_type=getattr(config, "problem_type", None),
                 max_length=length,

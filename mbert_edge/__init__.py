@@ -15,7 +15,16 @@ from .errors import (
     TrimError,
 )
 from .quantization import QuantizationConfig
-from .runtime import Classifier, Embedder, FillMask, Reranker, TokenClassifier, ZeroShotClassifier, load
+from .runtime import (
+    Classifier,
+    Embedder,
+    FillMask,
+    QuestionAnswerer,
+    Reranker,
+    TokenClassifier,
+    ZeroShotClassifier,
+    load,
+)
 
 
 def __getattr__(name: str) -> Any:
@@ -44,6 +53,7 @@ __all__ = [
     "MbertEdgeError",
     "QuantizationConfig",
     "QuantizeError",
+    "QuestionAnswerer",
     "RequestError",
     "Reranker",
     "TokenClassifier",

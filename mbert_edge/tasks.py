@@ -109,6 +109,15 @@ class Task:
     # The graph scores only the mask tokens' positions, gathered inside it (fill-mask): its output rows are those
     # positions in row-major order, the manifest names the mask token, and evaluation texts need one.
     masked: bool = False
+    # Extractive question answering: inputs are (question, context) pairs, the context read in overlapping windows;
+    # the graph's output is a (start, end) logit pair per token, results are answer spans, the built-in sample is
+    # questions with contexts, and the gate compares INT8's answers with FP32's.
+    questions: bool = False
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether its results are labels the manifest names (a classifier's head), not a vocabulary or spans."""
+        return self.labelled and not self.masked and not self.questions
 
     @property
     def gate_option(self) -> str:
@@ -226,6 +235,51 @@ FILL_MASK = Task(
     routes=("/predict", "/fill-mask"),
     masked=True,
 )
+ANSWER = {
+    "type": "object",
+    "required": ["score", "start", "end", "answer"],
+    "additionalProperties": False,
+    "properties": {
+        "score": {"type": "number"},
+        "start": {"type": "integer"},
+        "end": {"type": "integer"},
+        "answer": {"type": "string"},
+    },
+}
+QUESTION_ANSWERING = Task(
+    "question-answering",
+    "mbert_edge.runtime.question_answerer:QuestionAnswerer",
+    "ForQuestionAnswering",
+    "logits",
+    {0: "batch", 1: "sequence"},
+    labelled=True,  # the gate counts answers equal to FP32's (exact match), and reports their token F1
+    labels_texts=False,
+    pooled=False,
+    predict_options={
+        "top_k": Option((int,), minimum=1, description="answers per question, best first (default 1)"),
+        "max_answer_len": Option((int,), minimum=1, description="most tokens in an answer (default 15)"),
+        "doc_stride": Option(
+            (int,), minimum=0, description="tokens shared by consecutive windows of a long context (default 128)"
+        ),
+        "max_question_len": Option(
+            (int,), minimum=1, description="a longer question is cut to this many tokens (default 64)"
+        ),
+        "handle_impossible_answer": Option(
+            (bool,), description="allow the empty answer (start = end = 0) when it scores best (default false)"
+        ),
+    },
+    result={"anyOf": [ANSWER, {"type": "array", "items": ANSWER}]},
+    summary="answer spans with character offsets into the context (the question-answering pipeline's)",
+    columns=(
+        Column("answer", "string", "answer"),
+        Column("score", "float32", "score"),
+        Column("start", "int64", "start"),
+        Column("end", "int64", "end"),
+    ),
+    routes=("/predict", "/answer"),
+    pairs=True,
+    questions=True,
+)
 FEATURE_EXTRACTION = Task(
     "feature-extraction",
     "mbert_edge.runtime.embedder:Embedder",
@@ -245,7 +299,8 @@ FEATURE_EXTRACTION = Task(
 RELEVANCE_COLUMNS = (Column("score", "float32"),)  # `batch --query-column`: each (query, document) row's relevance
 
 TASKS: dict[str, Task] = {
-    task.name: task for task in (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION, FILL_MASK)
+    task.name: task
+    for task in (SEQUENCE_CLASSIFICATION, TOKEN_CLASSIFICATION, FEATURE_EXTRACTION, FILL_MASK, QUESTION_ANSWERING)
 }
 
 
@@ -256,6 +311,8 @@ def reads_pairs(task: str, labels: list[str] | None) -> bool:
     """Whether a model of `task` with these labels is made to read pairs of texts, as its head shows: one relevance
     logit (a cross-encoder) or a label naming entailment (NLI). Quantize then calibrates and gates on pairs."""
     names = labels or []
+    if TASKS[task].questions:
+        return True
     return TASKS[task].pairs and (len(names) == 1 or any(name.lower().startswith(ENTAILMENT) for name in names))
 
 

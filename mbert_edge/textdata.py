@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 SAMPLE_RESOURCE = "sample_sentences.tsv"
 PAIR_SAMPLE_RESOURCE = "sample_pairs.tsv"
+QUESTION_SAMPLE_RESOURCE = "sample_questions.tsv"
 
 
 @dataclass
@@ -50,17 +51,18 @@ class TextSet:
         )
 
 
-def builtin_sample(pairs: bool = False) -> TextSet:
-    """The shipped sample, written for this project: 60 sentences in 17 languages and 10 scripts, or with `pairs`
+def builtin_sample(pairs: bool = False, questions: bool = False) -> TextSet:
+    """The shipped sample, written for this project: 60 sentences in 17 languages and 10 scripts; with `pairs`
     60 pairs of texts in 12 languages (premises with entailed, contradicted and neutral hypotheses; queries with
-    passages)."""
-    name = PAIR_SAMPLE_RESOURCE if pairs else SAMPLE_RESOURCE
+    passages); with `questions` 60 (question, context) pairs in the same 12 languages, each context holding its
+    answer."""
+    name = QUESTION_SAMPLE_RESOURCE if questions else PAIR_SAMPLE_RESOURCE if pairs else SAMPLE_RESOURCE
     raw = (resources.files("mbert_edge") / "data" / name).read_text(encoding="utf-8")
     texts: dict[str, list[TextInput]] = {}
     for line in raw.splitlines():
         if line and not line.startswith("#"):
             lang, *fields = line.split("\t")
-            texts.setdefault(lang, []).append((fields[0], fields[1]) if pairs else fields[0])
+            texts.setdefault(lang, []).append((fields[0], fields[1]) if pairs or questions else fields[0])
     return TextSet(texts)
 
 
@@ -147,10 +149,13 @@ def load_textset(path: str | Path) -> TextSet:
     return result
 
 
-def evaluation_texts(data: str | Path | None, labels: list[str] | None = None, pairs: bool = False) -> TextSet:
+def evaluation_texts(
+    data: str | Path | None, labels: list[str] | None = None, pairs: bool = False, questions: bool = False
+) -> TextSet:
     """`--data` when given (labelled texts allowed), else the built-in multilingual sample (of pairs of texts, for a
-    model that reads `pairs`). With the model's `labels` (a classifier's), gold labels must be ids among them."""
-    textset = load_textset(data) if data is not None else builtin_sample(pairs)
+    model that reads `pairs`; of questions with contexts, for `questions`). With the model's `labels` (a
+    classifier's), gold labels must be ids among them."""
+    textset = load_textset(data) if data is not None else builtin_sample(pairs, questions)
     if labels is not None:
         for group, gold in textset.labels.items():
             wrong = sorted(set(gold) - set(range(len(labels))))
@@ -181,7 +186,7 @@ def with_masks(textset: TextSet, mask_token: str) -> TextSet:
 
 def model_texts(data: str | Path | None, manifest: Manifest) -> TextSet:
     """What a bundle's model is judged and calibrated on: `evaluation_texts` (gold labels checked where its task
-    has them; pairs for a model that reads pairs), with a mask token in each text for fill-mask."""
+    has them; pairs for a model that reads pairs, questions with contexts for question answering), with a mask token in each text for fill-mask."""
     task = TASKS[manifest.task]
-    texts = evaluation_texts(data, manifest.labels if task.labels_texts else None, manifest.reads_pairs)
+    texts = evaluation_texts(data, manifest.labels if task.labels_texts else None, manifest.reads_pairs, task.questions)
     return with_masks(texts, manifest.special_tokens["mask"].token) if task.masked else texts

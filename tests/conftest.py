@@ -124,7 +124,8 @@ def tiny_vocab() -> list[str]:
 
 def randomize_biases(model) -> None:
     """Seeded random biases and LayerNorm scales and shifts: transformers initialises them to 0 and (1, 0), so on
-    a fresh random model a fusion or rewrite that dropped or misplaced one would still match."""
+    a fresh random model a fusion or rewrite that dropped or misplaced one would still match. A question-answering
+    head's weights are scaled up, so answers do not hang on near ties."""
     import torch
 
     generator = torch.Generator().manual_seed(1)
@@ -134,6 +135,8 @@ def randomize_biases(model) -> None:
                 parameter.copy_(0.1 * torch.randn(parameter.shape, generator=generator))
             elif parameter.dim() == 1:  # LayerNorm scales
                 parameter.copy_(1 + 0.1 * torch.randn(parameter.shape, generator=generator))
+        if hasattr(model, "qa_outputs"):  # decisive answer spans: a random head's near-flat logits tie too often
+            model.qa_outputs.weight.mul_(20)
 
 
 def label_config(labels: list[str]) -> dict:
@@ -231,6 +234,19 @@ def mlm_bundle(tmp_path_factory, mlm_checkpoint) -> Path:
     from mbert_edge.export import export_bundle
 
     return export_bundle(str(mlm_checkpoint), tmp_path_factory.mktemp("bundles") / "mlm").path
+
+
+@pytest.fixture(scope="session")
+def qa_checkpoint(tmp_path_factory, vocab) -> Path:
+    """A tiny BERT with an extractive question-answering head (vocab.txt, as M-BERT's fine-tunes)."""
+    return write_checkpoint(tmp_path_factory.mktemp("qa"), "BertForQuestionAnswering", vocab)
+
+
+@pytest.fixture(scope="session")
+def qa_bundle(tmp_path_factory, qa_checkpoint) -> Path:
+    from mbert_edge.export import export_bundle
+
+    return export_bundle(str(qa_checkpoint), tmp_path_factory.mktemp("bundles") / "qa").path
 
 
 @pytest.fixture(scope="session")

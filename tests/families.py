@@ -16,6 +16,7 @@ HEADS = {
     "token-classification": "ForTokenClassification",
     "feature-extraction": "Model",
     "fill-mask": "ForMaskedLM",
+    "question-answering": "ForQuestionAnswering",
 }
 PREFIX = {"bert": "Bert", "distilbert": "DistilBert", "roberta": "Roberta", "xlm-roberta": "XLMRoberta"}
 MAX_POSITIONS = 130  # RoBERTa family: 128 tokens after the padding index + 1
@@ -77,7 +78,7 @@ def write_family_checkpoint(folder: Path, model_type: str, task: str, labels: li
 
     folder.mkdir(parents=True, exist_ok=True)
     labels = labels or (NER_LABELS if task == "token-classification" else LABELS)
-    head = {} if task in ("feature-extraction", "fill-mask") else label_config(labels)
+    head = {} if task in ("feature-extraction", "fill-mask", "question-answering") else label_config(labels)
     if model_type == "distilbert":
         vocab = tiny_vocab()
         (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")

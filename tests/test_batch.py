@@ -274,8 +274,9 @@ def test_top_k_is_refused_on_other_tasks(encoder_bundle, tmp_path):
     pq.write_table(corpus(5), tmp_path / "in.parquet")
     run = run_cli("batch", str(encoder_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), "--top-k", "2")
     assert run.returncode != 0 and "Traceback" not in run.stderr
-    assert "is a feature-extraction bundle; --top-k applies to sequence-classification and fill-mask bundles only" in (
-        run.stderr
+    assert (
+        "is a feature-extraction bundle; --top-k applies to sequence-classification and fill-mask and question-answering bundles only"
+        in (run.stderr)
     )
     assert not (tmp_path / "out").exists()
 

@@ -28,7 +28,16 @@ def test_the_pages_have_examples():
 
 @pytest.mark.parametrize("page", [p for p in PAGES if examples(p)], ids=lambda p: str(p.relative_to(ROOT)))
 def test_examples_run(
-    page, tmp_path, monkeypatch, seqcls_bundle, token_bundle, encoder_bundle, nli_bundle, rerank_bundle, mlm_bundle
+    page,
+    tmp_path,
+    monkeypatch,
+    seqcls_bundle,
+    token_bundle,
+    encoder_bundle,
+    nli_bundle,
+    rerank_bundle,
+    mlm_bundle,
+    qa_bundle,
 ):
     named = {
         "bundle": seqcls_bundle,
@@ -37,6 +46,7 @@ def test_examples_run(
         "nli-bundle": nli_bundle,
         "cross-encoder-bundle": rerank_bundle,
         "mbert-bundle": mlm_bundle,
+        "qa-bundle": qa_bundle,
     }
     for name, bundle in named.items():
         (tmp_path / name).symlink_to(bundle, target_is_directory=True)

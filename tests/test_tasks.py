@@ -43,7 +43,9 @@ def test_batch_serve_export_and_the_cli_cover_every_task():
     task_option = next(p for p in export.params if p.name == "task")
     assert list(task_option.type.choices) == ["auto", *TASKS]
     every = {name for task in TASKS.values() for name in task.predict_options}
-    assert every == {"top_k", "aggregation", "normalize", "targets"} and every <= {p.name for p in predict.params}
+    answering = {"max_answer_len", "doc_stride", "max_question_len", "handle_impossible_answer"}
+    assert every == {"top_k", "aggregation", "normalize", "targets", *answering}
+    assert every <= {p.name for p in predict.params}
 
 
 def test_export_knows_a_head_for_every_task_and_architecture():
@@ -54,14 +56,14 @@ def test_export_knows_a_head_for_every_task_and_architecture():
 
 
 def test_options_and_routes_name_their_tasks():
-    assert taking("top_k") == ["sequence-classification", "fill-mask"] and taking("aggregation") == [
-        "token-classification"
-    ]
-    assert serving("/predict") == ["sequence-classification", "token-classification", "fill-mask"]
+    assert taking("top_k") == ["sequence-classification", "fill-mask", "question-answering"]
+    assert taking("aggregation") == ["token-classification"]
+    assert serving("/predict") == ["sequence-classification", "token-classification", "fill-mask", "question-answering"]
+    assert serving("/answer") == ["question-answering"] and taking("doc_stride") == ["question-answering"]
     assert serving("/embed") == serving("/v1/embeddings") == ["feature-extraction"]
     assert serving("/fill-mask") == ["fill-mask"] and taking("targets") == ["fill-mask"]
     gates = [task.gate_option for task in TASKS.values()]
-    assert gates == ["--min-agreement", "--min-agreement", "--min-cosine", "--min-agreement"]
+    assert gates == ["--min-agreement", "--min-agreement", "--min-cosine", "--min-agreement", "--min-agreement"]
 
 
 class Margin(Classifier):

@@ -32,6 +32,7 @@ from mbert_edge.bundle import MANIFEST_NAME
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.progress import Progress
 from mbert_edge.runtime import load
+from mbert_edge.tasks import TASKS
 
 JOB_FILE = "_mbert_edge_batch.json"  # pyarrow and Ray skip names starting with "_" or "." when reading a folder
 DONE_FILE = "_SUCCESS"
@@ -47,7 +48,8 @@ class Job:
     text_column: str = "text"
     id_column: str | None = None
     pair_column: str | None = None  # each row's second text: (text, text_pair) pairs
-    query_column: str | None = None  # each row's query: (query, text) pairs scored by a cross-encoder
+    query_column: str | None = None  # each row's query or question: (query, text) pairs scored by a cross-encoder,
+    # or (question, context) pairs answered by a question-answering bundle (--question-column)
     format: str | None = None
     precision: str = "auto"
     batch_size: int = 32
@@ -125,7 +127,8 @@ def start_output(output: Path, description: dict[str, Any]) -> None:
 def kept_columns(names: list[str], job: Job, task: str) -> list[str]:
     """The input columns the output keeps (the id column alone, or all); a missing column or a name clash with
     the results fails."""
-    flags = {job.text_column: "--text-column", job.pair_column: "--pair-column", job.query_column: "--query-column"}
+    asked = "--question-column" if TASKS[task].questions else "--query-column"
+    flags = {job.text_column: "--text-column", job.pair_column: "--pair-column", job.query_column: asked}
     for column in job.text_columns:
         if column not in names:
             raise MbertEdgeError(

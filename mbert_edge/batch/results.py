@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mbert_edge.errors import MbertEdgeError
-from mbert_edge.runtime import Reranker, TaskModel
+from mbert_edge.runtime import QuestionAnswerer, Reranker, TaskModel
 from mbert_edge.runtime.textinput import Pair, TextInput
 from mbert_edge.tasks import PAIR_TRUNCATIONS, RELEVANCE_COLUMNS, TASKS, Column
 
@@ -26,14 +26,15 @@ ENTITY = pa.struct(
 ERROR_COLUMN = "error"
 
 
-def result_columns(task: str, relevance: bool = False) -> tuple[Column, ...]:
-    """The columns of the results: the task's, or with `relevance` (`--query-column`) a cross-encoder's score."""
-    return RELEVANCE_COLUMNS if relevance else TASKS[task].columns
+def result_columns(task: str, queried: bool = False) -> tuple[Column, ...]:
+    """The columns of the results: the task's, or where rows are `queried` (`--query-column`) a cross-encoder's
+    score; a question-answering bundle's rows (`--question-column`) keep its task's answer columns."""
+    return RELEVANCE_COLUMNS if queried and not TASKS[task].questions else TASKS[task].columns
 
 
-def output_columns(task: str, relevance: bool = False) -> tuple[str, ...]:
+def output_columns(task: str, queried: bool = False) -> tuple[str, ...]:
     """The columns the results add to the input's."""
-    return (*(column.name for column in result_columns(task, relevance)), ERROR_COLUMN)
+    return (*(column.name for column in result_columns(task, queried)), ERROR_COLUMN)
 
 
 def as_text(texts: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -183,10 +184,13 @@ def annotate(
     """`table` (or its `keep` columns) with the results of `model` on `text_column`, and an `error` column
     that names why a row has no result. Bad rows never stop the others. With `pair_column`, each row is read as
     the pair (text, text_pair); with `query_column`, as (query, text), scored by a cross-encoder (`Reranker`): a
-    `score` column. `truncation`: as the model's `predict` takes it (None: the task's default); `locate`: where a
+    `score` column; or as (question, context), answered by a `QuestionAnswerer`, which needs it. `truncation`: as the model's `predict` takes it (None: the task's default); `locate`: where a
     row of `table` was read, named in the error of a row that is not UTF-8."""
-    if query_column is not None and not isinstance(model, Reranker):
+    answers = isinstance(model, QuestionAnswerer)
+    if query_column is not None and not isinstance(model, Reranker) and not answers:
         raise MbertEdgeError("--query-column needs a cross-encoder bundle (a classifier with one relevance logit)")
+    if answers and query_column is None:
+        raise MbertEdgeError("a question-answering bundle reads each row's question: pass --question-column")
     second = pair_column or query_column
     columns = [text_column, *([second] if second else [])]
     table, unreadable = not_utf8(table, [*columns, *(keep or table.column_names)], locate)
@@ -214,7 +218,14 @@ def annotate(
         kept = [(row, item) for row, item in zip(good, items) if errors[row] is None]
         good, items = [row for row, _ in kept], [item for _, item in kept]
     predicted = _predict(
-        model, items, query_column is not None, batch_size, top_k, truncation, advance, chunk_size or 8 * batch_size
+        model,
+        items,
+        query_column is not None and not answers,
+        batch_size,
+        top_k,
+        truncation,
+        advance,
+        chunk_size or 8 * batch_size,
     )
     advance(len(errors) - len(good))
     results: list[Any] = [None] * len(errors)

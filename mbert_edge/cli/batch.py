@@ -31,6 +31,12 @@ from mbert_edge.tasks import TASKS
     "into a score column (sort by query and score to rank).",
 )
 @click.option(
+    "--question-column",
+    default=None,
+    help="The column holding each row's question: rows are (question, context) pairs, the text column holding the "
+    "contexts, answered by a question-answering bundle into answer, score, start and end columns.",
+)
+@click.option(
     "--id-column",
     default=None,
     help="Keep only this input column beside the results (default: keep all input columns).",
@@ -85,6 +91,7 @@ def batch(
     text_column: str,
     pair_column: str | None,
     query_column: str | None,
+    question_column: str | None,
     id_column: str | None,
     fmt: str | None,
     batch_size: int,
@@ -106,7 +113,7 @@ def batch(
 
     opened = Bundle.open(bundle)
     refusal = task_option_refusal(bundle, opened.task, {"top_k": top_k}) or _column_refusal(
-        opened, pair_column, query_column, top_k
+        opened, pair_column, query_column, question_column, top_k
     )
     if refusal:
         raise click.UsageError(refusal)
@@ -116,7 +123,7 @@ def batch(
         output=output,
         text_column=text_column,
         pair_column=pair_column,
-        query_column=query_column,
+        query_column=query_column or question_column,
         id_column=id_column,
         format=fmt,
         precision=precision,
@@ -139,11 +146,22 @@ def batch(
     click.echo(summary.line())
 
 
-def _column_refusal(opened: Bundle, pair_column: str | None, query_column: str | None, top_k: int | None) -> str | None:
-    """Why --pair-column or --query-column does not fit the bundle (or each other), or None."""
-    if pair_column is not None and query_column is not None:
-        return "--pair-column and --query-column read a row's second text two ways: give one"
-    if pair_column is not None and not TASKS[opened.task].pairs:
+def _column_refusal(
+    opened: Bundle, pair_column: str | None, query_column: str | None, question_column: str | None, top_k: int | None
+) -> str | None:
+    """Why --pair-column, --query-column or --question-column does not fit the bundle (or each other), or None."""
+    if sum(c is not None for c in (pair_column, query_column, question_column)) > 1:
+        return (
+            "--pair-column, --query-column and --question-column read a row's second text in different ways: give one"
+        )
+    questions = TASKS[opened.task].questions
+    if questions and question_column is None:
+        return (
+            f"{opened.path} is a question-answering bundle; pass --question-column, the column of each row's question"
+        )
+    if question_column is not None and not questions:
+        return f"{opened.path} is a {opened.task} bundle; --question-column needs a question-answering bundle"
+    if pair_column is not None and (not TASKS[opened.task].pairs or questions):
         return f"{opened.path} is a {opened.task} bundle; --pair-column needs a text classification bundle"
     if query_column is not None and len(opened.manifest.labels or []) != 1:
         return f"{opened.path} is not a cross-encoder bundle (one relevance logit); --query-column needs one"

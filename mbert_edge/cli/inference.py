@@ -76,8 +76,12 @@ class _InputLines:
 @click.option(
     "--pair-separator",
     default=None,
-    help="Each input is a pair of texts (a premise and its hypothesis, ...) split at this separator's first "
-    r"occurrence ('\t': a tab, for TSV lines); sequence classification only.",
+    help="Each input is a pair of texts (a premise and its hypothesis, a question and its context, ...) split at "
+    r"this separator's first occurrence ('\t': a tab, for TSV lines); sequence classification and question "
+    "answering.",
+)
+@click.option(
+    "--question", default=None, help="Question answering: the question asked of each text, which is its context."
 )
 def predict(
     bundle: Path,
@@ -87,24 +91,40 @@ def predict(
     batch_size: int,
     truncation: str | None,
     pair_separator: str | None,
+    question: str | None,
     **task_settings: Any,
 ) -> None:
     """Run BUNDLE on TEXTS (or --input lines), one JSON line per input: {"label", "score"} for
-    classification, a list of entities for token classification, a vector for embeddings."""
+    classification, a list of entities for token classification, a vector for embeddings, the likeliest tokens
+    per mask for fill-mask, {"score", "start", "end", "answer"} for question answering."""
     opened = Bundle.open(bundle)
     task = opened.task
     refusal = task_option_refusal(bundle, task, task_settings)
     if pair_separator is not None and not TASKS[task].pairs:
         refusal = f"{bundle} is a {task} bundle; --pair-separator applies to {' and '.join(pair_tasks())} bundles only"
+    if question is not None and not TASKS[task].questions:
+        refusal = f"{bundle} is a {task} bundle; --question applies to question-answering bundles only"
+    if TASKS[task].questions and (question is None) == (pair_separator is None):
+        refusal = (
+            f"{bundle} is a question-answering bundle: give --question (each text is a context), or "
+            "--pair-separator with QUESTION<separator>CONTEXT inputs; not both"
+        )
     if refusal:
         raise click.ClickException(refusal)
     given = {"batch_size": batch_size, "truncation": truncation, **task_settings}
     options = {k: v for k, v in given.items() if v is not None}
     inputs = _InputLines(texts, input_file)
     model = load(opened, precision=precision)
-    items = inputs if pair_separator is None else _InputPairs(inputs, {r"\t": "\t"}.get(pair_separator, pair_separator))
-    for result in model.iter_predict(items, chunk_size=8 * batch_size, **options):
-        click.echo(json.dumps(result.tolist() if isinstance(result, np.ndarray) else result, ensure_ascii=False))
+    items: _InputLines | _InputPairs | _Asked = inputs
+    if pair_separator is not None:
+        items = _InputPairs(inputs, {r"\t": "\t"}.get(pair_separator, pair_separator))
+    elif question is not None:
+        items = _Asked(inputs, question)
+    try:
+        for result in model.iter_predict(items, chunk_size=8 * batch_size, **options):
+            click.echo(json.dumps(result.tolist() if isinstance(result, np.ndarray) else result, ensure_ascii=False))
+    except (ValueError, TypeError) as exc:  # the runtime's checks of an input or an option's value
+        raise click.ClickException(str(exc)) from exc
     if items.failure:
         raise click.ClickException(items.failure)
 
@@ -128,6 +148,20 @@ class _InputPairs:
                 return
             yield text, text_pair
         self.failure = self.lines.failure
+
+
+class _Asked:
+    """(question, input) for each input of `lines`: one question asked of every context."""
+
+    def __init__(self, lines: _InputLines, question: str) -> None:
+        self.lines, self.question = lines, question
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return ((self.question, line) for line in self.lines)
+
+    @property
+    def failure(self) -> str | None:
+        return self.lines.failure
 
 
 def pair_tasks() -> list[str]:

@@ -6,6 +6,7 @@ from .embedder import Embedder
 from .fill_mask import FillMask
 from .loading import load
 from .model import TaskModel
+from .question_answerer import QuestionAnswerer
 from .reranker import Reranker
 from .runner import Runner
 from .token_classifier import TokenClassifier
@@ -15,6 +16,7 @@ __all__ = [
     "Classifier",
     "Embedder",
     "FillMask",
+    "QuestionAnswerer",
     "Reranker",
     "Runner",
     "TaskModel",

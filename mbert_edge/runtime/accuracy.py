@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 import numpy as np
+from tokenizers import Encoding
 
 from ..tasks import TASKS
 from ..textdata import TextSet
+from .question_answerer import best_span
 from .runner import Runner
 
 # The gate's rules (README, "Accuracy gate"). A group is judged on its own only with at least
@@ -39,6 +41,7 @@ class Figures(TypedDict, total=False):
     decisions: int  # labels: one per text, or per real token
     agreement: float  # labels: top-1 agreement with the reference
     top5_overlap: float  # fill-mask: the share of the reference's 5 best tokens among the candidate's 5 best
+    answer_f1: float  # question answering: token F1 of the candidate's answer spans against the reference's
     logit_shift: float  # labels: RMS logit change over the reference logits' RMS
     accuracy_reference: float  # labels, where the text had gold labels
     accuracy_candidate: float
@@ -81,10 +84,9 @@ def judged_alone_from(min_agreement: float) -> float:
 
 def _logit_moves(reference: list[np.ndarray], candidate: list[np.ndarray]) -> tuple[float, float]:
     """(sum of squared changes, sum of squared row-centred FP32 logits): the parts of the logit shift."""
-    ref = np.concatenate([np.atleast_2d(r) for r in reference])
-    cand = np.concatenate([np.atleast_2d(c) for c in candidate])
-    centred = ref - ref.mean(axis=-1, keepdims=True)
-    return float(((cand - ref) ** 2).sum()), float((centred**2).sum())
+    moved = sum(float(((c - r) ** 2).sum()) for r, c in zip(reference, candidate))
+    spread = sum(float(((r - r.mean(axis=-1, keepdims=True)) ** 2).sum()) for r in reference)
+    return moved, spread  # per output: rows of different widths (question answering's windows) add up alike
 
 
 def _top5_overlap(reference: list[np.ndarray], candidate: list[np.ndarray]) -> float:
@@ -92,6 +94,27 @@ def _top5_overlap(reference: list[np.ndarray], candidate: list[np.ndarray]) -> f
     ref, cand = np.concatenate(reference), np.concatenate(candidate)
     best_ref, best_cand = np.argsort(-ref, axis=-1)[:, :5], np.argsort(-cand, axis=-1)[:, :5]
     return float(np.mean([len(set(a) & set(b)) / 5 for a, b in zip(best_ref.tolist(), best_cand.tolist())]))
+
+
+def _span_f1(reference: tuple[int, int], candidate: tuple[int, int]) -> float:
+    """Token F1 of a candidate answer span against the reference's (SQuAD's measure, on the spans' tokens)."""
+    overlap = min(reference[1], candidate[1]) - max(reference[0], candidate[0]) + 1
+    if overlap <= 0:
+        return 0.0
+    precision = overlap / (candidate[1] - candidate[0] + 1)
+    recall = overlap / (reference[1] - reference[0] + 1)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _answer_metrics(windows: list[Encoding], reference: list[np.ndarray], candidate: list[np.ndarray]) -> Figures:
+    """Question answering: one decision per question, its answer span equal to the reference's (exact match,
+    the `agreement`) and its token F1; the logit shift is over each window's start and end logits."""
+    row = _group_metrics([r.T for r in reference], [c.T for c in candidate], False, None)
+    spans = [(best_span(w, r), best_span(w, c)) for w, r, c in zip(windows, reference, candidate)]
+    row["decisions"] = len(spans)
+    row["agreement"] = float(np.mean([a == b for a, b in spans]))
+    row["answer_f1"] = float(np.mean([_span_f1(a, b) for a, b in spans]))
+    return row
 
 
 def _group_metrics(
@@ -141,7 +164,11 @@ def compare(
     for name, texts in textset.texts.items():
         ref = reference_outputs[name] if reference_outputs else reference.head_outputs(texts, batch_size)
         cand = candidate.head_outputs(texts, batch_size)
-        groups[name] = _group_metrics(ref, cand, embeddings, textset.labels.get(name), TASKS[task].masked)
+        if TASKS[task].questions:
+            groups[name] = _answer_metrics(reference.first_windows(texts), ref, cand)
+            ref, cand = [r.T for r in ref], [c.T for c in cand]
+        else:
+            groups[name] = _group_metrics(ref, cand, embeddings, textset.labels.get(name), TASKS[task].masked)
         if not embeddings:
             moves += _logit_moves(ref, cand)
         advance(len(texts))
@@ -163,6 +190,8 @@ def compare(
         overall["logit_shift"] = math.sqrt(moves[0] / max(moves[1], 1e-30))
         overall["worst_group"] = min(groups, key=lambda g: groups[g]["agreement"])
         overall["worst_agreement"] = groups[overall["worst_group"]]["agreement"]
+        if TASKS[task].questions:
+            overall["answer_f1"] = float(np.average([r["answer_f1"] for r in rows], weights=weights))
         if TASKS[task].masked:
             overall["top5_overlap"] = float(np.average([r["top5_overlap"] for r in rows], weights=weights))
         labelled = [r for r in rows if "accuracy_reference" in r]
@@ -220,8 +249,11 @@ def markdown(report: Report) -> str:
     """A short Markdown table of the report, one row per group and an overall row."""
     embeddings = report["kind"] == "embeddings"
     masked = "top5_overlap" in report["overall"]
+    answers = "answer_f1" in report["overall"]
     cols = ["mean cos", "min cos"] if embeddings else ["agreement", "logit shift", "acc ref", "acc cand"]
     cols += ["top-5 overlap"] if masked else []
+    cols += ["answer F1"] if answers else []
+    cols[0] = "exact match" if answers else cols[0]  # question answering's agreement: the same answer span
     cols += ["max |Δ|", "mean |Δ|"]
     lines = [
         f"Candidate `{report['candidate']}` vs `{report['reference']}`",
@@ -240,6 +272,7 @@ def markdown(report: Report) -> str:
         else ["agreement", "logit_shift", "accuracy_reference", "accuracy_candidate"]
     )
     keys += ["top5_overlap"] if masked else []
+    keys += ["answer_f1"] if answers else []
     keys += ["max_abs_diff", "mean_abs_diff"]
     gate = report.get("gate", {})
     small = set(gate.get("small_groups", ()))

@@ -35,7 +35,7 @@ class TaskModel(ABC):
 
     task: ClassVar[str]  # its name in `mbert_edge.tasks.TASKS`
     default_truncation: ClassVar[str] = "window"
-    probe = "mbert-edge"  # a text any model of the task answers: the server's first run, cold-start timings
+    probe: TextInput = "mbert-edge"  # a text any model of the task answers: the server's first run, cold-start timings
 
     @abstractmethod
     def predict(self, *args: Any, **kwargs: Any) -> Any:
@@ -87,15 +87,18 @@ class TaskModel(ABC):
         """Label names in id order; None for embeddings."""
         return self.bundle.manifest.labels
 
-    def _per_text(self, texts: list[TextInput], truncation: str | None, batch_size: int) -> PerText:
-        """(windows, outputs) of each text or pair: all windows of all inputs are batched together. A text cut by
+    def _per_text(
+        self, texts: list[TextInput], truncation: str | None, batch_size: int, stride: int | None = None
+    ) -> PerText:
+        """(windows, outputs) of each text or pair: all windows of all inputs are batched together (pairs' windows
+        overlapping by `stride` tokens, where given, not the runner's). A text cut by
         the task's default "head" truncation, or a pair cut by the default "longest_first", is warned about
         (asking for it explicitly is not)."""
         check_count("batch_size", batch_size)
         pairs = [t for t in texts if not isinstance(t, str)]
         if pairs:
             check_choice("truncation", truncation, PAIR_TRUNCATIONS)
-            windows = self.runner.pair_windows(pairs, truncation or PAIR_TRUNCATIONS[0])
+            windows = self.runner.pair_windows(pairs, truncation or PAIR_TRUNCATIONS[0], stride)
             cut = f"some pairs are longer than {self.max_length} tokens and were cut, the longer text first"
             fix = "pass truncation='only_first' or 'only_second' to cut one text alone"
         else:
@@ -123,11 +126,12 @@ class TaskModel(ABC):
         batch_size: int,
         truncation: str | None,
         postprocess: Callable[[list[Any], PerText], Sequence[Any] | np.ndarray],  # the inputs as given, texts or pairs
+        stride: int | None = None,
     ) -> Any:
         """The task's `postprocess` over all inputs' outputs, one result per input; a single string (or pair, where
         the task takes pairs) gives its result alone (typed by the caller, which knows its task's result)."""
         items, single = as_text_list(texts, pairs=TASKS[self.task].pairs)
-        results = postprocess(items, self._per_text(items, truncation, batch_size))
+        results = postprocess(items, self._per_text(items, truncation, batch_size, stride))
         return results[0] if single else results
 
     def _check_unknown_rate(self, windows: list[list[Encoding]], unk_id: int) -> None:

@@ -119,7 +119,7 @@ class Runner:
             )
         tokenizer.no_padding()  # batches are padded by `batching.padded_inputs`
         tokenizer.enable_truncation(max_length, stride=self.stride)  # the rest: `Encoding.overflowing` windows
-        self._pair_tokenizers: dict[str, Tokenizer] = {}  # a copy per pair truncation, made on first use
+        self._pair_tokenizers: dict[str, Tokenizer] = {}  # a copy per pair truncation and stride, made on first use
         self.session, self.tokenizer, self.max_length, self.pad_id, self.name = (
             session,
             tokenizer,
@@ -224,12 +224,15 @@ class Runner:
                 )
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
 
-    def pair_windows(self, pairs: Sequence[tuple[str, str]], truncation: str) -> list[list[Encoding]]:
+    def pair_windows(
+        self, pairs: Sequence[tuple[str, str]], truncation: str, stride: int | None = None
+    ) -> list[list[Encoding]]:
         """Each pair's windows, laid out by the tokenizer's pair template (`[CLS] text [SEP] text_pair [SEP]` with
         segment ids 0 and 1 for BERT, `<s> a </s></s> b </s>` for XLM-R and RoBERTa) and cut to the max length:
         one window cut by "longest_first" (tokens from the longer text first) or "only_first" / "only_second"
         (from that text alone; ValueError when it is too short to make room), or with "window" the second text
-        in windows overlapping by `stride` tokens, the first text whole in each (at most `max_windows`)."""
+        in windows overlapping by `stride` tokens (default: the runner's), the first text whole in each (at most
+        `max_windows`)."""
         if truncation not in PAIR_TRUNCATIONS:
             raise ValueError(f"truncation of pairs must be one of {', '.join(PAIR_TRUNCATIONS)}, got {truncation!r}")
         windowed = truncation == "window"
@@ -240,13 +243,21 @@ class Runner:
                         f"pair {index}'s second text is longer than {self.max_windows} windows of {self.max_length} "
                         "tokens (the max_windows limit); cut it (truncation='only_second') or raise max_windows"
                     )
-        if truncation not in self._pair_tokenizers:
+        overlap = (self.stride if stride is None else stride) if windowed else 0
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)  # tokens of the two texts
+        if overlap >= room:
+            raise ValueError(
+                f"a stride of {overlap} tokens is too large for windows of {self.max_length}: give one below {room}"
+            )
+        key = f"{truncation}:{overlap}"
+        if key not in self._pair_tokenizers:
             tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
-            strategy, stride = ("only_second", self.stride) if windowed else (truncation, 0)
-            tokenizer.enable_truncation(self.max_length, stride=stride, strategy=strategy)
-            self._pair_tokenizers[truncation] = tokenizer
+            tokenizer.enable_truncation(
+                self.max_length, stride=overlap, strategy="only_second" if windowed else truncation
+            )
+            self._pair_tokenizers[key] = tokenizer
         try:
-            encodings = self._pair_tokenizers[truncation].encode_batch([(encodable(a), encodable(b)) for a, b in pairs])
+            encodings = self._pair_tokenizers[key].encode_batch([(encodable(a), encodable(b)) for a, b in pairs])
         except Exception as exc:  # the tokenizers' own, for a text too short to cut
             raise ValueError(
                 f"truncation {truncation!r} cannot cut these pairs to {self.max_length} tokens: {exc}"

@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import mbert_edge
 from mbert_edge.runtime import Classifier, TaskModel
 from mbert_edge.runtime.batching import bucket_length
+from mbert_edge.runtime.question_answerer import QuestionAnswerer
 from mbert_edge.runtime.textinput import TextInput, encodable
 from mbert_edge.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotClassifier, candidates
 
@@ -217,13 +218,18 @@ class Server:
     ) -> schemas.TextRequest:
         return schemas.parse(raw, options, self.settings.max_input_texts, texts_field, pairs)
 
-    def _windows(self, texts: list[TextInput], truncation: str | None) -> list[list[int]]:
+    def _windows(self, texts: list[TextInput], options: dict[str, Any]) -> list[list[int]]:
         """Each text's (or pair's) windows' token counts, as the model will see them. A text with more windows
         than --max-input-tokens can pay for is refused before it is tokenized whole. (A truncation the runtime
         does not take is counted as its default here, and refused by the runtime.)"""
         pairs = [t for t in texts if not isinstance(t, str)]
+        truncation = options.get("truncation")
         try:
-            if pairs:
+            if pairs and isinstance(self.model, QuestionAnswerer):  # each context in windows, the question whole
+                windows = self.model.runner.pair_windows(
+                    pairs, "window", self.model.doc_stride(options.get("doc_stride"))
+                )
+            elif pairs:
                 windows = self.model.runner.pair_windows(
                     pairs, truncation if truncation in PAIR_TRUNCATIONS else PAIR_TRUNCATIONS[0]
                 )
@@ -269,11 +275,10 @@ class Server:
         of inputs per text (default: the texts, each after `query`), to count their tokens. A client that
         disconnects first is not waited for: its texts not yet started leave the queue."""
         measured: list[TextInput] = reads or [t if query is None else (query, str(t)) for t in parsed.texts]
-        truncation = parsed.options.get("truncation")
         if sum(len(t) if isinstance(t, str) else len(t[0]) + len(t[1]) for t in measured) <= INLINE_TOKENIZING:
-            windows = self._windows(measured, truncation)
+            windows = self._windows(measured, parsed.options)
         else:
-            windows = await asyncio.to_thread(self._windows, measured, truncation)
+            windows = await asyncio.to_thread(self._windows, measured, parsed.options)
         per_input = [sum(bucket_length(n, self.model.max_length) for n in lengths) for lengths in windows]
         step = len(measured) // len(parsed.texts)
         costs = [sum(per_input[i : i + step]) for i in range(0, len(per_input), step)]
@@ -359,6 +364,26 @@ class Server:
             owner=self.zero_shot,
             reads=reads,
         )
+        return JSONResponse(results[0] if parsed.single else results)
+
+    async def answer(self, request: Request, raw: bytes) -> Response:
+        """POST /answer: the question-answering pipeline's answer per context (one for a single string): `question`
+        asked of every context, or a list of one question per context."""
+        self._require("/answer")
+        parsed = self._parse(raw, schemas.ANSWER, texts_field="context")
+        question = parsed.options.get("question")
+        if question is None:
+            raise schemas.invalid("question is missing: give the question to answer from the context")
+        questions = [question] * len(parsed.texts) if isinstance(question, str) else question
+        if not all(isinstance(q, str) for q in questions):
+            raise schemas.invalid("question must be a string or a list of strings")
+        if len(questions) != len(parsed.texts):
+            raise schemas.invalid(
+                f"{len(questions)} questions for {len(parsed.texts)} contexts: give one question, or one per context"
+            )
+        options = {name: value for name, value in parsed.options.items() if name != "question"}
+        pairs: list[TextInput] = [(q, str(c)) for q, c in zip(questions, parsed.texts)]
+        results, _ = await self._run(request, "predict", schemas.TextRequest(pairs, parsed.single, options))
         return JSONResponse(results[0] if parsed.single else results)
 
     async def embed(self, request: Request, raw: bytes) -> Response:
@@ -462,6 +487,7 @@ class Server:
             "/v1/embeddings": self.openai_embeddings,
             "/rerank": self.rerank,
             "/zero-shot": self.zero_shot_route,
+            "/answer": self.answer,
         }
         every = dict.fromkeys(route for task in TASKS.values() for route in task.routes)  # a 400 names the task
         routes = [

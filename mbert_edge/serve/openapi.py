@@ -165,10 +165,15 @@ def openapi(
             schemas.ZERO_SHOT,
             {"anyOf": [ZERO_SHOT_RESULT, {"type": "array", "items": ZERO_SHOT_RESULT}]},
         ),
+        "/answer": (
+            "the question-answering pipeline's answer per context (question-answering bundles)",
+            schemas.ANSWER,
+            {"anyOf": [entry.result, {"type": "array", "items": entry.result}]},
+        ),
     }
     answer = {"anyOf": [entry.result, {"type": "array", "items": entry.result}]}
     paths: dict[str, Any] = {}
-    fields = {"/v1/embeddings": "input", "/rerank": "texts"}
+    fields = {"/v1/embeddings": "input", "/rerank": "texts", "/answer": "context"}
     for route in entry.routes if routes is None else routes:
         summary, options, shape = protocols.get(route, (entry.summary, entry.request_options, answer))
         pairs = entry.pair_options if entry.pairs and route not in protocols else None  # the task's own routes

@@ -12,7 +12,7 @@ from typing import Any
 
 from mbert_edge.errors import RequestError
 from mbert_edge.runtime.textinput import TextInput
-from mbert_edge.tasks import PAIR_TRUNCATIONS, Option, json_type
+from mbert_edge.tasks import PAIR_TRUNCATIONS, QUESTION_ANSWERING, Option, json_type
 
 
 def invalid(message: str) -> RequestError:
@@ -46,7 +46,13 @@ ZERO_SHOT = {  # the zero-shot-classification pipeline's arguments; `inputs` are
         description="how a (text, hypothesis) pair too long is cut (default only_first: the text, never the hypothesis)",
     ),
 }
-REQUIRED = ("query", "candidate_labels")  # the routes' options that a request must give
+ANSWER = {  # the question-answering pipeline's arguments; `context` holds the contexts
+    "question": Option(
+        (str, list), description="the question asked of every context, or a list of one question per context (required)"
+    ),
+    **QUESTION_ANSWERING.predict_options,
+}
+REQUIRED = ("query", "candidate_labels", "question")  # the routes' options that a request must give
 
 
 @dataclass(frozen=True)
