@@ -86,10 +86,11 @@ def main(
         "num_hidden_layers": 12,
         "num_attention_heads": 12,
         "intermediate_size": 3072,
-        "num_labels": len(names),
-        "id2label": dict(enumerate(names)),
-        "label2id": {label: i for i, label in enumerate(names)},
     }
+    if not (masked_lm or question_answering):  # a classifier's head; the others have their own outputs
+        shape.update(
+            num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
+        )
     if architecture == "xlm-roberta-large":
         shape.update(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
     out.mkdir(parents=True, exist_ok=True)

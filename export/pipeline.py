@@ -96,6 +96,11 @@ def export_bundle(
     length = _max_length(max_length, checkpoint.family.max_positions(checkpoint.config), tokenizer_max)
     with progress.step(f"loading {checkpoint.path.name} as {checkpoint.head_class}"):
         torch_model = load_model(checkpoint, labels)
+    if checkpoint.task.questions and torch_model.config.num_labels != 2:
+        raise ExportError(
+            f"{checkpoint.path}'s question-answering head has {torch_model.config.num_labels} outputs, not 2 (start "
+            "and end): it is not a span head; export it with the task its head was trained for"
+        )
     input_names = checkpoint.family.inputs(torch_model.config)
     wrapper = ExportWrapper(torch_model, checkpoint, input_names, special["mask"].id if masked else None).eval()
     config = torch_model.config

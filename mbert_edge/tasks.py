@@ -77,6 +77,10 @@ PAIR_TRUNCATION = Option(
     "alone; window: the second text in overlapping windows",
 )
 
+CONTEXT_TRUNCATION = Option(
+    (str,), choices=("window",), description="window (the only one): each context read whole in overlapping windows"
+)
+
 
 @dataclass(frozen=True)
 class Column:
@@ -132,7 +136,7 @@ class Task:
     @property
     def pair_options(self) -> dict[str, Option]:
         """The options a request of pairs of texts to its /predict routes may give (where it takes pairs)."""
-        return {**self.predict_options, "truncation": PAIR_TRUNCATION}
+        return {**self.predict_options, "truncation": CONTEXT_TRUNCATION if self.questions else PAIR_TRUNCATION}
 
     def model_class(self) -> type[TaskModel]:
         """The runtime class that loads a bundle of this task."""

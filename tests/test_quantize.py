@@ -224,3 +224,25 @@ def test_gate_refuses_what_the_evidence_shows():
     moved = _report({f"lang{i}": (4, 1.0) for i in range(15)}, shift=1.2)  # no flips, but logits far off
     assert "logits moved 1.200 of their spread" in gate_failure(moved, 0.9, 0.98)
     assert gate_failure(moved, 0.0, 0.98) is None  # --min-agreement 0: keep whatever comes out
+
+
+def test_the_fill_mask_gate_judges_the_top_5_too():
+    """Each of a mask's 5 reference tokens is a decision: a pooled top-5 overlap well under the bar fails, a group
+    large enough is judged alone, and 8 masks' worth of a small shortfall is not enough evidence."""
+
+    def masked(groups: dict[str, tuple[int, float, float]]) -> dict:
+        report = _report({name: (n, a) for name, (n, a, _) in groups.items()})
+        for name, (_, _, top5) in groups.items():
+            report["groups"][name]["top5_overlap"] = top5
+        total = sum(n for n, _, _ in groups.values())
+        report["overall"]["top5_overlap"] = sum(n * t for n, _, t in groups.values()) / total
+        return report
+
+    shuffled = masked({f"lang{i}": (4, 1.0, 0.6) for i in range(15)})  # top-1 kept, the rest of the 5 moved
+    assert gate_failure(shuffled, 0.9, 0.98).startswith("overall top-5 overlap 0.6000 < 0.9 (300 tokens)")
+    assert shuffled["gate"]["top5_bound"] == pytest.approx(0.6)
+    large = masked({"french": (324, 0.99, 0.8), "german": (324, 0.99, 0.99)})
+    assert "french top-5 overlap 0.8000 < 0.9" in gate_failure(large, 0.9, 0.98)
+    slight = masked({f"lang{i}": (2, 1.0, 0.95) for i in range(4)})
+    assert gate_failure(slight, 0.98, 0.98) is None  # 0.95 over 40 tokens: its upper bound reaches 0.98
+    assert gate_failure(masked({"all": (60, 1.0, 0.6)}), 0.0, 0.98) is None

@@ -107,9 +107,14 @@ def test_answers_agree_with_the_pipeline(exported, reference_python, model_type)
         ], (question, options)
         assert [a["score"] for a in mine] == pytest.approx([a["score"] for a in expected], abs=1e-5)
         assert all(context[a["start"] : a["end"]] == a["answer"] for a in mine)
-    # Many questions at once, batched through the runner, equal one at a time.
+    # Many questions at once, batched through the runner, equal one at a time (FP32: to float rounding).
     questions, contexts = zip(*CASES)
-    assert model.answer(list(questions), list(contexts), top_k=2) == [model.answer(q, c, top_k=2) for q, c in CASES]
+    together = model.answer(list(questions), list(contexts), top_k=2)
+    alone = [model.answer(q, c, top_k=2) for q, c in CASES]
+    assert [[(a["answer"], a["start"], a["end"]) for a in r] for r in together] == [
+        [(a["answer"], a["start"], a["end"]) for a in r] for r in alone
+    ]
+    assert [a["score"] for r in together for a in r] == pytest.approx([a["score"] for r in alone for a in r], rel=1e-5)
 
 
 def test_question_answering_inputs(exported):
@@ -261,3 +266,15 @@ def test_answers_on_the_command_line_the_server_and_in_batch(exported, tmp_path)
         assert row["score"] == pytest.approx(expected["score"], rel=1e-6)
     missing = run_cli("batch", str(bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out2"))
     assert missing.returncode != 0 and "--question-column" in missing.stderr
+
+
+def test_a_span_head_has_two_outputs(tmp_path, vocab):
+    from conftest import write_checkpoint
+
+    from mbert_edge.errors import ExportError
+    from mbert_edge.export import export_bundle
+
+    checkpoint = write_checkpoint(tmp_path / "checkpoint", "BertForQuestionAnswering", vocab, num_labels=3)
+    with pytest.raises(ExportError, match="question-answering head has 3 outputs, not 2"):
+        export_bundle(str(checkpoint), tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()

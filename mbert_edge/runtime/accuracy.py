@@ -56,6 +56,7 @@ class GateRecord(TypedDict):
     small_groups: list[str]
     overall_bound: float
     max_logit_shift: float
+    top5_bound: float | None  # fill-mask: the pooled top-5 overlap, or its upper bound for few decisions
 
 
 class Report(TypedDict, total=False):
@@ -215,13 +216,16 @@ def gate_failure(report: Report, min_agreement: float, min_cosine: float) -> str
     Embeddings: every text's cosine must reach `min_cosine`. Labels (a `min_agreement` of 0 turns this off):
     every group large enough to be judged alone (`judged_alone_from`) must reach `min_agreement`; all
     decisions pooled must too (below that size, their Wilson upper bound must), and the logits must not move
-    more than `MAX_LOGIT_SHIFT` of their spread."""
+    more than `MAX_LOGIT_SHIFT` of their spread. Fill-mask: the top-5 overlap too, by the same rule, each of
+    a mask's 5 reference tokens one decision."""
     failing = []
     alone = judged_alone_from(min_agreement)
     small = [name for name, row in report["groups"].items() if row.get("decisions", alone) < alone]
     for name, row in report["groups"].items():
         if "agreement" in row and name not in small and row["agreement"] < min_agreement:
             failing.append(f"{name} agreement {row['agreement']:.4f} < {min_agreement} ({row['decisions']} decisions)")
+        if "top5_overlap" in row and name not in small and row["top5_overlap"] < min_agreement:
+            failing.append(f"{name} top-5 overlap {row['top5_overlap']:.4f} < {min_agreement}")
         if "min_cosine" in row and row["min_cosine"] < min_cosine:
             failing.append(f"{name} min cosine {row['min_cosine']:.6f} < {min_cosine}")  # .4f showed 1.0000 < 1.0
     overall = report["overall"]
@@ -233,10 +237,16 @@ def gate_failure(report: Report, min_agreement: float, min_cosine: float) -> str
             "small_groups": small,
             "overall_bound": bound,
             "max_logit_shift": MAX_LOGIT_SHIFT,
+            "top5_bound": None,
         }
         if bound < min_agreement:
             how = "" if n >= alone else f", 95% upper bound {bound:.4f}"
             failing.insert(0, f"overall agreement {observed:.4f} < {min_agreement} ({n} decisions{how})")
+        if "top5_overlap" in overall:
+            top5, tokens = overall["top5_overlap"], 5 * n
+            report["gate"]["top5_bound"] = top5_bound = top5 if tokens >= alone else wilson_upper(top5, tokens)
+            if top5_bound < min_agreement:
+                failing.insert(0, f"overall top-5 overlap {top5:.4f} < {min_agreement} ({tokens} tokens)")
         if overall["logit_shift"] > MAX_LOGIT_SHIFT:
             failing.insert(0, f"logits moved {overall['logit_shift']:.3f} of their spread (> {MAX_LOGIT_SHIFT})")
     if not failing:

@@ -97,16 +97,17 @@ def _post(
     max_texts: int,
     field: str = "inputs",
     pair_options: dict[str, Option] | None = None,
+    pairs_only: bool = False,
 ) -> dict[str, Any]:
-    """A POST route taking a text or a list of texts in `field`, with `options`; with `pair_options`, also a
-    list of [text, text_pair] pairs, with those."""
+    """A POST route taking a text or a list of texts in `field`, with `options`; with `pair_options`, also (or
+    with `pairs_only`, only) a list of [text, text_pair] pairs, with those."""
     listed = {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": max_texts}
     texts = {"anyOf": [{"type": "string"}, listed], "description": "a text, or a list of texts (one result each)"}
     body = _body(field, options, texts)
     if pair_options is not None:
         pair = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}
         pairs = {**listed, "items": pair, "description": "a list of [text, text_pair] pairs (one result each)"}
-        body = {"oneOf": [body, _body(field, pair_options, pairs)]}
+        body = _body(field, pair_options, pairs) if pairs_only else {"oneOf": [body, _body(field, pair_options, pairs)]}
     responses = {
         "200": {"description": "one result per text", "content": {"application/json": {"schema": answer}}},
         **{
@@ -177,7 +178,8 @@ def openapi(
     for route in entry.routes if routes is None else routes:
         summary, options, shape = protocols.get(route, (entry.summary, entry.request_options, answer))
         pairs = entry.pair_options if entry.pairs and route not in protocols else None  # the task's own routes
-        paths[route] = _post(summary, options, shape, max_texts, fields.get(route, "inputs"), pairs)
+        # question answering's /predict reads [question, context] pairs only
+        paths[route] = _post(summary, options, shape, max_texts, fields.get(route, "inputs"), pairs, entry.questions)
     paths["/tokenize"] = _post(
         "each text's first window's tokens",
         schemas.TOKENIZE,
