@@ -1,6 +1,6 @@
 """Extractive question answering on M-BERT's shape (BertForQuestionAnswering, 384-token windows, contexts of a few
 windows each): our FP32 and both INT8 methods beside transformers' question-answering pipeline (PyTorch FP32, in
-a worker process with transformers 4.57, which still has the pipeline), one question at a time and 32 at once, in
+a worker process with transformers 4.57, which still has the pipeline), one question at a time and 8 at once, in
 alternating rounds, the same threads. Also how often each variant's answer is FP32's.
 
     python benchmarks/mbert_shaped.py --question-answering --out ~/.cache/mbert-edge/mbert-qa
@@ -87,10 +87,10 @@ def questions(data: Path, count: int, sentences: int) -> list[tuple[str, str]]:
     required=True,
     help="A Python with transformers 4.57 (see above).",
 )
-@click.option("--texts", default=32, show_default=True, help="Questions of the batched call.")
+@click.option("--texts", default=8, show_default=True, help="Questions of the batched call.")
 @click.option("--context-sentences", default=40, show_default=True, help="Sentences per context.")
-@click.option("--rounds", default=5, show_default=True, help="Alternating rounds (the median of their medians).")
-@click.option("--per-round", default=3, show_default=True, help="Timed calls per variant and round.")
+@click.option("--rounds", default=3, show_default=True, help="Alternating rounds (the median of their medians).")
+@click.option("--per-round", default=1, show_default=True, help="Timed calls per variant and round.")
 @click.option("--threads", default=2, show_default=True, help="Threads of every engine.")
 @JSON_OPTION
 def main(
