@@ -249,6 +249,8 @@ def test_answers_on_the_command_line_the_server_and_in_batch(exported, tmp_path)
             ({"question": ["a", "b", "c"], "context": contexts}, "3 questions for 2 contexts"),
             ({"question": question, "context": contexts[0], "top_k": 0}, "top_k must be >= 1"),
             ({"question": question, "context": contexts[0], "handle_impossible_answer": "yes"}, "must be bool"),
+            ({"question": question, "context": contexts[0], "doc_stride": 126}, "doc_stride must be an int from 0 to"),
+            ({"question": question, "context": contexts[0], "doc_stride": -1}, "doc_stride must be an int from 0 to"),
         ):
             wrong = client.post("/answer", json=body)
             assert wrong.status_code == 422 and error in wrong.json()["error"], wrong.json()

@@ -167,8 +167,11 @@ class QuestionAnswerer(TaskModel):
         """`doc_stride`, checked, or the default: half the window, at most 128 tokens (the pipeline's)."""
         if doc_stride is None:
             return min(self.max_length // 2, 128)
-        if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or doc_stride < 0:
-            raise ValueError(f"doc_stride must be an int >= 0, got {doc_stride!r}")
+        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)  # the question's and context's tokens
+        if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 0 <= doc_stride < room:
+            raise ValueError(
+                f"doc_stride must be an int from 0 to {room - 1} for windows of {self.max_length} tokens, got {doc_stride!r}"
+            )
         return doc_stride
 
     def _cut_question(self, pair: Pair, max_question_len: int) -> Pair:

@@ -225,10 +225,14 @@ class Server:
         pairs = [t for t in texts if not isinstance(t, str)]
         truncation = options.get("truncation")
         try:
-            if pairs and isinstance(self.model, QuestionAnswerer):  # each context in windows, the question whole
-                windows = self.model.runner.pair_windows(
-                    pairs, "window", self.model.doc_stride(options.get("doc_stride"))
-                )
+            stride = (
+                self.model.doc_stride(options.get("doc_stride")) if isinstance(self.model, QuestionAnswerer) else None
+            )
+        except ValueError as exc:
+            raise schemas.invalid(str(exc)) from exc
+        try:
+            if pairs and stride is not None:  # question answering: each context in windows, the question whole
+                windows = self.model.runner.pair_windows(pairs, "window", stride)
             elif pairs:
                 windows = self.model.runner.pair_windows(
                     pairs, truncation if truncation in PAIR_TRUNCATIONS else PAIR_TRUNCATIONS[0]
