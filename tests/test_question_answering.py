@@ -213,7 +213,7 @@ def test_answers_on_the_command_line_the_server_and_in_batch(exported, tmp_path)
     `QuestionAnswerer.answer`; what does not fit is a one-line error, a 422, or its row's error."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from conftest import run_cli
+    from conftest import quick_bench, run_cli
     from starlette.testclient import TestClient
 
     from mbert_edge import load
@@ -268,6 +268,11 @@ def test_answers_on_the_command_line_the_server_and_in_batch(exported, tmp_path)
         assert row["score"] == pytest.approx(expected["score"], rel=1e-6)
     missing = run_cli("batch", str(bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out2"))
     assert missing.returncode != 0 and "--question-column" in missing.stderr
+    measured = quick_bench(bundle, "16", "8", "--no-cold-start", "--no-threads")  # on the built-in questions
+    assert measured.returncode == 0 and "sentences/s" in measured.stdout, measured.stderr
+    (tmp_path / "plain.txt").write_text("Eine Zeile.\n", encoding="utf-8")
+    refused = run_cli("bench", str(bundle), "--data", str(tmp_path / "plain.txt"), "--no-cold-start")
+    assert refused.returncode != 0 and "question<TAB>context" in refused.stderr
 
 
 def test_a_span_head_has_two_outputs(tmp_path, vocab):

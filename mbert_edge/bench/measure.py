@@ -21,6 +21,7 @@ from ..runtime.batching import graph_feed
 from ..runtime.cpus import available_cpus, cpu_flags, cpu_model
 from ..runtime.integrity import framed_ids
 from ..runtime.runner import session_options
+from ..runtime.textinput import TextInput
 
 LENGTHS = (16, 32, 64, 128, 256, 512)
 BATCH_SIZES = (8, 32, 64)
@@ -144,13 +145,13 @@ def latency_by_length(
     return results
 
 
-def end_to_end(model: TaskModel, sentences: list[str], min_runs: int, max_seconds: float) -> dict[str, Any]:
+def end_to_end(model: TaskModel, sentences: list[TextInput], min_runs: int, max_seconds: float) -> dict[str, Any]:
     """Batch-1 latency of one real sentence at a time, tokenisation and post-processing included."""
     one_by_one = itertools.cycle(sentences)
     return summary(time_calls(lambda: model.predict(next(one_by_one)), min_runs, max_seconds))
 
 
-def throughput(model: TaskModel, sentences: list[str], batch_size: int, repeats: int = 3) -> dict[str, Any]:
+def throughput(model: TaskModel, sentences: list[TextInput], batch_size: int, repeats: int = 3) -> dict[str, Any]:
     """Sentences and real tokens per second over all `sentences` at `batch_size` (best of `repeats`)."""
     tokens = sum(len(e.ids) for e in model.tokenizer.encode_batch(sentences))
     best = float(time_calls(lambda: model.predict(sentences, batch_size=batch_size), repeats, 0.0, warmup=1).min())
@@ -182,7 +183,7 @@ def cold_start(bundle: str | Path, precision: str, runs: int = 3) -> dict[str, A
 
 
 def thread_sweep(
-    bundle: str | Path, precision: str, sentences: list[str], length: int, min_runs: int, max_seconds: float
+    bundle: str | Path, precision: str, sentences: list[TextInput], length: int, min_runs: int, max_seconds: float
 ) -> dict[str, Any]:
     """For 1..usable cores intra-op threads: batch-1 latency at `length` tokens and throughput at batch 32.
     Recommends the count with the best throughput, unless fewer threads come within 5% (they leave cores
@@ -201,7 +202,7 @@ def thread_sweep(
 
 def run(
     bundle: str | Path,
-    sentences: dict[str, list[str]],
+    sentences: dict[str, list[TextInput]],  # (question, context) pairs for question answering
     precisions: Sequence[str],
     lengths: tuple[int, ...],
     batch_sizes: tuple[int, ...],

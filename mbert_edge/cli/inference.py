@@ -16,6 +16,7 @@ from ..bundle import Bundle, RuntimeSettings, check_writable
 from ..progress import Progress
 from ..runtime import Reranker, Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
+from ..runtime.textinput import TextInput
 from ..tasks import PAIR_TRUNCATIONS, TASKS
 from ..textdata import builtin_sample, load_textset, model_texts, with_masks
 from .common import (
@@ -393,9 +394,18 @@ def bench(
     precisions = [p for p in ("fp32", "int8") if p in opened.models and precision in ("all", p)]
     if not precisions:
         opened.resolve_precision(precision)  # raises the usual "no int8 model; run quantize" error
-    texts = load_textset(data) if data else builtin_sample()
-    masked = TASKS[opened.task].masked  # fill-mask: each text needs a mask token
-    sentences = (with_masks(texts, opened.manifest.special_tokens["mask"].token) if masked else texts).sentences()
+    task = TASKS[opened.task]
+    texts = load_textset(data) if data else builtin_sample(questions=task.questions)
+    if task.questions and any(isinstance(t, str) for group in texts.texts.values() for t in group):
+        raise click.UsageError(
+            "a question-answering bundle is measured on questions with contexts: give --data as .tsv files of "
+            "question<TAB>context lines (or no --data: the built-in questions)"
+        )
+    # fill-mask: each text needs a mask token; question answering reads (question, context) pairs
+    sentences: dict[str, list[TextInput]] = texts.texts
+    if not task.questions:
+        singles = with_masks(texts, opened.manifest.special_tokens["mask"].token) if task.masked else texts
+        sentences = {group: list(items) for group, items in singles.sentences().items()}
     results = measure.run(
         bundle,
         sentences,
