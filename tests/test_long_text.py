@@ -88,7 +88,7 @@ def test_ner_windows_merge_without_duplicates(token_bundle, token_checkpoint):
 def test_bad_truncation_and_stride(seqcls_bundle):
     with pytest.raises(ValueError, match="truncation must be one of"):
         Classifier(seqcls_bundle).predict("x", truncation="tail")
-    with pytest.raises(ValueError, match="stride must be between 0 and 125"):
+    with pytest.raises(ValueError, match="stride must be an int from 0 to 125"):
         Classifier(seqcls_bundle, stride=126)
 
 

@@ -50,17 +50,23 @@ def reference_python(tmp_path_factory) -> Path:
     return python
 
 
-def pipeline_answers(python: Path, checkpoint: Path, max_seq_len: int, cases: list, model_type: str) -> list:
+def pipeline_answers(python: Path, models: list[tuple[Path, int, str, list]]) -> list[list]:
+    """The pipeline's results for each (checkpoint, max_seq_len, model type, cases), one process for all."""
     request = {
-        "checkpoint": str(checkpoint),
-        "max_seq_len": max_seq_len,
-        "special_tokens": ROBERTA_SPECIALS if model_type == "roberta" else {},
-        **({"model_input_names": ["input_ids", "attention_mask"]} if model_type == "xlm-roberta" else {}),
-        "cases": [{"question": q, "context": c, "options": o} for q, c, o in cases],
+        "models": [
+            {
+                "checkpoint": str(checkpoint),
+                "max_seq_len": max_seq_len,
+                "special_tokens": ROBERTA_SPECIALS if model_type == "roberta" else {},
+                **({"model_input_names": ["input_ids", "attention_mask"]} if model_type == "xlm-roberta" else {}),
+                "cases": [{"question": q, "context": c, "options": o} for q, c, o in cases],
+            }
+            for checkpoint, max_seq_len, model_type, cases in models
+        ]
     }
     script = Path(__file__).with_name("qa_reference.py")
     done = subprocess.run(
-        [str(python), str(script)], input=json.dumps(request), capture_output=True, text=True, timeout=600
+        [str(python), str(script)], input=json.dumps(request), capture_output=True, text=True, timeout=900
     )
     assert done.returncode == 0, done.stderr[-3000:]
     reply = json.loads(done.stdout)
@@ -91,12 +97,27 @@ def as_list(result) -> list:
     return result if isinstance(result, list) else [result]
 
 
-@pytest.mark.parametrize("model_type", ["bert-wordpiece", "bert", "distilbert", "roberta", "xlm-roberta"])
-def test_answers_agree_with_the_pipeline(exported, reference_python, model_type):
-    checkpoint, bundle = exported(model_type)
+ARCHITECTURES = ["bert-wordpiece", "bert", "distilbert", "roberta", "xlm-roberta"]
+PIPELINE_CASES = [(q, c, o) for q, c in CASES for o in OPTIONS]
+
+
+@pytest.fixture(scope="module")
+def pipeline_results(exported, reference_python) -> dict[str, list]:
+    """The pipeline's results on every architecture's checkpoint, by model type."""
+    models = []
+    for model_type in ARCHITECTURES:
+        checkpoint, bundle = exported(model_type)
+        max_seq_len = QuestionAnswerer(bundle, precision="fp32").max_length
+        models.append((checkpoint, max_seq_len, model_type, PIPELINE_CASES))
+    return dict(zip(ARCHITECTURES, pipeline_answers(reference_python, models)))
+
+
+@pytest.mark.parametrize("model_type", ARCHITECTURES)
+def test_answers_agree_with_the_pipeline(exported, pipeline_results, model_type):
+    _, bundle = exported(model_type)
     model = QuestionAnswerer(bundle, precision="fp32")
-    cases = [(q, c, o) for q, c in CASES for o in OPTIONS]
-    theirs = pipeline_answers(reference_python, checkpoint, model.max_length, cases, model_type)
+    cases, theirs = PIPELINE_CASES, pipeline_results[model_type]
+    assert len(theirs) == len(cases)
     assert len(model.runner.pair_windows([CASES[2][:2]], "window", 64)[0]) >= 5  # the long context: many windows
     for (question, context, options), reference in zip(cases, theirs):
         ours = model.answer(question, context, **options)

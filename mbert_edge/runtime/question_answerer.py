@@ -19,12 +19,17 @@ Answer = dict[str, Any]
 MASKED_LOGIT = -10000.0  # what the pipeline puts in place of a logit outside the context before its softmax
 
 
-def span_probabilities(encoding: Encoding, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(start, end) probabilities of a window's tokens: a softmax over its context tokens and its first token
-    ([CLS], the "no answer" position, which some models score), every other token masked out, as the pipeline
-    computes them."""
+def answer_tokens(encoding: Encoding) -> np.ndarray:
+    """Which of a window's tokens may bound an answer: its context's, and its first ([CLS], the "no answer"
+    position, which some models score)."""
     allowed = np.array([sequence == 1 for sequence in encoding.sequence_ids])
     allowed[0] = True
+    return allowed
+
+
+def span_probabilities(allowed: np.ndarray, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) probabilities of a window's tokens: a softmax over the `allowed` ones (`answer_tokens`), every
+    other token masked out, as the pipeline computes them."""
     masked = np.where(allowed[:, None], logits.astype(np.float64), MASKED_LOGIT)
     probabilities = np.exp(masked - masked.max(axis=0))
     probabilities /= probabilities.sum(axis=0)
@@ -34,15 +39,17 @@ def span_probabilities(encoding: Encoding, logits: np.ndarray) -> tuple[np.ndarr
 def best_span(encoding: Encoding, logits: np.ndarray, max_answer_len: int = 15) -> tuple[int, int]:
     """The (start token, end token) of a window's likeliest answer, (0, 0) for none: what the accuracy gate
     compares."""
-    spans = best_spans(encoding, *span_probabilities(encoding, logits), 10, max_answer_len)
+    allowed = answer_tokens(encoding)
+    spans = best_spans(allowed, *span_probabilities(allowed, logits), 10, max_answer_len)
     return spans[0][:2] if spans else (0, 0)
 
 
 def best_spans(
-    encoding: Encoding, start: np.ndarray, end: np.ndarray, count: int, max_answer_len: int
+    allowed: np.ndarray, start: np.ndarray, end: np.ndarray, count: int, max_answer_len: int
 ) -> list[tuple[int, int, float]]:
-    """The `count` likeliest (start token, end token, probability) spans of a window, best first: spans within
-    the context (or the [CLS] alone) no longer than `max_answer_len` tokens, scored start x end probability."""
+    """The `count` likeliest (start token, end token, probability) spans of a window, best first: spans between
+    `allowed` tokens (the context, or the [CLS] alone) no longer than `max_answer_len` tokens, scored start x end
+    probability."""
     start, end = start.copy(), end.copy()
     start[0] = end[0] = 0.0  # [CLS] is the "no answer" span, scored apart (handle_impossible_answer)
     scores = np.tril(np.triu(np.outer(start, end)), max_answer_len - 1).ravel()
@@ -51,13 +58,9 @@ def best_spans(
         best = best[np.argsort(-scores[best], kind="stable")]
     else:
         best = np.argsort(-scores, kind="stable")
-    in_context = {i for i, sequence in enumerate(encoding.sequence_ids) if sequence == 1} | {0}
     starts, ends = np.unravel_index(best, (start.size, end.size))
-    return [
-        (int(s), int(e), float(scores[flat]))
-        for s, e, flat in zip(starts, ends, best)
-        if s in in_context and e in in_context
-    ]
+    kept = allowed[starts] & allowed[ends]
+    return [(int(s), int(e), float(scores[flat])) for s, e, flat in zip(starts[kept], ends[kept], best[kept])]
 
 
 def char_span(encoding: Encoding, start: int, end: int) -> tuple[int, int]:
@@ -167,12 +170,7 @@ class QuestionAnswerer(TaskModel):
         """`doc_stride`, checked, or the default: half the window, at most 128 tokens (the pipeline's)."""
         if doc_stride is None:
             return min(self.max_length // 2, 128)
-        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)  # the question's and context's tokens
-        if isinstance(doc_stride, bool) or not isinstance(doc_stride, int) or not 0 <= doc_stride < room:
-            raise ValueError(
-                f"doc_stride must be an int from 0 to {room - 1} for windows of {self.max_length} tokens, got {doc_stride!r}"
-            )
-        return doc_stride
+        return self.runner.pair_stride(doc_stride, "doc_stride")
 
     def _cut_question(self, pair: Pair, max_question_len: int) -> Pair:
         """`pair` with its question cut to its first `max_question_len` tokens."""
@@ -196,9 +194,10 @@ class QuestionAnswerer(TaskModel):
         found: dict[str, Answer] = {}  # by lower-cased answer: one answer in several windows counts once
         null_score = 1_000_000.0
         for encoding, logits in zip(windows, outputs):
-            start, end = span_probabilities(encoding, logits)
+            allowed = answer_tokens(encoding)
+            start, end = span_probabilities(allowed, logits)
             null_score = min(null_score, float(start[0] * end[0]))
-            for first, last, score in best_spans(encoding, start, end, 2 * top_k + 10, max_answer_len):
+            for first, last, score in best_spans(allowed, start, end, 2 * top_k + 10, max_answer_len):
                 begin, finish = char_span(encoding, first, last)
                 text = context[begin:finish]
                 if text.lower() in found:

@@ -66,6 +66,16 @@ def _warn_if_int8_is_slow() -> None:
 DEFAULT_MAX_BATCH_TOKENS = 8192
 
 
+def checked_stride(name: str, stride: object, room: int, max_length: int) -> int:
+    """`stride` when it is an int from 0 to `room` - 1: consecutive windows share these tokens, of the `room` a
+    window of `max_length` holds besides its special tokens. ValueError naming `name` otherwise."""
+    if isinstance(stride, bool) or not isinstance(stride, int) or not 0 <= stride < room:
+        raise ValueError(
+            f"{name} must be an int from 0 to {room - 1} for windows of {max_length} tokens, got {stride!r}"
+        )
+    return stride
+
+
 class RunnerOptions(TypedDict, total=False):
     """How a bundle's model runs: the keywords of `Runner.open`, which every task class takes too.
 
@@ -112,11 +122,7 @@ class Runner:
         if max_batch_tokens < max_length:
             raise ValueError(f"max_batch_tokens must be at least the max length {max_length}, got {max_batch_tokens}")
         content = max_length - tokenizer.num_special_tokens_to_add(False)  # tokens per window
-        self.stride = max_length // 4 if stride is None else stride
-        if not 0 <= self.stride < content:
-            raise ValueError(
-                f"stride must be between 0 and {content - 1} for max length {max_length}, got {self.stride}"
-            )
+        self.stride = checked_stride("stride", max_length // 4 if stride is None else stride, content, max_length)
         tokenizer.no_padding()  # batches are padded by `batching.padded_inputs`
         tokenizer.enable_truncation(max_length, stride=self.stride)  # the rest: `Encoding.overflowing` windows
         self._pair_tokenizers: dict[str, Tokenizer] = {}  # a copy per pair truncation and stride, made on first use
@@ -243,12 +249,7 @@ class Runner:
                         f"pair {index}'s second text is longer than {self.max_windows} windows of {self.max_length} "
                         "tokens (the max_windows limit); cut it (truncation='only_second') or raise max_windows"
                     )
-        overlap = (self.stride if stride is None else stride) if windowed else 0
-        room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)  # tokens of the two texts
-        if overlap >= room:
-            raise ValueError(
-                f"a stride of {overlap} tokens is too large for windows of {self.max_length}: give one below {room}"
-            )
+        overlap = (self.stride if stride is None else self.pair_stride(stride)) if windowed else 0
         key = f"{truncation}:{overlap}"
         if key not in self._pair_tokenizers:
             tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
@@ -263,6 +264,13 @@ class Runner:
                 f"truncation {truncation!r} cannot cut these pairs to {self.max_length} tokens: {exc}"
             ) from exc
         return [[e, *e.overflowing] if windowed else [e] for e in encodings]
+
+    def pair_stride(self, stride: object, name: str = "stride") -> int:
+        """`stride` for the second text of pairs read in windows (`pair_windows`), checked: an int below the
+        tokens a pair's window holds besides its special tokens."""
+        return checked_stride(
+            name, stride, self.max_length - self.tokenizer.num_special_tokens_to_add(True), self.max_length
+        )
 
     def exceeds_max_windows(self, text: str) -> bool:
         """Whether `text` needs more than `max_windows` windows. Its tokens are counted in
