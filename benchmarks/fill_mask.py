@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 from json_output import JSON_OPTION, echo_table, write_json
-from variants import bundles
+from variants import bundles, timing_options
 
 from mbert_edge.bench.measure import machine, side_by_side
 from mbert_edge.bench.report import machine_line
@@ -98,9 +98,7 @@ def padded_feed(model: FillMask, texts: list[str]) -> dict[str, Any]:
 @click.option("--data", type=click.Path(exists=True, path_type=Path), required=True, help="Sentences (Tatoeba).")
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), required=True, help="The bundles' folder.")
 @click.option("--texts", default=32, show_default=True, help="Texts of the batched call.")
-@click.option("--rounds", default=5, show_default=True, help="Alternating rounds (the median of their medians).")
-@click.option("--per-round", default=5, show_default=True, help="Timed calls per variant and round.")
-@click.option("--threads", default=2, show_default=True, help="Threads of every engine.")
+@timing_options(rounds=5, per_round=5)
 @JSON_OPTION
 def main(
     checkpoint: Path,

@@ -23,7 +23,7 @@ from typing import Any
 import click
 import numpy as np
 from json_output import JSON_OPTION, write_json
-from variants import bundles
+from variants import bundles, timing_options
 
 from mbert_edge.bench.measure import machine, side_by_side
 from mbert_edge.bench.report import machine_line
@@ -84,9 +84,7 @@ def pytorch_reranker(checkpoint: Path, threads: int) -> tuple[str, Any]:
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), required=True, help="The bundles' folder.")
 @click.option("--documents", default=100, show_default=True, help="Documents per query.")
 @click.option("--texts", default=32, show_default=True, help="Zero-shot texts per call.")
-@click.option("--rounds", default=5, show_default=True, help="Alternating rounds (the median of their medians).")
-@click.option("--per-round", default=3, show_default=True, help="Timed calls per variant and round.")
-@click.option("--threads", default=2, show_default=True, help="Threads of every engine.")
+@timing_options(rounds=5, per_round=3)
 @JSON_OPTION
 def main(
     cross_encoder: Path,

@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 from json_output import JSON_OPTION, echo_table, write_json
-from variants import bundles
+from variants import bundles, timing_options
 
 from mbert_edge.bench.measure import machine, side_by_side
 from mbert_edge.bench.report import machine_line
@@ -89,9 +89,7 @@ def questions(data: Path, count: int, sentences: int) -> list[tuple[str, str]]:
 )
 @click.option("--texts", default=8, show_default=True, help="Questions of the batched call.")
 @click.option("--context-sentences", default=40, show_default=True, help="Sentences per context.")
-@click.option("--rounds", default=3, show_default=True, help="Alternating rounds (the median of their medians).")
-@click.option("--per-round", default=1, show_default=True, help="Timed calls per variant and round.")
-@click.option("--threads", default=2, show_default=True, help="Threads of every engine.")
+@timing_options(rounds=3, per_round=1)
 @JSON_OPTION
 def main(
     checkpoint: Path,

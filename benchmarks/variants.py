@@ -4,9 +4,35 @@ quantized (gate off) by our tooling into a work folder once, and reused."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import click
+
+Command = TypeVar("Command", bound=Callable[..., object])
 
 METHODS = ("faithful", "dynamic")
+
+
+def timing_options(rounds: int, per_round: int) -> Callable[[Command], Command]:
+    """The `--rounds`, `--per-round` and `--threads` options of a script timing our variants beside a peer, with
+    these defaults."""
+
+    def decorate(command: Command) -> Command:
+        for option in (
+            click.option("--threads", default=2, show_default=True, help="Threads of every engine."),
+            click.option(
+                "--per-round", default=per_round, show_default=True, help="Timed calls per variant and round."
+            ),
+            click.option(
+                "--rounds", default=rounds, show_default=True, help="Alternating rounds (the median of their medians)."
+            ),
+        ):
+            command = option(command)
+        return command
+
+    return decorate
 
 
 def bundles(checkpoint: Path, work: Path, max_length: int | None = None) -> dict[str, tuple[Path, str]]:
