@@ -163,6 +163,7 @@ def run_on_ray(
     start = time.perf_counter()
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
+    context.use_datasource_v2 = False  # Ray 2.60's new Parquet reader lists files idly for seconds per pipeline
     context.enable_progress_bars = False  # ours below counts rows; Ray Data's warnings and errors still show
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
