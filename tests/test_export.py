@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 import pytest
 
+from mbert_edge import Classifier
 from mbert_edge.bundle import MANIFEST_NAME, sha256_file
 from mbert_edge.errors import BundleError, ExportError
 from mbert_edge.export import export_bundle
@@ -150,6 +151,13 @@ def test_new_head_with_labels(tmp_path, encoder_checkpoint, seqcls_checkpoint):
         str(encoder_checkpoint), tmp_path / "b", task="sequence-classification", labels=[" no", "yes "]
     )
     assert bundle.manifest.labels == ["no", "yes"]
+    again = export_bundle(
+        str(encoder_checkpoint), tmp_path / "again", task="sequence-classification", labels=["no", "yes"]
+    )
+    texts = ["Guten Morgen", "Quel bonheur !"]
+    assert Classifier(bundle.path).predict(texts, top_k=None) == Classifier(again.path).predict(
+        texts, top_k=None
+    )  # seeded
     for checkpoint, task, labels, message in [
         (encoder_checkpoint, "auto", ["a", "b"], "a feature-extraction export has none"),
         (encoder_checkpoint, "sequence-classification", ["a", "a"], "distinct, non-empty"),
