@@ -486,8 +486,10 @@ def test_sigterm_finishes_requests_in_flight_and_exits_0(start, seqcls_bundle):
 
 @pytest.mark.slow
 def test_sigterm_stops_within_the_graceful_timeout(start, seqcls_bundle):
-    """A request the model would hold past --graceful-timeout does not keep the server from exiting."""
+    """A request the model would hold past --graceful-timeout does not keep the server from exiting. (The
+    load-time check ran at once, not after --max-wait-ms: nothing can join its batch.)"""
     server = start(seqcls_bundle, "--max-wait-ms", "20000", "--graceful-timeout", "1")
+    assert server.metric("mbert_edge_batch_size_count") == 1 and server.metric("mbert_edge_queue_seconds_sum") < 10
     with socket.create_connection(("127.0.0.1", server.port)) as client:
         body = json.dumps({"inputs": "wartet"}).encode()
         client.sendall(

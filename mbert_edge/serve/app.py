@@ -473,12 +473,14 @@ class Server:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        """Start the batcher and send the model one text through it; stop after the last request."""
+        """Start the batcher and send the model one text through it, at once (no request can join it); stop after
+        the last request."""
         self.batcher.start()
         await self.batcher.submit(
             *self._call("predict", {}),
             [self.model.probe],
             [bucket_length(4, self.model.max_length)],
+            wait=False,
         )
         self.ready = True
         yield

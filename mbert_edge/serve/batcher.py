@@ -37,6 +37,7 @@ class _Job:
     texts: list[Any]
     costs: list[int]
     future: asyncio.Future[list[Any]]
+    deadline: float  # when its batch runs, whether full or not
     arrived: float = field(default_factory=time.perf_counter)
     next: int = 0  # the first text not yet in a batch
     results: list[Any] = field(init=False)
@@ -84,9 +85,12 @@ class MicroBatcher:
         await asyncio.gather(*self._running, return_exceptions=True)
         self._executor.shutdown(wait=True)
 
-    async def submit(self, key: Hashable, run: Run, texts: list[Any], costs: list[int]) -> list[Any]:
-        """The results of `run` for `texts` (whose token costs are `costs`), computed in shared batches."""
-        job = _Job(key, run, texts, costs, asyncio.get_running_loop().create_future())
+    async def submit(self, key: Hashable, run: Run, texts: list[Any], costs: list[int], wait: bool = True) -> list[Any]:
+        """The results of `run` for `texts` (whose token costs are `costs`), computed in shared batches; with
+        `wait` False their batch runs at once rather than waiting up to `max_wait` for batch-mates."""
+        now = time.perf_counter()
+        deadline = now + self.limits.max_wait if wait else now
+        job = _Job(key, run, texts, costs, asyncio.get_running_loop().create_future(), deadline, now)
         self._jobs.append(job)
         self.metrics.queue_depth.inc(len(texts))
         self._arrived.set()
@@ -139,7 +143,7 @@ class MicroBatcher:
                 job.future.set_result(job.results)
 
     async def _wait_for_batch(self) -> None:
-        """Until a batch is full or the oldest waiting text has waited `max_wait`."""
+        """Until a batch is full or the oldest waiting text's deadline (`max_wait` after it arrived) has come."""
         while not self._jobs:
             self._arrived.clear()
             await self._arrived.wait()
@@ -151,7 +155,7 @@ class MicroBatcher:
             waiting = [job for job in self._jobs if job.key == oldest.key]
             sizes = [len(job.texts) - job.next for job in waiting]
             tokens = sum(sum(job.costs[job.next :]) for job in waiting)
-            remaining = oldest.arrived + self.limits.max_wait - time.perf_counter()
+            remaining = oldest.deadline - time.perf_counter()
             if sum(sizes) >= self.limits.max_size or tokens >= self.limits.max_tokens or remaining <= 0:
                 return
             self._arrived.clear()
