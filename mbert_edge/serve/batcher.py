@@ -37,8 +37,8 @@ class _Job:
     texts: list[Any]
     costs: list[int]
     future: asyncio.Future[list[Any]]
+    arrived: float
     deadline: float  # when its batch runs, whether full or not
-    arrived: float = field(default_factory=time.perf_counter)
     next: int = 0  # the first text not yet in a batch
     results: list[Any] = field(init=False)
     missing: int = field(init=False)  # results not yet computed
@@ -90,7 +90,7 @@ class MicroBatcher:
         `wait` False their batch runs at once rather than waiting up to `max_wait` for batch-mates."""
         now = time.perf_counter()
         deadline = now + self.limits.max_wait if wait else now
-        job = _Job(key, run, texts, costs, asyncio.get_running_loop().create_future(), deadline, now)
+        job = _Job(key, run, texts, costs, asyncio.get_running_loop().create_future(), now, deadline)
         self._jobs.append(job)
         self.metrics.queue_depth.inc(len(texts))
         self._arrived.set()
