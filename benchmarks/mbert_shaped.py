@@ -4,9 +4,10 @@ weights, a 3-label classification head, and the real mBERT vocabulary from ../sh
 the padding index, no token types) with a SentencePiece Unigram tokenizer trained on the Tatoeba sentences
 and filled up with unused pieces to 250,002: right for size and speed, not for tokenization;
 `xlm-roberta-large` the same at xlm-roberta-large's shape (24 layers of 1,024; 2.24 GB of FP32 weights, over
-protobuf's 2 GiB: the path of models that need external data throughout).
+protobuf's 2 GiB: the path of models that need external data throughout); `e5-small` intfloat/multilingual-e5-small's
+shape (a `BertModel` of 12 layers of 384, a 250,037-row table, XLM-R's tokenizer frame) as an embedder.
 
-    python benchmarks/mbert_shaped.py [--architecture bert|xlm-roberta|xlm-roberta-large] [--out DIR] [--labels A,B]
+    python benchmarks/mbert_shaped.py [--architecture bert|xlm-roberta|xlm-roberta-large|e5-small] [--out DIR] [--labels A,B]
 
 `--labels score` gives a cross-encoder's head (one relevance logit); `--labels contradiction,neutral,entailment` an
 NLI head (benchmarks/pairs.py); `--masked-lm` M-BERT's own head, `BertForMaskedLM` with its decoder tied to the word
@@ -31,6 +32,7 @@ DEFAULT_OUT = Path.home() / ".cache" / "mbert-edge" / "mbert-shaped"
 LABELS = ["negative", "neutral", "positive"]
 XLMR_ROWS = 250_002
 XLMR_SPECIALS = ["<s>", "<pad>", "</s>", "<unk>"]  # ids 0-3, as in xlm-roberta-base
+E5_SMALL_ROWS = 250_037
 
 
 def unigram_tokenizer_json(rows: int) -> str:
@@ -66,7 +68,10 @@ def unigram_tokenizer_json(rows: int) -> str:
 @click.option("--masked-lm", is_flag=True, help="BertForMaskedLM (the pretraining head) instead of a classifier.")
 @click.option("--question-answering", is_flag=True, help="BertForQuestionAnswering instead of a classifier.")
 @click.option(
-    "--architecture", type=click.Choice(["bert", "xlm-roberta", "xlm-roberta-large"]), default="bert", show_default=True
+    "--architecture",
+    type=click.Choice(["bert", "xlm-roberta", "xlm-roberta-large", "e5-small"]),
+    default="bert",
+    show_default=True,
 )
 def main(
     vocab: Path, out: Path, seed: int, labels: str, masked_lm: bool, question_answering: bool, architecture: str
@@ -87,14 +92,22 @@ def main(
         "num_attention_heads": 12,
         "intermediate_size": 3072,
     }
-    if not (masked_lm or question_answering):  # a classifier's head; the others have their own outputs
+    if not (masked_lm or question_answering or architecture == "e5-small"):  # a classifier's head
         shape.update(
             num_labels=len(names), id2label=dict(enumerate(names)), label2id={n: i for i, n in enumerate(names)}
         )
     if architecture == "xlm-roberta-large":
         shape.update(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096)
+    if architecture == "e5-small":
+        shape.update(hidden_size=384, intermediate_size=1536)
     out.mkdir(parents=True, exist_ok=True)
-    if architecture == "bert":
+    if architecture == "e5-small":  # BERT layers under XLM-R's tokenizer; no head (mean pooling by default)
+        config = transformers.BertConfig(
+            vocab_size=E5_SMALL_ROWS, max_position_embeddings=512, architectures=["BertModel"], **shape
+        )
+        (out / "tokenizer.json").write_text(unigram_tokenizer_json(E5_SMALL_ROWS), encoding="utf-8")
+        (out / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
+    elif architecture == "bert":
         head = (
             "BertForMaskedLM"
             if masked_lm
