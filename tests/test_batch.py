@@ -384,8 +384,8 @@ def test_a_text_too_long_to_read_whole_is_its_rows_error(token_bundle, tmp_path)
     run = run_cli("batch", str(token_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"))
     assert run.returncode == 0, run.stderr
     rows = results_of(tmp_path / "out").select(["entities", "error"]).to_pylist()
-    assert rows[1]["entities"] is None and rows[1]["error"].startswith("over ")
-    assert rows[1]["error"].endswith("windows of 128 tokens; pass --truncation head")
+    assert rows[1]["entities"] is None and rows[1]["error"].startswith("longer than ")
+    assert rows[1]["error"].endswith("windows of 128 tokens (the max_windows limit); pass --truncation head")
     assert [r["error"] for r in rows[::2]] == [None, None]
     assert entity_spans([r["entities"] for r in rows[::2]]) == entity_spans(
         TokenClassifier(token_bundle).predict(["Angela Merkel", "Paris"])

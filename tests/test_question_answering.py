@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow  # a fresh venv with transformers 4.57, and an exp
 
 REFERENCE = ("transformers==4.57.6", "tokenizers==0.22.2", "huggingface-hub==0.36.2")
 SENTENCES = [s for group in builtin_sample().texts.values() for s in group]
+WORDY = "Wer kommt morgen aus Hamburg zu Besuch, und warum kommt sie mit dem Zug und nicht mit dem Auto?"
 LONG = " ".join(SENTENCES[:40])  # about ten windows of the tiny models' 128 tokens
 CASES = [
     ("Wer kommt morgen?", "Meine Schwester kommt morgen aus Hamburg zu Besuch."),
@@ -229,6 +230,55 @@ def test_quantized_answers_and_the_gate(exported, tmp_path):
     assert gate_failure(report, 0.0, 0.99) is None
 
 
+def test_windows_of_a_context_beside_its_question(exported):
+    """`max_windows` bounds the windows a context is read in beside its question: a window holds what the question
+    leaves and moves by what `doc_stride` leaves, not a text's own room and step. The check agrees with the
+    windows built at every length, including contexts that would fit as texts alone. A question that leaves the
+    context no more than `doc_stride` tokens is a one-line ValueError (the tokenizer would panic). Either is its
+    row's error in batch, where the other rows are answered."""
+    import pyarrow as pa
+
+    from mbert_edge.batch.results import annotate
+
+    _, bundle = exported("bert-wordpiece")
+    whole = QuestionAnswerer(bundle, precision="fp32")
+    limited = QuestionAnswerer(bundle, precision="fp32", max_windows=3)
+    question, words = "Wer kommt morgen?", LONG.split()
+    judged = []
+    for count in range(10, 260, 10):
+        context = " ".join(words[:count])
+        windows = len(whole.runner.pair_windows([(question, context)], "window", whole.doc_stride())[0])
+        error = limited.window_error((question, context))
+        assert (error is not None) == (windows > 3), (count, windows, error)
+        judged.append((windows > 3, limited.runner.window_error(context) is not None))
+        if windows > 3:
+            assert error == "second text is longer than 3 windows of 128 tokens (the max_windows limit)"
+            with pytest.raises(ValueError, match=r"^pair 0's second text is longer than 3 windows of 128 tokens"):
+                limited.answer(question, context)
+        else:
+            assert limited.answer(question, context) == whole.answer(question, context)
+    assert (False, False) in judged and (True, True) in judged
+    assert (True, False) in judged  # too many windows beside the question, few enough alone
+
+    short, long = " ".join(words[:20]), " ".join(words[:250])
+    room = 128 - 3 - 64  # the question cut to max_question_len (64 tokens), and [CLS] [SEP] [SEP]
+    leaves = f"first text leaves {room} of 128 tokens to the second, not more than the 64 consecutive windows share"
+    assert limited.window_error((WORDY, short)) == leaves
+    with pytest.raises(ValueError, match=rf"^pair 0's {leaves}; shorten the first text or lower the stride$"):
+        whole.answer(WORDY, short)
+    for fixed in (whole.answer(WORDY, short, doc_stride=32), whole.answer(WORDY, short, max_question_len=32)):
+        assert fixed["answer"] == short[fixed["start"] : fixed["end"]] != ""
+
+    table = pa.table({"q": [question, WORDY, question], "text": [long, short, short]})
+    rows = annotate(limited, table, "text", query_column="q").to_pylist()
+    assert [row["error"] for row in rows] == [
+        "second text is longer than 3 windows of 128 tokens (the max_windows limit); split the context",
+        leaves,
+        None,
+    ]
+    assert [row["answer"] for row in rows] == [None, None, limited.answer(question, short)["answer"]]
+
+
 def test_answers_on_the_command_line_the_server_and_in_batch(exported, tmp_path):
     """`predict --question`, `/answer` (and `/predict` with pairs) and `batch --question-column` answer as
     `QuestionAnswerer.answer`; what does not fit is a one-line error, a 422, or its row's error."""
@@ -272,6 +322,8 @@ def test_answers_on_the_command_line_the_server_and_in_batch(exported, tmp_path)
             ({"question": question, "context": contexts[0], "handle_impossible_answer": "yes"}, "must be bool"),
             ({"question": question, "context": contexts[0], "doc_stride": 126}, "doc_stride must be an int from 0 to"),
             ({"question": question, "context": contexts[0], "doc_stride": -1}, "doc_stride must be an int from 0 to"),
+            ({"question": WORDY, "context": contexts[0]}, "first text leaves 61 of 128 tokens to the second"),
+            ({"question": question, "context": contexts[0], "max_question_len": 0}, "max_question_len must be >= 1"),
         ):
             wrong = client.post("/answer", json=body)
             assert wrong.status_code == 422 and error in wrong.json()["error"], wrong.json()

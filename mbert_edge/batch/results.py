@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.runtime import QuestionAnswerer, Reranker, TaskModel
+from mbert_edge.runtime.runner import NO_ROOM
 from mbert_edge.runtime.textinput import Pair, TextInput
 from mbert_edge.tasks import PAIR_TRUNCATIONS, RELEVANCE_COLUMNS, TASKS, Column
 
@@ -207,14 +208,12 @@ def annotate(
         items = list(zip(read[1], read[0]) if query_column else zip(read[0], read[1]))
     default = "window" if query_column else PAIR_TRUNCATIONS[0] if pair_column else model.default_truncation
     if (truncation or default) == "window":  # a text too long to read whole is its row's error
-        runner = model.runner
-        long = [
-            row
-            for row, item in zip(good, items)
-            if runner.exceeds_max_windows(item if isinstance(item, str) else item[1])
-        ]
-        for row in long:
-            errors[row] = f"over {runner.max_windows} windows of {runner.max_length} tokens; pass --truncation head"
+        fix = (
+            "split the context" if answers else "pass --truncation only_second" if second else "pass --truncation head"
+        )
+        for row, item in zip(good, items):
+            if error := model.window_error(item):
+                errors[row] = error if error.startswith(NO_ROOM) else f"{error}; {fix}"
         kept = [(row, item) for row, item in zip(good, items) if errors[row] is None]
         good, items = [row for row, _ in kept], [item for _, item in kept]
     predicted = _predict(

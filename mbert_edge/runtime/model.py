@@ -78,6 +78,10 @@ class TaskModel(ABC):
         """The bundle's tokenizer, truncating at `max_length` with overlapping windows, never padding."""
         return self.runner.tokenizer
 
+    def window_error(self, item: TextInput) -> str | None:
+        """Why `predict` would refuse `item` read in windows (`Runner.window_error`), None when it would not."""
+        return self.runner.window_error(item)
+
     @property
     def max_length(self) -> int:
         return self.runner.max_length

@@ -16,6 +16,7 @@ from .model import PerText, TaskModel
 from .textinput import Pair, TextInput, as_text_list, check_count
 
 Answer = dict[str, Any]
+MAX_QUESTION_LEN = 64  # tokens of a question kept (the pipeline's default)
 MASKED_LOGIT = -10000.0  # what the pipeline puts in place of a logit outside the context before its softmax
 
 
@@ -98,7 +99,7 @@ class QuestionAnswerer(TaskModel):
         top_k: int = 1,
         max_answer_len: int = 15,
         doc_stride: int | None = None,
-        max_question_len: int = 64,
+        max_question_len: int = MAX_QUESTION_LEN,
         handle_impossible_answer: bool = False,
         batch_size: int = 32,
     ) -> Answer | list[Answer] | list[list[Answer]]:
@@ -126,7 +127,7 @@ class QuestionAnswerer(TaskModel):
         top_k: int = 1,
         max_answer_len: int = 15,
         doc_stride: int | None = None,
-        max_question_len: int = 64,
+        max_question_len: int = MAX_QUESTION_LEN,
         handle_impossible_answer: bool = False,
         batch_size: int = 32,
         truncation: str | None = None,
@@ -153,7 +154,7 @@ class QuestionAnswerer(TaskModel):
         items, single = as_text_list(texts, pairs=True)
         if any(isinstance(item, str) for item in items):
             raise TypeError("question answering reads (question, context) pairs, not texts alone")
-        pairs = [self._cut_question(pair, max_question_len) for pair in items if not isinstance(pair, str)]
+        pairs = [self.cut_question(pair, max_question_len) for pair in items if not isinstance(pair, str)]
 
         def answered(items: list[Pair], per_text: PerText) -> list[Any]:
             return [
@@ -166,14 +167,22 @@ class QuestionAnswerer(TaskModel):
         )
         return results
 
+    def window_error(self, item: TextInput) -> str | None:
+        """Why `predict`, with its defaults, would refuse the (question, context) pair `item` (its question cut to
+        `max_question_len`, its context read in windows sharing `doc_stride` tokens), None when it would not."""
+        if isinstance(item, str):
+            raise TypeError("question answering reads (question, context) pairs, not texts alone")
+        return self.runner.window_error(self.cut_question(item, MAX_QUESTION_LEN), self.doc_stride())
+
     def doc_stride(self, doc_stride: int | None = None) -> int:
         """`doc_stride`, checked, or the default: half the window, at most 128 tokens (the pipeline's)."""
         if doc_stride is None:
             return min(self.max_length // 2, 128)
         return self.runner.pair_stride(doc_stride, "doc_stride")
 
-    def _cut_question(self, pair: Pair, max_question_len: int) -> Pair:
-        """`pair` with its question cut to its first `max_question_len` tokens."""
+    def cut_question(self, pair: Pair, max_question_len: int = MAX_QUESTION_LEN) -> Pair:
+        """`pair` with its question cut to its first `max_question_len` tokens, as `predict` reads it."""
+        check_count("max_question_len", max_question_len)
         question, context = pair
         if len(question) <= max_question_len:  # a token holds at least one character
             return pair

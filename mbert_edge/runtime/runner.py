@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_TEXT_TOKENS = 131_072  # a text read in windows may span this many tokens unless `max_windows` says
 HEAD_CHARS_PER_TOKEN = 8  # the first guess of a head window's characters per token; doubled until it holds
+NO_ROOM = "first text leaves"  # how `Runner.window_error` begins for a pair whose first text leaves no room
 COUNT_CHUNK = 65_536  # characters tokenized at a time when a text's tokens are only counted
 _LAST_WORD = re.compile(r"\s+\S*\Z")
 
@@ -223,11 +224,8 @@ class Runner:
         if truncation == "head":
             return [[e] for e in self.tokenizer.encode_batch([self._first_window_prefix(t) for t in cleaned])]
         for index, text in enumerate(cleaned):
-            if self.exceeds_max_windows(text):
-                raise ValueError(
-                    f"text {index} is longer than {self.max_windows} windows of {self.max_length} "
-                    f"tokens (the max_windows limit); read its head (truncation='head') or raise max_windows"
-                )
+            if error := self.window_error(text):
+                raise ValueError(f"text {index} is {error}; read its head (truncation='head') or raise max_windows")
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
 
     def pair_windows(
@@ -242,14 +240,16 @@ class Runner:
         if truncation not in PAIR_TRUNCATIONS:
             raise ValueError(f"truncation of pairs must be one of {', '.join(PAIR_TRUNCATIONS)}, got {truncation!r}")
         windowed = truncation == "window"
-        if windowed:
-            for index, (_, second) in enumerate(pairs):
-                if self.exceeds_max_windows(second):
-                    raise ValueError(
-                        f"pair {index}'s second text is longer than {self.max_windows} windows of {self.max_length} "
-                        "tokens (the max_windows limit); cut it (truncation='only_second') or raise max_windows"
-                    )
         overlap = (self.stride if stride is None else self.pair_stride(stride)) if windowed else 0
+        if windowed:
+            for index, pair in enumerate(pairs):
+                if error := self.window_error(pair, overlap):
+                    fix = (
+                        "shorten the first text or lower the stride"
+                        if error.startswith(NO_ROOM)
+                        else "cut it (truncation='only_second') or raise max_windows"
+                    )
+                    raise ValueError(f"pair {index}'s {error}; {fix}")
         key = f"{truncation}:{overlap}"
         if key not in self._pair_tokenizers:
             tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
@@ -272,13 +272,34 @@ class Runner:
             name, stride, self.max_length - self.tokenizer.num_special_tokens_to_add(True), self.max_length
         )
 
-    def exceeds_max_windows(self, text: str) -> bool:
-        """Whether `text` needs more than `max_windows` windows. Its tokens are counted in
-        chunks of `COUNT_CHUNK` characters cut at spaces (one chunk's tokens in memory at a time), stopping as
-        soon as they are over what the windows hold: a megabyte text is judged without its windows being built."""
-        content = self.max_length - self.tokenizer.num_special_tokens_to_add(False)
-        capacity = content + (self.max_windows - 1) * self.window_step
-        if 4 * len(text) <= capacity:  # a character is at most 4 tokens (its UTF-8 bytes, for byte-level BPE)
+    def window_error(self, item: TextInput, stride: int | None = None) -> str | None:
+        """Why `item` cannot be read in windows sharing `stride` tokens (default: the runner's), None when it can:
+        a text, or a pair's second text beside its first (`pair_windows`), needing more than `max_windows` windows;
+        or a pair's first text leaving the second no more tokens than the windows share."""
+        overlap = self.stride if stride is None else stride
+        if isinstance(item, str):
+            text, room, subject = item, self.max_length - self.tokenizer.num_special_tokens_to_add(False), ""
+        else:  # a window holds the first text whole, and what is left of the second
+            first, text = item
+            room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
+            room -= len(self.tokenizer.encode(first, add_special_tokens=False).ids)  # cut at max_length: enough
+            if room <= overlap:
+                return (
+                    f"{NO_ROOM} {max(room, 0)} of {self.max_length} tokens to the second, "
+                    f"not more than the {overlap} consecutive windows share"
+                )
+            subject = "second text is "
+        if self._longer_than(text, room + (self.max_windows - 1) * (room - overlap)):
+            return (
+                f"{subject}longer than {self.max_windows} windows of {self.max_length} tokens (the max_windows limit)"
+            )
+        return None
+
+    def _longer_than(self, text: str, tokens: int) -> bool:
+        """Whether `text` has more than `tokens` tokens. They are counted in chunks of `COUNT_CHUNK` characters cut
+        at spaces (one chunk's tokens in memory at a time), stopping as soon as they are over: a megabyte text is
+        judged without its windows being built."""
+        if 4 * len(text) <= tokens:  # a character is at most 4 tokens (its UTF-8 bytes, for byte-level BPE)
             return False
         counted, start = 0, 0
         while start < len(text):
@@ -288,7 +309,7 @@ class Runner:
                 else max(text.rfind(" ", start, start + COUNT_CHUNK) + 1, start + COUNT_CHUNK // 2)
             )
             counted += len(self._counter.encode(text[start:end], add_special_tokens=False).ids)
-            if counted > capacity:
+            if counted > tokens:
                 return True
             start = end
         return False

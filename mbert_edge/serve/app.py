@@ -30,7 +30,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import mbert_edge
 from mbert_edge.runtime import Classifier, TaskModel
 from mbert_edge.runtime.batching import bucket_length
-from mbert_edge.runtime.question_answerer import QuestionAnswerer
+from mbert_edge.runtime.question_answerer import MAX_QUESTION_LEN, QuestionAnswerer
+from mbert_edge.runtime.runner import NO_ROOM
 from mbert_edge.runtime.textinput import TextInput, encodable
 from mbert_edge.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotClassifier, candidates
 
@@ -224,11 +225,13 @@ class Server:
         does not take is counted as its default here, and refused by the runtime.)"""
         pairs = [t for t in texts if not isinstance(t, str)]
         truncation = options.get("truncation")
+        stride = None
         try:
-            stride = (
-                self.model.doc_stride(options.get("doc_stride")) if isinstance(self.model, QuestionAnswerer) else None
-            )
-        except ValueError as exc:
+            if isinstance(self.model, QuestionAnswerer):  # its windows: the question cut, the context's stride
+                stride = self.model.doc_stride(options.get("doc_stride"))
+                length = options.get("max_question_len", MAX_QUESTION_LEN)
+                pairs = [self.model.cut_question(pair, length) for pair in pairs]
+        except (TypeError, ValueError) as exc:
             raise schemas.invalid(str(exc)) from exc
         try:
             if pairs and stride is not None:  # question answering: each context in windows, the question whole
@@ -243,6 +246,8 @@ class Server:
                     [t for t in texts if isinstance(t, str)], "window" if all_windows else "head"
                 )
         except ValueError as exc:
+            if NO_ROOM in str(exc):
+                raise schemas.invalid(str(exc)) from exc
             raise RequestError(
                 422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens {self.settings.max_input_tokens}"
             ) from exc
