@@ -278,9 +278,9 @@ class Runner:
         or a pair's first text leaving the second no more tokens than the windows share."""
         overlap = self.stride if stride is None else stride
         if isinstance(item, str):
-            text, room, subject = item, self.max_length - self.tokenizer.num_special_tokens_to_add(False), ""
+            text, room, subject = encodable(item), self.max_length - self.tokenizer.num_special_tokens_to_add(False), ""
         else:  # a window holds the first text whole, and what is left of the second
-            first, text = item
+            first, text = map(encodable, item)
             room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
             room -= len(self.tokenizer.encode(first, add_special_tokens=False).ids)  # cut at max_length: enough
             if room <= overlap:
