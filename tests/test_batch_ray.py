@@ -140,8 +140,8 @@ def test_files_that_differ_or_are_empty(seqcls_bundle, ray_address, tmp_path):
 
 
 def test_small_files_run_in_groups_of_part_rows(seqcls_bundle, ray_address, tmp_path):
-    """Five files of 100 rows with --part-rows 250: two pipelines (files 0-2, then 3-4), each a unit of
-    resumption named after its first file, with the single-process results."""
+    """Five files of 100 rows with --part-rows 250: two groups (files 0-2, then 3-4) in one pipeline, each a unit
+    of resumption named after its first file, in parts of 250 rows at most, with the single-process results."""
     table = corpus(500)
     (tmp_path / "in").mkdir()
     for index in range(5):
@@ -152,6 +152,7 @@ def test_small_files_run_in_groups_of_part_rows(seqcls_bundle, ray_address, tmp_
     out = tmp_path / "ray"
     assert sorted(p.name for p in out.glob("_file-*")) == ["_file-00000.done", "_file-00003.done"]
     assert {p.name[:10] for p in out.glob("part-*.parquet")} == {"part-00000", "part-00003"}
+    assert sorted(pq.read_metadata(p).num_rows for p in out.glob("part-*.parquet")) == [50, 200, 250]
     local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local", top_k=3))
     assert_same_results(pq.read_table(out), pq.read_table(tmp_path / "local"))
     assert local.rows == 500

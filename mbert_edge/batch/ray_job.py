@@ -1,14 +1,18 @@
-"""`mbert-edge batch --ray`: Ray Data reads the input, a pool of actors runs the bundle, Ray writes Parquet."""
+"""`mbert-edge batch --ray`: Ray Data reads the input, a pool of actors runs the bundle, this process writes
+Parquet as the results stream back."""
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 # Ray Data resolves each listed path in a thread of its own, and those threads import fsspec's HTTP module at
 # once; without aiohttp that import races and fails one of them now and then ("cannot import name
@@ -18,12 +22,11 @@ SERIAL_LISTING = {"RAY_DATA_LIST_FILES_THREADED_NUM_WORKERS": "1"}
 os.environ.update(SERIAL_LISTING)
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 import ray
 import ray.data
-from ray.data.datasource import FilenameProvider
 
-from mbert_edge.batch.io import input_files, open_input, reader_options, row_count
+from mbert_edge.batch.io import input_files, open_input, reader_options, row_count, write_parquet
 from mbert_edge.batch.job import DONE_FILE, Job, Summary, describe, kept_columns, start_output, summarize
 from mbert_edge.batch.predictor import ray_predictor
 from mbert_edge.errors import MbertEdgeError
@@ -36,60 +39,46 @@ STAGING = ".ray-staging"  # hidden from readers of OUTPUT until the run complete
 IO_CPUS = 1
 
 
-class PartNames(FilenameProvider):
-    """`part-00000-<write uuid>.parquet`, ... in the order of Ray's write tasks (the input's order, as order is
-    preserved); renamed to `part-<group's first file>-00000.parquet`, ... when the group of files is done."""
-
-    def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
-        return f"part-{task_index:05d}-{write_uuid}.parquet"
+GROUP = "__mbert_edge_group__"  # the group of input files a row came from, carried through the pipeline
 
 
-def file_groups(files: list[Path], fmt: str, text_columns: list[str], rows: int) -> list[tuple[list[int], int]]:
-    """Indices of consecutive input files that run through one pipeline: files of one schema, gathered until
-    they hold `rows` rows (a pipeline's actors start and load the bundle anew, which takes seconds, so small
-    files are not run one by one), each with its row count. A group is the unit of resumption. Row counts come
-    from Parquet's metadata, or from reading a JSON Lines or CSV file once here (far faster than running the
-    model on it)."""
-    groups: list[tuple[list[int], int]] = []
-    schema = None
+@dataclass(frozen=True)
+class Group:
+    """Consecutive input files (indices into the input's files) that form one unit of resumption."""
+
+    files: list[int]
+    rows: int
+    schema: pa.Schema
+
+    @property
+    def first(self) -> int:
+        return self.files[0]
+
+
+def file_groups(files: list[Path], fmt: str, text_columns: list[str], rows: int) -> list[Group]:
+    """Consecutive input files of one schema, gathered until they hold `rows` rows, each group with its row count
+    and schema. A group is the unit of resumption: its parts appear in OUTPUT once all its rows are done. Row
+    counts come from Parquet's metadata, or from reading a JSON Lines or CSV file once here (far faster than
+    running the model on it)."""
+    groups: list[Group] = []
     for index, path in enumerate(files):
         dataset = open_input([path], fmt, text_columns)
-        if not groups or groups[-1][1] >= rows or dataset.schema != schema:
-            groups.append(([], 0))
-            schema = dataset.schema
-        indices, held = groups[-1]
-        groups[-1] = ([*indices, index], held + row_count(dataset))
+        if not groups or groups[-1].rows >= rows or dataset.schema != groups[-1].schema:
+            groups.append(Group([], 0, dataset.schema))
+        last = groups[-1]
+        groups[-1] = Group([*last.files, index], last.rows + row_count(dataset), last.schema)
     return groups
 
 
-def write_with_progress(results: ray.data.Dataset, staging: Path, advance: Callable[[int], None]) -> None:
-    """`results.write_parquet` into `staging`, in a thread, while `advance` follows the rows of the parts as
-    they appear (Ray Data's own progress is per operator; this is rows, their rate and what is left)."""
-    failure: list[BaseException] = []
-    counted: set[Path] = set()
+def tagged(predictor: type) -> type:
+    """`predictor`'s class passing each row's group through (the model never sees it)."""
 
-    def write() -> None:
-        try:  # one file per block: bundling blocks up to a row count (min_rows_per_file) took them out of order
-            results.write_parquet(str(staging), filename_provider=PartNames())  # now and then (Ray 2.60)
-        except BaseException as exc:  # raised again in the caller's thread
-            failure.append(exc)
+    class Tagged(predictor):
+        def __call__(self, batch: pa.Table) -> pa.Table:
+            group = batch.column(GROUP)
+            return super().__call__(batch.drop_columns([GROUP])).append_column(GROUP, group)
 
-    def count() -> None:
-        for part in sorted(set(staging.glob("part-*.parquet")) - counted):
-            try:
-                advance(pq.ParquetFile(part).metadata.num_rows)
-            except (OSError, pa.ArrowInvalid):  # still being written
-                continue
-            counted.add(part)
-
-    writer = threading.Thread(target=write, name="mbert-edge-ray-write", daemon=True)
-    writer.start()
-    while writer.is_alive():
-        writer.join(0.5)
-        count()
-    if failure:
-        raise failure[0]
-    count()
+    return Tagged
 
 
 def file_parts(output: Path, file_index: int) -> list[Path]:
@@ -104,7 +93,7 @@ def file_marker(output: Path, file_index: int) -> Path:
 
 def connect(address: str | None, workers: int | None, threads: int) -> int:
     """Join the cluster at `address`, or start a local Ray instance (None); return the actors to run.
-    Ray Data lists, reads and writes files in tasks of one CPU each, and the actors start first: if they
+    Ray Data lists and reads files (and tags their rows) in tasks of one CPU each, and the actors start first: if they
     held every CPU those tasks would wait forever, so one CPU is always left to them."""
     if not ray.is_initialized():
         local_cpus = (workers or max(1, available_cpus() // threads)) * threads + IO_CPUS
@@ -121,7 +110,7 @@ def connect(address: str | None, workers: int | None, threads: int) -> int:
     if workers * threads + IO_CPUS > cpus:
         raise MbertEdgeError(
             f"{workers} workers x {threads} threads need {workers * threads} CPUs, and Ray Data "
-            f"one more to read and write; the cluster has {cpus}: ask for fewer workers"
+            f"one more to read; the cluster has {cpus}: ask for fewer workers"
         )
     return workers
 
@@ -130,10 +119,10 @@ def run_on_ray(
     job: Job, address: str | None, workers: int | None, threads: int, progress: Progress | None = None
 ) -> Summary:
     """Run `job` on Ray: `workers` actors (default: as many as the cluster's CPUs allow), each reserving
-    `threads` CPUs and running ONNX Runtime with as many threads. Groups of input files (`file_groups`: at
-    least `job.part_rows` rows each) run one after another, each through one Ray Data pipeline whose parts
-    appear in OUTPUT only once the group is complete: a rerun of an interrupted job skips the groups already
-    done and runs the rest (a group is the unit of resumption)."""
+    `threads` CPUs and running ONNX Runtime with as many threads. The input files run in groups (`file_groups`:
+    at least `job.part_rows` rows each); consecutive groups of one schema share one Ray Data pipeline, so its
+    actors load the bundle once. A group's parts appear in OUTPUT only once the whole group is done: a rerun of
+    an interrupted job skips the groups already done and runs the rest (a group is the unit of resumption)."""
     files, fmt = input_files(job.input, job.format)
     probe = load(job.bundle, precision=job.precision, intra_op_threads=1)  # fail here, before starting Ray
     task, precision = probe.task, probe.precision
@@ -143,8 +132,8 @@ def run_on_ray(
         return summarize(job.output, 0, len(list(job.output.glob("part-*.parquet"))), 0, 0.0)
     progress = progress or Progress(enabled=False)
     groups = file_groups(files, fmt, job.text_columns, job.part_rows)
-    done = {group[0] for group, _ in groups if file_marker(job.output, group[0]).exists()}
-    skipped = sum(len(file_parts(job.output, index)) for index in done)
+    todo = [group for group in groups if not file_marker(job.output, group.first).exists()]
+    skipped = sum(len(file_parts(job.output, group.first)) for group in groups if group not in todo)
     schema = open_input(files, fmt, job.text_columns).schema  # the whole input's, as the local path reads it
     predictor = ray_predictor(
         job.bundle.resolve(),
@@ -162,56 +151,95 @@ def run_on_ray(
     workers = connect(address, workers, threads)
     start = time.perf_counter()
     context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
+    context.execution_options.preserve_order = True  # groups finish, and are marked done, in input order
     context.use_datasource_v2 = False  # Ray 2.60's new Parquet reader lists files idly for seconds per pipeline
     context.enable_progress_bars = False  # ours below counts rows; Ray Data's warnings and errors still show
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "Progress bars disabled"
-    written = rows_run = 0
-    remaining = sum(rows for group, rows in groups if group[0] not in done)
-    with progress.bar(f"{task} ({precision}) on Ray -> {job.output}", remaining, unit="rows") as advance:
-        for group, rows in groups:
-            if group[0] not in done:
-                written += len(run_group(job, files, fmt, group, predictor, workers, threads, advance))
-                rows_run += rows
+    written = 0
+    rows_run = sum(group.rows for group in todo)
+    with progress.bar(f"{task} ({precision}) on Ray -> {job.output}", rows_run, unit="rows") as advance:
+        for _, same_schema in itertools.groupby(todo, key=lambda group: group.schema):
+            written += len(run_groups(job, files, fmt, list(same_schema), tagged(predictor), workers, threads, advance))
     if not written + skipped:
         raise MbertEdgeError(f"{job.input} has no rows")
     (job.output / DONE_FILE).touch()
     return summarize(job.output, written, skipped, rows_run, time.perf_counter() - start)
 
 
-def run_group(
+def run_groups(
     job: Job,
     files: list[Path],
     fmt: str,
-    group: list[int],
+    groups: list[Group],
     predictor: type,
     workers: int,
     threads: int,
     advance: Callable[[int], None],
 ) -> list[Path]:
-    """One group of input files through one Ray Data pipeline written to a hidden staging folder, its parts then
-    renamed into OUTPUT and the group marked done; returns its parts."""
-    index, staging = group[0], job.output / STAGING
-    for stale in file_parts(job.output, index):  # parts of a group an interrupted run was renaming
-        stale.unlink()
-    dataset = READERS[fmt]([str(files[i].resolve()) for i in group], **reader_options(fmt, job.text_columns))
+    """Groups of input files of one schema through one Ray Data pipeline, each row tagged with its group. This
+    driver takes the results as they stream out, writes each group's parts of `job.part_rows` rows to a hidden
+    staging folder, and renames them into OUTPUT, with the group's marker, once its last row is in; returns the
+    parts written."""
+    staging = job.output / STAGING
     shutil.rmtree(staging, ignore_errors=True)
-    # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so that
-    # every actor has work (Ray Data's streaming repartition, which never holds the dataset).
-    rows = 8 * job.batch_size
-    results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
-        predictor,
-        batch_format="pyarrow",
-        batch_size=rows,
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=threads,
-    )
-    write_with_progress(results, staging, advance)
-    parts = []
-    for number, part in enumerate(sorted(staging.glob("part-*.parquet"))):
-        parts.append(job.output / f"part-{index:05d}-{number:05d}.parquet")
-        os.replace(part, parts[-1])
+    staging.mkdir()
+    for group in groups:
+        for stale in file_parts(job.output, group.first):  # parts of a group an interrupted run was renaming
+            stale.unlink()
+    left = {group.first: group.rows for group in groups}
+    pending: dict[int, list[pa.Table]] = {index: [] for index in left}
+    staged: dict[int, list[Path]] = {index: [] for index in left}
+    parts: list[Path] = []
+
+    def stage(index: int, final: bool) -> None:
+        """Write the group's pending rows as parts of `job.part_rows` (and, when `final`, what is left)."""
+        table = pa.concat_tables(pending[index]) if pending[index] else None
+        while table is not None and (len(table) >= job.part_rows or (final and len(table))):
+            staged[index].append(staging / f"part-{index:05d}-{len(staged[index]):05d}.parquet")
+            write_parquet(table.slice(0, job.part_rows), staged[index][-1])
+            table = table.slice(job.part_rows)
+        pending[index] = [table] if table is not None and len(table) else []
+        if final:
+            for part in staged[index]:
+                parts.append(job.output / part.name)
+                os.replace(part, parts[-1])
+            file_marker(job.output, index).touch()
+
+    for index in [index for index, rows in left.items() if not rows]:  # files without rows: nothing to run
+        stage(index, final=True)
+    readers = [
+        READERS[fmt](
+            [str(files[i].resolve()) for i in group.files], **reader_options(fmt, job.text_columns)
+        ).map_batches(functools.partial(_tag, group=group.first), batch_format="pyarrow")
+        for group in groups
+        if group.rows
+    ]
+    if readers:
+        dataset = readers[0].union(*readers[1:]) if len(readers) > 1 else readers[0]
+        # The actor pool hands out whole blocks, and a file is often one block: cut them to a batch each, so that
+        # every actor has work (Ray Data's streaming repartition, which never holds the dataset).
+        rows = 8 * job.batch_size
+        results = dataset.repartition(target_num_rows_per_block=rows).map_batches(
+            predictor,
+            batch_format="pyarrow",
+            batch_size=rows,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=threads,
+        )
+        for block in results.iter_batches(batch_format="pyarrow", batch_size=None):
+            batch = cast(pa.Table, block)
+            tags = batch.column(GROUP)
+            for index in pc.unique(tags).to_pylist():
+                rows_of_group = batch.filter(pc.equal(tags, index)).drop_columns([GROUP])
+                pending[index].append(rows_of_group)
+                left[index] -= len(rows_of_group)
+                advance(len(rows_of_group))
+                stage(index, final=not left[index])
     shutil.rmtree(staging, ignore_errors=True)
-    file_marker(job.output, index).touch()
     return parts
+
+
+def _tag(batch: pa.Table, group: int) -> pa.Table:
+    """`batch` with a column naming its group of input files (by its first file's index)."""
+    return batch.append_column(GROUP, pa.array([group] * len(batch), pa.int64()))
