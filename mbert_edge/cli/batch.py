@@ -59,7 +59,7 @@ from mbert_edge.tasks import TASKS
     default=10_000,
     show_default=True,
     help="Rows per output part: the unit of resumption (and of memory) on one machine. On Ray, input files "
-    "run in groups of at least this many rows (the unit of resumption there), in parts of Ray Data's blocks.",
+    "run in groups of at least this many rows (the unit of resumption there), in parts of at most this many.",
 )
 @click.option(
     "--ray",
@@ -74,8 +74,8 @@ from mbert_edge.tasks import TASKS
     "--workers",
     type=click.IntRange(1),
     default=None,
-    help="--ray: actors, one bundle each (default: the cluster's CPUs less one for Ray Data's reading "
-    "and writing, / --threads-per-worker).",
+    help="--ray: actors, one bundle each (default: the cluster's CPUs less one for Ray Data's reading, "
+    "/ --threads-per-worker).",
 )
 @click.option(
     "--threads-per-worker",
