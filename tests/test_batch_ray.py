@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow  # subprocesses, servers, Ray or fresh venvs: pyte
 @pytest.fixture(scope="module")
 def ray_address():
     """A Ray instance owned by this test process, bound to 127.0.0.1, with 3 CPUs: 2 for actors, 1 for Ray
-    Data's reading and writing. The CLI runs join it by address."""
+    Data's reading. The CLI runs join it by address."""
     context = ray.init(num_cpus=3, include_dashboard=False, configure_logging=False, log_to_driver=False)
     address = context.address_info["gcs_address"]
     assert address.startswith("127.0.0.1:")
