@@ -132,6 +132,32 @@ def test_embeddings_and_entities(encoder_bundle, token_bundle, tmp_path):
     assert sum(map(len, entities)) > 0  # the random model does tag something, so the comparison has content
 
 
+def test_task_options_reach_the_model(token_bundle, seqcls_bundle, tmp_path):
+    """Every option of the task's `predict` is a `batch` flag too (as `predict` has them): NER's aggregation,
+    also "none" (tokens, with their own columns); one the bundle's task does not take is refused in one line."""
+    table = corpus(40)
+    pq.write_table(table, tmp_path / "in.parquet")
+    model = TokenClassifier(token_bundle)
+    for aggregation in ("first", "none"):
+        out = tmp_path / aggregation
+        run = run_cli("batch", str(token_bundle), str(tmp_path / "in.parquet"), str(out), "--aggregation", aggregation)
+        assert run.returncode == 0, run.stderr
+        rows = results_of(out).select(["entities", "error"]).to_pylist()
+        got = [row["entities"] for row in rows if row["error"] is None]
+        expected = model.predict(good_texts(table), aggregation=aggregation)
+        assert [[{k: e[k] for k in ("start", "end", "word")} for e in text] for text in got] == [
+            [{k: e[k] for k in ("start", "end", "word")} for e in text] for text in expected
+        ]
+        key = "entity" if aggregation == "none" else "entity_group"
+        assert [[e[key] for e in text] for text in got] == [[e[key] for e in text] for text in expected]
+        assert sum(map(len, got)) > 0
+    refused = run_cli(
+        "batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "x"), "--doc-stride", "8"
+    )
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "bundle; --doc-stride applies to question-answering bundles only" in refused.stderr
+
+
 def test_non_text_column_gives_row_errors(seqcls_bundle, tmp_path):
     pq.write_table(pa.table({"text": pa.array([1, None, 3], pa.int64())}), tmp_path / "in.parquet")
     summary = run_local(Job(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "out"))

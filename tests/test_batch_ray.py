@@ -67,7 +67,7 @@ def test_ray_gives_the_single_process_results(seqcls_bundle, ray_address, tmp_pa
     (tmp_path / "in").mkdir()
     for index, start in enumerate(range(0, 3000, 1000)):
         pq.write_table(table.slice(start, 1000), tmp_path / "in" / f"{index}.parquet")
-    local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local", top_k=3))
+    local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local", options={"top_k": 3}))
     args = ray_batch(seqcls_bundle, tmp_path, ray_address, "--part-rows", "1000")
     run = run_cli(*args)
     assert run.returncode == 0, run.stderr
@@ -115,7 +115,7 @@ def test_files_that_differ_or_are_empty(seqcls_bundle, ray_address, tmp_path):
             json.dumps({"note": "x", "text": r["text"], "id": r["id"]}) + "\n" for r in table.slice(300).to_pylist()
         )
     )
-    local = run_local(Job(seqcls_bundle, folder, tmp_path / "local", top_k=3))
+    local = run_local(Job(seqcls_bundle, folder, tmp_path / "local", options={"top_k": 3}))
     run = run_cli(
         "batch",
         str(seqcls_bundle),
@@ -153,7 +153,7 @@ def test_small_files_run_in_groups_of_part_rows(seqcls_bundle, ray_address, tmp_
     assert sorted(p.name for p in out.glob("_file-*")) == ["_file-00000.done", "_file-00003.done"]
     assert {p.name[:10] for p in out.glob("part-*.parquet")} == {"part-00000", "part-00003"}
     assert sorted(pq.read_metadata(p).num_rows for p in out.glob("part-*.parquet")) == [50, 200, 250]
-    local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local", top_k=3))
+    local = run_local(Job(seqcls_bundle, tmp_path / "in", tmp_path / "local", options={"top_k": 3}))
     assert_same_results(pq.read_table(out), pq.read_table(tmp_path / "local"))
     assert local.rows == 500
     # The second group killed before its parts were renamed in: the rerun runs files 3-4 only.

@@ -339,6 +339,18 @@ def test_answers_on_the_command_line_the_server_and_in_batch(exported, tmp_path)
         expected = model.answer(q, c)
         assert (row["answer"], row["start"], row["end"]) == (expected["answer"], expected["start"], expected["end"])
         assert row["score"] == pytest.approx(expected["score"], rel=1e-6)
+    options = {"top_k": 2, "max_answer_len": 4, "doc_stride": 32, "handle_impossible_answer": True}
+    tuned = run_cli(
+        "batch", str(bundle), str(tmp_path / "in.parquet"), str(tmp_path / "tuned"), "--question-column", "q",
+        "--top-k", "2", "--max-answer-len", "4", "--doc-stride", "32", "--handle-impossible-answer",
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+    for row, q, c in zip(pq.read_table(tmp_path / "tuned").to_pylist(), (question, "Wo?"), contexts):
+        expected = model.answer(q, c, **options)
+        assert (row["answer"], row["start"], row["end"]) == tuple(
+            [a[k] for a in expected] for k in ("answer", "start", "end")
+        )
+        assert row["score"] == pytest.approx([a["score"] for a in expected], rel=1e-6)
     missing = run_cli("batch", str(bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out2"))
     assert missing.returncode != 0 and "--question-column" in missing.stderr
     measured = quick_bench(bundle, "16", "8", "--no-cold-start", "--no-threads")  # on the built-in questions

@@ -10,7 +10,7 @@ import hashlib
 import json
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ class Job:
     format: str | None = None
     precision: str = "auto"
     batch_size: int = 32
-    top_k: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the task's own predict options (`mbert_edge.tasks`)
     truncation: str | None = None
     part_rows: int = 10_000
 
@@ -191,7 +191,7 @@ def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int 
                         query_column=job.query_column,
                         keep=keep,
                         batch_size=job.batch_size,
-                        top_k=job.top_k,
+                        options=job.options,
                         truncation=job.truncation,
                         advance=advance,
                         locate=locate,

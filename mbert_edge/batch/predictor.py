@@ -26,11 +26,12 @@ class BatchPredictor:
         precision: str = "auto",
         intra_op_threads: int = 1,
         batch_size: int = 32,
-        top_k: int | None = None,
+        options: dict[str, Any] | None = None,
         truncation: str | None = None,
         schema: pa.Schema | None = None,
     ) -> None:
-        """`pair_column`, `query_column`: as `annotate` takes them; `keep`: the input columns to keep beside the results (default all); `intra_op_threads`: ONNX
+        """`pair_column`, `query_column`, `options` (the task's `predict` options, such as `top_k`): as `annotate`
+        takes them; `keep`: the input columns to keep beside the results (default all); `intra_op_threads`: ONNX
         Runtime's threads, to match the CPUs each actor reserves (`num_cpus`); `schema`: the input's columns,
         to which each batch is cast first, so that files of one input that differ in column order, extra
         columns or types give output of one schema."""
@@ -40,7 +41,7 @@ class BatchPredictor:
             "query_column": query_column,
             "keep": keep,
             "batch_size": batch_size,
-            "top_k": top_k,
+            "options": options,
             "truncation": truncation,
         }
         self.text_column = text_column

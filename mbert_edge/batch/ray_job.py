@@ -145,7 +145,7 @@ def run_on_ray(
         precision=precision,
         intra_op_threads=threads,
         batch_size=job.batch_size,
-        top_k=job.top_k,
+        options=job.options,
         truncation=job.truncation,
     )
     workers = connect(address, workers, threads)

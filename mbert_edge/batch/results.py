@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import numpy as np
@@ -19,6 +19,16 @@ ENTITY = pa.struct(
     [
         ("entity_group", pa.string()),
         ("score", pa.float32()),
+        ("word", pa.string()),
+        ("start", pa.int64()),
+        ("end", pa.int64()),
+    ]
+)
+TOKEN_ENTITY = pa.struct(  # aggregation "none": each token with its own label
+    [
+        ("entity", pa.string()),
+        ("score", pa.float32()),
+        ("index", pa.int64()),
         ("word", pa.string()),
         ("start", pa.int64()),
         ("end", pa.int64()),
@@ -93,7 +103,7 @@ def _predict(
     items: list[TextInput],
     relevance: bool,
     batch_size: int,
-    top_k: int | None,
+    task_options: Mapping[str, Any],
     truncation: str | None,
     advance: Callable[[int], None],
     chunk_size: int,
@@ -101,8 +111,8 @@ def _predict(
     """The model's results for `items` (texts, or pairs of texts; with `relevance`, each (query, document) pair's
     score), `chunk_size` at a time so that `advance` moves with them."""
     options: dict[str, Any] = {"batch_size": batch_size, "truncation": truncation}
-    if not relevance and top_k is not None and "top_k" in TASKS[model.task].predict_options:
-        options["top_k"] = top_k
+    if not relevance:
+        options.update(task_options)
 
     def call(chunk: list[TextInput]) -> list[Any]:
         if relevance:
@@ -139,12 +149,14 @@ def _vectors(results: list[Any], width: int) -> pa.Array:
     return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), width, mask=mask)
 
 
-def _column(column: Column, results: list[Any], width: int, listed: bool) -> pa.Array:
+def _column(column: Column, results: list[Any], width: int, options: Mapping[str, Any]) -> pa.Array:
     """One column of the results (None where a row has none): a result's `key` field, or a list of them where
-    each result is a list (`listed`: top_k > 1), or the whole result."""
+    each result is a list (the task's `top_k` > 1), or the whole result."""
     if column.kind == "vector":
         return _vectors(results, width)
-    kind = KINDS[column.kind]
+    tokens = column.kind == "entities" and options.get("aggregation") == "none"
+    kind = pa.list_(TOKEN_ENTITY) if tokens else KINDS[column.kind]
+    listed = options.get("top_k") not in (None, 1)
     if column.kind == "fills":  # the pipeline gives a text with one mask that mask's list alone
         results = [r if r is None or isinstance(r[0], list) else [r] for r in results]
     if column.key is None:
@@ -176,7 +188,7 @@ def annotate(
     query_column: str | None = None,
     keep: list[str] | None = None,
     batch_size: int = 32,
-    top_k: int | None = None,
+    options: Mapping[str, Any] | None = None,
     truncation: str | None = None,
     advance: Callable[[int], None] = lambda n: None,
     chunk_size: int | None = None,
@@ -185,8 +197,10 @@ def annotate(
     """`table` (or its `keep` columns) with the results of `model` on `text_column`, and an `error` column
     that names why a row has no result. Bad rows never stop the others. With `pair_column`, each row is read as
     the pair (text, text_pair); with `query_column`, as (query, text), scored by a cross-encoder (`Reranker`): a
-    `score` column; or as (question, context), answered by a `QuestionAnswerer`, which needs it. `truncation`: as the model's `predict` takes it (None: the task's default); `locate`: where a
-    row of `table` was read, named in the error of a row that is not UTF-8."""
+    `score` column; or as (question, context), answered by a `QuestionAnswerer`, which needs it. `options`: the
+    task's own `predict` options (`top_k`, `aggregation`, `doc_stride`, ...: its `predict_options` in
+    `mbert_edge.tasks`); `truncation`: as the model's `predict` takes it (None: the task's default); `locate`: where
+    a row of `table` was read, named in the error of a row that is not UTF-8."""
     answers = isinstance(model, QuestionAnswerer)
     if query_column is not None and not isinstance(model, Reranker) and not answers:
         raise MbertEdgeError("--query-column needs a cross-encoder bundle (a classifier with one relevance logit)")
@@ -212,7 +226,7 @@ def annotate(
             "split the context" if answers else "pass --truncation only_second" if second else "pass --truncation head"
         )
         for row, item in zip(good, items):
-            if error := model.window_error(item):
+            if error := model.window_error(item, options or {}):
                 errors[row] = error if error.startswith(NO_ROOM) else f"{error}; {fix}"
         kept = [(row, item) for row, item in zip(good, items) if errors[row] is None]
         good, items = [row for row, _ in kept], [item for _, item in kept]
@@ -221,7 +235,7 @@ def annotate(
         items,
         query_column is not None and not answers,
         batch_size,
-        top_k,
+        options or {},
         truncation,
         advance,
         chunk_size or 8 * batch_size,
@@ -234,7 +248,7 @@ def annotate(
     width = model.bundle.manifest.hidden_size
     for name, column in {
         **{
-            c.name: _column(c, results, width, top_k not in (None, 1))
+            c.name: _column(c, results, width, options or {})
             for c in result_columns(model.task, query_column is not None)
         },
         ERROR_COLUMN: pa.array(errors, pa.string()),

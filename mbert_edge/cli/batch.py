@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mbert_edge.batch.formats import FORMATS
 from mbert_edge.bundle import Bundle
-from mbert_edge.cli.common import BATCH_SIZE, PRECISION, TRUNCATION, NonEmptyPath, task_option_refusal
+from mbert_edge.cli.common import BATCH_SIZE, PRECISION, TRUNCATION, NonEmptyPath, task_option_refusal, task_options
 from mbert_edge.progress import Progress
 from mbert_edge.tasks import TASKS
 
@@ -46,12 +47,7 @@ from mbert_edge.tasks import TASKS
 )
 @BATCH_SIZE
 @PRECISION
-@click.option(
-    "--top-k",
-    type=click.IntRange(1),
-    default=None,
-    help="Classification: this many labels per text, as lists (default 1: a label and a score).",
-)
+@task_options
 @TRUNCATION
 @click.option(
     "--part-rows",
@@ -96,24 +92,26 @@ def batch(
     fmt: str | None,
     batch_size: int,
     precision: str,
-    top_k: int | None,
     truncation: str | None,
     part_rows: int,
     ray_address: str | None,
     workers: int | None,
     threads_per_worker: int,
+    **options: Any,
 ) -> None:
     """Run BUNDLE on the text column of INPUT (a Parquet, JSON Lines or CSV file, or a folder of them) and
     write OUTPUT: a folder of Parquet parts with the input's columns, the results (label and score, entities,
-    or an embedding) and an `error` column for rows that have no result. Rerun the same command to resume."""
+    or an embedding) and an `error` column for rows that have no result. The task's own options (--top-k,
+    --aggregation, --doc-stride, ...) apply as `predict` takes them. Rerun the same command to resume."""
     from mbert_edge.batch.extras import require
 
     require("pyarrow", "ray" if ray_address else "batch")
     from mbert_edge.batch.job import Job, run_local
 
     opened = Bundle.open(bundle)
-    refusal = task_option_refusal(bundle, opened.task, {"top_k": top_k}) or _column_refusal(
-        opened, pair_column, query_column, question_column, top_k
+    given = {name: value for name, value in options.items() if value is not None}
+    refusal = task_option_refusal(bundle, opened.task, given) or _column_refusal(
+        opened, pair_column, query_column, question_column, given
     )
     if refusal:
         raise click.UsageError(refusal)
@@ -128,7 +126,7 @@ def batch(
         format=fmt,
         precision=precision,
         batch_size=batch_size,
-        top_k=top_k,
+        options=given,
         truncation=truncation,
         part_rows=part_rows,
     )
@@ -147,7 +145,11 @@ def batch(
 
 
 def _column_refusal(
-    opened: Bundle, pair_column: str | None, query_column: str | None, question_column: str | None, top_k: int | None
+    opened: Bundle,
+    pair_column: str | None,
+    query_column: str | None,
+    question_column: str | None,
+    options: dict[str, Any],
 ) -> str | None:
     """Why --pair-column, --query-column or --question-column does not fit the bundle (or each other), or None."""
     if sum(c is not None for c in (pair_column, query_column, question_column)) > 1:
@@ -165,6 +167,7 @@ def _column_refusal(
         return f"{opened.path} is a {opened.task} bundle; --pair-column needs a text classification bundle"
     if query_column is not None and len(opened.manifest.labels or []) != 1:
         return f"{opened.path} is not a cross-encoder bundle (one relevance logit); --query-column needs one"
-    if query_column is not None and top_k is not None:
-        return "--top-k applies to labels; --query-column gives each row one score"
+    if query_column is not None and options:
+        flags = ", ".join("--" + name.replace("_", "-") for name in options)
+        return f"{flags} applies to labels; --query-column gives each row one score"
     return None

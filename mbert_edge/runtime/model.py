@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -78,8 +78,9 @@ class TaskModel(ABC):
         """The bundle's tokenizer, truncating at `max_length` with overlapping windows, never padding."""
         return self.runner.tokenizer
 
-    def window_error(self, item: TextInput) -> str | None:
-        """Why `predict` would refuse `item` read in windows (`Runner.window_error`), None when it would not."""
+    def window_error(self, item: TextInput, options: Mapping[str, Any] | None = None) -> str | None:
+        """Why `predict` with the task's `options` would refuse `item` read in windows (`Runner.window_error`),
+        None when it would not."""
         return self.runner.window_error(item)
 
     @property

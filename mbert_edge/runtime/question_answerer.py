@@ -5,7 +5,7 @@ of many questions run together through the length-bucketed runner."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -167,12 +167,14 @@ class QuestionAnswerer(TaskModel):
         )
         return results
 
-    def window_error(self, item: TextInput) -> str | None:
-        """Why `predict`, with its defaults, would refuse the (question, context) pair `item` (its question cut to
+    def window_error(self, item: TextInput, options: Mapping[str, Any] | None = None) -> str | None:
+        """Why `predict` with `options` would refuse the (question, context) pair `item` (its question cut to
         `max_question_len`, its context read in windows sharing `doc_stride` tokens), None when it would not."""
         if isinstance(item, str):
             raise TypeError("question answering reads (question, context) pairs, not texts alone")
-        return self.runner.window_error(self.cut_question(item, MAX_QUESTION_LEN), self.doc_stride())
+        options = options or {}
+        pair = self.cut_question(item, options.get("max_question_len", MAX_QUESTION_LEN))
+        return self.runner.window_error(pair, self.doc_stride(options.get("doc_stride")))
 
     def doc_stride(self, doc_stride: int | None = None) -> int:
         """`doc_stride`, checked, or the default: half the window, at most 128 tokens (the pipeline's)."""
