@@ -132,8 +132,9 @@ def run_on_ray(
         return summarize(job.output, 0, len(list(job.output.glob("part-*.parquet"))), 0, 0.0)
     progress = progress or Progress(enabled=False)
     groups = file_groups(files, fmt, job.text_columns, job.part_rows)
-    todo = [group for group in groups if not file_marker(job.output, group.first).exists()]
-    skipped = sum(len(file_parts(job.output, group.first)) for group in groups if group not in todo)
+    done = {group.first for group in groups if file_marker(job.output, group.first).exists()}
+    todo = [group for group in groups if group.first not in done]
+    skipped = sum(len(file_parts(job.output, index)) for index in done)
     schema = open_input(files, fmt, job.text_columns).schema  # the whole input's, as the local path reads it
     predictor = ray_predictor(
         job.bundle.resolve(),

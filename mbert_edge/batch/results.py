@@ -201,6 +201,7 @@ def annotate(
     task's own `predict` options (`top_k`, `aggregation`, `doc_stride`, ...: its `predict_options` in
     `mbert_edge.tasks`); `truncation`: as the model's `predict` takes it (None: the task's default); `locate`: where
     a row of `table` was read, named in the error of a row that is not UTF-8."""
+    options = options or {}
     answers = isinstance(model, QuestionAnswerer)
     if query_column is not None and not isinstance(model, Reranker) and not answers:
         raise MbertEdgeError("--query-column needs a cross-encoder bundle (a classifier with one relevance logit)")
@@ -226,7 +227,7 @@ def annotate(
             "split the context" if answers else "pass --truncation only_second" if second else "pass --truncation head"
         )
         for row, item in zip(good, items):
-            if error := model.window_error(item, options or {}):
+            if error := model.window_error(item, options):
                 errors[row] = error if error.startswith(NO_ROOM) else f"{error}; {fix}"
         kept = [(row, item) for row, item in zip(good, items) if errors[row] is None]
         good, items = [row for row, _ in kept], [item for _, item in kept]
@@ -235,7 +236,7 @@ def annotate(
         items,
         query_column is not None and not answers,
         batch_size,
-        options or {},
+        options,
         truncation,
         advance,
         chunk_size or 8 * batch_size,
@@ -247,10 +248,7 @@ def annotate(
     out = table.select(keep) if keep is not None else table
     width = model.bundle.manifest.hidden_size
     for name, column in {
-        **{
-            c.name: _column(c, results, width, options or {})
-            for c in result_columns(model.task, query_column is not None)
-        },
+        **{c.name: _column(c, results, width, options) for c in result_columns(model.task, query_column is not None)},
         ERROR_COLUMN: pa.array(errors, pa.string()),
     }.items():
         out = out.append_column(name, column)
