@@ -13,6 +13,7 @@ from .errors import (
     QuantizeError,
     RequestError,
     TrimError,
+    WindowError,
 )
 from .quantization import QuantizationConfig
 from .runtime import (
@@ -58,6 +59,7 @@ __all__ = [
     "Reranker",
     "TokenClassifier",
     "TrimError",
+    "WindowError",
     "ZeroShotClassifier",
     "__version__",
     "load",

@@ -10,7 +10,8 @@
     ├── TrimError                 a vocabulary trim cannot be carried out
     └── RequestError              `mbert-edge serve`: an HTTP answer other than 200, sent as one-line JSON
 
-Arguments of the wrong type or value raise Python's TypeError or ValueError, naming the argument.
+Arguments of the wrong type or value raise Python's TypeError or ValueError, naming the argument; a text that cannot
+be read in windows raises WindowError, a ValueError that says which of its two reasons it is.
 """
 
 
@@ -52,3 +53,13 @@ class RequestError(MbertEdgeError):
     def __init__(self, status: int, error_type: str, message: str) -> None:
         super().__init__(message)
         self.status, self.error_type = status, error_type
+
+
+class WindowError(ValueError):
+    """A text, or a pair's second text, that cannot be read in windows: `no_room` when the pair's first text leaves
+    it no more tokens than consecutive windows share (the fix: a shorter first text or a lower stride), else more
+    windows than `max_windows` (the fix is the caller's: the head, a cut, another limit)."""
+
+    def __init__(self, message: str, no_room: bool = False) -> None:
+        super().__init__(message)
+        self.no_room = no_room

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from families import write_family_checkpoint
 
-from mbert_edge import QuestionAnswerer
+from mbert_edge import QuestionAnswerer, WindowError
 from mbert_edge.textdata import builtin_sample
 
 pytestmark = pytest.mark.slow  # a fresh venv with transformers 4.57, and an export per architecture
@@ -252,7 +252,8 @@ def test_windows_of_a_context_beside_its_question(exported):
         assert (error is not None) == (windows > 3), (count, windows, error)
         judged.append((windows > 3, limited.runner.window_error(context) is not None))
         if windows > 3:
-            assert error == "second text is longer than 3 windows of 128 tokens (the max_windows limit)"
+            assert str(error) == "second text is longer than 3 windows of 128 tokens (the max_windows limit)"
+            assert not error.no_room
             with pytest.raises(ValueError, match=r"^pair 0's second text is longer than 3 windows of 128 tokens"):
                 limited.answer(question, context)
         else:
@@ -262,10 +263,16 @@ def test_windows_of_a_context_beside_its_question(exported):
 
     short, long = " ".join(words[:20]), " ".join(words[:250])
     room = 128 - 3 - 64  # the question cut to max_question_len (64 tokens), and [CLS] [SEP] [SEP]
-    leaves = f"first text leaves {room} of 128 tokens to the second, not more than the 64 consecutive windows share"
-    assert limited.window_error((WORDY, short)) == leaves and limited.window_error(("Wo\ud800?", short)) is None
-    with pytest.raises(ValueError, match=rf"^pair 0's {leaves}; shorten the first text or lower the stride$"):
+    leaves = (
+        f"first text leaves {room} of 128 tokens to the second, not more than the 64 consecutive windows share; "
+        "shorten the first text or lower the stride"
+    )
+    no_room = limited.window_error((WORDY, short))
+    assert no_room is not None and no_room.no_room and str(no_room) == leaves
+    assert limited.window_error(("Wo\ud800?", short)) is None
+    with pytest.raises(WindowError, match=rf"^pair 0's {leaves}$") as raised:
         whole.answer(WORDY, short)
+    assert raised.value.no_room
     for fixed in (whole.answer(WORDY, short, doc_stride=32), whole.answer(WORDY, short, max_question_len=32)):
         assert fixed["answer"] == short[fixed["start"] : fixed["end"]] != ""
 

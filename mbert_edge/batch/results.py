@@ -11,7 +11,6 @@ import pyarrow.compute as pc
 
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.runtime import QuestionAnswerer, Reranker, TaskModel
-from mbert_edge.runtime.runner import NO_ROOM
 from mbert_edge.runtime.textinput import Pair, TextInput
 from mbert_edge.tasks import PAIR_TRUNCATIONS, RELEVANCE_COLUMNS, TASKS, Column
 
@@ -228,7 +227,7 @@ def annotate(
         )
         for row, item in zip(good, items):
             if error := model.window_error(item, options):
-                errors[row] = error if error.startswith(NO_ROOM) else f"{error}; {fix}"
+                errors[row] = str(error) if error.no_room else f"{error}; {fix}"
         kept = [(row, item) for row, item in zip(good, items) if errors[row] is None]
         good, items = [row for row, _ in kept], [item for _, item in kept]
     predicted = _predict(

@@ -19,7 +19,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from ..bundle import Bundle
-from ..errors import BundleError
+from ..errors import BundleError, WindowError
 from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS
 from .runner import Runner, RunnerOptions
 from .textinput import TextInput, as_text_list, check_choice, check_count
@@ -78,7 +78,7 @@ class TaskModel(ABC):
         """The bundle's tokenizer, truncating at `max_length` with overlapping windows, never padding."""
         return self.runner.tokenizer
 
-    def window_error(self, item: TextInput, options: Mapping[str, Any] | None = None) -> str | None:
+    def window_error(self, item: TextInput, options: Mapping[str, Any] | None = None) -> WindowError | None:
         """Why `predict` with the task's `options` would refuse `item` read in windows (`Runner.window_error`),
         None when it would not."""
         return self.runner.window_error(item)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from tokenizers import Encoding
 
+from ..errors import WindowError
 from ..tasks import QUESTION_ANSWERING
 from .model import PerText, TaskModel
 from .textinput import Pair, TextInput, as_text_list, check_count
@@ -167,7 +168,7 @@ class QuestionAnswerer(TaskModel):
         )
         return results
 
-    def window_error(self, item: TextInput, options: Mapping[str, Any] | None = None) -> str | None:
+    def window_error(self, item: TextInput, options: Mapping[str, Any] | None = None) -> WindowError | None:
         """Why `predict` with `options` would refuse the (question, context) pair `item` (its question cut to
         `max_question_len`, its context read in windows sharing `doc_stride` tokens), None when it would not."""
         if isinstance(item, str):

@@ -18,6 +18,7 @@ import onnxruntime as ort
 from tokenizers import Encoding, Tokenizer
 
 from ..bundle import TOKENIZER_NAME, Bundle
+from ..errors import WindowError
 from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS
 from .batching import padded_inputs, plan_batches
 from .cpus import available_cpus, cpu_flags, int8_is_fast
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_TEXT_TOKENS = 131_072  # a text read in windows may span this many tokens unless `max_windows` says
 HEAD_CHARS_PER_TOKEN = 8  # the first guess of a head window's characters per token; doubled until it holds
-NO_ROOM = "first text leaves"  # how `Runner.window_error` begins for a pair whose first text leaves no room
 COUNT_CHUNK = 65_536  # characters tokenized at a time when a text's tokens are only counted
 _LAST_WORD = re.compile(r"\s+\S*\Z")
 
@@ -225,7 +225,7 @@ class Runner:
             return [[e] for e in self.tokenizer.encode_batch([self._first_window_prefix(t) for t in cleaned])]
         for index, text in enumerate(cleaned):
             if error := self.window_error(text):
-                raise ValueError(f"text {index} is {error}; read its head (truncation='head') or raise max_windows")
+                raise WindowError(f"text {index} is {error}; read its head (truncation='head') or raise max_windows")
         return [[e, *e.overflowing] for e in self.tokenizer.encode_batch(cleaned)]
 
     def pair_windows(
@@ -244,12 +244,8 @@ class Runner:
         if windowed:
             for index, pair in enumerate(pairs):
                 if error := self.window_error(pair, overlap):
-                    fix = (
-                        "shorten the first text or lower the stride"
-                        if error.startswith(NO_ROOM)
-                        else "cut it (truncation='only_second') or raise max_windows"
-                    )
-                    raise ValueError(f"pair {index}'s {error}; {fix}")
+                    fix = "" if error.no_room else "; cut it (truncation='only_second') or raise max_windows"
+                    raise WindowError(f"pair {index}'s {error}{fix}", error.no_room)
         key = f"{truncation}:{overlap}"
         if key not in self._pair_tokenizers:
             tokenizer = Tokenizer.from_str(self.tokenizer.to_str())
@@ -272,10 +268,10 @@ class Runner:
             name, stride, self.max_length - self.tokenizer.num_special_tokens_to_add(True), self.max_length
         )
 
-    def window_error(self, item: TextInput, stride: int | None = None) -> str | None:
+    def window_error(self, item: TextInput, stride: int | None = None) -> WindowError | None:
         """Why `item` cannot be read in windows sharing `stride` tokens (default: the runner's), None when it can:
         a text, or a pair's second text beside its first (`pair_windows`), needing more than `max_windows` windows;
-        or a pair's first text leaving the second no more tokens than the windows share."""
+        or a pair's first text leaving the second no more tokens than the windows share (`no_room`)."""
         overlap = self.stride if stride is None else stride
         if isinstance(item, str):
             text, room, subject = encodable(item), self.max_length - self.tokenizer.num_special_tokens_to_add(False), ""
@@ -284,13 +280,14 @@ class Runner:
             room = self.max_length - self.tokenizer.num_special_tokens_to_add(True)
             room -= len(self.tokenizer.encode(first, add_special_tokens=False).ids)  # cut at max_length: enough
             if room <= overlap:
-                return (
-                    f"{NO_ROOM} {max(room, 0)} of {self.max_length} tokens to the second, "
-                    f"not more than the {overlap} consecutive windows share"
+                return WindowError(
+                    f"first text leaves {max(room, 0)} of {self.max_length} tokens to the second, not more than the "
+                    f"{overlap} consecutive windows share; shorten the first text or lower the stride",
+                    no_room=True,
                 )
             subject = "second text is "
         if self._longer_than(text, room + (self.max_windows - 1) * (room - overlap)):
-            return (
+            return WindowError(
                 f"{subject}longer than {self.max_windows} windows of {self.max_length} tokens (the max_windows limit)"
             )
         return None

@@ -31,11 +31,10 @@ import mbert_edge
 from mbert_edge.runtime import Classifier, TaskModel
 from mbert_edge.runtime.batching import bucket_length
 from mbert_edge.runtime.question_answerer import MAX_QUESTION_LEN, QuestionAnswerer
-from mbert_edge.runtime.runner import NO_ROOM
 from mbert_edge.runtime.textinput import TextInput, encodable
 from mbert_edge.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotClassifier, candidates
 
-from ..errors import RequestError
+from ..errors import RequestError, WindowError
 from ..tasks import ENTAILMENT, PAIR_TRUNCATIONS, TASKS, Option, serving
 from . import schemas
 from .batcher import BatchLimits, MicroBatcher, Run
@@ -246,7 +245,7 @@ class Server:
                     [t for t in texts if isinstance(t, str)], "window" if all_windows else "head"
                 )
         except ValueError as exc:
-            if NO_ROOM in str(exc):
+            if isinstance(exc, WindowError) and exc.no_room:
                 raise schemas.invalid(str(exc)) from exc
             raise RequestError(
                 422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens {self.settings.max_input_tokens}"
