@@ -263,7 +263,9 @@ QUESTION_ANSWERING = Task(
         "top_k": Option((int,), minimum=1, description="answers per question, best first (default 1)"),
         "max_answer_len": Option((int,), minimum=1, description="most tokens in an answer (default 15)"),
         "doc_stride": Option(
-            (int,), minimum=0, description="tokens shared by consecutive windows of a long context (default 128)"
+            (int,),
+            minimum=0,
+            description="tokens shared by consecutive windows of a long context (default: half the window, at most 128)",
         ),
         "max_question_len": Option(
             (int,), minimum=1, description="a longer question is cut to this many tokens (default 64)"

@@ -43,8 +43,9 @@ if TYPE_CHECKING:
 )
 @settings_options(ServerSettings)
 def serve(bundle: Path, host: str, port: int, workers: int, keep_alive_timeout: float, **options: Any) -> None:
-    """Serve BUNDLE over HTTP: /predict, /ner, /embed, /v1/embeddings, /tokenize, /info, /health, /metrics,
-    with requests micro-batched together."""
+    """Serve BUNDLE over HTTP: /predict and the task's own routes (/ner, /embed, /v1/embeddings, /rerank,
+    /zero-shot, /fill-mask, /answer), /tokenize, /info, /health, /metrics, /openapi.json, with requests
+    micro-batched together."""
     try:
         import uvicorn
 
