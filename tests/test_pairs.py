@@ -357,3 +357,49 @@ def test_batch_reads_pairs_and_scores_queries(nli_bundle, rerank_bundle, seqcls_
     for message, (bundle, *options) in refusals.items():
         refused = run_cli("batch", str(bundle), str(tmp_path / "docs.parquet"), str(tmp_path / "x"), *options)
         assert refused.returncode in (1, 2) and message in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_pair_one_text_cannot_be_cut_to_fit_is_named(nli_bundle, tmp_path):
+    """A pair whose kept text leaves the other no room under "only_first" / "only_second" is a `WindowError`
+    naming the pair (`Runner.cut_error` agrees with the tokenizer at every length around the edge), a 422
+    `validation` from the server, and its row's error in `batch`, which finishes the other rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from conftest import run_cli
+    from starlette.testclient import TestClient
+
+    from mbert_edge import Classifier, WindowError
+    from mbert_edge.serve.app import create_app
+    from mbert_edge.serve.settings import ServerSettings
+
+    model = Classifier(nli_bundle)
+    runner, limit = model.runner, model.max_length
+    for words in range(limit - 8, limit + 2):  # "a" is one token: the kept text alone fills the window here
+        long = " ".join(["a"] * words)
+        for pair, truncation in (((long, "b c"), "only_second"), (("b c", long), "only_first")):
+            error = runner.cut_error(pair, truncation)
+            try:
+                runner.pair_windows([pair], truncation)
+                cut = True
+            except WindowError as raised:
+                cut = False
+                assert raised.no_room and str(raised) == f"pair 0's {error}"
+            assert (error is None) == cut, (words, truncation)
+    long = " ".join(["a"] * limit)
+    with pytest.raises(WindowError, match=r"^pair 1's first text leaves the other no room in \d+ tokens"):
+        model.predict([("a", "b"), (long, "b")], truncation="only_second")
+    assert runner.cut_error((long, "b"), "longest_first") is None
+
+    with TestClient(create_app(model, ServerSettings(bundle=str(nli_bundle)))) as client:
+        refused = client.post("/predict", json={"inputs": [[long, "b"]], "truncation": "only_second"})
+        assert refused.status_code == 422 and refused.json()["error_type"] == "validation", refused.json()
+        assert "leaves the other no room" in refused.json()["error"]
+
+    pq.write_table(pa.table({"text": ["a", long, "c"], "hypothesis": ["b", "b", "d"]}), tmp_path / "in.parquet")
+    args = ("--pair-column", "hypothesis", "--truncation", "only_second")
+    run = run_cli("batch", str(nli_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), *args)
+    assert run.returncode == 0, run.stderr
+    rows = pq.read_table(tmp_path / "out").to_pylist()
+    assert rows[1]["label"] is None and rows[1]["error"] == str(runner.cut_error((long, "b"), "only_second"))
+    expected = model.predict([("a", "b"), ("c", "d")], truncation="only_second")
+    assert [(r["label"], r["error"]) for r in rows[::2]] == [(e["label"], None) for e in expected]

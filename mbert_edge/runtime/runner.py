@@ -255,7 +255,10 @@ class Runner:
             self._pair_tokenizers[key] = tokenizer
         try:
             encodings = self._pair_tokenizers[key].encode_batch([(encodable(a), encodable(b)) for a, b in pairs])
-        except Exception as exc:  # the tokenizers' own, for a text too short to cut
+        except Exception as exc:  # the tokenizers' own, for a text too short to cut: which pair, and why
+            for index, pair in enumerate(pairs):
+                if error := self.cut_error(pair, truncation):
+                    raise WindowError(f"pair {index}'s {error}", no_room=True) from exc
             raise ValueError(
                 f"truncation {truncation!r} cannot cut these pairs to {self.max_length} tokens: {exc}"
             ) from exc
@@ -266,6 +269,22 @@ class Runner:
         tokens a pair's window holds besides its special tokens."""
         return checked_stride(
             name, stride, self.max_length - self.tokenizer.num_special_tokens_to_add(True), self.max_length
+        )
+
+    def cut_error(self, pair: tuple[str, str], truncation: str) -> WindowError | None:
+        """Why `truncation` "only_first" or "only_second" cannot cut `pair` to `max_length` tokens (the text it keeps
+        whole leaves the other no token), None when it can; the other truncations always can."""
+        if truncation not in ("only_first", "only_second"):
+            return None
+        first, second = (len(self.tokenizer.encode(encodable(t), add_special_tokens=False).ids) for t in pair)
+        kept, name = (second, "second") if truncation == "only_first" else (first, "first")
+        specials = self.tokenizer.num_special_tokens_to_add(True)
+        if first + second + specials <= self.max_length or kept + specials < self.max_length:
+            return None  # counts cut at max_length (the runner's truncation) decide alike
+        return WindowError(
+            f"{name} text leaves the other no room in {self.max_length} tokens, so truncation {truncation!r} cannot "
+            f"cut the pair to fit; cut both (truncation 'longest_first') or shorten the {name} text",
+            no_room=True,
         )
 
     def window_error(self, item: TextInput, stride: int | None = None) -> WindowError | None:

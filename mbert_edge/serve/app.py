@@ -245,7 +245,7 @@ class Server:
                     [t for t in texts if isinstance(t, str)], "window" if all_windows else "head"
                 )
         except ValueError as exc:
-            if isinstance(exc, WindowError) and exc.no_room:
+            if not isinstance(exc, WindowError) or exc.no_room:  # a pair that cannot be cut, not a long text
                 raise schemas.invalid(str(exc)) from exc
             raise RequestError(
                 422, "too_many_tokens", f"{exc}: over this server's --max-input-tokens {self.settings.max_input_tokens}"
