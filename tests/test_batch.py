@@ -195,6 +195,21 @@ def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
 
 
 @pytest.mark.slow
+def test_options_the_model_refuses_fail_before_the_output_exists(seqcls_bundle, token_bundle, tmp_path):
+    """An option only the model can judge (a truncation its task does not take) fails the job on one line before
+    OUTPUT is made, so the corrected command starts afresh instead of being refused as another job."""
+    pq.write_table(corpus(5), tmp_path / "in.parquet")
+    for bundle, flag in ((seqcls_bundle, "only_first"), (token_bundle, "longest_first")):
+        out = tmp_path / f"out-{flag}"
+        run = run_cli("batch", str(bundle), str(tmp_path / "in.parquet"), str(out), "--truncation", flag)
+        assert run.returncode == 1 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr, run.stderr
+        assert f"truncation must be one of head, window (or None for the default), got '{flag}'" in run.stderr
+        assert "(an option of this batch job)" in run.stderr and not out.exists()
+        fixed = run_cli("batch", str(bundle), str(tmp_path / "in.parquet"), str(out), "--truncation", "head")
+        assert fixed.returncode == 0 and results_of(out).num_rows == 5, fixed.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("bad_line", [3, 2501])  # in pyarrow's first block, and past it (1 MB blocks)
 @pytest.mark.parametrize(
     "bad, message",

@@ -27,11 +27,11 @@ from mbert_edge.batch.io import (
     write_json,
     write_parquet,
 )
-from mbert_edge.batch.results import ERROR_COLUMN, annotate, output_columns
+from mbert_edge.batch.results import ERROR_COLUMN, annotate, check_options, output_columns
 from mbert_edge.bundle import MANIFEST_NAME
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.progress import Progress
-from mbert_edge.runtime import load
+from mbert_edge.runtime import TaskModel, load
 from mbert_edge.tasks import TASKS
 
 JOB_FILE = "_mbert_edge_batch.json"  # pyarrow and Ray skip names starting with "_" or "." when reading a folder
@@ -146,6 +146,13 @@ def kept_columns(names: list[str], job: Job, task: str) -> list[str]:
     return keep
 
 
+def check_job_options(model: TaskModel, job: Job) -> None:
+    """Fail, before OUTPUT is made, on options the model refuses (`results.check_options`)."""
+    relevance = job.query_column is not None and not TASKS[model.task].questions
+    pairs = job.pair_column is not None or job.query_column is not None
+    check_options(model, pairs, relevance, job.batch_size, job.options, job.truncation)
+
+
 def part_path(output: Path, index: int) -> Path:
     return output / f"part-{index:05d}.parquet"
 
@@ -172,6 +179,7 @@ def run_local(job: Job, progress: Progress | None = None, intra_op_threads: int 
     total = row_count(dataset)
     if not total:
         raise MbertEdgeError(f"{job.input} has no rows")
+    check_job_options(model, job)
     start_output(job.output, describe(job, model.task, model.precision, files, fmt, engine="local"))
     sizes = [min(job.part_rows, total - start) for start in range(0, total, job.part_rows)]
     done = {index for index in range(len(sizes)) if part_path(job.output, index).exists()}

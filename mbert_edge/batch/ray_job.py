@@ -27,7 +27,16 @@ import ray
 import ray.data
 
 from mbert_edge.batch.io import input_files, open_input, reader_options, row_count, write_parquet
-from mbert_edge.batch.job import DONE_FILE, Job, Summary, describe, kept_columns, start_output, summarize
+from mbert_edge.batch.job import (
+    DONE_FILE,
+    Job,
+    Summary,
+    check_job_options,
+    describe,
+    kept_columns,
+    start_output,
+    summarize,
+)
 from mbert_edge.batch.predictor import ray_predictor
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.progress import Progress
@@ -125,6 +134,7 @@ def run_on_ray(
     an interrupted job skips the groups already done and runs the rest (a group is the unit of resumption)."""
     files, fmt = input_files(job.input, job.format)
     probe = load(job.bundle, precision=job.precision, intra_op_threads=1)  # fail here, before starting Ray
+    check_job_options(probe, job)
     task, precision = probe.task, probe.precision
     del probe
     start_output(job.output, describe(job, task, precision, files, fmt, engine="ray"))

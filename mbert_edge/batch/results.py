@@ -97,6 +97,40 @@ def row_errors(texts: pa.ChunkedArray) -> list[str | None]:
     ]
 
 
+def _caller(
+    model: TaskModel, relevance: bool, batch_size: int, task_options: Mapping[str, Any], truncation: str | None
+) -> Callable[[list[TextInput]], list[Any]]:
+    """The model's call on a chunk of items, with the job's options."""
+    options: dict[str, Any] = {"batch_size": batch_size, "truncation": truncation}
+    if not relevance:
+        options.update(task_options)
+
+    def call(chunk: list[TextInput]) -> list[Any]:
+        if relevance:
+            return cast(Reranker, model).pair_scores(cast(list[Pair], chunk), **options).tolist()
+        return list(model.predict(chunk, **options))
+
+    return call
+
+
+def check_options(
+    model: TaskModel,
+    pairs: bool,
+    relevance: bool,
+    batch_size: int,
+    task_options: Mapping[str, Any],
+    truncation: str | None,
+) -> None:
+    """Make the call `annotate` makes on one made-up input of the job's shape (a pair, or a text holding the mask
+    token), so that options the model refuses (a doc_stride over the window, a truncation the task does not take,
+    targets outside the vocabulary) fail the job before its output exists, as one line."""
+    item: TextInput = ("a", "a") if pairs else getattr(model, "mask_token", None) or "a"
+    try:
+        _caller(model, relevance, batch_size, task_options, truncation)([item])
+    except (TypeError, ValueError) as exc:
+        raise MbertEdgeError(f"{exc} (an option of this batch job)") from exc
+
+
 def _predict(
     model: TaskModel,
     items: list[TextInput],
@@ -109,15 +143,7 @@ def _predict(
 ) -> list[Any]:
     """The model's results for `items` (texts, or pairs of texts; with `relevance`, each (query, document) pair's
     score), `chunk_size` at a time so that `advance` moves with them."""
-    options: dict[str, Any] = {"batch_size": batch_size, "truncation": truncation}
-    if not relevance:
-        options.update(task_options)
-
-    def call(chunk: list[TextInput]) -> list[Any]:
-        if relevance:
-            return cast(Reranker, model).pair_scores(cast(list[Pair], chunk), **options).tolist()
-        return list(model.predict(chunk, **options))
-
+    call = _caller(model, relevance, batch_size, task_options, truncation)
     results: list[Any] = []
     for start in range(0, len(items), chunk_size):
         chunk = items[start : start + chunk_size]
