@@ -73,8 +73,12 @@ def test_zero_shot_agrees_with_the_pipeline(exported, model_type):
 
 def test_zero_shot_refuses_what_it_cannot_do(nli_bundle, seqcls_bundle):
     model = ZeroShotClassifier(nli_bundle, precision="fp32")
-    with pytest.raises(ValueError, match="has no \\{\\} where the label goes"):
-        model.predict(TEXTS[0], CANDIDATES, hypothesis_template="This example is about it.")
+    for template in ("This example is about it.", "{1}", "{x}", "{:>20000000}", "{!r}", "{} {}", "{0.__class__}"):
+        with pytest.raises(ValueError, match="must have one \\{\\} where the label goes and no other field"):
+            model.predict(TEXTS[0], CANDIDATES, hypothesis_template=template)
+    with pytest.raises(ValueError, match="is not a template \\(Single '\\{' encountered"):
+        model.predict(TEXTS[0], CANDIDATES, hypothesis_template="It is {")
+    assert model.predict(TEXTS[0], ["a"], "{0} {{x}}") == model.predict(TEXTS[0], ["a"], "{} {{x}}")
     with pytest.raises(ValueError, match="candidate_labels is empty"):
         model.predict(TEXTS[0], " , ")
     with pytest.raises(TypeError, match="candidate_labels\\[1\\] must be a str, got int"):
@@ -219,8 +223,13 @@ def test_the_server_classifies_zero_shot(nli_bundle, seqcls_bundle):
         assert_same_ranking(single, local.predict(TEXTS[0], ["Reise", "cuisine"], "Es geht um {}.", multi_label=True))
         missing = client.post("/zero-shot", json={"inputs": TEXTS})
         assert missing.status_code == 422 and missing.json()["error"].startswith("candidate_labels is missing")
-        no_slot = client.post("/zero-shot", json={**body, "hypothesis_template": "About this."})
-        assert no_slot.status_code == 422 and "has no {} where the label goes" in no_slot.json()["error"]
+        for template in ("About this.", "{1}", "{", "{:>2000000000}"):
+            no_slot = client.post("/zero-shot", json={**body, "hypothesis_template": template})
+            assert no_slot.status_code == 422 and "hypothesis_template" in no_slot.json()["error"], no_slot.json()
+        many = {"inputs": "Der Zug hatte Verspätung. " * 400, "candidate_labels": ["Reise"] * 200}  # 2 MB of reading
+        refused = client.post("/zero-shot", json=many)
+        assert refused.status_code == 422 and refused.json()["error_type"] == "too_many_tokens", refused.json()
+        assert "read once per label" in refused.json()["error"]
         wrong = client.post("/zero-shot", json={"inputs": TEXTS, "candidate_labels": ["a", 3]})
         assert wrong.status_code == 422 and "candidate_labels" in wrong.json()["error"]
         paths = client.get("/openapi.json").json()["paths"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from string import Formatter
 from typing import Any, cast
 
 from ..errors import BundleError
@@ -47,6 +48,26 @@ def candidates(candidate_labels: str | Sequence[str]) -> list[str]:
     return labels
 
 
+def hypotheses(template: str, labels: Sequence[str]) -> list[str]:
+    """`template` filled with each label, as the pipeline's `template.format(label)`; a template is refused unless
+    it has exactly one plain field, `{}` or `{0}` (no other field, format spec or conversion: those fail, or
+    pad a label to any width)."""
+    if not isinstance(template, str):
+        raise TypeError(f"hypothesis_template must be a str, got {type(template).__name__}")
+    example = 'e.g. "This example is {}."'
+    try:
+        fields = [
+            (name, spec, conversion) for _, name, spec, conversion in Formatter().parse(template) if name is not None
+        ]
+    except ValueError as exc:
+        raise ValueError(f"hypothesis_template {template!r} is not a template ({exc}): {example}") from exc
+    if len(fields) != 1 or fields[0] not in (("", "", None), ("0", "", None)):
+        raise ValueError(
+            f"hypothesis_template {template!r} must have one {{}} where the label goes and no other field: {example}"
+        )
+    return [template.format(label) for label in labels]
+
+
 class ZeroShotClassifier(Classifier):
     """Classify texts into labels given at call time, with an NLI bundle (premise, hypothesis -> entailment,
     neutral, contradiction), with the `zero-shot-classification` pipeline's semantics and results.
@@ -84,14 +105,10 @@ class ZeroShotClassifier(Classifier):
         entailment against its contradiction alone. `truncation`: how a pair too long is cut (default
         "only_first": the text, never the hypothesis; "longest_first" where the text is too short for that)."""
         labels = candidates(candidate_labels)
-        if hypothesis_template.format(labels[0]) == hypothesis_template:
-            raise ValueError(
-                f"hypothesis_template {hypothesis_template!r} has no {{}} where the label goes, "
-                'e.g. "This example is {}."'
-            )
+        filled = hypotheses(hypothesis_template, labels)
         listed, single = as_text_list(texts)
         items = cast(list[str], listed)  # texts, not pairs: as_text_list took no pairs
-        pairs = [(text, hypothesis_template.format(label)) for text in items for label in labels]
+        pairs = [(text, hypothesis) for text in items for hypothesis in filled]
         try:
             logits = self.logits(pairs, batch_size, truncation or "only_first")
         except ValueError:

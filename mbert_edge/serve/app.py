@@ -32,7 +32,7 @@ from mbert_edge.runtime import Classifier, TaskModel
 from mbert_edge.runtime.batching import bucket_length
 from mbert_edge.runtime.question_answerer import MAX_QUESTION_LEN, QuestionAnswerer
 from mbert_edge.runtime.textinput import TextInput, encodable
-from mbert_edge.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotClassifier, candidates
+from mbert_edge.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotClassifier, candidates, hypotheses
 
 from ..errors import RequestError, WindowError
 from ..tasks import ENTAILMENT, PAIR_TRUNCATIONS, TASKS, Option, serving
@@ -358,13 +358,21 @@ class Server:
         parsed = self._parse(raw, schemas.ZERO_SHOT)
         if "candidate_labels" not in parsed.options:
             raise schemas.invalid("candidate_labels is missing: give the labels to choose from")
-        try:
-            labels = candidates(parsed.options["candidate_labels"])  # a bad label list is a 422 before any work
+        try:  # a bad label list or template is a 422 before any work
+            labels = candidates(parsed.options["candidate_labels"])
+            filled = hypotheses(parsed.options.get("hypothesis_template", DEFAULT_TEMPLATE), labels)
         except (TypeError, ValueError) as exc:
             raise schemas.invalid(str(exc)) from exc
-        template = parsed.options.get("hypothesis_template", DEFAULT_TEMPLATE)
+        read = len(labels) * sum(len(str(t)) for t in parsed.texts) + len(parsed.texts) * sum(map(len, filled))
+        if read > self.settings.max_body_bytes:  # each text is read once per label: bound it before tokenizing
+            raise RequestError(
+                422,
+                "too_many_tokens",
+                f"the texts read once per label with their hypotheses make {read:,} characters, over this server's "
+                f"--max-body-bytes {self.settings.max_body_bytes}: send fewer labels or shorter texts per request",
+            )
         options = {**parsed.options, "candidate_labels": tuple(labels)}  # hashable: requests alike batch together
-        reads: list[TextInput] = [(str(t), template.format(label)) for t in parsed.texts for label in labels]
+        reads: list[TextInput] = [(str(t), hypothesis) for t in parsed.texts for hypothesis in filled]
         results, _ = await self._run(
             request,
             "predict",
