@@ -153,7 +153,7 @@ def test_fill_mask_on_the_command_line_the_server_and_in_batch(exported, tmp_pat
     refused = run_cli("predict", str(bundle), "no mask here")
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "has no [MASK] token" in refused.stderr
 
-    with TestClient(create_app(model, ServerSettings(bundle=str(bundle)))) as client:
+    with TestClient(create_app(model, ServerSettings(bundle=str(bundle), max_input_tokens=2048))) as client:
         answered = client.post("/fill-mask", json={"inputs": texts, "top_k": 3, "targets": targets}).json()
         assert answered == json.loads(json.dumps(model.predict(texts, top_k=3, targets=targets)))
         assert client.post("/predict", json={"inputs": texts[0]}).json() == json.loads(
@@ -162,6 +162,11 @@ def test_fill_mask_on_the_command_line_the_server_and_in_batch(exported, tmp_pat
         missing = client.post("/fill-mask", json={"inputs": [texts[0], "no mask"]})
         assert missing.status_code == 422 and missing.json()["error"].startswith("inputs[1] has no mask token")
         assert "/fill-mask" in client.get("/openapi.json").json()["paths"]
+        masks = " ".join([model.mask_token] * 100)  # 4 x 100 masks x top_k: 400 proposals per unit of top_k
+        for top_k, status in ((5, 200), (6, 422), (10**20, 422)):  # the limit: 2,048 proposals
+            bounded = client.post("/fill-mask", json={"inputs": [masks] * 4, "top_k": top_k})
+            assert bounded.status_code == status, bounded.json() if status == 422 else bounded.status_code
+        assert "proposals (masks x top_k) are over" in bounded.json()["error"]
 
     rows = pa.table({"id": range(4), "text": [texts[0], "no mask", None, texts[3]]})
     pq.write_table(rows, tmp_path / "in.parquet")

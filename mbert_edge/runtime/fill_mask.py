@@ -20,6 +20,9 @@ from .textinput import TextInput, check_count
 Fill = dict[str, Any]
 
 
+TOP_K = 5  # proposals per mask, as the pipeline's default
+
+
 class FillMask(TaskModel):
     """Predict the tokens hidden behind mask tokens with a masked-language-model bundle (M-BERT's own head).
 
@@ -62,7 +65,7 @@ class FillMask(TaskModel):
     def predict(
         self,
         texts: str | Sequence[str],
-        top_k: int = 5,
+        top_k: int = TOP_K,
         targets: str | Sequence[str] | None = None,
         batch_size: int = 32,
         truncation: str | None = None,

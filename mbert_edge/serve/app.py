@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import mbert_edge
 from mbert_edge.runtime import Classifier, TaskModel
 from mbert_edge.runtime.batching import bucket_length
+from mbert_edge.runtime.fill_mask import TOP_K
 from mbert_edge.runtime.question_answerer import MAX_QUESTION_LEN, QuestionAnswerer
 from mbert_edge.runtime.textinput import TextInput, encodable
 from mbert_edge.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotClassifier, candidates, hypotheses
@@ -254,6 +255,15 @@ class Server:
         unmasked = next((i for i, group in enumerate(windows) if mask is not None and mask not in group[0].ids), None)
         if unmasked is not None:
             raise schemas.invalid(f"inputs[{unmasked}] has no mask token in its first {self.model.max_length} tokens")
+        top_k = options.get("top_k") or TOP_K
+        fills = mask is not None and isinstance(top_k, int) and top_k * sum(g[0].ids.count(mask) for g in windows)
+        if fills and fills > self.settings.max_input_tokens:  # each proposal is a copy of its text: bound them
+            raise RequestError(
+                422,
+                "too_many_tokens",
+                f"{fills:,} proposals (masks x top_k) are over this server's --max-input-tokens "
+                f"{self.settings.max_input_tokens}: lower top_k or send fewer masks",
+            )
         return [[len(w) for w in group] for group in windows]
 
     def _call(
