@@ -230,6 +230,10 @@ def test_the_server_classifies_zero_shot(nli_bundle, seqcls_bundle):
         refused = client.post("/zero-shot", json=many)
         assert refused.status_code == 422 and refused.json()["error_type"] == "too_many_tokens", refused.json()
         assert "read once per label" in refused.json()["error"]
+        lone = json.dumps({"inputs": "\ud800 Zug", "candidate_labels": ["\ud800", "Reise"]})  # escaped: valid JSON
+        echoed = client.post("/zero-shot", content=lone, headers={"content-type": "application/json"})
+        assert echoed.status_code == 200 and echoed.json()["sequence"] == "\ufffd Zug", echoed.text
+        assert sorted(echoed.json()["labels"]) == ["Reise", "\ufffd"]  # echoed as the model read them (U+FFFD)
         wrong = client.post("/zero-shot", json={"inputs": TEXTS, "candidate_labels": ["a", 3]})
         assert wrong.status_code == 422 and "candidate_labels" in wrong.json()["error"]
         paths = client.get("/openapi.json").json()["paths"]

@@ -2,7 +2,7 @@
 
 The model is used through the runtime's task API (`predict`/`encode`, `tokenizer`, `max_length`, `precision`,
 `labels`, `task`, `default_truncation`) and its runner's `windows` (the token counts the batcher budgets) and
-`intra_op_threads`; beyond it, the runtime's `encodable` (lone surrogates, as the runtime replaces them). The
+`intra_op_threads` (requests come cleaned of lone surrogates by `schemas`, with the runtime's `encodable`). The
 manifest is read in `info_payload` alone.
 """
 
@@ -32,7 +32,7 @@ from mbert_edge.runtime import Classifier, TaskModel
 from mbert_edge.runtime.batching import bucket_length
 from mbert_edge.runtime.fill_mask import TOP_K
 from mbert_edge.runtime.question_answerer import MAX_QUESTION_LEN, QuestionAnswerer
-from mbert_edge.runtime.textinput import TextInput, encodable
+from mbert_edge.runtime.textinput import TextInput
 from mbert_edge.runtime.zero_shot import DEFAULT_TEMPLATE, ZeroShotClassifier, candidates, hypotheses
 
 from ..errors import RequestError, WindowError
@@ -450,7 +450,7 @@ class Server:
         """POST /tokenize: the tokens of each input's first window (what `truncation="head"` reads)."""
         parsed = self._parse(raw, schemas.TOKENIZE)
         special = parsed.options.get("add_special_tokens", True)
-        texts = [encodable(t) for t in parsed.texts if isinstance(t, str)]  # /tokenize takes no pairs
+        texts = [t for t in parsed.texts if isinstance(t, str)]  # /tokenize takes no pairs
         encodings = await asyncio.to_thread(self.model.tokenizer.encode_batch, texts, add_special_tokens=special)
         return JSONResponse(
             [

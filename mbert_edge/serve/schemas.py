@@ -7,11 +7,12 @@ ValueError becomes the same 422 answer, so the accepted values are defined in on
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from mbert_edge.errors import RequestError
-from mbert_edge.runtime.textinput import TextInput
+from mbert_edge.runtime.textinput import TextInput, encodable
 from mbert_edge.tasks import PAIR_TRUNCATIONS, QUESTION_ANSWERING, Option, json_type
 
 
@@ -62,6 +63,21 @@ class TextRequest:
     options: dict[str, Any]  # only the options the client gave
 
 
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # how a lone surrogate can come in: UTF-8 cannot carry one
+
+
+def cleaned(value: Any) -> Any:
+    """`value` (parsed JSON) with lone surrogates in its strings and keys replaced by U+FFFD (`encodable`): what
+    the server reads, and so echoes, can always be written back as UTF-8."""
+    if isinstance(value, str):
+        return encodable(value)
+    if isinstance(value, list):
+        return [cleaned(item) for item in value]
+    if isinstance(value, dict):
+        return {encodable(key): cleaned(item) for key, item in value.items()}
+    return value
+
+
 def parse(
     raw: bytes, options: dict[str, Option], max_texts: int, texts_field: str = "inputs", pairs: bool = False
 ) -> TextRequest:
@@ -69,6 +85,8 @@ def parse(
     texts, each a list of two strings (as text-embeddings-inference takes them), instead of texts."""
     try:
         body = json.loads(raw)
+        if SURROGATE_ESCAPE.search(raw):
+            body = cleaned(body)
     # ValueError: besides malformed JSON, an integer of more than 4,300 digits; RecursionError: nested too deep.
     except (ValueError, RecursionError) as exc:
         raise invalid(f"the body is not valid JSON: {exc}") from exc
