@@ -615,6 +615,12 @@ def test_serve_needs_the_extra_a_bundle_sane_limits_and_a_free_port(tmp_path, se
     assert too_few_tokens.returncode == 1 and too_few_tokens.stderr.count("\n") == 1, too_few_tokens.stderr
     assert "--max-batch-tokens" in too_few_tokens.stderr and "128" in too_few_tokens.stderr
 
+    for empty, named in (
+        (run_cli("serve", str(seqcls_bundle), env={"MBERT_EDGE_API_KEY": ""}), "MBERT_EDGE_API_KEY: is set but empty"),
+        (run_cli("serve", str(seqcls_bundle), "--api-key", " "), "--api-key: is empty"),
+    ):  # an empty key is refused, not read as no key (click reads an empty variable as unset)
+        assert empty.returncode == 2 and named in empty.stderr and "Traceback" not in empty.stderr, empty.stderr
+
     no_bundle = run_cli("serve", str(tmp_path / "nope"), "--port", "1")
     assert no_bundle.returncode == 1 and no_bundle.stderr.count("\n") == 1, no_bundle.stderr
     assert "nope" in no_bundle.stderr and "Traceback" not in no_bundle.stderr
