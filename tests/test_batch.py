@@ -279,6 +279,25 @@ def test_rows_that_are_not_utf8_get_an_error_naming_their_line(seqcls_bundle, tm
 
 
 @pytest.mark.slow
+def test_a_row_that_is_not_utf8_is_located_in_csv_files_of_every_shape(seqcls_bundle, tmp_path):
+    """The line named for a row that is not UTF-8 is where its record starts in CSV files with CR-only line ends,
+    a quoted value spanning lines, and a gzipped file (pyarrow reads all three)."""
+    import gzip
+
+    files = {
+        "cr.csv": (b"id,text\r1,hello\r2,b\xffad\r3,ok\r", 3),
+        "quoted.csv": (b'id,text\n1,"two\nlines"\n\n2,b\xffad\n3,ok\n', 5),
+        "zipped.csv.gz": (gzip.compress(b"id,text\n1,hello\n2,b\xffad\n3,ok\n"), 3),
+    }
+    for name, (content, line) in files.items():
+        (tmp_path / name).write_bytes(content)
+        out = tmp_path / f"out-{name}"
+        run_local(Job(seqcls_bundle, tmp_path / name, out, format="csv"))
+        errors = results_of(out).column("error").to_pylist()
+        assert errors == [None, f"not UTF-8 in text: {name} line {line}", None], name
+
+
+@pytest.mark.slow
 def test_truncation_reaches_the_model_and_is_kept_on_resume(token_bundle, tmp_path):
     """A text over the 128-token max length: --truncation head tags only its first window, window all of it,
     as `predict` does (on one machine, and in the Ray actors' predictor); a rerun with another truncation is

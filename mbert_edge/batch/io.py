@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import json
 import os
@@ -73,13 +75,20 @@ def open_input(files: list[Path], fmt: str, text_columns: list[str]) -> pa_ds.Da
 
 
 def row_lines(path: Path | str, fmt: str) -> Iterator[int]:
-    """The 1-based line of each row of a CSV file (its header first) or JSON Lines file as pyarrow reads them,
-    one a line, blank ones skipped. Counted here: pyarrow names no line of a file (its CSV row numbers skip
-    blank lines, its JSON ones count from the start of the block it was parsing)."""
-    with open(path, "rb") as file:
-        for number, line in enumerate(file, 1):
-            if line.strip() if fmt == "jsonl" else line.rstrip(b"\r\n"):
-                yield number
+    """The 1-based line where each row of a CSV file (its header first) or JSON Lines file starts, as pyarrow
+    reads them (decompressed as pyarrow does by the file's suffix; lines end at CR, LF or CR LF; a CSV record
+    may span lines inside quotes), blank lines skipped. Counted here with the standard library's CSV reader:
+    pyarrow names no line of a file (its CSV row numbers skip blank lines, its JSON ones count from the start
+    of the block it was parsing)."""
+    with pa.input_stream(str(path)) as raw, io.TextIOWrapper(raw, "utf-8", "replace", newline="") as text:
+        if fmt == "jsonl":
+            yield from (number for number, line in enumerate(text, 1) if line.strip())
+            return
+        records, start = csv.reader(text), 1
+        for record in records:
+            if record:
+                yield start
+            start = records.line_num + 1
 
 
 class RowLines:
@@ -95,9 +104,9 @@ class RowLines:
         self.next = 0
 
     def __call__(self, row: int) -> str:
-        name, line = next(itertools.islice(self.lines, row - self.next, None))
+        found = next(itertools.islice(self.lines, row - self.next, None), None)
         self.next = row + 1
-        return f"{name} line {line}"
+        return f"{found[0]} line {found[1]}" if found else f"row {row + 1} of the input"
 
 
 def _unreadable(exc: Exception, path: Path | str, fmt: str) -> DataError:
