@@ -18,7 +18,7 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 pa_csv = pytest.importorskip("pyarrow.csv")
 
-from mbert_edge import Classifier, Embedder, TokenClassifier  # noqa: E402
+from mbert_edge import Classifier, Embedder, MbertEdgeError, TokenClassifier  # noqa: E402
 from mbert_edge.batch import ray_predictor  # noqa: E402
 from mbert_edge.batch.job import Job, run_local  # noqa: E402
 from mbert_edge.textdata import builtin_sample  # noqa: E402
@@ -163,6 +163,9 @@ def test_non_text_column_gives_row_errors(seqcls_bundle, tmp_path):
     summary = run_local(Job(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "out"))
     assert summary.errors == {"not text (int64)": 2, "null text": 1}
     assert results_of(tmp_path / "out").column("label").null_count == 3
+    pq.write_table(pa.table({"text": pa.array([["a"], ["b"]])}), tmp_path / "lists.parquet")
+    summary = run_local(Job(seqcls_bundle, tmp_path / "lists.parquet", tmp_path / "out-lists"))
+    assert summary.errors == {"not text (list<element: string>)": 2}  # its kind whole, though it holds ": "
 
     # pandas' `category` (dictionary-encoded) and string views are text; blank files are empty ones
     words = pa.array(["Guten Morgen", "Merci", "Guten Morgen"])
@@ -197,8 +200,15 @@ def test_argument_errors_are_one_line(seqcls_bundle, tmp_path, args, message):
 @pytest.mark.slow
 def test_options_the_model_refuses_fail_before_the_output_exists(seqcls_bundle, token_bundle, tmp_path):
     """An option only the model can judge (a truncation its task does not take) fails the job on one line before
-    OUTPUT is made, so the corrected command starts afresh instead of being refused as another job."""
+    OUTPUT is made, so the corrected command starts afresh instead of being refused as another job; so does an
+    OUTPUT that cannot be a folder."""
     pq.write_table(corpus(5), tmp_path / "in.parquet")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(MbertEdgeError, match="a-file is a file: choose a folder for the output"):
+        run_local(Job(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "a-file"))
+    run = run_cli("batch", str(seqcls_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "a-file" / "out"))
+    assert run.returncode == 1 and "cannot write the batch output" in run.stderr, run.stderr
+    assert run.stderr.count("\n") == 1 and "choose a folder you can write to" in run.stderr
     for bundle, flag in ((seqcls_bundle, "only_first"), (token_bundle, "longest_first")):
         out = tmp_path / f"out-{flag}"
         run = run_cli("batch", str(bundle), str(tmp_path / "in.parquet"), str(out), "--truncation", flag)

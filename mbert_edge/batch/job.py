@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -28,12 +29,13 @@ from mbert_edge.batch.io import (
     write_parquet,
 )
 from mbert_edge.batch.results import ERROR_COLUMN, annotate, check_options, output_columns
-from mbert_edge.bundle import MANIFEST_NAME
+from mbert_edge.bundle import MANIFEST_NAME, check_writable
 from mbert_edge.errors import MbertEdgeError
 from mbert_edge.progress import Progress
 from mbert_edge.runtime import TaskModel, load
 from mbert_edge.tasks import TASKS
 
+WHERE = re.compile(r": (\S.* line \d+|row \d+ of the input)$")  # where a row was read, after its error (`io.RowLines`)
 JOB_FILE = "_mbert_edge_batch.json"  # pyarrow and Ray skip names starting with "_" or "." when reading a folder
 DONE_FILE = "_SUCCESS"
 
@@ -108,6 +110,9 @@ def describe(job: Job, task: str, precision: str, files: list[Path], fmt: str, e
 
 def start_output(output: Path, description: dict[str, Any]) -> None:
     """Create OUTPUT with the job's record, or check that the job already there is this one."""
+    if output.exists() and not output.is_dir():
+        raise MbertEdgeError(f"{output} is a file: choose a folder for the output")
+    check_writable(output, "the batch output")
     record = output / JOB_FILE
     if record.exists():
         previous = json.loads(record.read_text(encoding="utf-8"))
@@ -159,12 +164,12 @@ def part_path(output: Path, index: int) -> Path:
 
 def summarize(output: Path, parts_written: int, parts_skipped: int, rows_run: int | None, seconds: float) -> Summary:
     """The figures of a finished output, counted from its files (so a resumed run counts every part), errors
-    by kind (what precedes a ": " naming where the row was read); `rows_run`: the rows this run predicted
-    (None: all)."""
+    by kind (without the ": <file> line <n>" naming where the row was read); `rows_run`: the rows this run
+    predicted (None: all)."""
     errors = pq.read_table(output, columns=[ERROR_COLUMN]).column(0)
     counts: Counter[str] = Counter()
     for row in pc.value_counts(errors.drop_null()).to_pylist():
-        counts[row["values"].split(": ")[0]] += row["counts"]
+        counts[WHERE.sub("", row["values"])] += row["counts"]
     rows_run = len(errors) if rows_run is None else rows_run
     return Summary(len(errors), dict(counts), parts_written, parts_skipped, rows_run, seconds, output)
 
