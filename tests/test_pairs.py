@@ -5,6 +5,8 @@ encodings and `Classifier` on pairs: test_architectures.py)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -271,6 +273,23 @@ def test_the_command_line_takes_pairs_and_ranks(rerank_bundle, seqcls_bundle, tm
     assert [(r["index"], r["text"]) for r in lines] == [(r["index"], r["text"]) for r in expected]
     refused = run_cli("rank", str(seqcls_bundle), QUERY, "doc")
     assert refused.returncode == 1 and "rank needs a cross-encoder bundle" in refused.stderr, refused.stderr
+
+    bad_bytes = [
+        sys.executable.encode(),
+        b"-m",
+        b"mbert_edge",
+        b"rank",
+        str(rerank_bundle).encode(),
+        b"Wo\xff?",
+        b"do\xffc",
+    ]
+    echoed = subprocess.run(bad_bytes, capture_output=True, timeout=600, cwd=Path(__file__).parent)
+    assert echoed.returncode == 0, echoed.stderr  # an argument that is not UTF-8 is read, and echoed, as U+FFFD
+    assert json.loads(echoed.stdout.decode("utf-8"))["text"] == "do\ufffdc"
+    (tmp_path / "docs.txt").write_bytes(b"gut\n\xff\n")
+    broken = run_cli("rank", str(rerank_bundle), QUERY, "--input", str(tmp_path / "docs.txt"))
+    assert broken.returncode == 1 and broken.stdout == "" and "line 2 of --input" in broken.stderr
+    assert broken.stderr.rstrip().endswith("; nothing was ranked"), broken.stderr
 
 
 def test_pair_models_are_proved_calibrated_and_gated_on_pairs(nli_bundle, rerank_bundle, tmp_path):

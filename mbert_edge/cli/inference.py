@@ -16,7 +16,7 @@ from ..bundle import Bundle, RuntimeSettings, check_writable
 from ..progress import Progress
 from ..runtime import Reranker, Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
-from ..runtime.textinput import TextInput
+from ..runtime.textinput import TextInput, encodable
 from ..tasks import PAIR_TRUNCATIONS, TASKS
 from ..textdata import builtin_sample, load_textset, model_texts, with_masks
 from .common import (
@@ -36,7 +36,8 @@ class _InputLines:
     """TEXTS, then the lines of --input, read lazily so that a large file streams. Lines end at "\n" alone
     (a "\r\n" ending is dropped, a "\r" inside a line kept), the same from a file and from stdin, so output
     line N answers input line N. A line that is not UTF-8 ends the input there: the lines before it are
-    answered, then `failure` says which line it was."""
+    answered, then `failure` says which line it was. A text argument's bytes that are not UTF-8 (which Python
+    keeps as lone surrogates) are read, and echoed, as U+FFFD."""
 
     def __init__(self, texts: tuple[str, ...], input_file: str | None) -> None:
         if input_file is None and not texts:
@@ -51,7 +52,7 @@ class _InputLines:
             raise click.ClickException(f"cannot read --input {input_file}: {exc.strerror or exc}") from exc
 
     def __iter__(self) -> Iterator[str]:
-        yield from self.texts
+        yield from map(encodable, self.texts)
         if self.stream is None:
             return
         with self.stream:
@@ -60,8 +61,7 @@ class _InputLines:
                     yield raw.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8")
                 except UnicodeDecodeError as exc:
                     self.failure = (
-                        f"line {number} of --input {self.name} is not UTF-8 text ({exc.reason} at byte "
-                        f"{exc.start}); the lines before it were answered"
+                        f"line {number} of --input {self.name} is not UTF-8 text ({exc.reason} at byte {exc.start})"
                     )
                     return
 
@@ -127,7 +127,7 @@ def predict(
     except (ValueError, TypeError) as exc:  # the runtime's checks of an input or an option's value
         raise click.ClickException(str(exc)) from exc
     if items.failure:
-        raise click.ClickException(items.failure)
+        raise click.ClickException(f"{items.failure}; the inputs before it were answered")
 
 
 class _InputPairs:
@@ -144,7 +144,7 @@ class _InputPairs:
             if not found:
                 self.failure = (
                     f"input {number} has no --pair-separator {self.separator!r}: give each pair as "
-                    f"TEXT{self.separator}TEXT_PAIR; the inputs before it were answered"
+                    f"TEXT{self.separator}TEXT_PAIR"
                 )
                 return
             yield text, text_pair
@@ -209,8 +209,8 @@ def rank(
     inputs = _InputLines(documents, input_file)
     docs = list(inputs)  # ranking needs them all
     if inputs.failure:
-        raise click.ClickException(inputs.failure)
-    for ranked in model.rank(query, docs, top_k, True, raw_scores, batch_size, truncation):
+        raise click.ClickException(f"{inputs.failure}; nothing was ranked")
+    for ranked in model.rank(encodable(query), docs, top_k, True, raw_scores, batch_size, truncation):
         click.echo(json.dumps(ranked, ensure_ascii=False))
 
 
