@@ -76,6 +76,8 @@ def script_pattern(scripts: Iterable[str]) -> regex.Pattern:
     or of the Common and Inherited scripts."""
     classes = []
     for name in [*scripts, *ALWAYS]:
+        if not name.strip():
+            raise TrimError("an empty script name; give names such as latin,cyrillic, with no empty one between commas")
         try:
             classes.append(regex.compile(rf"\p{{Script={name}}}").pattern)
         except regex.error as exc:

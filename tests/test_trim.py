@@ -120,6 +120,11 @@ def test_bad_requests(tmp_path, seqcls_bundle, quantized_bundles):
         trim(quantized_bundles["dynamic"][1], tmp_path / "x", scripts=["latin"])
     result = run_cli("trim", str(seqcls_bundle), str(tmp_path / "y"), "--scripts", "latin,klingon")
     assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1 and "klingon" in result.stderr
+    for scripts in (",,", "latin,", "latin, ,greek"):
+        result = run_cli("trim", str(seqcls_bundle), str(tmp_path / "y"), "--scripts", scripts)
+        assert result.returncode == 1 and "an empty script name" in result.stderr and not (tmp_path / "y").exists()
+    spaced = run_cli("trim", str(seqcls_bundle), str(tmp_path / "spaced"), "--scripts", "latin, greek")
+    assert spaced.returncode == 0 and "(scripts: latin, greek)" in spaced.stdout, spaced.stdout + spaced.stderr
 
     copy = tmp_path / "copy"
     shutil.copytree(seqcls_bundle, copy)

@@ -179,16 +179,15 @@ def trim(
     from ..quantize.trim import script_pattern
     from ..quantize.trim import trim as trim_bundle
 
-    if scripts:
-        script_pattern(scripts.split(","))  # an unknown name fails here, before any work
+    names = [name.strip() for name in scripts.split(",")] if scripts else None
+    if names:
+        script_pattern(names)  # an unknown or empty name fails here, before any work
     corpus = None
     if corpora:
         groups = [load_textset(path).texts for path in corpora]
         corpus = TextSet({name: texts for group in groups for name, texts in group.items()})
     with Progress().step("trimming the vocabulary and the embedding tables"):
-        result = trim_bundle(
-            bundle, output_dir, scripts.split(",") if scripts else None, corpus, min_count, holdout, force
-        )
+        result = trim_bundle(bundle, output_dir, names, corpus, min_count, holdout, force)
     record = result.manifest.trim
     sizes = ", ".join(f"{name} {size_text(result.path / name)}" for name in result.models.values())
     click.echo(
