@@ -87,9 +87,29 @@ def _section(kind: Any) -> Any:
     return kind
 
 
+def _holds(value: Any, kind: Any) -> bool:
+    """Whether a JSON value fits a field's type (`int`, `str`, `list[str]`, `dict[str, X]`, `X | None`, ...;
+    a nested section is checked as it is built)."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_holds(value, arg) for arg in args)
+    if origin is list:
+        return isinstance(value, list) and all(_holds(item, args[0]) for item in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_holds(item, args[1]) for item in value.values())
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind in (str, bool, type(None)) or dataclasses.is_dataclass(kind):
+        return isinstance(value, kind)
+    return True  # Any, and the like
+
+
 def _from_json(cls: type[Section], data: dict[str, Any]) -> Section:
     """A section dataclass from its JSON object, nested sections (also `X | None` and `dict[str, X]`)
-    built recursively; keys the class does not know (written by another version) are ignored."""
+    built recursively, each value checked against its field's type (TypeError naming the field); keys the class
+    does not know (written by another version) are ignored."""
     hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -100,6 +120,8 @@ def _from_json(cls: type[Section], data: dict[str, Any]) -> Section:
             value = _from_json(kind, value)
         elif typing.get_origin(kind) is dict and dataclasses.is_dataclass(typing.get_args(kind)[1]):
             value = {k: _from_json(typing.get_args(kind)[1], v) for k, v in value.items()}
+        if not _holds(value, hints[f.name]):
+            raise TypeError(f"{f.name} is {value!r:.40}, not of type {hints[f.name]}")
         values[f.name] = value
     return cls(**values)
 
@@ -290,6 +312,8 @@ class Manifest:
     @classmethod
     def from_json(cls, data: dict[str, Any], where: Path) -> Manifest:
         """Parse the manifest's JSON, or raise BundleError naming `where` and the fix."""
+        if not isinstance(data, dict):
+            raise BundleError(f"{where} is not a JSON object; re-run `mbert-edge export`")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise BundleError(
@@ -298,6 +322,8 @@ class Manifest:
             )
         if data.get("task") not in TASKS:
             raise BundleError(f"{where}: unknown task {data.get('task')!r}; expected one of {', '.join(TASKS)}")
+        if TASKS[data["task"]].has_labels and not data.get("labels"):
+            raise BundleError(f"{where} names no labels for its {data['task']} head; re-run `mbert-edge export`")
         try:
             labels, quantization = data.get("labels"), data.get("quantization")
             return _from_json(

@@ -4,6 +4,7 @@ read bundles written before it existed (format_version 1), and refuse a garbled 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -48,6 +49,18 @@ def test_garbled_manifest_is_one_clear_error(tmp_path, seqcls_bundle):
     del data["special_tokens"]
     (bundle / MANIFEST_NAME).write_text(json.dumps(data), encoding="utf-8")
     with pytest.raises(BundleError, match=r"lacks or garbles a field .*re-run `mbert-edge export`"):
+        Bundle.open(bundle)
+    for change, message in (
+        ({"max_length": "abc"}, "max_length is 'abc', not of type <class 'int'>"),
+        ({"hidden_size": True}, "hidden_size is True, not of type <class 'int'>"),
+        ({"models": {"fp32": 3}}, "models is {'fp32': 3}, not of type dict[str, str]"),
+        ({"labels": None}, "names no labels for its sequence-classification head"),
+    ):  # a wrong type fails as the bundle opens, not as an "unexpected" error in the runtime
+        (bundle / MANIFEST_NAME).write_text(json.dumps({**raw(seqcls_bundle), **change}), encoding="utf-8")
+        with pytest.raises(BundleError, match=re.escape(message)):
+            Bundle.open(bundle)
+    (bundle / MANIFEST_NAME).write_text("[]", encoding="utf-8")
+    with pytest.raises(BundleError, match="is not a JSON object"):
         Bundle.open(bundle)
 
 
