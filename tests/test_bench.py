@@ -48,3 +48,9 @@ def test_bench_errors_are_one_line(tmp_path, seqcls_bundle):
     assert missing_int8.returncode == 1 and "no int8 model" in missing_int8.stderr
     bad_lengths = run_cli("bench", str(seqcls_bundle), "--lengths", "16,abc")
     assert bad_lengths.returncode == 2 and "comma-separated integers" in bad_lengths.stderr
+    for option, value, message in (
+        ("--lengths", "0", "'--lengths': expected positive integers, got '0'"),
+        ("--batch-sizes", "1,-2", "'--batch-sizes': expected positive integers"),
+    ):
+        refused = run_cli("bench", str(seqcls_bundle), option, value)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr

@@ -120,6 +120,10 @@ def test_predict_options_and_warnings_as_a_user_sees_them(seqcls_bundle):
     for option in ("--top-k", "--batch-size"):
         refused = run_cli("predict", str(seqcls_bundle), "hi", option, "0")
         assert refused.returncode == 2 and f"'{option}': 0 is not in the range" in refused.stderr
+    huge = run_cli("predict", str(seqcls_bundle), "hi", "--batch-size", str(10**20))
+    assert huge.returncode == 2 and "is not in the range 1<=x<=65536" in huge.stderr, huge.stderr
+    empty = run_cli("predict", str(seqcls_bundle), "a", "--pair-separator", "")
+    assert empty.returncode == 2 and "--pair-separator: is empty; give what stands between" in empty.stderr
     long_text = run_cli("predict", str(seqcls_bundle), "Guten Morgen " * 200)
     assert long_text.returncode == 0 and len(long_text.stdout.splitlines()) == 1
     assert long_text.stderr.startswith("Warning: some texts are longer than 128 tokens")
@@ -258,6 +262,8 @@ def test_info(seqcls_bundle, tmp_path):
     broken = Path(shutil.copytree(seqcls_bundle, tmp_path / "broken"))
     (broken / "model.onnx.data").unlink()
     assert "fp32: model.onnx (MISSING model.onnx.data: re-run export" in run_cli("info", str(broken)).stdout
+    (broken / "tokenizer.json").unlink()
+    assert "tokenizer    MISSING tokenizer.json: re-run export" in run_cli("info", str(broken)).stdout
 
 
 def test_demo_runs_offline(tmp_path):

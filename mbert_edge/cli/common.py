@@ -29,7 +29,7 @@ PRECISION = click.option(
 )
 BATCH_SIZE = click.option(
     "--batch-size",
-    type=click.IntRange(1),
+    type=click.IntRange(1, 65_536),
     default=32,
     show_default=True,
     help="Texts (their windows) run through the model together.",
@@ -62,15 +62,21 @@ def size_text(path: Path) -> str:
     return f"{model_bytes(path) / 1e6:.1f} MB" if path.is_file() else "missing"
 
 
-def numbers(text: str) -> tuple[int, ...]:
-    """A comma-separated list of positive integers (an option's value)."""
-    try:
-        values = tuple(int(x) for x in text.split(","))
-    except ValueError as exc:
-        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from exc
-    if not values or min(values) < 1:
-        raise click.BadParameter(f"expected positive integers, got {text!r}")
-    return values
+class Numbers(click.ParamType):
+    """A comma-separated list of positive integers (an option's value), refused naming the option."""
+
+    name = "N,N,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            values = tuple(int(x) for x in str(value).split(","))
+        except ValueError:
+            self.fail(f"expected comma-separated integers, got {value!r}", param, ctx)
+        if min(values) < 1:
+            self.fail(f"expected positive integers, got {value!r}", param, ctx)
+        return values
 
 
 def require_tooling() -> None:

@@ -12,7 +12,7 @@ import click
 import numpy as np
 
 from ..bench.measure import BATCH_SIZES, LENGTHS
-from ..bundle import Bundle, RuntimeSettings, check_writable
+from ..bundle import TOKENIZER_NAME, Bundle, RuntimeSettings, check_writable
 from ..progress import Progress
 from ..runtime import Reranker, Runner, load
 from ..runtime.accuracy import compare, gate_failure, markdown
@@ -25,7 +25,7 @@ from .common import (
     PRECISION,
     TRUNCATION,
     NonEmptyPath,
-    numbers,
+    Numbers,
     size_text,
     task_option_refusal,
     task_options,
@@ -112,6 +112,10 @@ def predict(
         )
     if refusal:
         raise click.ClickException(refusal)
+    if pair_separator == "":
+        raise click.BadParameter(
+            "is empty; give what stands between a pair's two texts, e.g. '\\t'", param_hint="--pair-separator"
+        )
     given = {"batch_size": batch_size, "truncation": truncation, **task_settings}
     options = {k: v for k, v in given.items() if v is not None}
     inputs = _InputLines(texts, input_file)
@@ -240,6 +244,8 @@ def info(bundle: Path, as_json: bool) -> None:
         missing = [f for f in opened.model_files(name) if not (opened.path / f).is_file()]
         size = f"MISSING {', '.join(missing)}: re-run export or quantize" if missing else size_text(opened.path / name)
         click.echo(f"model        {precision}: {name} ({size})")
+    if not (opened.path / TOKENIZER_NAME).is_file():
+        click.echo(f"tokenizer    MISSING {TOKENIZER_NAME}: re-run export")
     parity = m.export.parity
     click.echo(f"parity       max |ONNX - PyTorch| {parity.max_abs_diff:.2e} (atol {m.export.atol:g})")
     for lang, row in parity.languages.items():
@@ -342,9 +348,19 @@ def verify(
     show_default=True,
     help="Which of the bundle's models to measure.",
 )
-@click.option("--lengths", default=",".join(map(str, LENGTHS)), show_default=True, help="Exact sequence lengths.")
 @click.option(
-    "--batch-sizes", default=",".join(map(str, BATCH_SIZES)), show_default=True, help="Throughput batch sizes."
+    "--lengths",
+    type=Numbers(),
+    default=",".join(map(str, LENGTHS)),
+    show_default=True,
+    help="Exact sequence lengths (each capped at the bundle's max length).",
+)
+@click.option(
+    "--batch-sizes",
+    type=Numbers(),
+    default=",".join(map(str, BATCH_SIZES)),
+    show_default=True,
+    help="Throughput batch sizes.",
 )
 @click.option("--runs", type=click.IntRange(1), default=20, show_default=True, help="Minimum timed runs per figure.")
 @click.option(
@@ -372,8 +388,8 @@ def bench(
     bundle: Path,
     data: Path | None,
     precision: str,
-    lengths: str,
-    batch_sizes: str,
+    lengths: tuple[int, ...],
+    batch_sizes: tuple[int, ...],
     runs: int,
     max_seconds: float,
     cold_start: bool,
@@ -410,8 +426,8 @@ def bench(
         bundle,
         sentences,
         precisions,
-        numbers(lengths),
-        numbers(batch_sizes),
+        lengths,
+        batch_sizes,
         runs,
         max_seconds,
         cold_start,
