@@ -559,6 +559,13 @@ def test_slow_and_abusive_clients_cannot_hold_the_server(start, seqcls_bundle):
         client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
         assert client.recv(4096).decode().startswith("HTTP/1.1 408")
     assert httpx.get(f"{server.url}/health").status_code == 200
+    for garbage in (b"GARBAGE\r\n\r\n", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"):
+        with socket.create_connection(("127.0.0.1", server.port)) as client:
+            client.settimeout(10)
+            client.sendall(garbage)
+            head, _, body = client.recv(4096).decode().partition("\r\n\r\n")
+        assert head.startswith("HTTP/1.1 400") and "content-type: application/json" in head, head
+        assert json.loads(body)["error_type"] == "bad_request" and "not valid HTTP/1.1" in json.loads(body)["error"]
     # A body far over the header cap, arriving in the same reads as the headers, is not counted as headers.
     body = json.dumps({"inputs": "Guten Morgen " * 40_000, "truncation": "head"}).encode()
     with socket.create_connection(("127.0.0.1", server.port)) as client:

@@ -1,6 +1,7 @@
 """uvicorn's httptools protocol with the two limits it lacks: a cap on a request's header bytes, and a deadline
 for a request's headers to arrive. Written here because neither exists: llhttp buffers headers of any size
-(a 64 MB header was accepted, and kept), and uvicorn times out only idle keep-alive connections."""
+(a 64 MB header was accepted, and kept), and uvicorn times out only idle keep-alive connections. Its answer to a
+request that is not HTTP is one-line JSON too (uvicorn's is plain text)."""
 
 from __future__ import annotations
 
@@ -57,6 +58,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_headers = True  # the next bytes on this connection start the next request
         super().on_message_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes llhttp cannot parse (a bad request line, a `Content-Length` that is no number)."""
+        self._refuse(400, "bad_request", f"the request is not valid HTTP/1.1: {msg}")
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()
         super().connection_lost(exc)
@@ -76,7 +81,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse(self, status: int, error_type: str, message: str) -> None:
         """One-line JSON, as every other error of the server, then the connection closes."""
         body = json.dumps({"error": message, "error_type": error_type}).encode()
-        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n"
             b"connection: close\r\n\r\n%s" % (status, reason, len(body), body)
