@@ -152,6 +152,12 @@ def test_fill_mask_on_the_command_line_the_server_and_in_batch(exported, tmp_pat
     )
     refused = run_cli("predict", str(bundle), "no mask here")
     assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and "has no [MASK] token" in refused.stderr
+    (tmp_path / "lines.txt").write_text("\n".join([texts[0]] * 18 + ["no mask", texts[1]]) + "\n", encoding="utf-8")
+    streamed = run_cli("predict", str(bundle), "--input", str(tmp_path / "lines.txt"), "--batch-size", "1")
+    assert streamed.returncode == 1 and len(streamed.stdout.splitlines()) == 16  # the chunks before it, 8 each
+    assert (
+        "text 2 has no [MASK] token in its first 128 tokens (numbered from input 16 of the stream)" in streamed.stderr
+    )
 
     with TestClient(create_app(model, ServerSettings(bundle=str(bundle), max_input_tokens=2048))) as client:
         answered = client.post("/fill-mask", json={"inputs": texts, "top_k": 3, "targets": targets}).json()

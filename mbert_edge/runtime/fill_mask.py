@@ -82,16 +82,19 @@ class FillMask(TaskModel):
         allowed = None if targets is None else np.asarray(self.target_ids(targets))
 
         def filled(items: list[TextInput], per_text: PerText) -> list[Any]:
-            return [self._fills(windows[0], outputs[0], top_k, allowed) for windows, outputs in per_text]
+            return [
+                self._fills(index, windows[0], outputs[0], top_k, allowed)
+                for index, (windows, outputs) in enumerate(per_text)
+            ]
 
         results: list[Fill] | list[list[Fill]] | list[list[list[Fill]]] = self._call(texts, batch_size, "head", filled)
         return results
 
-    def _fills(self, encoding: Any, logits: np.ndarray, top_k: int, allowed: np.ndarray | None) -> Any:
+    def _fills(self, index: int, encoding: Any, logits: np.ndarray, top_k: int, allowed: np.ndarray | None) -> Any:
         ids = np.asarray(encoding.ids)
         positions = np.flatnonzero(ids == self.mask_id)
         if not positions.size:
-            raise ValueError(f"a text has no {self.mask_token} token in its first {self.max_length} tokens")
+            raise ValueError(f"text {index} has no {self.mask_token} token in its first {self.max_length} tokens")
         probabilities = softmax(logits)
         if allowed is not None:
             probabilities = probabilities[:, allowed]

@@ -156,7 +156,8 @@ class TaskModel(ABC):
 
     def iter_predict(self, texts: Iterable[TextInput], chunk_size: int = 1024, **options: Any) -> Iterator[Any]:
         """`predict` for a stream of texts (a generator, a file): one result at a time, in input order, with
-        memory bounded by `chunk_size` texts. Takes `predict`'s keyword arguments."""
+        memory bounded by `chunk_size` texts. Takes `predict`'s keyword arguments. An error naming a text or pair
+        by its number says where in the stream that number counts from."""
         if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
             raise TypeError(f"texts must be an iterable of str, got {type(texts).__name__}")
         check_count("chunk_size", chunk_size)
@@ -166,4 +167,10 @@ class TaskModel(ABC):
             if not chunk:
                 return
             as_text_list(chunk, first, pairs=TASKS[self.task].pairs)  # a wrong type is named by its index in the stream
-            yield from self.predict(chunk, **options)
+            try:
+                results = self.predict(chunk, **options)
+            except ValueError as exc:  # "text 3 ...", "pair 3's ...": numbered within this chunk
+                if first and exc.args and isinstance(exc.args[0], str) and exc.args[0].startswith(("text ", "pair ")):
+                    exc.args = (f"{exc.args[0]} (numbered from input {first} of the stream)", *exc.args[1:])
+                raise
+            yield from results
