@@ -121,7 +121,8 @@ def _from_json(cls: type[Section], data: dict[str, Any]) -> Section:
         elif typing.get_origin(kind) is dict and dataclasses.is_dataclass(typing.get_args(kind)[1]):
             value = {k: _from_json(typing.get_args(kind)[1], v) for k, v in value.items()}
         if not _holds(value, hints[f.name]):
-            raise TypeError(f"{f.name} is {value!r:.40}, not of type {hints[f.name]}")
+            kind = hints[f.name] if typing.get_args(hints[f.name]) else getattr(hints[f.name], "__name__", "")
+            raise TypeError(f"{f.name} is {value!r:.40}, not of type {kind}")
         values[f.name] = value
     return cls(**values)
 
@@ -320,7 +321,7 @@ class Manifest:
                 f"{where} has format_version {version!r}, this mbert-edge reads {FORMAT_VERSION}; "
                 "re-export the bundle with this version"
             )
-        if data.get("task") not in TASKS:
+        if not isinstance(data.get("task"), str) or data["task"] not in TASKS:
             raise BundleError(f"{where}: unknown task {data.get('task')!r}; expected one of {', '.join(TASKS)}")
         if TASKS[data["task"]].has_labels and not data.get("labels"):
             raise BundleError(f"{where} names no labels for its {data['task']} head; re-run `mbert-edge export`")

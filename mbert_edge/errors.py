@@ -56,9 +56,10 @@ class RequestError(MbertEdgeError):
 
 
 class WindowError(ValueError):
-    """A text, or a pair's second text, that cannot be read in windows: `no_room` when the pair's first text leaves
-    it no more tokens than consecutive windows share (the fix: a shorter first text or a lower stride), else more
-    windows than `max_windows` (the fix is the caller's: the head, a cut, another limit)."""
+    """A text, or a pair, that cannot be read in the model's windows: `no_room` when one text of a pair leaves the
+    other no room (no more tokens than consecutive windows share, or none at all under "only_first" /
+    "only_second"; the fix is in the message: shorten that text, lower the stride, or cut both), else more windows
+    than `max_windows` (the fix is the caller's: the head, a cut, another limit)."""
 
     def __init__(self, message: str, no_room: bool = False) -> None:
         super().__init__(message)

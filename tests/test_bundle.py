@@ -51,8 +51,9 @@ def test_garbled_manifest_is_one_clear_error(tmp_path, seqcls_bundle):
     with pytest.raises(BundleError, match=r"lacks or garbles a field .*re-run `mbert-edge export`"):
         Bundle.open(bundle)
     for change, message in (
-        ({"max_length": "abc"}, "max_length is 'abc', not of type <class 'int'>"),
-        ({"hidden_size": True}, "hidden_size is True, not of type <class 'int'>"),
+        ({"max_length": "abc"}, "max_length is 'abc', not of type int"),
+        ({"hidden_size": True}, "hidden_size is True, not of type int"),
+        ({"task": ["sequence-classification"]}, "unknown task ['sequence-classification']"),
         ({"models": {"fp32": 3}}, "models is {'fp32': 3}, not of type dict[str, str]"),
         ({"labels": None}, "names no labels for its sequence-classification head"),
     ):  # a wrong type fails as the bundle opens, not as an "unexpected" error in the runtime

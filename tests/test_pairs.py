@@ -236,6 +236,9 @@ def test_the_server_classifies_zero_shot(nli_bundle, seqcls_bundle):
         echoed = client.post("/zero-shot", content=lone, headers={"content-type": "application/json"})
         assert echoed.status_code == 200 and echoed.json()["sequence"] == "\ufffd Zug", echoed.text
         assert sorted(echoed.json()["labels"]) == ["Reise", "\ufffd"]  # echoed as the model read them (U+FFFD)
+        encoded = b'{"inputs": "a\xed\xa0\x80b", "candidate_labels": ["Reise"]}'  # a surrogate encoded: not UTF-8
+        refused = client.post("/zero-shot", content=encoded, headers={"content-type": "application/json"})
+        assert refused.status_code == 422 and refused.json()["error"].startswith("the body is not UTF-8"), refused.text
         wrong = client.post("/zero-shot", json={"inputs": TEXTS, "candidate_labels": ["a", 3]})
         assert wrong.status_code == 422 and "candidate_labels" in wrong.json()["error"]
         paths = client.get("/openapi.json").json()["paths"]

@@ -153,9 +153,8 @@ def kept_columns(names: list[str], job: Job, task: str) -> list[str]:
 
 def check_job_options(model: TaskModel, job: Job) -> None:
     """Fail, before OUTPUT is made, on options the model refuses (`results.check_options`)."""
-    relevance = job.query_column is not None and not TASKS[model.task].questions
-    pairs = job.pair_column is not None or job.query_column is not None
-    check_options(model, pairs, relevance, job.batch_size, job.options, job.truncation)
+    queries, pairs = job.query_column is not None, job.pair_column is not None
+    check_options(model, queries, pairs, job.batch_size, job.options, job.truncation)
 
 
 def part_path(output: Path, index: int) -> Path:

@@ -113,18 +113,31 @@ def _caller(
     return call
 
 
+def check_columns(model: TaskModel, queries: bool) -> None:
+    """Fail when the model cannot read rows so: a query column needs a cross-encoder or a question-answering
+    bundle, which needs it."""
+    answers = isinstance(model, QuestionAnswerer)
+    if queries and not isinstance(model, Reranker) and not answers:
+        raise MbertEdgeError("--query-column needs a cross-encoder bundle (a classifier with one relevance logit)")
+    if answers and not queries:
+        raise MbertEdgeError("a question-answering bundle reads each row's question: pass --question-column")
+
+
 def check_options(
     model: TaskModel,
+    queries: bool,
     pairs: bool,
-    relevance: bool,
     batch_size: int,
     task_options: Mapping[str, Any],
     truncation: str | None,
 ) -> None:
-    """Make the call `annotate` makes on one made-up input of the job's shape (a pair, or a text holding the mask
-    token), so that options the model refuses (a doc_stride over the window, a truncation the task does not take,
-    targets outside the vocabulary) fail the job before its output exists, as one line."""
-    item: TextInput = ("a", "a") if pairs else getattr(model, "mask_token", None) or "a"
+    """`check_columns`, then the call `annotate` makes on one made-up input of the job's shape (a pair, or a text
+    holding the mask token), so that options the model refuses (a doc_stride over the window, a truncation the
+    task does not take, targets outside the vocabulary) fail the job before its output exists, as one line.
+    `queries`: rows have a query (or question) column; `pairs`: a second-text column."""
+    check_columns(model, queries)
+    relevance = queries and not isinstance(model, QuestionAnswerer)
+    item: TextInput = ("a", "a") if queries or pairs else getattr(model, "mask_token", None) or "a"
     try:
         _caller(model, relevance, batch_size, task_options, truncation)([item])
     except (TypeError, ValueError) as exc:
@@ -228,10 +241,7 @@ def annotate(
     a row of `table` was read, named in the error of a row that is not UTF-8."""
     options = options or {}
     answers = isinstance(model, QuestionAnswerer)
-    if query_column is not None and not isinstance(model, Reranker) and not answers:
-        raise MbertEdgeError("--query-column needs a cross-encoder bundle (a classifier with one relevance logit)")
-    if answers and query_column is None:
-        raise MbertEdgeError("a question-answering bundle reads each row's question: pass --question-column")
+    check_columns(model, query_column is not None)
     second = pair_column or query_column
     columns = [text_column, *([second] if second else [])]
     table, unreadable = not_utf8(table, [*columns, *(keep or table.column_names)], locate)

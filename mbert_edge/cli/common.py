@@ -27,9 +27,10 @@ PRECISION = click.option(
     show_default=True,
     help="Which model of the bundle: auto takes INT8 when the bundle has it.",
 )
+MAX_BATCH_SIZE = 65_536  # texts in one call; far above what fits a CPU's caches, below what overflows a chunk count
 BATCH_SIZE = click.option(
     "--batch-size",
-    type=click.IntRange(1, 65_536),
+    type=click.IntRange(1, MAX_BATCH_SIZE),
     default=32,
     show_default=True,
     help="Texts (their windows) run through the model together.",
@@ -67,6 +68,9 @@ class Numbers(click.ParamType):
 
     name = "N,N,..."
 
+    def __init__(self, maximum: int | None = None) -> None:
+        self.maximum = maximum
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
         if isinstance(value, tuple):
             return value
@@ -74,8 +78,9 @@ class Numbers(click.ParamType):
             values = tuple(int(x) for x in str(value).split(","))
         except ValueError:
             self.fail(f"expected comma-separated integers, got {value!r}", param, ctx)
-        if min(values) < 1:
-            self.fail(f"expected positive integers, got {value!r}", param, ctx)
+        if min(values) < 1 or (self.maximum is not None and max(values) > self.maximum):
+            upto = "" if self.maximum is None else f" up to {self.maximum:,}"
+            self.fail(f"expected positive integers{upto}, got {value!r}", param, ctx)
         return values
 
 

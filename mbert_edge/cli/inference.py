@@ -22,6 +22,7 @@ from ..textdata import builtin_sample, load_textset, model_texts, with_masks
 from .common import (
     BATCH_SIZE,
     DATA_HELP,
+    MAX_BATCH_SIZE,
     PRECISION,
     TRUNCATION,
     NonEmptyPath,
@@ -357,7 +358,7 @@ def verify(
 )
 @click.option(
     "--batch-sizes",
-    type=Numbers(),
+    type=Numbers(MAX_BATCH_SIZE),
     default=",".join(map(str, BATCH_SIZES)),
     show_default=True,
     help="Throughput batch sizes.",

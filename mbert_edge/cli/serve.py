@@ -57,10 +57,10 @@ def serve(bundle: Path, host: str, port: int, workers: int, keep_alive_timeout: 
         ) from exc
 
     settings = ServerSettings(bundle=str(bundle), **options)
-    if settings.api_key is None and os.environ.get("MBERT_EDGE_API_KEY") is not None:  # click reads "" as unset
-        raise click.BadParameter(
-            "is set but empty; give it a key, or unset it to serve without one", param_hint="MBERT_EDGE_API_KEY"
-        )
+    for setting in dataclasses.fields(ServerSettings):  # click reads an empty variable as unset: refuse it
+        variable = setting.metadata.get("envvar")
+        if variable and os.environ.get(variable) == "" and getattr(settings, setting.name) is None:
+            raise click.BadParameter("is set but empty; give it a value, or unset it", param_hint=variable)
     if settings.api_key is not None and not settings.api_key.strip():
         raise click.BadParameter(
             "is empty; pass a key, or leave the option out to serve without one", param_hint="--api-key"

@@ -8,6 +8,7 @@ become its result. Everything here is read-only after construction, so one objec
 from __future__ import annotations
 
 import itertools
+import re
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11; for the type checker only
 
 PerText = list[tuple[list[Encoding], list[np.ndarray]]]  # each text's windows and the graph's output for each
+
+
+NUMBERED = re.compile(r"(text|pair) (\d+)")  # how an error of `predict` names one of its inputs
 
 
 class TaskModel(ABC):
@@ -157,7 +161,7 @@ class TaskModel(ABC):
     def iter_predict(self, texts: Iterable[TextInput], chunk_size: int = 1024, **options: Any) -> Iterator[Any]:
         """`predict` for a stream of texts (a generator, a file): one result at a time, in input order, with
         memory bounded by `chunk_size` texts. Takes `predict`'s keyword arguments. An error naming a text or pair
-        by its number says where in the stream that number counts from."""
+        by its number numbers it in the stream, from 0."""
         if isinstance(texts, (str, bytes, bytearray)) or not isinstance(texts, Iterable):
             raise TypeError(f"texts must be an iterable of str, got {type(texts).__name__}")
         check_count("chunk_size", chunk_size)
@@ -169,8 +173,10 @@ class TaskModel(ABC):
             as_text_list(chunk, first, pairs=TASKS[self.task].pairs)  # a wrong type is named by its index in the stream
             try:
                 results = self.predict(chunk, **options)
-            except ValueError as exc:  # "text 3 ...", "pair 3's ...": numbered within this chunk
-                if first and exc.args and isinstance(exc.args[0], str) and exc.args[0].startswith(("text ", "pair ")):
-                    exc.args = (f"{exc.args[0]} (numbered from input {first} of the stream)", *exc.args[1:])
+            except ValueError as exc:  # "text 3 ...", "pair 3's ...": numbered within this chunk, renumbered
+                numbered = NUMBERED.match(exc.args[0]) if first and exc.args and isinstance(exc.args[0], str) else None
+                if numbered:
+                    renumbered = f"{numbered[1]} {int(numbered[2]) + first}{exc.args[0][numbered.end() :]}"
+                    exc.args = (renumbered, *exc.args[1:])
                 raise
             yield from results

@@ -255,15 +255,20 @@ class Server:
         unmasked = next((i for i, group in enumerate(windows) if mask is not None and mask not in group[0].ids), None)
         if unmasked is not None:
             raise schemas.invalid(f"inputs[{unmasked}] has no mask token in its first {self.model.max_length} tokens")
-        top_k = options.get("top_k") or TOP_K
-        fills = mask is not None and isinstance(top_k, int) and top_k * sum(g[0].ids.count(mask) for g in windows)
-        if fills and fills > self.settings.max_input_tokens:  # each proposal is a copy of its text: bound them
-            raise RequestError(
-                422,
-                "too_many_tokens",
-                f"{fills:,} proposals (masks x top_k) are over this server's --max-input-tokens "
-                f"{self.settings.max_input_tokens}: lower top_k or send fewer masks",
+        top_k, targets = options.get("top_k") or TOP_K, options.get("targets")
+        if mask is not None and isinstance(top_k, int):  # each proposal is a copy of its text: bound the answer
+            choices = (
+                1 if isinstance(targets, str) else len(targets) if targets else self.model.tokenizer.get_vocab_size()
             )
+            copied = min(top_k, choices) * sum(g[0].ids.count(mask) * len(g[0].ids) for g in windows)
+            limit = self.settings.max_input_tokens * TOP_K
+            if copied > limit:
+                raise RequestError(
+                    422,
+                    "too_many_tokens",
+                    f"the answer would copy its texts' tokens {copied:,} times over (masks x top_k x tokens), over "
+                    f"this server's --max-input-tokens x {TOP_K} ({limit:,}): lower top_k or send fewer masks",
+                )
         return [[len(w) for w in group] for group in windows]
 
     def _call(

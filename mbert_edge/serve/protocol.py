@@ -60,7 +60,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes llhttp cannot parse (a bad request line, a `Content-Length` that is no number)."""
-        self._refuse(400, "bad_request", f"the request is not valid HTTP/1.1: {msg}")
+        self._refuse(400, "bad_request", f"the request is not valid HTTP ({msg.rstrip('.')})")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_deadline()

@@ -63,7 +63,7 @@ class TextRequest:
     options: dict[str, Any]  # only the options the client gave
 
 
-SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # how a lone surrogate can come in: UTF-8 cannot carry one
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # how a lone surrogate comes into UTF-8 text: escaped
 
 
 def cleaned(value: Any) -> Any:
@@ -84,9 +84,12 @@ def parse(
     """The request in `raw`, or a RequestError (422) naming what is wrong. With `pairs`, a list may hold pairs of
     texts, each a list of two strings (as text-embeddings-inference takes them), instead of texts."""
     try:
-        body = json.loads(raw)
-        if SURROGATE_ESCAPE.search(raw):
+        text = raw.decode("utf-8-sig")  # strictly: json.loads would let an encoded surrogate (ED A0 80) through
+        body = json.loads(text)
+        if SURROGATE_ESCAPE.search(text):
             body = cleaned(body)
+    except UnicodeDecodeError as exc:
+        raise invalid(f"the body is not UTF-8 ({exc.reason} at byte {exc.start}): send JSON as UTF-8") from exc
     # ValueError: besides malformed JSON, an integer of more than 4,300 digits; RecursionError: nested too deep.
     except (ValueError, RecursionError) as exc:
         raise invalid(f"the body is not valid JSON: {exc}") from exc
