@@ -203,6 +203,9 @@ def test_options_the_model_refuses_fail_before_the_output_exists(seqcls_bundle, 
     OUTPUT is made, so the corrected command starts afresh instead of being refused as another job; so does an
     OUTPUT that cannot be a folder."""
     pq.write_table(corpus(5), tmp_path / "in.parquet")
+    with pytest.raises(MbertEdgeError, match="--query-column needs a cross-encoder bundle"):
+        run_local(Job(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "out-query", query_column="source"))
+    assert not (tmp_path / "out-query").exists()
     (tmp_path / "a-file").write_text("")
     with pytest.raises(MbertEdgeError, match="a-file is a file: choose a folder for the output"):
         run_local(Job(seqcls_bundle, tmp_path / "in.parquet", tmp_path / "a-file"))
@@ -298,13 +301,15 @@ def test_a_row_that_is_not_utf8_is_located_in_csv_files_of_every_shape(seqcls_bu
         "cr.csv": (b"id,text\r1,hello\r2,b\xffad\r3,ok\r", 3),
         "quoted.csv": (b'id,text\n1,"two\nlines"\n\n2,b\xffad\n3,ok\n', 5),
         "zipped.csv.gz": (gzip.compress(b"id,text\n1,hello\n2,b\xffad\n3,ok\n"), 3),
+        "wide.csv": (b"id,text\n1," + b"wort " * 40_000 + b"\n2,b\xffad\n3,ok\n", None),  # a field over csv's limit
     }
     for name, (content, line) in files.items():
         (tmp_path / name).write_bytes(content)
         out = tmp_path / f"out-{name}"
         run_local(Job(seqcls_bundle, tmp_path / name, out, format="csv"))
         errors = results_of(out).column("error").to_pylist()
-        assert errors == [None, f"not UTF-8 in text: {name} line {line}", None], name
+        where = f"{name} line {line}" if line else "row 2 of the input"  # past a field it cannot read: its number
+        assert errors == [None, f"not UTF-8 in text: {where}", None], name
 
 
 @pytest.mark.slow
