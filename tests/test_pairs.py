@@ -396,7 +396,7 @@ def test_batch_reads_pairs_and_scores_queries(nli_bundle, rerank_bundle, seqcls_
 
 def test_a_pair_one_text_cannot_be_cut_to_fit_is_named(nli_bundle, tmp_path):
     """A pair whose kept text leaves the other no room under "only_first" / "only_second" is a `WindowError`
-    naming the pair (`Runner.cut_error` agrees with the tokenizer at every length around the edge), a 422
+    naming the pair (`Runner.cut_errors` agrees with the tokenizer at every length around the edge), a 422
     `validation` from the server, and its row's error in `batch`, which finishes the other rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -412,7 +412,7 @@ def test_a_pair_one_text_cannot_be_cut_to_fit_is_named(nli_bundle, tmp_path):
     for words in range(limit - 8, limit + 2):  # "a" is one token: the kept text alone fills the window here
         long = " ".join(["a"] * words)
         for pair, truncation in (((long, "b c"), "only_second"), (("b c", long), "only_first")):
-            error = runner.cut_error(pair, truncation)
+            error = runner.cut_errors([pair], truncation)[0]
             try:
                 runner.pair_windows([pair], truncation)
                 cut = True
@@ -423,7 +423,7 @@ def test_a_pair_one_text_cannot_be_cut_to_fit_is_named(nli_bundle, tmp_path):
     long = " ".join(["a"] * limit)
     with pytest.raises(WindowError, match=r"^pair 1's first text leaves the other no room in \d+ tokens"):
         model.predict([("a", "b"), (long, "b")], truncation="only_second")
-    assert runner.cut_error((long, "b"), "longest_first") is None
+    assert runner.cut_errors([(long, "b")], "longest_first") == [None]
 
     with TestClient(create_app(model, ServerSettings(bundle=str(nli_bundle)))) as client:
         refused = client.post("/predict", json={"inputs": [[long, "b"]], "truncation": "only_second"})
@@ -435,6 +435,6 @@ def test_a_pair_one_text_cannot_be_cut_to_fit_is_named(nli_bundle, tmp_path):
     run = run_cli("batch", str(nli_bundle), str(tmp_path / "in.parquet"), str(tmp_path / "out"), *args)
     assert run.returncode == 0, run.stderr
     rows = pq.read_table(tmp_path / "out").to_pylist()
-    assert rows[1]["label"] is None and rows[1]["error"] == str(runner.cut_error((long, "b"), "only_second"))
+    assert rows[1]["label"] is None and rows[1]["error"] == str(runner.cut_errors([(long, "b")], "only_second")[0])
     expected = model.predict([("a", "b"), ("c", "d")], truncation="only_second")
     assert [(r["label"], r["error"]) for r in rows[::2]] == [(e["label"], None) for e in expected]

@@ -265,8 +265,8 @@ def annotate(
             if error := model.window_error(item, options):
                 errors[row] = str(error) if error.no_room else f"{error}; {fix}"
     elif second:  # a pair that "only_first" or "only_second" cannot cut is its row's error
-        for row, item in zip(good, items):
-            if error := model.runner.cut_error(cast(Pair, item), truncation or default):
+        for row, error in zip(good, model.runner.cut_errors(cast(list[Pair], items), truncation or default)):
+            if error:
                 errors[row] = str(error)
     kept = [(row, item) for row, item in zip(good, items) if errors[row] is None]
     good, items = [row for row, _ in kept], [item for _, item in kept]

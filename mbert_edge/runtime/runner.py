@@ -256,8 +256,8 @@ class Runner:
         try:
             encodings = self._pair_tokenizers[key].encode_batch([(encodable(a), encodable(b)) for a, b in pairs])
         except Exception as exc:  # the tokenizers' own, for a text too short to cut: which pair, and why
-            for index, pair in enumerate(pairs):
-                if error := self.cut_error(pair, truncation):
+            for index, error in enumerate(self.cut_errors(pairs, truncation)):
+                if error:
                     raise WindowError(f"pair {index}'s {error}", no_room=True) from exc
             raise ValueError(
                 f"truncation {truncation!r} cannot cut these pairs to {self.max_length} tokens: {exc}"
@@ -271,21 +271,29 @@ class Runner:
             name, stride, self.max_length - self.tokenizer.num_special_tokens_to_add(True), self.max_length
         )
 
-    def cut_error(self, pair: tuple[str, str], truncation: str) -> WindowError | None:
-        """Why `truncation` "only_first" or "only_second" cannot cut `pair` to `max_length` tokens (the text it keeps
-        whole leaves the other no token), None when it can; the other truncations always can."""
+    def cut_errors(self, pairs: Sequence[tuple[str, str]], truncation: str) -> list[WindowError | None]:
+        """Per pair, why `truncation` "only_first" or "only_second" cannot cut it to `max_length` tokens (the text it
+        keeps whole leaves the other no token), None when it can; the other truncations always can."""
         if truncation not in ("only_first", "only_second"):
-            return None
-        first, second = (len(self.tokenizer.encode(encodable(t), add_special_tokens=False).ids) for t in pair)
-        kept, name = (second, "second") if truncation == "only_first" else (first, "first")
+            return [None] * len(pairs)
+        texts = [encodable(t) for pair in pairs for t in pair]
+        counts = [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        name = "second" if truncation == "only_first" else "first"
         specials = self.tokenizer.num_special_tokens_to_add(True)
-        if first + second + specials <= self.max_length or kept + specials < self.max_length:
-            return None  # counts cut at max_length (the runner's truncation) decide alike
-        return WindowError(
-            f"{name} text leaves the other no room in {self.max_length} tokens, so truncation {truncation!r} cannot "
-            f"cut the pair to fit; cut both (truncation 'longest_first') or shorten the {name} text",
-            no_room=True,
-        )
+        errors: list[WindowError | None] = []
+        for first, second in zip(counts[::2], counts[1::2]):
+            kept = second if truncation == "only_first" else first
+            fits = first + second + specials <= self.max_length or kept + specials < self.max_length
+            errors.append(  # counts cut at max_length (the runner's truncation) decide alike
+                None
+                if fits
+                else WindowError(
+                    f"{name} text leaves the other no room in {self.max_length} tokens, so truncation {truncation!r} "
+                    f"cannot cut the pair to fit; cut both (truncation 'longest_first') or shorten the {name} text",
+                    no_room=True,
+                )
+            )
+        return errors
 
     def window_error(self, item: TextInput, stride: int | None = None) -> WindowError | None:
         """Why `item` cannot be read in windows sharing `stride` tokens (default: the runner's), None when it can:
