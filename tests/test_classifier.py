@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -113,3 +114,35 @@ def test_a_wrong_argument_is_named_before_any_work(seqcls_bundle, arguments, err
     with pytest.raises(TypeError, match="chunk_size must be an int >= 1, got float"):
         next(clf.iter_predict(["Hallo"], chunk_size=0.5))
     assert clf.predict("Hallo", top_k=None, batch_size=1, truncation=None)  # None: every label, the default cut
+
+
+@pytest.mark.parametrize(
+    "options, error, message",
+    [
+        ({"strid": 5}, TypeError, "unexpected keyword argument 'strid'; the loading options are stride, "),
+        ({"max_batch_tokens": 8192.0}, TypeError, "max_batch_tokens must be an int >= 1, got float 8192.0"),
+        ({"max_batch_tokens": 10**30}, ValueError, "max_batch_tokens must be at most 2,147,483,647"),
+        ({"max_windows": True}, TypeError, "max_windows must be an int >= 1 or None, got bool True"),
+        ({"intra_op_threads": "2"}, TypeError, "intra_op_threads must be an int >= 1 or None, got str '2'"),
+        ({"inter_op_threads": None}, TypeError, "inter_op_threads must be an int >= 1, got NoneType None"),
+        ({"options": "x"}, TypeError, "options must be an onnxruntime.SessionOptions or None, got str"),
+        ({"session_config": {"x": 1}}, TypeError, "session_config must be a mapping of str to str or None"),
+        ({"verify_hashes": "no"}, TypeError, "verify_hashes must be a bool, got str"),
+    ],
+)
+def test_a_wrong_loading_option_is_named_before_the_bundle_is_read(seqcls_bundle, options, error, message):
+    """A misspelled option was ignored (`strid=5` loaded with the default stride); a value of the wrong type failed
+    later inside numpy or ONNX Runtime, or was blamed on the model file."""
+    with pytest.raises(error, match=f"^{re.escape(message)}"):
+        Classifier(seqcls_bundle, **options)
+
+
+def test_window_error_follows_the_truncation_asked_for(seqcls_bundle):
+    """`window_error` says what `predict` would refuse with these options: a text over max_windows read in windows,
+    nothing when its head is read; a pair "only_second" cannot cut."""
+    clf = Classifier(seqcls_bundle, max_windows=2)
+    long = "Wort " * 2000
+    assert clf.window_error(long) is not None and clf.window_error(long, {"truncation": "head"}) is None
+    assert clf.predict(long, truncation="head")
+    assert clf.window_error((long, "kurz"), {"truncation": "only_second"}).no_room
+    assert clf.window_error((long, "kurz"), {"truncation": "longest_first"}) is None

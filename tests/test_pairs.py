@@ -81,6 +81,7 @@ def test_zero_shot_refuses_what_it_cannot_do(nli_bundle, seqcls_bundle):
     with pytest.raises(ValueError, match="is not a template \\(Single '\\{' encountered"):
         model.predict(TEXTS[0], CANDIDATES, hypothesis_template="It is {")
     assert model.predict(TEXTS[0], ["a"], "{0} {{x}}") == model.predict(TEXTS[0], ["a"], "{} {{x}}")
+    assert model.predict([], CANDIDATES) == []  # a list in, a list out (it failed on the truncation's check)
     with pytest.raises(ValueError, match="candidate_labels is empty"):
         model.predict(TEXTS[0], " , ")
     with pytest.raises(TypeError, match="candidate_labels\\[1\\] must be a str, got int"):

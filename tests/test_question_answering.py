@@ -275,6 +275,11 @@ def test_windows_of_a_context_beside_its_question(exported):
     assert raised.value.no_room
     for fixed in (whole.answer(WORDY, short, doc_stride=32), whole.answer(WORDY, short, max_question_len=32)):
         assert fixed["answer"] == short[fixed["start"] : fixed["end"]] != ""
+    assert whole.answer("\ud800 " * 100, short)["answer"] == whole.answer("\ufffd " * 100, short)["answer"]  # cut alike
+    assert whole.answer(question, short, max_answer_len=10**20) == whole.answer(question, short, max_answer_len=512)
+    for wrong, name in (((None, short), "question"), ((b"Wo?", short), "question"), ((question, None), "context")):
+        with pytest.raises(TypeError, match=f"^{name} must be a str or a sequence of str, got "):
+            whole.answer(*wrong)
 
     table = pa.table({"q": [question, WORDY, question], "text": [long, short, short]})
     rows = annotate(limited, table, "text", query_column="q").to_pylist()

@@ -83,8 +83,12 @@ class TaskModel(ABC):
         return self.runner.tokenizer
 
     def window_error(self, item: TextInput, options: Mapping[str, Any] | None = None) -> WindowError | None:
-        """Why `predict` with the task's `options` would refuse `item` read in windows (`Runner.window_error`),
-        None when it would not."""
+        """Why `predict` with `options` would refuse `item` read in windows (`Runner.window_error`), None when it
+        would not; with a `truncation` other than "window" among them, why that truncation cannot cut it (a pair cut
+        by one text alone: `Runner.cut_errors`; a text's head always can)."""
+        truncation = (options or {}).get("truncation")
+        if truncation not in (None, "window"):
+            return None if isinstance(item, str) else self.runner.cut_errors([item], truncation)[0]
         return self.runner.window_error(item)
 
     @property

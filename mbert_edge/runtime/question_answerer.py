@@ -14,7 +14,7 @@ from tokenizers import Encoding
 from ..errors import WindowError
 from ..tasks import QUESTION_ANSWERING
 from .model import PerText, TaskModel
-from .textinput import Pair, TextInput, as_text_list, check_count
+from .textinput import Pair, TextInput, as_text_list, check_count, encodable
 
 Answer = dict[str, Any]
 MAX_QUESTION_LEN = 64  # tokens of a question kept (the pipeline's default)
@@ -54,7 +54,7 @@ def best_spans(
     probability."""
     start, end = start.copy(), end.copy()
     start[0] = end[0] = 0.0  # [CLS] is the "no answer" span, scored apart (handle_impossible_answer)
-    scores = np.tril(np.triu(np.outer(start, end)), max_answer_len - 1).ravel()
+    scores = np.tril(np.triu(np.outer(start, end)), min(max_answer_len, start.size) - 1).ravel()
     if count < scores.size:
         best = np.argpartition(-scores, count - 1)[:count]
         best = best[np.argsort(-scores[best], kind="stable")]
@@ -106,6 +106,9 @@ class QuestionAnswerer(TaskModel):
     ) -> Answer | list[Answer] | list[list[Answer]]:
         """The answer to `question` in `context`, or one per question where either is a list (one context for many
         questions, or a context per question): see `predict`."""
+        for name, value in (("question", question), ("context", context)):
+            if isinstance(value, (bytes, bytearray)) or not isinstance(value, (str, Sequence)):
+                raise TypeError(f"{name} must be a str or a sequence of str, got {type(value).__name__}")
         many = [not isinstance(x, str) for x in (question, context)]
         questions = list(question) if many[0] else [question] * (len(context) if many[1] else 1)
         contexts = list(context) if many[1] else [context] * len(questions)
@@ -189,7 +192,7 @@ class QuestionAnswerer(TaskModel):
         question, context = pair
         if len(question) <= max_question_len:  # a token holds at least one character
             return pair
-        tokens = self.tokenizer.encode(question, add_special_tokens=False)
+        tokens = self.tokenizer.encode(encodable(question), add_special_tokens=False)  # one code point for one
         if len(tokens.ids) <= max_question_len:
             return pair
         return question[: tokens.offsets[max_question_len - 1][1]], context

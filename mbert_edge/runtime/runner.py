@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, TypedDict, cast
 
 import numpy as np
 import onnxruntime as ort
@@ -23,7 +23,7 @@ from ..tasks import PAIR_TRUNCATIONS, TASKS, TRUNCATIONS
 from .batching import padded_inputs, plan_batches
 from .cpus import available_cpus, cpu_flags, int8_is_fast
 from .integrity import check_graph, check_tokenizer, open_session
-from .textinput import TextInput, encodable
+from .textinput import TextInput, check_count, encodable
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack  # typing's own from Python 3.11; for the type checker only
@@ -98,6 +98,34 @@ class RunnerOptions(TypedDict, total=False):
     verify_hashes: bool
 
 
+MAX_BATCH_TOKENS = 2**31 - 1  # what ONNX Runtime's and numpy's index types hold
+
+
+def check_run_options(options: Mapping[str, object]) -> None:
+    """The keywords of `Runner.open` (`RunnerOptions`), checked before any file is read: an unknown name, or a
+    value of the wrong type or range, is one TypeError or ValueError naming the keyword."""
+    known = list(RunnerOptions.__annotations__)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}; the loading options are {', '.join(known)}")
+    for name in ("max_batch_tokens", "inter_op_threads", "max_windows", "intra_op_threads"):
+        if name in options:
+            check_count(name, options[name], allow_none=name in ("max_windows", "intra_op_threads"))
+    if cast(int, options.get("max_batch_tokens", 0)) > MAX_BATCH_TOKENS:
+        raise ValueError(f"max_batch_tokens must be at most {MAX_BATCH_TOKENS:,}, got {options['max_batch_tokens']}")
+    if options.get("options") is not None and not isinstance(options["options"], ort.SessionOptions):
+        raise TypeError(
+            f"options must be an onnxruntime.SessionOptions or None, got {type(options['options']).__name__}"
+        )
+    config = options.get("session_config")
+    if config is not None and not (
+        isinstance(config, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in config.items())
+    ):
+        raise TypeError(f"session_config must be a mapping of str to str or None, got {config!r:.60}")
+    if not isinstance(options.get("verify_hashes", True), bool):
+        raise TypeError(f"verify_hashes must be a bool, got {type(options['verify_hashes']).__name__}")
+
+
 class Runner:
     """Runs texts through one graph in length-bucketed batches. Read-only after construction: one runner
     serves many threads (ONNX Runtime runs concurrent calls on one session)."""
@@ -147,6 +175,7 @@ class Runner:
         """The runner of a bundle's model (`precision` "auto" takes INT8 when there is one), after the load-time
         checks: files present, hashes, tokenizer and graph belong to the manifest. Intra-op threads: the
         option, else the manifest's from `mbert-edge bench --save`, else the usable cores."""
+        check_run_options(run_options)
         intra_op_threads = run_options.get("intra_op_threads")
         precision = bundle.resolve_precision(precision)
         bundle.check_files_present()

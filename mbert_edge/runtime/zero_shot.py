@@ -108,6 +108,8 @@ class ZeroShotClassifier(Classifier):
         filled = hypotheses(hypothesis_template, labels)
         listed, single = as_text_list(texts)
         items = cast(list[str], listed)  # texts, not pairs: as_text_list took no pairs
+        if not items:
+            return []
         pairs = [(text, hypothesis) for text in items for hypothesis in filled]
         try:
             logits = self.logits(pairs, batch_size, truncation or "only_first")
