@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import torch_forward
 
 import mbert_edge
@@ -30,6 +31,8 @@ def test_embedder_agrees_with_pytorch(encoder_bundle, encoder_checkpoint):
     assert np.abs(vectors - torch_embeddings(encoder_checkpoint, SENTENCES)).max() <= 1e-4
     assert embedder.encode("Hallo").shape == (32,)
     assert embedder.encode([]).shape == (0, 32)
+    with pytest.raises(TypeError, match=r"^normalize must be a bool, got str$"):  # "no" is truthy
+        embedder.encode("Hallo", normalize="no")
 
 
 def test_load_picks_the_class(seqcls_bundle, encoder_bundle):

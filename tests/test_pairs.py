@@ -180,6 +180,10 @@ def test_the_server_ranks_and_classifies_pairs(rerank_bundle, seqcls_bundle):
 
     reranker = load(rerank_bundle)
     assert isinstance(reranker, Reranker)  # a classifier with one logit loads as a reranker
+    one = reranker.scores(QUERY, DOCUMENTS[0])  # one document as a str, not its characters
+    assert one.shape == (1,) and one[0] == pytest.approx(reranker.scores(QUERY, [DOCUMENTS[0]])[0], abs=1e-6)
+    with pytest.raises(TypeError, match=r"^raw_scores must be a bool, got str$"):
+        reranker.scores(QUERY, DOCUMENTS, raw_scores="yes")
     with TestClient(create_app(reranker, ServerSettings(bundle=str(rerank_bundle)))) as client:
         ranked = client.post("/rerank", json={"query": QUERY, "texts": DOCUMENTS, "return_text": True}).json()
         expected = reranker.rank(QUERY, DOCUMENTS, return_documents=True)

@@ -28,6 +28,8 @@ class Embedder(TaskModel):
         to unit length (cosine similarity is then a dot product). A text longer than the max length is
         read in overlapping windows: their pooled vectors are averaged weighted by token count (max
         pooling takes the element-wise max), as pooling over the whole text would."""
+        if not isinstance(normalize, bool):  # "no" is truthy: it would normalise
+            raise TypeError(f"normalize must be a bool, got {type(normalize).__name__}")
         combine = self._max if self.bundle.manifest.pooling == "max" else self._token_weighted
 
         def vectors(items: list[str], per_text: PerText) -> np.ndarray:

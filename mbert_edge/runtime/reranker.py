@@ -36,15 +36,17 @@ class Reranker(Classifier):
     def scores(
         self,
         query: str,
-        documents: Sequence[str],
+        documents: str | Sequence[str],
         raw_scores: bool = False,
         batch_size: int = 32,
         truncation: str | None = None,
     ) -> np.ndarray:
-        """Each document's relevance to `query`, in the documents' order (as `rank` scores them)."""
+        """Each document's relevance to `query`, in the documents' order (as `rank` scores them; one document may be
+        a str)."""
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}")
-        return self.pair_scores([(query, doc) for doc in documents], raw_scores, batch_size, truncation)
+        docs = cast(list[str], as_text_list(documents)[0])  # texts, not pairs: as_text_list took no pairs
+        return self.pair_scores([(query, doc) for doc in docs], raw_scores, batch_size, truncation)
 
     def pair_scores(
         self,
@@ -55,6 +57,8 @@ class Reranker(Classifier):
     ) -> np.ndarray:
         """Each (query, document) pair's relevance, the queries may differ (as `rank` scores a query's documents):
         how `mbert-edge batch --query-column` scores a table's rows, all pairs batched together."""
+        if not isinstance(raw_scores, bool):
+            raise TypeError(f"raw_scores must be a bool, got {type(raw_scores).__name__}")
         if not pairs:
             return np.zeros(0, np.float32)
 
