@@ -93,6 +93,9 @@ def row_lines(path: Path | str, fmt: str) -> Iterator[int]:
                 start = records.line_num + 1
 
 
+WHERE = re.compile(r": (\S.* line \d+|row \d+ of the input)$")  # what `RowLines` appends to a row's error
+
+
 class RowLines:
     """Where each row of a CSV or JSON Lines input is (its file's name and line), for rows asked for in
     increasing order: the files are read once, forward."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mbert_edge.batch.io import (
+    WHERE,
     RowLines,
     input_files,
     open_input,
@@ -35,7 +35,6 @@ from mbert_edge.progress import Progress
 from mbert_edge.runtime import TaskModel, load
 from mbert_edge.tasks import TASKS
 
-WHERE = re.compile(r": (\S.* line \d+|row \d+ of the input)$")  # where a row was read, after its error (`io.RowLines`)
 JOB_FILE = "_mbert_edge_batch.json"  # pyarrow and Ray skip names starting with "_" or "." when reading a folder
 DONE_FILE = "_SUCCESS"
 

@@ -107,7 +107,7 @@ class QuestionAnswerer(TaskModel):
         """The answer to `question` in `context`, or one per question where either is a list (one context for many
         questions, or a context per question): see `predict`."""
         for name, value in (("question", question), ("context", context)):
-            if isinstance(value, (bytes, bytearray)) or not isinstance(value, (str, Sequence)):
+            if isinstance(value, (bytes, bytearray)) or not isinstance(value, Sequence):
                 raise TypeError(f"{name} must be a str or a sequence of str, got {type(value).__name__}")
         many = [not isinstance(x, str) for x in (question, context)]
         questions = list(question) if many[0] else [question] * (len(context) if many[1] else 1)
